@@ -1,0 +1,78 @@
+"""Settings for the bmparliament demo.
+
+Everything environment-specific comes from environment variables so that one
+image runs against whichever Postgres the deployment points it at.
+"""
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-insecure-secret-key")
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+
+# No admin, auth or sessions: the demo only needs its two apps. contenttypes
+# is left out too, so RenameModel has no content-type rows to keep in step.
+INSTALLED_APPS = [
+    "members",
+    "unified_db",
+]
+
+MIDDLEWARE = [
+    # Outermost, so it sees every 5xx, including those the inner middleware
+    # produces and unhandled exceptions turned into 500 responses.
+    "bmparliament.middleware.ErrorWindowMiddleware",
+    "bmparliament.middleware.ErrorBurstMiddleware",
+]
+
+ROOT_URLCONF = "bmparliament.urls"
+WSGI_APPLICATION = "bmparliament.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": []},
+    }
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": os.environ.get("DB_HOST", "db"),
+        "PORT": int(os.environ.get("DB_PORT", "5432")),
+        "NAME": os.environ.get("DB_NAME", "bmparliament"),
+        "USER": os.environ.get("DB_USER", "bmparliament"),
+        "PASSWORD": os.environ.get("DB_PASSWORD", ""),
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+        # A health check against an unreachable database must answer well
+        # within gunicorn's 30 s worker timeout.
+        "OPTIONS": {"connect_timeout": 5},
+    }
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "plain",
+        },
+    },
+    "root": {"handlers": ["stdout"], "level": "INFO"},
+}

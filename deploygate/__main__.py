@@ -1,0 +1,5 @@
+import sys
+
+from deploygate.cli import main
+
+sys.exit(main())

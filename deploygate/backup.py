@@ -1,0 +1,213 @@
+"""Backups of production: pg_dump of the server's own major version, a manifest, retention.
+
+The dump runs in a one-off container of the production database's own image, so the
+client is never older or newer than the server. Row counts in the manifest are taken
+inside the very snapshot pg_dump uses (``pg_export_snapshot`` + ``--snapshot``), so a
+restore can be checked against them exactly even while production keeps writing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import docker
+from psycopg import sql
+
+from deploygate.config import Settings
+from deploygate.containers import get_or_none, run_oneoff
+from deploygate.database import DatabaseAddress, connect
+from deploygate.errors import DeployGateError
+from deploygate.stack import StackNames, labels
+
+Say = Callable[[str], None]
+DUMP_SUFFIX = ".dump"
+MANIFEST_SUFFIX = ".json"
+BACKUP_PREFIX = "pre_migration_"
+_IN_CONTAINER = "/backup"
+
+
+class BackupError(DeployGateError):
+    """A backup could not be taken, or one on disk is not what its manifest says."""
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A dump on disk and what its manifest records about it."""
+
+    path: Path
+    size: int
+    sha256: str
+    server_version: str
+    pg_dump_version: str
+    created_at: str
+    tables: dict[str, int]
+    duration_s: float
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path.with_suffix(MANIFEST_SUFFIX)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+
+def user_tables(conn) -> list[str]:
+    """Every ordinary table outside the system schemas, as ``schema.table``."""
+    rows = conn.execute(
+        """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+             AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2"""
+    ).fetchall()
+    return [f"{schema}.{table}" for schema, table in rows]
+
+
+def count_rows(conn, tables: list[str]) -> dict[str, int]:
+    """Exact row count of each table (within the caller's transaction/snapshot)."""
+    counts = {}
+    for name in tables:
+        schema, table = name.split(".", 1)
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        counts[name] = conn.execute(query).fetchone()[0]
+    return counts
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_room(backup_dir: Path, database_bytes: int) -> None:
+    # A compressed custom-format dump is far smaller than the database's on-disk size,
+    # so needing that much free space leaves a safe margin without guessing a ratio.
+    free = shutil.disk_usage(backup_dir).free
+    if free < database_bytes:
+        raise BackupError(
+            f"no room for the backup in {backup_dir}: {free / 1e6:.0f} MB free, the database takes {database_bytes / 1e6:.0f} MB"
+        )
+
+
+def take_backup(
+    client: docker.DockerClient,
+    settings: Settings,
+    db: DatabaseAddress,
+    *,
+    say: Say = print,
+    prefix: str = BACKUP_PREFIX,
+) -> Backup:
+    """Dump production to ``<backup_dir>/<prefix><timestamp>.dump`` (0600) beside its manifest.
+
+    Raises ``BackupError`` when there is no room, pg_dump fails, or the database is unreachable.
+    A failed dump leaves no partial file behind.
+    """
+    names = StackNames(settings.project)
+    db_container = get_or_none(client, names.db)
+    if db_container is None:
+        raise BackupError(f"the production database container {names.db} does not exist")
+    backup_dir = settings.path(settings.backup_dir)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(backup_dir, 0o700)
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime())
+    final = backup_dir / f"{prefix}{stamp}{DUMP_SUFFIX}"
+    partial = final.with_name(final.name + ".partial")
+
+    started = time.monotonic()
+    with connect(db, autocommit=False) as conn:
+        database_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        _check_room(backup_dir, database_bytes)
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        server_version = conn.execute("SHOW server_version").fetchone()[0]
+        tables = count_rows(conn, user_tables(conn))
+        say(f"dumping {db.name} ({database_bytes / 1e6:.0f} MB on disk, {sum(tables.values()):,} rows) with the server's own pg_dump...")
+        # The exported snapshot lives while this transaction is open: pg_dump must run now.
+        result = run_oneoff(
+            client,
+            db_container.image.id,
+            [
+                "sh", "-c",
+                # umask: the dump holds every row of production; only its owner may read it.
+                'umask 077 && pg_dump --version && exec pg_dump --format=custom --compress=6 --no-password '
+                '--snapshot="$SNAPSHOT" --host="$PGHOST" --username="$PGUSER" --dbname="$PGDATABASE" --file="$TARGET"',
+            ],
+            network=names.network,
+            environment={
+                "PGHOST": names.db,
+                "PGUSER": db.user,
+                "PGPASSWORD": db.password,
+                "PGDATABASE": db.name,
+                "SNAPSHOT": snapshot,
+                "TARGET": f"{_IN_CONTAINER}/{partial.name}",
+            },
+            labels=labels(settings, "oneoff"),
+            volumes={str(backup_dir): {"bind": _IN_CONTAINER, "mode": "rw"}},
+        )  # fmt: skip
+        conn.rollback()
+    if result.exit_code != 0:
+        partial.unlink(missing_ok=True)
+        raise BackupError(f"pg_dump exited {result.exit_code}: {result.last_line}")
+    os.chmod(partial, 0o600)
+    os.replace(partial, final)
+    backup = Backup(
+        path=final,
+        size=final.stat().st_size,
+        sha256=sha256_of(final),
+        server_version=server_version,
+        pg_dump_version=result.output.splitlines()[0].strip() if result.output else "unknown",
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        tables=tables,
+        duration_s=round(time.monotonic() - started, 3),
+    )
+    manifest = backup.manifest_path
+    fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(backup.to_json(), handle, indent=2, sort_keys=True)
+    say(f"backup {final.name}: {backup.size / 1e6:.1f} MB, sha256 {backup.sha256[:12]}..., {backup.duration_s:.1f}s")
+    return backup
+
+
+def load_backup(manifest_path: Path) -> Backup:
+    """The backup described by ``manifest_path``; raises ``BackupError`` if the file is missing or unreadable."""
+    try:
+        data = json.loads(manifest_path.read_text())
+        data["path"] = Path(data["path"])
+        return Backup(**data)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise BackupError(f"cannot read backup manifest {manifest_path}: {exc}") from None
+
+
+def check_integrity(backup: Backup) -> None:
+    """The dump on disk is the one the manifest describes: present, same size, same sha256."""
+    if not backup.path.exists():
+        raise BackupError(f"backup {backup.path} is missing")
+    size = backup.path.stat().st_size
+    if size != backup.size:
+        raise BackupError(f"backup {backup.path.name} is {size} bytes, its manifest says {backup.size} (truncated?)")
+    digest = sha256_of(backup.path)
+    if digest != backup.sha256:
+        raise BackupError(f"backup {backup.path.name} sha256 {digest[:12]}... does not match its manifest {backup.sha256[:12]}...")
+
+
+def apply_retention(settings: Settings, keep: int | None = None, prefix: str = BACKUP_PREFIX) -> list[Path]:
+    """Delete all but the newest ``keep`` backups (dump + manifest); returns what was deleted."""
+    keep = settings.backup_keep if keep is None else keep
+    backup_dir = settings.path(settings.backup_dir)
+    dumps = sorted(backup_dir.glob(f"{prefix}*{DUMP_SUFFIX}"))
+    deleted = []
+    for dump in dumps[: max(0, len(dumps) - keep)]:
+        for path in (dump, dump.with_suffix(MANIFEST_SUFFIX)):
+            if path.exists():
+                path.unlink()
+                deleted.append(path)
+    return deleted

@@ -1,0 +1,205 @@
+"""Configuration: each option declared once, resolved as command line > env > deploy.toml > default.
+
+Every resolved value keeps the name of its source so the pytest header and
+``nox -s status`` can say where a value came from ("proxy_port: 8080 (from deploy.toml)").
+Nothing is read at import time: ``load()`` takes the environment and overrides explicitly,
+which keeps it testable.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from deploygate.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "deploy.toml"
+CONFIG_ENV = "DEPLOYGATE_CONFIG"
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {text!r}") from None
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{text!r} is not a boolean")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its attribute name, its place in deploy.toml, its default and help."""
+
+    name: str
+    toml: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return "DEPLOYGATE_" + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("project", "stack.project", "bmparliament", "prefix of every container, network and volume"),
+    Option("proxy_bind", "stack.proxy_bind", "127.0.0.1", "address the proxy publishes on"),
+    Option("proxy_port", "stack.proxy_port", 8080, "port the proxy publishes on", _parse_int),
+    Option("state_dir", "stack.state_dir", ".deploygate", "where proxy config, access logs and secrets live"),
+    Option("cache_dir", "stack.cache_dir", ".deploygate/cache", "downloads reused across projects (the wheelhouse)"),
+    Option("db_name", "database.name", "bmparliament_prod", "production database name"),
+    Option("db_user", "database.user", "bmparliament_user", "production database user"),
+    Option(
+        "db_password", "database.password", "", "production database password (generated when empty)", secret=True
+    ),
+    Option("postgres_major", "database.postgres_major", 15, "PostgreSQL major version of production", _parse_int),
+    Option("backup_dir", "backup.dir", "backups", "where backups and their manifests are written"),
+    Option("backup_keep", "backup.keep", 5, "backups kept by retention (older ones are deleted)", _parse_int),
+    Option("app_source", "app.source", "demo", "directory holding the app source and releases.toml"),
+    Option("release", "app.release", "v1", "release production runs after `up`"),
+    Option("app_image", "app.image", "bmparliament", "image repository of the releases built from app.source"),
+    Option("app_port", "app.port", 8000, "port the app listens on inside its container", _parse_int),
+    Option("health_path", "app.health_path", "/health/", "the app's health endpoint"),
+    Option("health_timeout", "app.health_timeout", 60, "seconds a new app container has to become healthy", _parse_int),
+    Option("seed_rows", "seed.rows", 200_000, "PersonLinks the demo seeds", _parse_int),
+    Option("seed_members", "seed.members", 2_000, "members the demo seeds", _parse_int),
+    Option("seed_random", "seed.random_seed", 42, "seed of the deterministic data generator", _parse_int),
+    Option(
+        "image_source",
+        "images.source",
+        "auto",
+        "auto: official images when a registry answers, else built locally",
+        choices=("auto", "local", "registry"),
+    ),
+    Option("debian_mirror", "images.debian_mirror", "http://deb.debian.org/debian", "mirror for debootstrap and apt"),
+    Option("debian_suite", "images.debian_suite", "bookworm", "Debian suite of the locally built base image"),
+)
+_BY_NAME = {opt.name: opt for opt in OPTIONS}
+_BY_TOML = {opt.toml: opt for opt in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration: attribute access to values, ``sources`` says where each came from."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+    config_file: Path | None = None
+    root: Path = field(default_factory=Path.cwd)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(f"no setting named {name!r}") from None
+
+    def path(self, value: str) -> Path:
+        """A configured path, relative paths taken from the project root."""
+        candidate = Path(value)
+        return candidate if candidate.is_absolute() else self.root / candidate
+
+    def describe(self) -> list[str]:
+        """One line per option, ``name: value (from source)``; secrets shown as ***."""
+        lines = []
+        for opt in OPTIONS:
+            shown = "***" if opt.secret and self.values[opt.name] else self.values[opt.name]
+            lines.append(f"{opt.name}: {shown} (from {self.sources[opt.name]})")
+        return lines
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _coerce(opt: Option, raw: Any, source: str) -> Any:
+    try:
+        if isinstance(raw, str) and not isinstance(opt.default, str):
+            value = opt.parse(raw)
+        elif isinstance(opt.default, bool) != isinstance(raw, bool) or not isinstance(raw, type(opt.default)):
+            raise ValueError(f"expected {type(opt.default).__name__}, got {raw!r}")
+        else:
+            value = raw
+    except ValueError as exc:
+        raise ConfigError(f"{opt.name} from {source}: {exc}") from None
+    if opt.choices and value not in opt.choices:
+        raise ConfigError(f"{opt.name} from {source}: {value!r} is not one of {', '.join(opt.choices)}")
+    return value
+
+
+def load(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    root: Path | None = None,
+) -> Settings:
+    """Resolve every option. Raises ``ConfigError`` for a missing file, unknown keys or bad values."""
+    environ = os.environ if environ is None else environ
+    root = Path.cwd() if root is None else root
+    explicit = config_file or environ.get(CONFIG_ENV)
+    path = Path(explicit) if explicit else root / DEFAULT_CONFIG_FILE
+    if not path.is_absolute():
+        path = root / path
+    file_values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            file_values = _flatten(tomllib.loads(path.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        unknown = sorted(set(file_values) - set(_BY_TOML))
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist")
+
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for opt in OPTIONS:
+        if opt.name in overrides and overrides[opt.name] is not None:
+            values[opt.name] = _coerce(opt, overrides[opt.name], "command line")
+            sources[opt.name] = "command line"
+        elif opt.env in environ:
+            values[opt.name] = _coerce(opt, environ[opt.env], f"env {opt.env}")
+            sources[opt.name] = "env"
+        elif opt.toml in file_values:
+            values[opt.name] = _coerce(opt, file_values[opt.toml], path.name)
+            sources[opt.name] = path.name
+        else:
+            values[opt.name] = opt.default
+            sources[opt.name] = "default"
+    return Settings(values=values, sources=sources, config_file=path if path.exists() else None, root=root)
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """``["proxy_port=9090"]`` -> ``{"proxy_port": "9090"}``; raises ``ConfigError`` on a bad pair."""
+    result = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--set expects name=value, got {pair!r}")
+        result[name.strip()] = value
+    return result

@@ -1,0 +1,115 @@
+"""The Docker engine: find one that answers, or install Debian's docker.io and start dockerd.
+
+Everything that needs the engine calls ``ensure_engine()`` first, so a fresh machine
+(or CI) gets an engine without a manual step, and a machine where none can be had gets
+one sentence saying why instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from deploygate.errors import EngineUnavailable
+
+DOCKERD_LOG = Path("/var/log/deploygate-dockerd.log")
+START_TIMEOUT_S = 60
+
+# testcontainers reads these at import time. Ryuk's image cannot be pulled offline (we
+# clean up by label instead), and because this machine has a /.dockerenv testcontainers
+# would otherwise reach published ports through the default gateway rather than loopback.
+TESTCONTAINERS_ENV = {
+    "TESTCONTAINERS_RYUK_DISABLED": "true",
+    "TESTCONTAINERS_HOST_OVERRIDE": "127.0.0.1",
+    "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
+}
+
+
+def configure_testcontainers(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Set testcontainers' environment unless the user set it already (must run before its import)."""
+    for key, value in TESTCONTAINERS_ENV.items():
+        environ.setdefault(key, value)
+
+
+def _client_or_none() -> docker.DockerClient | None:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return None
+
+
+def _install_docker_io(say: Callable[[str], None]) -> None:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise EngineUnavailable(
+            "no Docker engine answers and dockerd is not installed; install Docker "
+            "(Debian: apt-get install docker.io) or point DOCKER_HOST at a running engine"
+        )
+    say("installing Debian's docker.io (no Docker engine found)...")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "docker.io"]):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise EngineUnavailable(f"`{' '.join(argv)}` failed: {tail[0]}")
+
+
+def _start_dockerd(say: Callable[[str], None], timeout: float) -> docker.DockerClient:
+    say(f"starting dockerd in the background (log: {DOCKERD_LOG})...")
+    DOCKERD_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with DOCKERD_LOG.open("ab") as log:
+        # A new session detaches dockerd from this process group, so it outlives
+        # the nox session or CI step that started it.
+        proc = subprocess.Popen(
+            ["dockerd"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client = _client_or_none()
+        if client is not None:
+            return client
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    last = _last_log_line()
+    if proc.poll() is not None:
+        raise EngineUnavailable(f"dockerd exited with code {proc.returncode}: {last}")
+    raise EngineUnavailable(f"dockerd did not answer within {timeout:.0f}s: {last}")
+
+
+def _last_log_line() -> str:
+    try:
+        lines = [line for line in DOCKERD_LOG.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][-300:] if lines else "no log"
+
+
+def ensure_engine(
+    *, say: Callable[[str], None] = print, timeout: float = START_TIMEOUT_S
+) -> docker.DockerClient:
+    """Return a client of an engine that answers, installing/starting one if needed.
+
+    Raises ``EngineUnavailable`` with a one-line cause when no engine can be had.
+    A remote ``DOCKER_HOST`` is never started locally: it either answers or is reported.
+    """
+    client = _client_or_none()
+    if client is not None:
+        return client
+    docker_host = os.environ.get("DOCKER_HOST", "")
+    if docker_host and not docker_host.startswith("unix://"):
+        raise EngineUnavailable(f"the Docker engine at DOCKER_HOST={docker_host} does not answer")
+    if shutil.which("dockerd") is None:
+        _install_docker_io(say)
+    if shutil.which("dockerd") is None:
+        raise EngineUnavailable("docker.io was installed but dockerd is still not on PATH")
+    return _start_dockerd(say, timeout)

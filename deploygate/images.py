@@ -1,0 +1,383 @@
+"""Images: the offline Debian base, Postgres, nginx, Python, and the app's releases.
+
+Every image is tagged by a hash of what goes into it (build context, build args and the
+parent's image id), so a second run finds the tag and builds nothing that is unchanged.
+Where a registry answers (``image_source`` auto/registry) the official Postgres and nginx
+images are pulled instead and given the same local names, so the rest of deploygate
+never knows which path was taken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import docker
+import docker.errors
+
+from deploygate.config import Settings
+from deploygate.errors import ConfigError, ImageBuildError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+IMAGES_DIR = PROJECT_ROOT / "images"
+HASH_LEN = 12
+# Files never part of a build context: byte-code and editor droppings change the hash
+# without changing the image.
+_IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+_IGNORED_SUFFIXES = {".pyc", ".pyo", ".swp"}
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A built or pulled image: the tag deploygate uses and the engine's image id."""
+
+    tag: str
+    id: str
+    built: bool  # False when an existing image was reused
+
+
+def _context_files(root: Path) -> Iterable[tuple[str, Path]]:
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_dir() or _IGNORED_PARTS & set(rel.parts) or path.suffix in _IGNORED_SUFFIXES:
+            continue
+        yield rel.as_posix(), path
+
+
+@dataclass
+class BuildContext:
+    """Files of a docker build, kept as (name in context -> bytes) so they can be hashed and sent."""
+
+    files: dict[str, bytes]
+
+    @classmethod
+    def empty(cls) -> BuildContext:
+        return cls(files={})
+
+    def add_tree(self, source: Path, prefix: str = "") -> BuildContext:
+        for rel, path in _context_files(source):
+            self.files[f"{prefix}{rel}"] = path.read_bytes()
+        return self
+
+    def add_bytes(self, name: str, data: bytes) -> BuildContext:
+        self.files[name] = data
+        return self
+
+    def digest(self, *extra: str) -> str:
+        """sha256 over every file's name, mode-independent content and the ``extra`` strings."""
+        sha = hashlib.sha256()
+        for name in sorted(self.files):
+            sha.update(name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
+        for item in extra:
+            sha.update(b"\1" + item.encode())
+        return sha.hexdigest()
+
+    def tar(self) -> io.BytesIO:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name in sorted(self.files):
+                info = tarfile.TarInfo(name)
+                info.size = len(self.files[name])
+                info.mode = 0o755 if name.endswith(".sh") else 0o644
+                tar.addfile(info, io.BytesIO(self.files[name]))
+        buf.seek(0)
+        return buf
+
+
+def _existing(client: docker.DockerClient, tag: str) -> docker.models.images.Image | None:
+    try:
+        return client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _build(
+    client: docker.DockerClient,
+    *,
+    repo: str,
+    version: str,
+    context: BuildContext,
+    buildargs: Mapping[str, str],
+    labels: Mapping[str, str],
+    say: Say,
+    dockerfile: str = "Dockerfile",
+) -> Image:
+    """Build ``repo:<version>-<hash>`` unless that tag exists; also tag ``repo:<version>``."""
+    content = context.digest(json.dumps(dict(buildargs), sort_keys=True), json.dumps(dict(labels), sort_keys=True))
+    tag = f"{repo}:{version}-{content[:HASH_LEN]}"
+    alias = f"{repo}:{version}"
+    found = _existing(client, tag)
+    if found is not None:
+        found.tag(repo, version)
+        return Image(tag=alias, id=found.id, built=False)
+
+    say(f"building {alias} ({len(context.files)} files in context)...")
+    log_tail: list[str] = []
+    try:
+        stream = client.api.build(
+            fileobj=context.tar(),
+            custom_context=True,
+            dockerfile=dockerfile,
+            tag=tag,
+            buildargs=dict(buildargs),
+            labels={**labels, "deploygate.content": content},
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                raise ImageBuildError(f"building {alias} failed: {chunk['error'].strip()}; last output: {' | '.join(log_tail[-3:])}")
+            line = (chunk.get("stream") or "").strip()
+            if line:
+                log_tail.append(line)
+                if line.startswith("Step "):
+                    say(f"  {alias}: {line[:110]}")
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"building {alias} failed: {exc.explanation or exc}") from None
+    image = client.images.get(tag)
+    image.tag(repo, version)
+    return Image(tag=alias, id=image.id, built=True)
+
+
+def _try_pull(client: docker.DockerClient, reference: str, alias: str, say: Say) -> Image | None:
+    """Pull an official image and give it the local alias; None when no registry answers."""
+    try:
+        image = client.images.pull(reference)
+    except docker.errors.APIError:
+        return None
+    repo, _, version = alias.partition(":")
+    image.tag(repo, version)
+    say(f"pulled {reference} as {alias}")
+    return Image(tag=alias, id=image.id, built=False)
+
+
+# --- the Debian base (debootstrap + docker import) -------------------------------------------
+
+
+def _ensure_debootstrap(say: Say) -> None:
+    if shutil.which("debootstrap"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise ImageBuildError("debootstrap is needed to build the offline base image; install it (apt-get install debootstrap)")
+    say("installing debootstrap...")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "debootstrap"]):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise ImageBuildError(f"`{' '.join(argv)}` failed: {(done.stderr or done.stdout).strip()[-200:]}")
+
+
+BASE_PACKAGES = ("ca-certificates",)
+
+
+def base_image(client: docker.DockerClient, settings: Settings, say: Say = print) -> Image:
+    """The Debian base every local image starts from: debootstrap (minbase) + docker import."""
+    recipe = json.dumps(
+        {"suite": settings.debian_suite, "mirror": settings.debian_mirror, "variant": "minbase", "include": BASE_PACKAGES},
+        sort_keys=True,
+    )
+    version = settings.debian_suite
+    tag = f"deploygate/debian:{version}-{hashlib.sha256(recipe.encode()).hexdigest()[:HASH_LEN]}"
+    found = _existing(client, tag)
+    if found is not None:
+        found.tag("deploygate/debian", version)
+        return Image(tag=f"deploygate/debian:{version}", id=found.id, built=False)
+
+    _ensure_debootstrap(say)
+    say(f"building the Debian {version} base with debootstrap (about a minute)...")
+    with tempfile.TemporaryDirectory(prefix="deploygate-base-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        argv = [
+            "debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+            settings.debian_suite, str(rootfs), settings.debian_mirror,
+        ]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
+            raise ImageBuildError(f"debootstrap failed: {tail[0]}")
+        # Caches make the image bigger and would make apt in children think lists are fresh.
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            shutil.rmtree(rootfs / junk, ignore_errors=True)
+            (rootfs / junk).mkdir(parents=True, exist_ok=True)
+        archive = Path(tmp) / "rootfs.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(rootfs, arcname=".")
+        try:
+            client.api.import_image_from_file(str(archive), repository="deploygate/debian", tag=tag.split(":", 1)[1])
+        except docker.errors.APIError as exc:
+            raise ImageBuildError(f"docker import of the base image failed: {exc.explanation or exc}") from None
+    image = client.images.get(tag)
+    image.tag("deploygate/debian", version)
+    return Image(tag=f"deploygate/debian:{version}", id=image.id, built=True)
+
+
+# --- service images ------------------------------------------------------------------------------
+
+OFFICIAL = {
+    "postgres": "postgres:{major}-bookworm",
+    "nginx": "nginx:stable-bookworm",
+    "python": "python:3.11-slim-bookworm",
+}
+
+
+def _service_image(
+    client: docker.DockerClient, settings: Settings, name: str, version: str, buildargs: Mapping[str, str], say: Say
+) -> Image:
+    alias = f"deploygate/{name}:{version}"
+    if settings.image_source in ("auto", "registry"):
+        pulled = _try_pull(client, OFFICIAL[name].format(major=settings.postgres_major), alias, say)
+        if pulled is not None:
+            return pulled
+        if settings.image_source == "registry":
+            raise ImageBuildError(f"image_source is 'registry' but {OFFICIAL[name]} could not be pulled")
+    base = base_image(client, settings, say)
+    context = BuildContext.empty().add_tree(IMAGES_DIR / name)
+    return _build(
+        client,
+        repo=f"deploygate/{name}",
+        version=version,
+        context=context,
+        buildargs={"BASE_IMAGE": base.id, **buildargs},
+        labels={"deploygate.image": name},
+        say=say,
+    )
+
+
+def postgres_image(client: docker.DockerClient, settings: Settings, say: Say = print) -> Image:
+    """Postgres of production's major version; honours POSTGRES_USER/PASSWORD/DB like the official one."""
+    major = str(settings.postgres_major)
+    return _service_image(client, settings, "postgres", major, {"PG_MAJOR": major}, say)
+
+
+def nginx_image(client: docker.DockerClient, settings: Settings, say: Say = print) -> Image:
+    """nginx for the blue-green proxy."""
+    return _service_image(client, settings, "nginx", "stable", {}, say)
+
+
+def python_image(client: docker.DockerClient, settings: Settings, say: Say = print) -> Image:
+    """Python 3.11 on Debian bookworm, the app image's parent."""
+    return _service_image(client, settings, "python", "3.11", {}, say)
+
+
+# --- the app's releases --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Release:
+    """One release of the demo app, as declared in ``<app_source>/releases.toml``."""
+
+    name: str
+    overlay: str
+    renamed: bool
+    keep_db_names: bool
+    behaviour: str
+    description: str
+
+    def manifest(self) -> bytes:
+        """The release.json baked into the image: the app reads it to pick its ORM names and behaviour."""
+        fields = {"name": self.name, "renamed": self.renamed, "keep_db_names": self.keep_db_names, "behaviour": self.behaviour}
+        return json.dumps(fields, sort_keys=True).encode()
+
+
+def releases(settings: Settings) -> dict[str, Release]:
+    """Every release declared by the app source, by name. Raises ``ConfigError`` if none can be read."""
+    path = settings.path(settings.app_source) / "releases.toml"
+    try:
+        table = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read the releases of {settings.app_source}: {exc}") from None
+    return {
+        name: Release(
+            name=name,
+            overlay=spec.get("overlay", ""),
+            renamed=bool(spec.get("renamed", False)),
+            keep_db_names=bool(spec.get("keep_db_names", False)),
+            behaviour=spec.get("behaviour", "normal"),
+            description=spec.get("description", ""),
+        )
+        for name, spec in table.items()
+    }
+
+
+def _wheelhouse(settings: Settings, requirements: Path, say: Say) -> Path:
+    """Wheels for the app's pinned requirements, downloaded on the host once per requirements file.
+
+    pip inside a container cannot verify PyPI's certificate here, so the image installs
+    from this host-built wheelhouse with ``--no-index``.
+    """
+    key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:HASH_LEN]
+    target = settings.path(settings.cache_dir) / f"wheelhouse-{key}"
+    if (target / ".complete").exists():
+        return target
+    say(f"downloading wheels for {requirements.relative_to(settings.root) if requirements.is_relative_to(settings.root) else requirements}...")
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    argv = [
+        "python3", "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+        "--python-version", "3.11", "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
+        "--implementation", "cp", "-r", str(requirements), "-d", str(partial),
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = [line for line in (done.stderr or done.stdout).splitlines() if line.startswith("ERROR")][-1:]
+        raise ImageBuildError(f"pip download of the app's wheels failed: {tail[0] if tail else done.returncode}")
+    (partial / ".complete").write_text(key)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+def release_image(client: docker.DockerClient, settings: Settings, release_name: str, say: Say = print) -> Image:
+    """The app image of one release: app source + the release's migration overlay + release.json.
+
+    Raises ``ConfigError`` for an unknown release and ``ImageBuildError`` when the build fails.
+    """
+    known = releases(settings)
+    if release_name not in known:
+        raise ConfigError(f"unknown release {release_name!r}; known: {', '.join(known)}")
+    release = known[release_name]
+    source = settings.path(settings.app_source)
+    parent = python_image(client, settings, say)
+    wheels = _wheelhouse(settings, source / "requirements.txt", say)
+    context = (
+        BuildContext.empty()
+        .add_bytes("Dockerfile", (source / "Dockerfile").read_bytes())
+        .add_bytes("requirements.txt", (source / "requirements.txt").read_bytes())
+        .add_tree(wheels, "wheels/")
+        .add_tree(source / "app", "app/")
+    )
+    if release.overlay:
+        context.add_tree(source / "releases" / release.overlay, "app/")
+    context.add_bytes("app/release.json", release.manifest())
+    return _build(
+        client,
+        repo=settings.app_image,
+        version=release.name,
+        context=context,
+        buildargs={"PYTHON_IMAGE": parent.id},
+        labels={"deploygate.release": release.name},
+        say=say,
+    )
+
+
+def resolve_candidate(client: docker.DockerClient, settings: Settings, candidate: str, say: Say = print) -> Image:
+    """A candidate given as a demo release name (built on demand) or an existing image reference."""
+    if candidate in releases(settings):
+        return release_image(client, settings, candidate, say)
+    found = _existing(client, candidate)
+    if found is None:
+        raise ConfigError(f"candidate {candidate!r} is neither a release of {settings.app_source} nor an image the engine has")
+    return Image(tag=candidate, id=found.id, built=False)

@@ -1,0 +1,91 @@
+"""deploygate's sessions. Thin on purpose: each calls the library's CLI or a pytest suite.
+
+All sessions share one environment, the interpreter nox runs in (``python=False``), with
+requirements.txt satisfied: no per-session virtualenv is built, so a warm session starts
+its work at once. Sessions that change production are ``default=False``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.default_venv_backend = "none"
+ROOT = Path(__file__).parent
+REQUIREMENTS = ROOT / "requirements.txt"
+
+
+def _missing_requirements() -> list[str]:
+    """Pinned requirements the current interpreter does not have at their pinned version."""
+    missing = []
+    for line in REQUIREMENTS.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", line.strip())
+        if not match:
+            continue
+        name, version = match.groups()
+        try:
+            if importlib.metadata.version(name) != version:
+                missing.append(f"{name}=={version}")
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(f"{name}=={version}")
+    return missing
+
+
+def _shared_env(session: nox.Session) -> None:
+    """Make sure the one shared environment has requirements.txt (installs only what is missing)."""
+    missing = _missing_requirements()
+    if missing:
+        session.log(f"installing {len(missing)} missing requirement(s): {', '.join(missing)}")
+        session.run(sys.executable, "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS), external=True)
+
+
+def _deploygate(session: nox.Session, *args: str) -> None:
+    session.run(sys.executable, "-m", "deploygate", *args, external=True)
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """Run deploygate's own tests: unit (no engine) and integration (real engine, Postgres, nginx)."""
+    _shared_env(session)
+    _deploygate(session, "engine")
+    session.run(sys.executable, "-m", "pytest", *session.posargs, external=True)
+
+
+@nox.session(python=False, default=False)
+def unit(session: nox.Session) -> None:
+    """Run only the unit tests (no Docker engine needed)."""
+    _shared_env(session)
+    session.run(sys.executable, "-m", "pytest", "tests/unit", *session.posargs, external=True)
+
+
+@nox.session(python=False, default=False)
+def up(session: nox.Session) -> None:
+    """Bring the demo production up (idempotent): Postgres, app v1 as blue, nginx on 127.0.0.1:8080."""
+    _shared_env(session)
+    _deploygate(session, *session.posargs, "up")
+
+
+@nox.session(python=False, default=False)
+def down(session: nox.Session) -> None:
+    """Remove production's containers and network; `-- --volumes` also drops the database volume."""
+    _shared_env(session)
+    _deploygate(session, "down", *session.posargs)
+
+
+@nox.session(python=False, default=False)
+def status(session: nox.Session) -> None:
+    """Print the live release and colour, every container's state and the app's health."""
+    _shared_env(session)
+    _deploygate(session, "status", *session.posargs)
+
+
+@nox.session(python=False, default=False)
+def images(session: nox.Session) -> None:
+    """Build (or find up to date) every image; `-- --release v2-safe` adds releases."""
+    _shared_env(session)
+    _deploygate(session, "images", *session.posargs)

@@ -1,0 +1,52 @@
+"""Integration tests run their own isolated production (project ``dgtest``) and remove it afterwards."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from deploygate import config, stack
+from deploygate.containers import remove_labelled
+
+TEST_PROJECT = "dgtest"
+TEST_SEED_ROWS = 5_000
+TEST_SEED_MEMBERS = 200
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in item.nodeid:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> config.Settings:
+    """An isolated production: own project name, free port, temporary state, a small seed."""
+    return config.load(
+        root=pytestconfig.rootpath,
+        environ={},
+        overrides={
+            "project": TEST_PROJECT,
+            "proxy_port": str(_free_port()),
+            "state_dir": str(tmp_path_factory.mktemp("state")),
+            "seed_rows": str(TEST_SEED_ROWS),
+            "seed_members": str(TEST_SEED_MEMBERS),
+        },
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_stack(docker_client: docker.DockerClient, settings: config.Settings) -> Iterator[None]:
+    """Start from nothing and leave nothing: everything labelled with the test project goes."""
+    remove_labelled(docker_client, settings.project, volumes=True)
+    yield
+    stack.down(docker_client, settings, volumes=True)

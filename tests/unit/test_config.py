@@ -1,0 +1,78 @@
+"""Configuration precedence and validation (pure logic, no engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploygate import config
+from deploygate.errors import ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "deploy.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_apply_without_file(tmp_path: Path) -> None:
+    settings = config.load(root=tmp_path, environ={})
+    assert settings.proxy_port == 8080
+    assert settings.sources["proxy_port"] == "default"
+    assert settings.config_file is None
+
+
+def test_command_line_beats_env_beats_file(tmp_path: Path) -> None:
+    _write(tmp_path, "[stack]\nproxy_port = 9000\nproject = 'fromfile'\n[app]\nrelease = 'v9'\n")
+    settings = config.load(
+        root=tmp_path,
+        environ={"DEPLOYGATE_PROXY_PORT": "9100", "DEPLOYGATE_PROJECT": "fromenv"},
+        overrides={"proxy_port": "9200"},
+    )
+    assert (settings.proxy_port, settings.sources["proxy_port"]) == (9200, "command line")
+    assert (settings.project, settings.sources["project"]) == ("fromenv", "env")
+    assert (settings.release, settings.sources["release"]) == ("v9", "deploy.toml")
+
+
+def test_bad_values_name_option_and_source(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"proxy_port from env DEPLOYGATE_PROXY_PORT"):
+        config.load(root=tmp_path, environ={"DEPLOYGATE_PROXY_PORT": "eighty"})
+    _write(tmp_path, "[stack]\nproxy_port = 'x'\n")
+    with pytest.raises(ConfigError, match=r"proxy_port from deploy.toml"):
+        config.load(root=tmp_path, environ={})
+
+
+def test_unknown_key_in_file_is_rejected(tmp_path: Path) -> None:
+    _write(tmp_path, "[stack]\nproxy_prot = 8080\n")
+    with pytest.raises(ConfigError, match="unknown setting.*stack.proxy_prot"):
+        config.load(root=tmp_path, environ={})
+
+
+def test_choices_are_enforced(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="image_source.*not one of"):
+        config.load(root=tmp_path, environ={}, overrides={"image_source": "sometimes"})
+
+
+def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.toml", root=tmp_path, environ={})
+
+
+def test_describe_hides_secrets(tmp_path: Path) -> None:
+    settings = config.load(root=tmp_path, environ={"DEPLOYGATE_DB_PASSWORD": "hunter2-secret"})
+    text = "\n".join(settings.describe())
+    assert "hunter2-secret" not in text
+    assert "db_password: *** (from env)" in text
+
+
+def test_parse_assignments() -> None:
+    assert config.parse_assignments(["proxy_port=1", "project=a=b"]) == {"proxy_port": "1", "project": "a=b"}
+    with pytest.raises(ConfigError):
+        config.parse_assignments(["novalue"])
+
+
+def test_repository_deploy_toml_is_valid() -> None:
+    root = Path(__file__).resolve().parents[2]
+    settings = config.load(root=root, environ={})
+    assert settings.sources["project"] == "deploy.toml"

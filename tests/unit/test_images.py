@@ -1,0 +1,54 @@
+"""Build contexts hash by content; releases are read from the app source (pure logic)."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from deploygate import config, images
+from deploygate.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_digest_depends_on_content_not_on_order_or_bytecode(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("one")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.py").write_text("print(2)")
+    first = images.BuildContext.empty().add_tree(tmp_path).digest("arg")
+    (tmp_path / "sub" / "__pycache__").mkdir()
+    (tmp_path / "sub" / "__pycache__" / "b.cpython-311.pyc").write_bytes(b"\0")
+    assert images.BuildContext.empty().add_tree(tmp_path).digest("arg") == first
+    (tmp_path / "a.txt").write_text("two")
+    assert images.BuildContext.empty().add_tree(tmp_path).digest("arg") != first
+
+
+def test_digest_depends_on_build_args() -> None:
+    context = images.BuildContext.empty().add_bytes("Dockerfile", b"FROM x")
+    assert context.digest("a") != context.digest("b")
+
+
+def test_tar_holds_every_file_with_exec_bit_on_scripts() -> None:
+    context = images.BuildContext.empty().add_bytes("run.sh", b"#!/bin/sh").add_bytes("Dockerfile", b"FROM x")
+    with tarfile.open(fileobj=context.tar()) as tar:
+        members = {m.name: m.mode for m in tar.getmembers()}
+    assert members == {"Dockerfile": 0o644, "run.sh": 0o755}
+
+
+def test_demo_declares_the_releases_the_gates_need() -> None:
+    settings = config.load(root=ROOT, environ={})
+    found = images.releases(settings)
+    assert {"v1", "v2", "v2-safe", "v2-broken-migration", "v2-unhealthy", "v2-error-burst"} <= set(found)
+    assert not found["v1"].renamed and found["v2"].renamed and not found["v2"].keep_db_names
+    assert found["v2-safe"].keep_db_names and found["v2-unhealthy"].behaviour == "unhealthy"
+    for release in found.values():
+        if release.overlay:
+            assert (ROOT / "demo" / "releases" / release.overlay).is_dir(), release.name
+
+
+def test_unknown_app_source_is_a_config_error(tmp_path: Path) -> None:
+    settings = config.load(root=tmp_path, environ={}, overrides={"app_source": "nowhere"})
+    with pytest.raises(ConfigError, match="cannot read the releases"):
+        images.releases(settings)
