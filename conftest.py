@@ -1,7 +1,11 @@
 """Root conftest: lists the fixture plugins (one module per concern)."""
 
 pytest_plugins = [
+    "fixtures.gate_report",
     "fixtures.config",
     "fixtures.engine",
     "fixtures.stack",
+    "fixtures.live",
+    "fixtures.backup",
+    "fixtures.copy_db",
 ]

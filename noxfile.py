@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import sys
+import time
 from pathlib import Path
 
 import nox
@@ -54,6 +55,19 @@ def tests(session: nox.Session) -> None:
     _shared_env(session)
     _deploygate(session, "engine")
     session.run(sys.executable, "-m", "pytest", *session.posargs, external=True)
+
+
+@nox.session(python=False, default=False)
+def predeploy(session: nox.Session) -> None:
+    """Pre-deploy gate: `-- --candidate v2-safe` (+ pytest args: -k, -x, a test id). Production is not changed."""
+    _shared_env(session)
+    _deploygate(session, "engine")
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    session.run(
+        sys.executable, "-m", "pytest", "tests_pre", "--gate", "predeploy",
+        f"--junitxml=reports/predeploy/junit_{stamp}.xml", "-p", "no:cacheprovider", *session.posargs,
+        external=True,
+    )  # fmt: skip
 
 
 @nox.session(python=False, default=False)

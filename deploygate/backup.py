@@ -123,10 +123,10 @@ def take_backup(
     partial = final.with_name(final.name + ".partial")
 
     started = time.monotonic()
-    with connect(db, autocommit=False) as conn:
+    with connect(db) as conn:
         database_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         _check_room(backup_dir, database_bytes)
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         server_version = conn.execute("SHOW server_version").fetchone()[0]
         tables = count_rows(conn, user_tables(conn))
@@ -153,7 +153,7 @@ def take_backup(
             labels=labels(settings, "oneoff"),
             volumes={str(backup_dir): {"bind": _IN_CONTAINER, "mode": "rw"}},
         )  # fmt: skip
-        conn.rollback()
+        conn.execute("ROLLBACK")
     if result.exit_code != 0:
         partial.unlink(missing_ok=True)
         raise BackupError(f"pg_dump exited {result.exit_code}: {result.last_line}")

@@ -76,12 +76,18 @@ def labels(settings: Settings, role: str, **extra: str) -> dict[str, str]:
 
 def app_environment(settings: Settings, password: str) -> dict[str, str]:
     """What an app container needs to reach the production database."""
+    return db_environment(settings, StackNames(settings.project).db, DB_PORT, password)
+
+
+def db_environment(settings: Settings, host: str, port: int, password: str) -> dict[str, str]:
+    """The app's database variables (``<app_db_env_prefix>HOST`` ...) for any database it is pointed at."""
+    prefix = settings.app_db_env_prefix
     return {
-        "DB_HOST": StackNames(settings.project).db,
-        "DB_PORT": str(DB_PORT),
-        "DB_NAME": settings.db_name,
-        "DB_USER": settings.db_user,
-        "DB_PASSWORD": password,
+        f"{prefix}HOST": host,
+        f"{prefix}PORT": str(port),
+        f"{prefix}NAME": settings.db_name,
+        f"{prefix}USER": settings.db_user,
+        f"{prefix}PASSWORD": password,
     }
 
 
@@ -238,6 +244,11 @@ def _ensure_web(
 ) -> Upstream:
     names = StackNames(settings.project)
     live = proxy_paths(settings).current()
+    if live is not None and get_or_none(client, names.proxy) is None and get_or_none(client, names.web(live.color)) is None:
+        # Neither the proxy nor what it routed to exists: the written config is a leftover
+        # of a stack removed by hand, not a live state to preserve.
+        proxy_paths(settings).config_file.unlink()
+        live = None
     color = live.color if live else "blue"
     container = get_or_none(client, names.web(color))
     if container is None:

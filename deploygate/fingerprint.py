@@ -1,0 +1,157 @@
+"""Fingerprints of a database's content, to prove that no row was lost or altered.
+
+Tables are matched by OID and columns by attribute number, which survive renames: a
+RenameModel or RenameField maps itself, with no knowledge of the app. Each column gets
+an order-independent checksum of (primary key, value) pairs, computed in one scan per
+table, so a changed cell, a lost row or values moved between rows all show up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from psycopg import sql
+
+from deploygate.database import DatabaseAddress, connect
+
+_TABLES_SQL = """
+SELECT c.oid, n.nspname, c.relname, c.relfilenode,
+       (SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1) AS pk
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
+  AND n.nspname = ANY(%s)
+ORDER BY n.nspname, c.relname
+"""
+_COLUMNS_SQL = """
+SELECT attnum, attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum
+"""
+
+
+@dataclass(frozen=True)
+class Column:
+    attnum: int
+    name: str
+    type: str
+
+
+@dataclass
+class TableFingerprint:
+    """One table's identity, size and per-column content checksums."""
+
+    oid: int
+    name: str  # schema.table
+    relfilenode: int
+    rows: int
+    columns: dict[int, Column]
+    checksums: dict[int, int] = field(default_factory=dict)  # attnum -> checksum
+
+
+def fingerprint(address: DatabaseAddress, schemas: tuple[str, ...] = ("public",)) -> dict[int, TableFingerprint]:
+    """Every table of ``schemas`` with row count and column checksums, keyed by OID."""
+    result: dict[int, TableFingerprint] = {}
+    with connect(address) as conn:
+        for oid, schema, table, relfilenode, pk in conn.execute(_TABLES_SQL, [list(schemas)]).fetchall():
+            columns = {n: Column(n, name, typ) for n, name, typ in conn.execute(_COLUMNS_SQL, [oid]).fetchall()}
+            ident = sql.Identifier(schema, table)
+            # hashtext is Postgres' own fast 32-bit hash; summed as bigint it is order-independent.
+            pieces = [sql.SQL("count(*)")]
+            for column in columns.values():
+                pair = (
+                    sql.SQL("ROW({}, {})").format(sql.Identifier(pk), sql.Identifier(column.name))
+                    if pk
+                    else sql.Identifier(column.name)
+                )
+                pieces.append(sql.SQL("coalesce(sum(hashtext(({})::text)::bigint), 0)").format(pair))
+            row = conn.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(pieces), ident)).fetchone()
+            result[oid] = TableFingerprint(
+                oid=oid,
+                name=f"{schema}.{table}",
+                relfilenode=relfilenode,
+                rows=row[0],
+                columns=columns,
+                checksums={attnum: int(value) for attnum, value in zip(columns, row[1:])},
+            )
+    return result
+
+
+@dataclass
+class ContentDiff:
+    """How ``after`` differs from ``before``: renames (harmless), and losses or changes (not)."""
+
+    renamed_tables: list[tuple[str, str]] = field(default_factory=list)
+    renamed_columns: list[tuple[str, str, str]] = field(default_factory=list)  # table, old, new
+    added_tables: list[str] = field(default_factory=list)
+    dropped_tables: list[str] = field(default_factory=list)
+    added_columns: list[tuple[str, str]] = field(default_factory=list)
+    dropped_columns: list[tuple[str, str]] = field(default_factory=list)
+    row_count_changes: list[tuple[str, int, int]] = field(default_factory=list)
+    changed_columns: list[tuple[str, str]] = field(default_factory=list)
+    rewritten_tables: list[str] = field(default_factory=list)
+
+    @property
+    def data_intact(self) -> bool:
+        """No table or column lost, no row count or value changed."""
+        return not (self.dropped_tables or self.dropped_columns or self.row_count_changes or self.changed_columns)
+
+    @property
+    def identical(self) -> bool:
+        """Same tables, columns, names and content (renames included)."""
+        return self.data_intact and not (
+            self.renamed_tables or self.renamed_columns or self.added_tables or self.added_columns
+        )
+
+    def problems(self) -> list[str]:
+        lines = [f"table {t} dropped" for t in self.dropped_tables]
+        lines += [f"column {t}.{c} dropped" for t, c in self.dropped_columns]
+        lines += [f"{t}: {a} rows before, {b} after" for t, a, b in self.row_count_changes]
+        lines += [f"{t}.{c}: values changed" for t, c in self.changed_columns]
+        return lines
+
+
+def _match(before: dict[int, TableFingerprint], after: dict[int, TableFingerprint]) -> dict[int, TableFingerprint]:
+    """Pair tables by OID, falling back to name (a table dropped and re-created gets a new OID)."""
+    by_name = {t.name: t for t in after.values()}
+    return {oid: after.get(oid) or by_name.get(table.name) for oid, table in before.items() if after.get(oid) or by_name.get(table.name)}
+
+
+def compare(
+    before: dict[int, TableFingerprint], after: dict[int, TableFingerprint], *, ignore: frozenset[str] = frozenset()
+) -> ContentDiff:
+    """What changed between two fingerprints of the same database (tables named in ``ignore`` left out)."""
+    before = {oid: t for oid, t in before.items() if t.name not in ignore}
+    after = {oid: t for oid, t in after.items() if t.name not in ignore}
+    diff = ContentDiff()
+    pairs = _match(before, after)
+    matched_after = {t.oid for t in pairs.values()}
+    diff.dropped_tables = [t.name for oid, t in before.items() if oid not in pairs]
+    diff.added_tables = [t.name for t in after.values() if t.oid not in matched_after]
+    for oid, old in before.items():
+        new = pairs.get(oid)
+        if new is None:
+            continue
+        if new.name != old.name:
+            diff.renamed_tables.append((old.name, new.name))
+        if new.relfilenode != old.relfilenode and new.oid == old.oid:
+            diff.rewritten_tables.append(new.name)
+        if new.rows != old.rows:
+            diff.row_count_changes.append((new.name, old.rows, new.rows))
+        # Columns by attnum when the table is the same object, by name when it was re-created.
+        same_object = new.oid == old.oid
+        new_by_name = {c.name: c for c in new.columns.values()}
+        seen_new = set()
+        for attnum, column in old.columns.items():
+            partner = new.columns.get(attnum) if same_object else new_by_name.get(column.name)
+            if partner is None:
+                diff.dropped_columns.append((new.name, column.name))
+                continue
+            seen_new.add(partner.attnum)
+            if partner.name != column.name:
+                diff.renamed_columns.append((new.name, column.name, partner.name))
+            if new.checksums.get(partner.attnum) != old.checksums.get(attnum) and partner.type == column.type:
+                diff.changed_columns.append((new.name, partner.name))
+            elif partner.type != column.type:
+                diff.changed_columns.append((new.name, f"{partner.name} (type {column.type} -> {partner.type})"))
+        diff.added_columns += [(new.name, c.name) for n, c in new.columns.items() if n not in seen_new]
+    return diff

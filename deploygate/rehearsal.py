@@ -1,0 +1,326 @@
+"""The migration rehearsed on a copy of production, by the candidate image itself.
+
+A Postgres of production's own image (testcontainers) is restored from the verified
+backup; the candidate image then runs deploygate's probe (``probes/django_probe.py``)
+against it: the plan, Django's own ``migrate`` with the lock_timeout the real deploy
+will use, ORM exercises, and the reversal. Production is never touched here.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import docker
+
+from deploygate.backup import Backup, BackupError, check_integrity, count_rows, user_tables
+from deploygate.config import Settings
+from deploygate.containers import container_ip, run_oneoff
+from deploygate.engine import configure_testcontainers
+from deploygate.database import DatabaseAddress, connect
+from deploygate.errors import DeployGateError
+from deploygate.fingerprint import fingerprint
+from deploygate.images import Image
+from deploygate.probes import DJANGO_PROBE, RESULT_MARKER
+from deploygate.stack import db_environment, labels
+
+Say = Callable[[str], None]
+_BACKUP_IN_CONTAINER = "/backup"
+_PROBE_DIR_IN_CONTAINER = "/deploygate_probe"
+COPY_NETWORK = "bridge"  # testcontainers' default: the candidate one-offs join it to reach the copy
+
+
+class RehearsalError(DeployGateError):
+    """The rehearsal could not run (as opposed to running and finding a problem)."""
+
+
+@dataclass
+class DatabaseCopy:
+    """A restored copy of production: how the host and the candidate's containers reach it."""
+
+    container: Any  # testcontainers' PostgresContainer (imported lazily, see database_copy)
+    host_address: DatabaseAddress
+    network_host: str
+    password: str
+
+    def app_environment(self, settings: Settings) -> dict[str, str]:
+        return db_environment(settings, self.network_host, 5432, self.password)
+
+
+def copy_container_prefix(settings: Settings) -> str:
+    return f"{settings.project}_copy_"
+
+
+def remove_stale_copies(client: docker.DockerClient, settings: Settings) -> list[str]:
+    """Remove copies left by a crashed run (Ryuk is disabled here, so nobody else will)."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": "org.testcontainers=true"}):
+        if container.name.startswith(copy_container_prefix(settings)):
+            container.remove(force=True, v=True)
+            removed.append(container.name)
+    return removed
+
+
+@contextmanager
+def database_copy(settings: Settings, image_id: str, backup: Backup, say: Say = print) -> Iterator[DatabaseCopy]:
+    """A throwaway Postgres of ``image_id`` restored from ``backup`` (checked against its manifest first).
+
+    Raises ``BackupError`` when the backup is corrupt or does not restore to the manifest's row counts.
+    """
+    check_integrity(backup)
+    # testcontainers reads its settings from the environment when first imported.
+    configure_testcontainers()
+    from testcontainers.community.postgres import PostgresContainer
+
+    password = secrets.token_urlsafe(16)
+    container = (
+        PostgresContainer(image=image_id, username=settings.db_user, password=password, dbname=settings.db_name, driver=None)
+        .with_name(f"{copy_container_prefix(settings)}{uuid.uuid4().hex[:8]}")
+        .with_volume_mapping(str(backup.path.parent), _BACKUP_IN_CONTAINER, "ro")
+    )
+    say("starting a Postgres copy of production's image...")
+    container.start()
+    try:
+        address = DatabaseAddress(
+            host="127.0.0.1",
+            port=int(container.get_exposed_port(5432)),
+            name=settings.db_name,
+            user=settings.db_user,
+            password=password,
+        )
+        copy = DatabaseCopy(
+            container=container,
+            host_address=address,
+            network_host=container_ip(container.get_wrapped_container(), COPY_NETWORK),
+            password=password,
+        )
+        restore(copy, backup, say)
+        yield copy
+    finally:
+        container.stop()
+
+
+def restore(copy: DatabaseCopy, backup: Backup, say: Say = print) -> None:
+    """pg_restore the dump into the copy (2 jobs in parallel), then prove the row counts match."""
+    say(f"restoring {backup.path.name} into the copy...")
+    code, output = copy.container.get_wrapped_container().exec_run(
+        [
+            "pg_restore", "--exit-on-error", "--no-owner", "--no-acl", "--jobs=2",
+            f"--username={copy.host_address.user}", f"--dbname={copy.host_address.name}",
+            f"{_BACKUP_IN_CONTAINER}/{backup.path.name}",
+        ]  # fmt: skip
+    )
+    if code != 0:
+        lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
+        raise BackupError(f"restoring {backup.path.name} failed: {lines[-1] if lines else f'exit {code}'}")
+    with connect(copy.host_address) as conn:
+        restored = count_rows(conn, user_tables(conn))
+    missing = {t: n for t, n in backup.tables.items() if restored.get(t) != n}
+    if missing:
+        table, expected = next(iter(missing.items()))
+        raise BackupError(f"restored copy differs from the manifest: {table} has {restored.get(table)} rows, manifest says {expected}")
+
+
+def run_probe(
+    client: docker.DockerClient,
+    settings: Settings,
+    candidate: Image,
+    copy: DatabaseCopy,
+    command: str,
+    argument: Any = None,
+    *,
+    say: Say | None = None,
+) -> tuple[dict, int]:
+    """Run the probe ``command`` in a one-off container of the candidate against the copy.
+
+    Returns the probe's JSON result and its exit code; raises ``RehearsalError`` when the
+    probe printed no result at all (it could not even start).
+    """
+    argv = ["python", f"{_PROBE_DIR_IN_CONTAINER}/{DJANGO_PROBE.name}", command]
+    if argument is not None:
+        argv.append(json.dumps(argument))
+    environment = copy.app_environment(settings)
+    # The rehearsal migrates with the very lock_timeout the deploy will use.
+    environment["PGOPTIONS"] = f"-c lock_timeout={settings.lock_timeout_ms}"
+    result = run_oneoff(
+        client,
+        candidate.id,
+        argv,
+        network=COPY_NETWORK,
+        environment=environment,
+        labels=labels(settings, "oneoff"),
+        volumes={str(DJANGO_PROBE.parent): {"bind": _PROBE_DIR_IN_CONTAINER, "mode": "ro"}},
+        say=say,
+    )
+    for line in reversed(result.output.splitlines()):
+        if RESULT_MARKER in line:
+            return json.loads(line.split(RESULT_MARKER, 1)[1]), result.exit_code
+    raise RehearsalError(f"the probe `{command}` in {candidate.tag} gave no result (exit {result.exit_code}): {result.last_line}")
+
+
+@dataclass
+class PlanStep:
+    """One migration the candidate would apply."""
+
+    app: str
+    name: str
+    operations: list[str]
+    operation_types: list[str]
+    reversible: bool
+    atomic: bool
+    sql: list[str]
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}.{self.name}"
+
+
+@dataclass
+class MigrationPlan:
+    steps: list[PlanStep]
+    applied_leaves: dict[str, str | None]  # what production runs on, per app
+
+    @property
+    def labels(self) -> list[str]:
+        return [step.label for step in self.steps]
+
+    @property
+    def apps(self) -> list[str]:
+        return sorted({step.app for step in self.steps})
+
+    def reversal_targets(self) -> dict[str, str | None]:
+        """Per app the plan touches, the migration to go back to (None: before its first)."""
+        return {app: self.applied_leaves.get(app) for app in self.apps}
+
+
+def parse_plan(payload: dict) -> MigrationPlan:
+    return MigrationPlan(
+        steps=[PlanStep(**{k: step[k] for k in PlanStep.__dataclass_fields__}) for step in payload["plan"]],
+        applied_leaves=payload["applied_leaves"],
+    )
+
+
+@dataclass
+class AppliedMigration:
+    """A migration as the rehearsal applied (or reversed) it: duration and strongest lock per table."""
+
+    app: str
+    name: str
+    direction: str
+    duration_s: float
+    statements: int
+    locks: dict[str, dict]
+    error: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}.{self.name}"
+
+
+def parse_applied(payload: dict) -> list[AppliedMigration]:
+    return [AppliedMigration(**{k: m[k] for k in AppliedMigration.__dataclass_fields__}) for m in payload["migrations"]]
+
+
+@dataclass
+class ModelExercise:
+    """The ORM operations tried on one model and which failed (with the database's message)."""
+
+    model: str
+    table: str
+    checks: list[dict] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[dict]:
+        return [check for check in self.checks if not check["ok"]]
+
+
+def parse_exercise(payload: dict) -> list[ModelExercise]:
+    return [ModelExercise(model=m["model"], table=m["table"], checks=m["checks"]) for m in payload["models"]]
+
+
+@dataclass
+class Rehearsal:
+    """Everything the rehearsal observed, in the order it happened."""
+
+    candidate: Image
+    plan: MigrationPlan
+    before: dict
+    candidate_on_old_schema: list[ModelExercise]
+    applied: list[AppliedMigration]
+    migrate_error: str | None
+    after: dict
+    candidate_on_new_schema: list[ModelExercise]
+    production_on_new_schema: list[ModelExercise]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, copy: DatabaseCopy, say: Say = print) -> Rehearsal:
+    """Plan, exercise the candidate on the old schema, migrate, fingerprint, exercise both releases on the new one.
+
+    A failing migration does not raise: it is recorded (``migrate_error``) for the gates to judge.
+    """
+    timings: dict[str, float] = {}
+
+    def timed(name: str, func: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        try:
+            return func()
+        finally:
+            timings[name] = round(time.monotonic() - started, 3)
+
+    plan_payload, _ = timed("plan_s", lambda: run_probe(client, settings, candidate, copy, "plan"))
+    plan = parse_plan(plan_payload)
+    say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}")
+    before = timed("fingerprint_before_s", lambda: fingerprint(copy.host_address))
+    old_schema, _ = timed(
+        "candidate_on_old_schema_s", lambda: run_probe(client, settings, candidate, copy, "exercise", {"state": "current"})
+    )
+    say("migrating the copy with the candidate image...")
+    migrate_payload, _ = timed("migrate_s", lambda: run_probe(client, settings, candidate, copy, "migrate", say=say))
+    after = timed("fingerprint_after_s", lambda: fingerprint(copy.host_address))
+    new_schema, _ = timed(
+        "candidate_on_new_schema_s", lambda: run_probe(client, settings, candidate, copy, "exercise", {"state": "current"})
+    )
+    production_view, _ = timed(
+        "production_on_new_schema_s",
+        lambda: run_probe(client, settings, candidate, copy, "exercise", {"state": plan.applied_leaves}),
+    )
+    return Rehearsal(
+        candidate=candidate,
+        plan=plan,
+        before=before,
+        candidate_on_old_schema=parse_exercise(old_schema),
+        applied=parse_applied(migrate_payload),
+        migrate_error=migrate_payload.get("error"),
+        after=after,
+        candidate_on_new_schema=parse_exercise(new_schema),
+        production_on_new_schema=parse_exercise(production_view),
+        timings=timings,
+    )
+
+
+@dataclass
+class Reversal:
+    applied: list[AppliedMigration]
+    error: str | None
+    after: dict
+    duration_s: float
+
+
+def reverse(client: docker.DockerClient, settings: Settings, rehearsal: Rehearsal, copy: DatabaseCopy, say: Say = print) -> Reversal:
+    """Migrate the copy back to production's state with the candidate image; fingerprint the result."""
+    started = time.monotonic()
+    targets = rehearsal.plan.reversal_targets()
+    say(f"reversing to {targets or 'nothing (empty plan)'}...")
+    payload, _ = run_probe(client, settings, rehearsal.candidate, copy, "migrate-to", targets)
+    return Reversal(
+        applied=parse_applied(payload),
+        error=payload.get("error"),
+        after=fingerprint(copy.host_address),
+        duration_s=round(time.monotonic() - started, 3),
+    )

@@ -1,0 +1,37 @@
+"""Helpers shared by the pre-deploy checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Callable
+
+import pytest
+
+from fixtures.gate_report import GateResults
+
+
+@pytest.fixture(scope="session")
+def now() -> dt.datetime:
+    """The policy clock: the real time, or DEPLOYGATE_NOW (ISO 8601) to rehearse a decision at a given time."""
+    fixed = os.environ.get("DEPLOYGATE_NOW")
+    if fixed:
+        parsed = dt.datetime.fromisoformat(fixed)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@pytest.fixture
+def policy_gate(policy_overrides: dict[str, str], gate_results: GateResults) -> Callable[[str, bool, str], None]:
+    """``policy_gate(name, ok, message)``: pass, pass as an explicit recorded override, or fail with ``message``."""
+
+    def judge(name: str, ok: bool, message: str) -> None:
+        if ok:
+            return
+        if name in policy_overrides:
+            gate_results.overrides[name] = policy_overrides[name]
+            gate_results.notes.append(f"{name} overridden: {message}")
+            return
+        pytest.fail(f"{message} (to go ahead anyway: --override {name} --reason \"...\")", pytrace=False)
+
+    return judge

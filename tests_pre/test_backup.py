@@ -1,0 +1,34 @@
+"""The backup: the server's own pg_dump, private, described by a manifest, and proven by a restore."""
+
+from __future__ import annotations
+
+import stat
+
+from deploygate.backup import sha256_of
+
+
+def test_backup_is_private_and_matches_its_manifest(backup_archive) -> None:
+    for path in (backup_archive.path, backup_archive.manifest_path):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o600, f"{path.name} has mode {oct(mode)}, expected 0o600"
+    assert backup_archive.path.name.startswith("pre_migration_")
+    assert backup_archive.size == backup_archive.path.stat().st_size > 0
+    assert sha256_of(backup_archive.path) == backup_archive.sha256
+    assert backup_archive.tables, "the manifest lists no tables"
+
+
+def test_backup_uses_the_servers_major_version(backup_archive) -> None:
+    server_major = backup_archive.server_version.split(".")[0]
+    # "pg_dump (PostgreSQL) 15.18 (Debian ...)"
+    dump_major = backup_archive.pg_dump_version.split(")")[1].strip().split(".")[0]
+    assert dump_major == server_major, f"pg_dump {dump_major} against server {server_major}"
+
+
+def test_backup_restores(db_copy, backup_archive) -> None:
+    from deploygate.backup import count_rows, user_tables
+    from deploygate.database import connect
+
+    with connect(db_copy.host_address) as conn:
+        restored = count_rows(conn, user_tables(conn))
+    assert {t: restored.get(t) for t in backup_archive.tables} == backup_archive.tables
+    print(f"restored {sum(restored.values()):,} rows in {len(restored)} tables from {backup_archive.path.name}")

@@ -1,0 +1,84 @@
+"""The migration rehearsed on a restored copy of production, by the candidate image."""
+
+from __future__ import annotations
+
+from deploygate.fingerprint import compare
+from deploygate.migrations import RECORDER_TABLES, announced_changes, parse_expected_plan
+
+
+def _plan_table(rehearsed) -> str:
+    lines = [f"  {step.label}: {'; '.join(step.operations)}" for step in rehearsed.plan.steps]
+    return "\n".join(lines) or "  (nothing to apply)"
+
+
+def test_plan_is_the_expected_one(rehearsed, settings) -> None:
+    expected = parse_expected_plan(settings.expected_plan)
+    print(f"migration plan of {rehearsed.candidate.tag}:\n{_plan_table(rehearsed)}")
+    if expected:
+        assert sorted(rehearsed.plan.labels) == sorted(expected), (
+            f"plan {rehearsed.plan.labels} is not the expected {expected}"
+        )
+
+
+def test_every_migration_applies(rehearsed) -> None:
+    failed = [m for m in rehearsed.applied if m.error]
+    assert not failed and rehearsed.migrate_error is None, (
+        f"migration {failed[0].label if failed else '?'} failed on the copy: {failed[0].error if failed else rehearsed.migrate_error}"
+    )
+    applied = [m.label for m in rehearsed.applied if m.direction == "forwards"]
+    assert applied == rehearsed.plan.labels, f"applied {applied}, planned {rehearsed.plan.labels}"
+
+
+def test_schema_changed_as_planned(rehearsed) -> None:
+    announced = announced_changes(sql for step in rehearsed.plan.steps for sql in step.sql)
+    diff = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES)
+    seen_tables = set(diff.renamed_tables)
+    seen_columns = {(old, new) for _, old, new in diff.renamed_columns}
+    assert seen_tables == announced.renamed_tables, f"tables renamed {seen_tables}, plan says {announced.renamed_tables}"
+    assert seen_columns == announced.renamed_columns, f"columns renamed {seen_columns}, plan says {announced.renamed_columns}"
+    assert {c for _, c in diff.added_columns} == announced.added_columns, f"columns added {diff.added_columns}"
+    assert set(diff.added_tables) <= announced.created_tables, f"tables added {diff.added_tables}"
+    print(f"schema changes: tables renamed {sorted(seen_tables) or 'none'}, columns renamed {sorted(seen_columns) or 'none'}")
+
+
+def test_no_row_lost_or_altered(rehearsed) -> None:
+    announced = announced_changes(sql for step in rehearsed.plan.steps for sql in step.sql)
+    diff = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES)
+    unexplained = [p for p in diff.problems() if not any(p.endswith(f".{c} dropped") for c in announced.dropped_columns)]
+    assert not unexplained, "content changed by the migration: " + "; ".join(unexplained)
+    rows = sum(t.rows for t in rehearsed.after.values())
+    print(f"{len(rehearsed.after)} tables, {rows:,} rows: counts and per-column checksums equal, renames mapped by OID")
+
+
+def test_orm_works_on_the_new_names(rehearsed) -> None:
+    failures = [f"{m.model}: {c['op']} {c.get('field', '')} -> {c['error']}" for m in rehearsed.candidate_on_new_schema for c in m.failures]
+    assert rehearsed.candidate_on_new_schema, "no model was exercised"
+    assert not failures, "the candidate's ORM fails on the migrated copy: " + "; ".join(failures[:5])
+
+
+def test_migrations_are_reversible(reversed_copy, rehearsed) -> None:
+    assert reversed_copy.error is None, f"reversal failed: {reversed_copy.error}"
+    diff = compare(rehearsed.before, reversed_copy.after, ignore=RECORDER_TABLES)
+    leftovers = diff.problems()
+    assert not leftovers and not diff.renamed_tables and not diff.renamed_columns, (
+        f"after reversal the copy differs from production: {leftovers or diff.renamed_tables or diff.renamed_columns}"
+    )
+    print(f"reversed {[m.label for m in reversed_copy.applied]} in {reversed_copy.duration_s:.2f}s: content identical")
+
+
+def test_migration_cost_within_budget(rehearsed, settings) -> None:
+    diff = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES)
+    print(f"lock_timeout the deploy will use: {settings.lock_timeout_ms} ms")
+    worst = []
+    for migration in rehearsed.applied:
+        exclusive = {t: l["held_s"] for t, l in migration.locks.items() if l["mode"] == "AccessExclusiveLock"}
+        longest = max(exclusive.values(), default=0.0)
+        print(f"  {migration.label}: {migration.duration_s:.3f}s, {migration.statements} statements, "
+              f"ACCESS EXCLUSIVE on {sorted(exclusive) or 'nothing'} (longest {longest * 1000:.0f} ms)")  # fmt: skip
+        if migration.duration_s > settings.migration_budget_s:
+            worst.append(f"{migration.label} took {migration.duration_s:.1f}s > {settings.migration_budget_s}s")
+        if longest * 1000 > settings.lock_budget_ms:
+            worst.append(f"{migration.label} held ACCESS EXCLUSIVE {longest * 1000:.0f} ms > {settings.lock_budget_ms} ms")
+    if diff.rewritten_tables:
+        print(f"  tables rewritten: {diff.rewritten_tables}")
+    assert not worst, "; ".join(worst)
