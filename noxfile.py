@@ -54,6 +54,9 @@ def tests(session: nox.Session) -> None:
     """Run deploygate's own tests: unit (no engine) and integration (real engine, Postgres, nginx)."""
     _shared_env(session)
     _deploygate(session, "engine")
+    # Built here, with progress on screen, rather than silently inside pytest's captured fixtures.
+    _deploygate(session, "images", "--release", "v1", "--release", "v2", "--release", "v2-safe",
+                "--release", "v2-broken-migration")  # fmt: skip
     session.run(sys.executable, "-m", "pytest", *session.posargs, external=True)
 
 

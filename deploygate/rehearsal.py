@@ -67,42 +67,53 @@ def remove_stale_copies(client: docker.DockerClient, settings: Settings) -> list
 
 
 @contextmanager
+def _postgres(settings: Settings, image_id: str, mounts: dict[str, str]) -> Iterator[DatabaseCopy]:
+    # testcontainers reads its settings from the environment when first imported.
+    configure_testcontainers()
+    from testcontainers.community.postgres import PostgresContainer
+
+    password = secrets.token_urlsafe(16)
+    container = PostgresContainer(
+        image=image_id, username=settings.db_user, password=password, dbname=settings.db_name, driver=None
+    ).with_name(f"{copy_container_prefix(settings)}{uuid.uuid4().hex[:8]}")
+    for host, inside in mounts.items():
+        container.with_volume_mapping(host, inside, "ro")
+    container.start()
+    try:
+        yield DatabaseCopy(
+            container=container,
+            host_address=DatabaseAddress(
+                host="127.0.0.1",
+                port=int(container.get_exposed_port(5432)),
+                name=settings.db_name,
+                user=settings.db_user,
+                password=password,
+            ),
+            network_host=container_ip(container.get_wrapped_container(), COPY_NETWORK),
+            password=password,
+        )
+    finally:
+        container.stop()
+
+
+@contextmanager
+def empty_database(settings: Settings, image_id: str) -> Iterator[DatabaseCopy]:
+    """A throwaway, empty Postgres of ``image_id`` (for rehearsing on a schema built from scratch)."""
+    with _postgres(settings, image_id, {}) as database:
+        yield database
+
+
+@contextmanager
 def database_copy(settings: Settings, image_id: str, backup: Backup, say: Say = print) -> Iterator[DatabaseCopy]:
     """A throwaway Postgres of ``image_id`` restored from ``backup`` (checked against its manifest first).
 
     Raises ``BackupError`` when the backup is corrupt or does not restore to the manifest's row counts.
     """
     check_integrity(backup)
-    # testcontainers reads its settings from the environment when first imported.
-    configure_testcontainers()
-    from testcontainers.community.postgres import PostgresContainer
-
-    password = secrets.token_urlsafe(16)
-    container = (
-        PostgresContainer(image=image_id, username=settings.db_user, password=password, dbname=settings.db_name, driver=None)
-        .with_name(f"{copy_container_prefix(settings)}{uuid.uuid4().hex[:8]}")
-        .with_volume_mapping(str(backup.path.parent), _BACKUP_IN_CONTAINER, "ro")
-    )
     say("starting a Postgres copy of production's image...")
-    container.start()
-    try:
-        address = DatabaseAddress(
-            host="127.0.0.1",
-            port=int(container.get_exposed_port(5432)),
-            name=settings.db_name,
-            user=settings.db_user,
-            password=password,
-        )
-        copy = DatabaseCopy(
-            container=container,
-            host_address=address,
-            network_host=container_ip(container.get_wrapped_container(), COPY_NETWORK),
-            password=password,
-        )
+    with _postgres(settings, image_id, {str(backup.path.parent): _BACKUP_IN_CONTAINER}) as copy:
         restore(copy, backup, say)
         yield copy
-    finally:
-        container.stop()
 
 
 def restore(copy: DatabaseCopy, backup: Backup, say: Say = print) -> None:

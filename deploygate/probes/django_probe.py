@@ -4,6 +4,7 @@ Usage: python django_probe.py <command> [json-argument]
   plan                 the migrations this code would apply, what each does, and production's leaves
   migrate              apply them with Django's own `migrate`, recording time and table locks per migration
   migrate-to TARGETS   migrate to {"app": "name" | null} (used to reverse the plan)
+  safe-migrations LABELS  the given migrations with renames made state-only (db_column / db_table kept), as files
   exercise SPEC        run select / filter / insert / update / delete for models, all rolled back;
                        SPEC {"state": "current"} (this code's models) or {"state": {"app": "name"}}
                        (the historical models at those migrations, i.e. another release's view), "apps": [...]
@@ -297,6 +298,9 @@ def exercise_model(model, created):
     _step(checks, "select", lambda: list(manager.order_by().values(*attnames)[:5]))
     for field in model._meta.concrete_fields:
         _step(checks, "filter", lambda f=field: manager.filter(**{f"{f.attname}__isnull": False}).order_by().exists(), field.name)
+        # A typed comparison, as an old release's queries would send it (catches type changes).
+        if not field.is_relation and not isinstance(field, (models.AutoField, models.BinaryField, models.JSONField)):
+            _step(checks, "filter_value", lambda f=field: manager.filter(**{f.attname: sample_value(f)}).order_by().exists(), field.name)
     relations = [f.name for f in model._meta.concrete_fields if f.is_relation]
     if relations:
         _step(checks, "select_related", lambda: list(manager.select_related(*relations).order_by()[:5]))
@@ -365,7 +369,54 @@ def cmd_exercise(arg):
     return 0
 
 
-COMMANDS = {"plan": cmd_plan, "migrate": cmd_migrate, "migrate-to": cmd_migrate_to, "exercise": cmd_exercise}
+def cmd_safe_migrations(arg):
+    """The plan rewritten so renames change only Django's state, never the database (for review).
+
+    RenameField -> keep the column with db_column; RenameModel -> keep the table with db_table;
+    both inside SeparateDatabaseAndState, so the old release keeps working on the schema.
+    """
+    from django.db import migrations as m
+    from django.db.migrations.writer import MigrationWriter
+
+    loader = MigrationLoader(connection)
+    written = {}
+    # The labels come from the host's plan: the copy may already be migrated by now.
+    for label in json.loads(arg):
+        migration = loader.graph.nodes[tuple(label.split(".", 1))]
+        state = loader.project_state((migration.app_label, migration.name), at_end=False)
+        changed = False
+        operations = []
+        for op in migration.operations:
+            if isinstance(op, m.RenameField):
+                field = state.models[migration.app_label, op.model_name_lower].fields[op.old_name].clone()
+                field.db_column = field.db_column or (f"{op.old_name}_id" if field.is_relation else op.old_name)
+                operations.append(m.SeparateDatabaseAndState(state_operations=[
+                    m.AlterField(model_name=op.model_name, name=op.old_name, field=field), op]))
+                changed = True
+            elif isinstance(op, m.RenameModel):
+                model_state = state.models[migration.app_label, op.old_name_lower]
+                table = model_state.options.get("db_table") or f"{migration.app_label}_{op.old_name_lower}"
+                operations.append(m.SeparateDatabaseAndState(state_operations=[
+                    m.AlterModelTable(name=op.old_name, table=table), op]))
+                changed = True
+            else:
+                operations.append(op)
+        if not changed:
+            continue
+        safe = type("Migration", (m.Migration,), {"operations": operations, "dependencies": migration.dependencies})(
+            migration.name, migration.app_label
+        )
+        written[f"{migration.app_label}/migrations/{migration.name}.py"] = MigrationWriter(safe).as_string()
+    emit({"files": written})
+
+
+COMMANDS = {
+    "plan": cmd_plan,
+    "migrate": cmd_migrate,
+    "migrate-to": cmd_migrate_to,
+    "exercise": cmd_exercise,
+    "safe-migrations": cmd_safe_migrations,
+}
 
 if __name__ == "__main__":
     command = sys.argv[1]

@@ -1,0 +1,181 @@
+"""The pre-deploy gate run as a user runs it (pytest on tests_pre), against the isolated test production.
+
+Every bad input must give a failing gate with a one-line cause and leave production's
+content exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploygate.backup import BackupError, check_integrity, load_backup, take_backup
+from deploygate.fingerprint import compare, fingerprint
+from deploygate.rehearsal import database_copy
+from deploygate.stack import StackNames
+from fixtures.stack import Production
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def gate_dirs(tmp_path: Path) -> dict[str, Path]:
+    return {"backup_dir": tmp_path / "backups", "reports_dir": tmp_path / "reports"}
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GateRun:
+    """The outcome of one gate run: exit code, output and its JSON result."""
+
+    def __init__(self, done: subprocess.CompletedProcess, reports: Path) -> None:
+        self.code = done.returncode
+        self.output = done.stdout + done.stderr
+        results = sorted((reports / "predeploy").glob("*.json"))
+        self.result = json.loads(results[-1].read_text()) if results else None
+
+    def check(self, name: str) -> dict:
+        assert self.result is not None, f"the gate wrote no result:\n{self.output[-2000:]}"
+        return next(c for c in self.result["checks"] if c["name"] == name)
+
+
+@pytest.fixture
+def run_gate(production: Production, gate_dirs: dict[str, Path]):
+    """Run tests_pre against the test production with ``args``; settings follow the outer test's."""
+
+    def run(*args: str, settings: dict[str, str] | None = None, env: dict[str, str] | None = None) -> GateRun:
+        s = production.settings
+        overrides = {
+            "project": s.project, "proxy_port": str(s.proxy_port), "state_dir": str(s.state_dir),
+            "seed_rows": str(s.seed_rows), "backup_dir": str(gate_dirs["backup_dir"]),
+            "reports_dir": str(gate_dirs["reports_dir"]), "expected_plan": s.expected_plan,
+            **(settings or {}),
+        }  # fmt: skip
+        argv = [sys.executable, "-m", "pytest", "tests_pre", "--gate", "predeploy", "-p", "no:cacheprovider", "-q"]
+        for name, value in overrides.items():
+            argv += ["--dg-set", f"{name}={value}"]
+        clean_env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYGATE_")}
+        done = subprocess.run(
+            [*argv, *args], cwd=ROOT, env={**clean_env, **(env or {})}, capture_output=True, text=True, timeout=900
+        )
+        return GateRun(done, gate_dirs["reports_dir"])
+
+    return run
+
+
+@pytest.fixture
+def untouched(production: Production) -> Iterator[None]:
+    """Production's content (every table, row and column checksum) is the same after the test as before."""
+    before = fingerprint(production.db)
+    yield
+    diff = compare(before, fingerprint(production.db))
+    assert diff.identical, f"production changed: {diff.problems() or diff}"
+
+
+def test_v2_safe_passes_the_whole_gate(run_gate, untouched) -> None:
+    run = run_gate("--candidate", "v2-safe")
+    assert run.code == 0, run.output[-3000:]
+    assert run.result["passed"] and run.result["candidate"]["ref"] == "v2-safe"
+    assert len(run.result["checks"]) >= 15 and all(c["outcome"] == "passed" for c in run.result["checks"])
+
+
+def test_v2_is_stopped_by_the_compatibility_checks(run_gate, untouched) -> None:
+    run = run_gate("--candidate", "v2", "-k", "compat")
+    assert run.code == 1
+    message = run.check("test_production_release_works_on_the_new_schema")["message"]
+    assert 'relation "members_fahaniecaresmember" does not exist' in message
+    assert "fahanie_cares_member_id does not exist" in message
+
+
+def test_broken_migration_fails_the_migration_check(run_gate, untouched) -> None:
+    run = run_gate("--candidate", "v2-broken-migration", "-k", "every_migration_applies")
+    assert run.code == 1
+    check = run.check("test_every_migration_applies")
+    assert check["outcome"] == "failed"
+    assert "unified_db.0023_rename_fahanie_cares_member_personlink_bm_parliament_member failed" in check["message"]
+    assert "fails halfway by design" in check["message"]
+
+
+def test_unreachable_health_url_fails_in_one_line(run_gate, untouched) -> None:
+    run = run_gate("-k", "production_reports_healthy", settings={"proxy_port": str(_closed_port())})
+    assert run.code == 1
+    message = run.check("test_production_reports_healthy")["message"]
+    assert "unreachable" in message and "\n" not in message
+
+
+def test_wrong_db_credentials_fail_in_one_line(run_gate, untouched) -> None:
+    run = run_gate("-k", "backup_is_private", env={"DEPLOYGATE_DB_PASSWORD": "not-the-password"})
+    assert run.code == 1
+    message = run.check("test_backup_is_private_and_matches_its_manifest")["message"]
+    assert "password authentication failed" in message and "not-the-password" not in run.output
+
+
+def test_missing_candidate_image_fails_in_one_line(run_gate, untouched) -> None:
+    run = run_gate("--candidate", "deploygate/no-such-image:1", "-k", "plan_is_the_expected_one")
+    assert run.code == 1
+    assert "neither a release of demo nor an image the engine has" in run.check("test_plan_is_the_expected_one")["message"]
+
+
+def test_no_room_for_the_backup(run_gate, untouched, tmp_path: Path) -> None:
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)], check=True)
+    try:
+        run = run_gate("-k", "backup_is_private", settings={"backup_dir": str(tiny)})
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
+    assert run.code == 1
+    assert "no room for the backup" in run.check("test_backup_is_private_and_matches_its_manifest")["message"]
+
+
+@pytest.fixture
+def fresh_backup(production: Production, tmp_path: Path):
+    settings = production.settings.__class__(
+        values={**production.settings.values, "backup_dir": str(tmp_path / "b")},
+        sources=production.settings.sources,
+        root=production.settings.root,
+    )
+    return settings, take_backup(production.client, settings, production.db, say=lambda m: None)
+
+
+def _db_image(production: Production) -> str:
+    return production.client.containers.get(StackNames(production.settings.project).db).image.id
+
+
+def test_truncated_backup_is_refused(production: Production, fresh_backup) -> None:
+    settings, backup = fresh_backup
+    with backup.path.open("r+b") as handle:
+        handle.truncate(backup.size // 2)
+    with pytest.raises(BackupError, match=r"truncated\?"):
+        with database_copy(settings, _db_image(production), backup, say=lambda m: None):
+            pass
+
+
+def test_corrupt_backup_is_refused_by_checksum_and_by_restore(production: Production, fresh_backup) -> None:
+    settings, backup = fresh_backup
+    data = bytearray(backup.path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    backup.path.write_bytes(bytes(data))
+    with pytest.raises(BackupError, match="does not match its manifest"):
+        check_integrity(backup)
+    # Even a manifest rewritten to match the damage does not make it a backup: the restore proves it.
+    manifest = json.loads(backup.manifest_path.read_text())
+    from deploygate.backup import sha256_of
+
+    manifest["sha256"] = sha256_of(backup.path)
+    backup.manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(BackupError, match="(restoring .* failed|differs from the manifest)"):
+        with database_copy(settings, _db_image(production), load_backup(backup.manifest_path), say=lambda m: None):
+            pass
