@@ -74,6 +74,41 @@ def predeploy(session: nox.Session) -> None:
 
 
 @nox.session(python=False, default=False)
+def deploy(session: nox.Session) -> None:
+    """Gated blue-green deploy: `-- --candidate v2-safe` [--dry-run] [--accept-incompatible "why"]."""
+    _shared_env(session)
+    _deploygate(session, "deploy", *session.posargs)
+
+
+@nox.session(python=False, default=False)
+def rollback(session: nox.Session) -> None:
+    """Roll back an unfinished deploy, or the last one (`-- --force` past the forward-fix threshold)."""
+    _shared_env(session)
+    _deploygate(session, "rollback", *session.posargs)
+
+
+@nox.session(python=False, default=False)
+def demo(session: nox.Session) -> None:
+    """The whole story on the embedded production: reset to v1, show why v2 is stopped, deploy v2-safe."""
+    _shared_env(session)
+    _deploygate(session, "down", "--volumes")
+    _deploygate(session, "up")
+    session.log("why the gates stop v2 (the seed's plain rename): the compatibility checks")
+    session.run(
+        sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--candidate", "v2",
+        "-k", "compat", "--no-header", "--tb=line", external=True, success_codes=[0, 1],
+    )  # fmt: skip
+    _deploygate(session, "deploy", "--candidate", "v2-safe", *session.posargs)
+
+
+@nox.session(python=False, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against a same-run baseline: `-- predeploy [--rows 100000 1000000]`."""
+    _shared_env(session)
+    _deploygate(session, "bench", *(session.posargs or ["predeploy"]))
+
+
+@nox.session(python=False, default=False)
 def unit(session: nox.Session) -> None:
     """Run only the unit tests (no Docker engine needed)."""
     _shared_env(session)

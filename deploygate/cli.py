@@ -88,6 +88,48 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from deploygate import bench
+
+    settings = _settings(args)
+    client = ensure_engine(say=_say)
+    if args.what != "predeploy":
+        raise config.ConfigError(f"unknown benchmark {args.what!r}; known: predeploy")
+    results = bench.bench_predeploy(client, settings.root, args.rows, candidate=args.candidate, say=_say)
+    print(bench.render(results))
+    _say(f"saved {bench.save(results, settings.path(settings.reports_dir) / 'bench')}")
+    return 0 if all(r.gate_passed for r in results) else 1
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from deploygate import flow
+
+    settings = _settings(args)
+    client = ensure_engine(say=_say)
+    if args.accept_incompatible is not None and not args.accept_incompatible.strip():
+        raise config.ConfigError('--accept-incompatible needs a reason: --accept-incompatible "why"')
+    outcome = flow.deploy(
+        client, settings, args.candidate, dry_run=args.dry_run, accept_incompatible=args.accept_incompatible,
+        skip_predeploy=args.skip_predeploy, gate_args=args.gate_arg or [],
+    )  # fmt: skip
+    _say(f"{outcome.outcome}{': ' + outcome.detail if outcome.detail else ''}")
+    if outcome.report:
+        _say(f"report: {outcome.report}")
+    return 0 if outcome.outcome in ("succeeded", "dry_run") else 1
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from deploygate import flow
+
+    settings = _settings(args)
+    client = ensure_engine(say=_say)
+    outcome = flow.rollback(client, settings, force=args.force)
+    _say(f"{outcome.outcome}: {outcome.detail}")
+    if outcome.report:
+        _say(f"report: {outcome.report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deploygate", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help=f"configuration file (default {config.DEFAULT_CONFIG_FILE}, env {config.CONFIG_ENV})")
@@ -102,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_down.add_argument("--volumes", action="store_true", help="also remove the database volume")
     p_down.set_defaults(func=cmd_down)
     sub.add_parser("status", help="live release and colour, containers, health").set_defaults(func=cmd_status)
+    p_deploy = sub.add_parser("deploy", help="gated blue-green deploy of a candidate, rolling back on any failure")
+    p_deploy.add_argument("--candidate", required=True, help="a release of the app source, or an image reference")
+    p_deploy.add_argument("--dry-run", action="store_true", help="run the read-only gates and print the plan; change nothing")
+    p_deploy.add_argument("--accept-incompatible", metavar="REASON", help="deploy an incompatible candidate behind a maintenance hold")
+    p_deploy.add_argument("--skip-predeploy", metavar="REASON", help="emergency only: deploy without the predeploy gate (recorded)")
+    p_deploy.add_argument("--gate-arg", action="append", help="extra pytest argument for the predeploy gate (repeatable)")
+    p_deploy.set_defaults(func=cmd_deploy)
+    p_rollback = sub.add_parser("rollback", help="roll back an unfinished deploy, or the last one within the forward-fix threshold")
+    p_rollback.add_argument("--force", action="store_true", help="roll back even past the forward-fix threshold")
+    p_rollback.set_defaults(func=cmd_rollback)
+    p_bench = sub.add_parser("bench", help="benchmarks, as ratios to a baseline measured in the same run")
+    p_bench.add_argument("what", choices=["predeploy"], help="what to measure")
+    p_bench.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="PersonLinks per run")
+    p_bench.add_argument("--candidate", default="v2-safe", help="candidate the gate is run for")
+    p_bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -8,12 +8,15 @@ database's own message, plus the strategy that would make the change safe.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
+from deploygate.migrations import SchemaChanges, announced_changes
 from deploygate.rehearsal import MigrationPlan, ModelExercise, Rehearsal
 
 PRODUCTION_ON_NEW = "production release on the migrated schema"
 CANDIDATE_ON_OLD = "candidate on the schema before migrating"
+CANDIDATE_ON_NEW = "candidate on the migrated schema"
 
 # Per operation: why it breaks the overlap and the safe way to make the same change.
 ADVICE = {
@@ -24,10 +27,12 @@ ADVICE = {
     "RemoveField": "expand/contract: first deploy a release that no longer reads or writes the field, "
     "then drop the column in a later release",
     "DeleteModel": "expand/contract: first deploy a release that no longer uses the model, then drop the table later",
-    "AddField": "add the column nullable or with db_default, so rows inserted by the old release stay valid; "
-    "tighten to NOT NULL in a later release",
+    "AddField": "add the column nullable or with db_default (a many-to-many needs nothing: it is a new table), "
+    "so rows inserted by the old release stay valid; tighten to NOT NULL in a later release",
     "AlterField": "expand/contract: add a new column, write both, backfill, switch reads, drop the old column later",
     "RunPython": "give RunPython a reverse function (or migrations.RunPython.noop when nothing needs undoing)",
+    "SeparateDatabaseAndState": "check its state_operations against its database_operations: a state-only rename "
+    "needs db_column / db_table naming what the database still has",
 }
 GENERIC_ADVICE = "expand/contract: split the change so each release works on both the schema before and after it"
 
@@ -74,11 +79,12 @@ class Verdict:
 
     production_on_new: list[Incompatibility] = field(default_factory=list)
     candidate_on_old: list[Incompatibility] = field(default_factory=list)
+    candidate_on_new: list[Incompatibility] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
 
     @property
     def compatible(self) -> bool:
-        return not (self.production_on_new or self.candidate_on_old)
+        return not (self.production_on_new or self.candidate_on_old or self.candidate_on_new)
 
     def explain(self, plan: MigrationPlan) -> str:
         if self.compatible:
@@ -88,10 +94,14 @@ class Verdict:
             lines.append(f"  once {', '.join(plan.labels)} has run, until traffic switches, the release serving now fails on:")
             lines += [f"    - {item.describe()}" for item in self.production_on_new]
         if self.candidate_on_old:
-            lines.append("  if the candidate starts before the migration, it fails on:")
+            lines.append("  while the candidate runs before the migration has finished, it fails on:")
             lines += [f"    - {item.describe()}" for item in self.candidate_on_old]
-        lines.append("  fix:")
-        lines += [f"    - {line}" for line in self.advice]
+        if self.candidate_on_new:
+            lines.append("  the candidate fails even on the migrated schema (its models and migrations disagree):")
+            lines += [f"    - {item.describe()}" for item in self.candidate_on_new]
+        if self.advice:
+            lines.append("  fix:")
+            lines += [f"    - {line}" for line in self.advice]
         lines.append("  or deploy with a maintenance hold: --accept-incompatible --reason \"...\"")
         return "\n".join(lines)
 
@@ -101,8 +111,6 @@ def advice_for(plan: MigrationPlan) -> list[str]:
     lines = []
     for step in plan.steps:
         for op_type, description in zip(step.operation_types, step.operations):
-            if op_type == "SeparateDatabaseAndState":
-                continue
             hint = ADVICE.get(op_type, GENERIC_ADVICE)
             line = f"{step.label} ({description}): {hint}"
             if line not in lines:
@@ -110,12 +118,42 @@ def advice_for(plan: MigrationPlan) -> list[str]:
     return lines
 
 
+_MISSING = re.compile(
+    r'column (?:"?(?P<table1>\w+)"?\.)?"?(?P<column1>\w+)"? does not exist'
+    r'|column "(?P<column2>\w+)" of relation "(?P<table2>\w+)" does not exist'
+    r'|relation "(?P<table3>\w+)" does not exist'
+)
+
+
+def explained_by_plan(error: str, announced: SchemaChanges) -> bool:
+    """Whether an error is only the candidate asking for a column or table its own plan creates or renames.
+
+    deploygate migrates before it routes any request to the candidate, so these cannot
+    reach a user; anything else the candidate hits on the old schema can.
+    """
+    match = _MISSING.search(error)
+    if not match:
+        return False
+    column = match["column1"] or match["column2"]
+    if column:
+        return column in announced.added_columns or column in {new for _, new in announced.renamed_columns}
+    table = f"public.{match['table3']}"
+    return table in announced.created_tables or table in {new for _, new in announced.renamed_tables}
+
+
 def judge(rehearsal: Rehearsal) -> Verdict:
-    """The verdict of one rehearsal."""
+    """The verdict of one rehearsal: both directions, the candidate's own failures, and the fix."""
+    announced = announced_changes(sql for step in rehearsal.plan.steps for sql in step.sql)
+    candidate_on_old = [
+        item
+        for item in incompatibilities(rehearsal.candidate_on_old_schema, CANDIDATE_ON_OLD)
+        if not explained_by_plan(item.error, announced)
+    ]
     verdict = Verdict(
         production_on_new=incompatibilities(rehearsal.production_on_new_schema, PRODUCTION_ON_NEW),
-        candidate_on_old=incompatibilities(rehearsal.candidate_on_old_schema, CANDIDATE_ON_OLD),
+        candidate_on_old=candidate_on_old,
+        candidate_on_new=incompatibilities(rehearsal.candidate_on_new_schema, CANDIDATE_ON_NEW),
     )
     if not verdict.compatible:
-        verdict.advice = advice_for(rehearsal.plan)
+        verdict.advice = advice_for(rehearsal.plan) or [GENERIC_ADVICE]
     return verdict

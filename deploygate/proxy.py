@@ -43,11 +43,25 @@ class Upstream:
     release: str
 
 
-def render_config(upstream: Upstream) -> str:
-    """nginx.conf routing all traffic to ``upstream`` and logging JSON lines tagged with its colour."""
+def render_config(upstream: Upstream, *, hold_s: int | None = None) -> str:
+    """nginx.conf routing all traffic to ``upstream`` and logging JSON lines tagged with its colour.
+
+    With ``hold_s`` the proxy instead answers every request 503 with ``Retry-After: hold_s``
+    (a maintenance hold, logged as colour "hold"), still recording ``upstream`` as the target.
+    """
     if not upstream.color.isalnum():
         raise ValueError(f"colour must be alphanumeric, got {upstream.color!r}")
-    return f"""{LIVE_MARKER} {json.dumps({"color": upstream.color, "host": upstream.host, "port": upstream.port, "release": upstream.release})}
+    marker = {"color": upstream.color, "host": upstream.host, "port": upstream.port, "release": upstream.release}
+    if hold_s is not None:
+        marker["hold"] = True
+    logged_color = "hold" if hold_s is not None else upstream.color
+    serve = (
+        f'add_header Retry-After {hold_s} always;\n            default_type application/json;\n'
+        f'            return 503 \'{{"status": "maintenance", "retry_after": {hold_s}}}\';'
+        if hold_s is not None
+        else "proxy_pass http://app;"
+    )
+    return f"""{LIVE_MARKER} {json.dumps(marker)}
 worker_processes 1;
 error_log {LOG_DIR_IN_CONTAINER}/error.log warn;
 pid /run/nginx.pid;
@@ -63,7 +77,7 @@ http {{
     access_log {LOG_DIR_IN_CONTAINER}/{ACCESS_LOG_NAME} deploygate;
 
     map $host $deploygate_color {{
-        default "{upstream.color}";
+        default "{logged_color}";
     }}
 
     upstream app {{
@@ -82,7 +96,7 @@ http {{
         }}
 
         location / {{
-            proxy_pass http://app;
+            {serve}
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
@@ -134,12 +148,12 @@ class ProxyPaths:
             return None
 
 
-def write_config(paths: ProxyPaths, upstream: Upstream) -> Path:
+def write_config(paths: ProxyPaths, upstream: Upstream, *, hold_s: int | None = None) -> Path:
     """Write the config atomically; the directory (not the file) is mounted, so the rename is seen."""
     paths.config_dir.mkdir(parents=True, exist_ok=True)
     paths.log_dir.mkdir(parents=True, exist_ok=True)
     tmp = paths.config_dir / f".{CONFIG_NAME}.tmp"
-    tmp.write_text(render_config(upstream))
+    tmp.write_text(render_config(upstream, hold_s=hold_s))
     os.replace(tmp, paths.config_file)
     return paths.config_file
 
@@ -203,10 +217,12 @@ def read_access_log(path: Path, *, since: float | None = None) -> Iterator[Acces
                 yield record
 
 
-def switch(container: docker.models.containers.Container, paths: ProxyPaths, upstream: Upstream) -> None:
-    """Route traffic to ``upstream`` with a graceful reload; on failure the previous config is put back."""
+def switch(
+    container: docker.models.containers.Container, paths: ProxyPaths, upstream: Upstream, *, hold_s: int | None = None
+) -> None:
+    """Route traffic to ``upstream`` (or hold it) with a graceful reload; on failure the previous config is put back."""
     previous = paths.config_file.read_text() if paths.config_file.exists() else None
-    write_config(paths, upstream)
+    write_config(paths, upstream, hold_s=hold_s)
     try:
         reload(container)
     except StackError:

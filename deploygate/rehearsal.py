@@ -12,6 +12,7 @@ import json
 import secrets
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -96,6 +97,33 @@ def _postgres(settings: Settings, image_id: str, mounts: dict[str, str]) -> Iter
         container.stop()
 
 
+class PostgresStarter:
+    """Starts an empty Postgres of ``image_id`` in the background, so its start overlaps other work (the dump)."""
+
+    def __init__(self, settings: Settings, image_id: str, mounts: dict[str, str]) -> None:
+        self._context = _postgres(settings, image_id, mounts)
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._future = self._pool.submit(self._context.__enter__)
+
+    def result(self) -> DatabaseCopy:
+        """The started database; raises what the start raised."""
+        return self._future.result()
+
+    def stop(self) -> None:
+        try:
+            self._future.result()
+        except Exception:  # noqa: BLE001 - a failed start has nothing to stop; its error was raised by result()
+            return
+        finally:
+            self._pool.shutdown()
+        self._context.__exit__(None, None, None)
+
+
+def backup_mount(backup_dir) -> dict[str, str]:
+    """The mount a copy needs to read backups from ``backup_dir``."""
+    return {str(backup_dir): _BACKUP_IN_CONTAINER}
+
+
 @contextmanager
 def empty_database(settings: Settings, image_id: str) -> Iterator[DatabaseCopy]:
     """A throwaway, empty Postgres of ``image_id`` (for rehearsing on a schema built from scratch)."""
@@ -111,13 +139,17 @@ def database_copy(settings: Settings, image_id: str, backup: Backup, say: Say = 
     """
     check_integrity(backup)
     say("starting a Postgres copy of production's image...")
-    with _postgres(settings, image_id, {str(backup.path.parent): _BACKUP_IN_CONTAINER}) as copy:
+    with _postgres(settings, image_id, backup_mount(backup.path.parent)) as copy:
         restore(copy, backup, say)
         yield copy
 
 
 def restore(copy: DatabaseCopy, backup: Backup, say: Say = print) -> None:
-    """pg_restore the dump into the copy (2 jobs in parallel), then prove the row counts match."""
+    """pg_restore the dump into the copy (2 jobs in parallel), then prove the row counts match.
+
+    The backup is checked against its manifest (size, sha256) first.
+    """
+    check_integrity(backup)
     say(f"restoring {backup.path.name} into the copy...")
     code, output = copy.container.get_wrapped_container().exec_run(
         [
@@ -137,6 +169,43 @@ def restore(copy: DatabaseCopy, backup: Backup, say: Say = print) -> None:
         raise BackupError(f"restored copy differs from the manifest: {table} has {restored.get(table)} rows, manifest says {expected}")
 
 
+def probe(
+    client: docker.DockerClient,
+    settings: Settings,
+    image: Image,
+    command: str,
+    argument: Any = None,
+    *,
+    network: str,
+    environment: dict[str, str],
+    say: Say | None = None,
+) -> tuple[dict, int]:
+    """Run the probe ``command`` in a one-off container of ``image`` with the app's DB ``environment``.
+
+    Returns the probe's JSON result and its exit code; raises ``RehearsalError`` when the
+    probe printed no result at all (it could not even start). Migrations run with the
+    configured lock_timeout, the same in the rehearsal and in the deploy.
+    """
+    argv = ["python", f"{_PROBE_DIR_IN_CONTAINER}/{DJANGO_PROBE.name}", command]
+    if argument is not None:
+        argv.append(json.dumps(argument))
+    result = run_oneoff(
+        client,
+        image.id,
+        argv,
+        network=network,
+        environment={**environment, "PGOPTIONS": f"-c lock_timeout={settings.lock_timeout_ms}"},
+        labels=labels(settings, "oneoff"),
+        volumes={str(DJANGO_PROBE.parent): {"bind": _PROBE_DIR_IN_CONTAINER, "mode": "ro"}},
+        # The result line is for us, not for the user's screen.
+        say=(lambda line: None if RESULT_MARKER in line else say(line)) if say else None,
+    )
+    for line in reversed(result.output.splitlines()):
+        if RESULT_MARKER in line:
+            return json.loads(line.split(RESULT_MARKER, 1)[1]), result.exit_code
+    raise RehearsalError(f"the probe `{command}` in {image.tag} gave no result (exit {result.exit_code}): {result.last_line}")
+
+
 def run_probe(
     client: docker.DockerClient,
     settings: Settings,
@@ -147,31 +216,11 @@ def run_probe(
     *,
     say: Say | None = None,
 ) -> tuple[dict, int]:
-    """Run the probe ``command`` in a one-off container of the candidate against the copy.
-
-    Returns the probe's JSON result and its exit code; raises ``RehearsalError`` when the
-    probe printed no result at all (it could not even start).
-    """
-    argv = ["python", f"{_PROBE_DIR_IN_CONTAINER}/{DJANGO_PROBE.name}", command]
-    if argument is not None:
-        argv.append(json.dumps(argument))
-    environment = copy.app_environment(settings)
-    # The rehearsal migrates with the very lock_timeout the deploy will use.
-    environment["PGOPTIONS"] = f"-c lock_timeout={settings.lock_timeout_ms}"
-    result = run_oneoff(
-        client,
-        candidate.id,
-        argv,
-        network=COPY_NETWORK,
-        environment=environment,
-        labels=labels(settings, "oneoff"),
-        volumes={str(DJANGO_PROBE.parent): {"bind": _PROBE_DIR_IN_CONTAINER, "mode": "ro"}},
-        say=say,
-    )
-    for line in reversed(result.output.splitlines()):
-        if RESULT_MARKER in line:
-            return json.loads(line.split(RESULT_MARKER, 1)[1]), result.exit_code
-    raise RehearsalError(f"the probe `{command}` in {candidate.tag} gave no result (exit {result.exit_code}): {result.last_line}")
+    """``probe`` against the rehearsal copy."""
+    return probe(
+        client, settings, candidate, command, argument,
+        network=COPY_NETWORK, environment=copy.app_environment(settings), say=say,
+    )  # fmt: skip
 
 
 @dataclass
@@ -273,34 +322,37 @@ class Rehearsal:
 def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, copy: DatabaseCopy, say: Say = print) -> Rehearsal:
     """Plan, exercise the candidate on the old schema, migrate, fingerprint, exercise both releases on the new one.
 
-    A failing migration does not raise: it is recorded (``migrate_error``) for the gates to judge.
+    Probe commands are batched (Django starts once per batch) and the host's fingerprints
+    run beside them, since each container start costs about a second. A failing migration
+    does not raise: it is recorded (``migrate_error``) for the gates to judge.
     """
     timings: dict[str, float] = {}
-
-    def timed(name: str, func: Callable[[], Any]) -> Any:
-        started = time.monotonic()
-        try:
-            return func()
-        finally:
-            timings[name] = round(time.monotonic() - started, 3)
-
-    plan_payload, _ = timed("plan_s", lambda: run_probe(client, settings, candidate, copy, "plan"))
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # Both read-only on the copy as restored.
+        before_future = pool.submit(fingerprint, copy.host_address)
+        first, _ = run_probe(client, settings, candidate, copy, "batch", [["plan", None], ["exercise", {"state": "current"}]])
+        before = before_future.result()
+    plan_payload, old_schema = first["results"]
     plan = parse_plan(plan_payload)
-    say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}")
-    before = timed("fingerprint_before_s", lambda: fingerprint(copy.host_address))
-    old_schema, _ = timed(
-        "candidate_on_old_schema_s", lambda: run_probe(client, settings, candidate, copy, "exercise", {"state": "current"})
+    timings["plan_and_old_schema_s"] = round(time.monotonic() - started, 3)
+    say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}; migrating the copy with the candidate image...")
+
+    started = time.monotonic()
+    second, _ = run_probe(
+        client,
+        settings,
+        candidate,
+        copy,
+        "batch",
+        [["migrate", None], ["exercise", {"state": "current"}], ["exercise", {"state": plan.applied_leaves}]],
+        say=say,
     )
-    say("migrating the copy with the candidate image...")
-    migrate_payload, _ = timed("migrate_s", lambda: run_probe(client, settings, candidate, copy, "migrate", say=say))
-    after = timed("fingerprint_after_s", lambda: fingerprint(copy.host_address))
-    new_schema, _ = timed(
-        "candidate_on_new_schema_s", lambda: run_probe(client, settings, candidate, copy, "exercise", {"state": "current"})
-    )
-    production_view, _ = timed(
-        "production_on_new_schema_s",
-        lambda: run_probe(client, settings, candidate, copy, "exercise", {"state": plan.applied_leaves}),
-    )
+    migrate_payload, new_schema, production_view = second["results"]
+    timings["migrate_and_new_schema_s"] = round(time.monotonic() - started, 3)
+    started = time.monotonic()
+    after = fingerprint(copy.host_address, reference=before)
+    timings["fingerprint_after_s"] = round(time.monotonic() - started, 3)
     return Rehearsal(
         candidate=candidate,
         plan=plan,
@@ -332,6 +384,6 @@ def reverse(client: docker.DockerClient, settings: Settings, rehearsal: Rehearsa
     return Reversal(
         applied=parse_applied(payload),
         error=payload.get("error"),
-        after=fingerprint(copy.host_address),
+        after=fingerprint(copy.host_address, reference=rehearsal.before),
         duration_s=round(time.monotonic() - started, 3),
     )

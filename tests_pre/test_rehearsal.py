@@ -47,7 +47,7 @@ def test_no_row_lost_or_altered(rehearsed) -> None:
     unexplained = [p for p in diff.problems() if not any(p.endswith(f".{c} dropped") for c in announced.dropped_columns)]
     assert not unexplained, "content changed by the migration: " + "; ".join(unexplained)
     rows = sum(t.rows for t in rehearsed.after.values())
-    print(f"{len(rehearsed.after)} tables, {rows:,} rows: counts and per-column checksums equal, renames mapped by OID")
+    print(f"{len(rehearsed.after)} tables, {rows:,} rows: row counts and content hashes equal (renames mapped by OID and column number)")
 
 
 def test_orm_works_on_the_new_names(rehearsed) -> None:

@@ -5,6 +5,7 @@ Usage: python django_probe.py <command> [json-argument]
   migrate              apply them with Django's own `migrate`, recording time and table locks per migration
   migrate-to TARGETS   migrate to {"app": "name" | null} (used to reverse the plan)
   safe-migrations LABELS  the given migrations with renames made state-only (db_column / db_table kept), as files
+  batch STEPS          [[command, argument], ...] in one process (Django set up once)
   exercise SPEC        run select / filter / insert / update / delete for models, all rolled back;
                        SPEC {"state": "current"} (this code's models) or {"state": {"app": "name"}}
                        (the historical models at those migrations, i.e. another release's view), "apps": [...]
@@ -97,7 +98,14 @@ def cmd_plan(_arg):
                 "sql": sql,
             }
         )
-    emit({"plan": steps, "applied_leaves": applied_leaves(loader), "leaves": dict(loader.graph.leaf_nodes())})
+    unknown = sorted(f"{app}.{name}" for app, name in loader.applied_migrations if (app, name) not in loader.graph.nodes)
+    return {
+        "plan": steps,
+        "applied_leaves": applied_leaves(loader),
+        "leaves": dict(loader.graph.leaf_nodes()),
+        "unknown_applied": unknown,
+        "applied": sorted(f"{app}.{name}" for app, name in loader.applied_migrations),
+    }, 0
 
 
 class LockRecorder:
@@ -118,17 +126,24 @@ class LockRecorder:
         self.current = None
         if done is None:
             return
-        finished = time.monotonic()
-        locks = {}
-        for (table, mode), seen in done.pop("first_seen").items():
-            held = finished - seen
-            best = locks.get(table)
-            if best is None or LOCK_STRENGTH.index(mode) > LOCK_STRENGTH.index(best["mode"]):
-                locks[table] = {"mode": mode, "held_s": round(held, 4)}
-        done["duration_s"] = round(finished - done.pop("started"), 4)
-        done["locks"] = locks
+        done["finished"] = time.monotonic()
+        done["duration_s"] = round(done["finished"] - done["started"], 4)
         done["error"] = error
         self.migrations.append(done)
+
+    def finalize(self, committed_at=None):
+        """Turn first-seen times into hold times. Locks are held until commit: the migration's own
+        end, or ``committed_at`` when the whole plan ran in one transaction."""
+        for done in self.migrations:
+            released = committed_at if committed_at is not None else done["finished"]
+            locks = {}
+            for (table, mode), seen in done.pop("first_seen").items():
+                best = locks.get(table)
+                if best is None or LOCK_STRENGTH.index(mode) > LOCK_STRENGTH.index(best["mode"]):
+                    locks[table] = {"mode": mode, "held_s": round(released - seen, 4)}
+            done["locks"] = locks
+            del done["started"], done["finished"]
+        return self.migrations
 
     def __call__(self, execute, sql, params, many, context):
         started = time.monotonic()
@@ -146,10 +161,14 @@ class LockRecorder:
                     pass
 
 
+_ORIGINAL_APPLY = MigrationExecutor.apply_migration
+_ORIGINAL_UNAPPLY = MigrationExecutor.unapply_migration
+
+
 def _recording(recorder):
     """Wrap Django's executor so every applied/unapplied migration is timed (commit included)."""
-    original_apply = MigrationExecutor.apply_migration
-    original_unapply = MigrationExecutor.unapply_migration
+    original_apply = _ORIGINAL_APPLY
+    original_unapply = _ORIGINAL_UNAPPLY
 
     def apply_migration(self, state, migration, fake=False, fake_initial=False):
         recorder.begin(migration, "forwards")
@@ -176,16 +195,29 @@ def _recording(recorder):
 
 
 def cmd_migrate(_arg):
+    """Django's own `migrate`, the whole plan in ONE transaction when every migration allows it.
+
+    Postgres has transactional DDL: a plan that fails halfway then leaves nothing applied,
+    so the release still serving never meets a half-migrated schema. The price is that
+    locks are held until the plan commits, which is what the recorded hold times show.
+    """
     recorder = LockRecorder()
     _recording(recorder)
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    whole_plan = bool(plan) and connection.features.can_rollback_ddl and all(m.atomic for m, _ in plan)
     error = None
     with connection.execute_wrapper(recorder):
         try:
-            call_command("migrate", interactive=False, verbosity=1)
+            if whole_plan:
+                with transaction.atomic():
+                    call_command("migrate", interactive=False, verbosity=1)
+            else:
+                call_command("migrate", interactive=False, verbosity=1)
         except Exception as exc:  # noqa: BLE001 - reported to the host, which fails the gate
             error = one_line(exc)
-    emit({"migrations": recorder.migrations, "error": error})
-    return 1 if error else 0
+    migrations = recorder.finalize(committed_at=time.monotonic() if whole_plan else None)
+    return {"migrations": migrations, "error": error, "atomic_plan": whole_plan}, (1 if error else 0)
 
 
 def cmd_migrate_to(arg):
@@ -200,8 +232,7 @@ def cmd_migrate_to(arg):
             executor.migrate(targets, plan=plan)
         except Exception as exc:  # noqa: BLE001 - IrreversibleError among others: reported, not raised
             error = one_line(exc)
-    emit({"migrations": recorder.migrations, "error": error})
-    return 1 if error else 0
+    return {"migrations": recorder.finalize(), "error": error}, (1 if error else 0)
 
 
 # --- exercising models the way an ORM user would ---------------------------------------------
@@ -365,8 +396,7 @@ def cmd_exercise(arg):
             raise _Rollback
     except _Rollback:
         pass
-    emit({"models": results})
-    return 0
+    return {"models": results}, 0
 
 
 def cmd_safe_migrations(arg):
@@ -407,7 +437,17 @@ def cmd_safe_migrations(arg):
             migration.name, migration.app_label
         )
         written[f"{migration.app_label}/migrations/{migration.name}.py"] = MigrationWriter(safe).as_string()
-    emit({"files": written})
+    return {"files": written}, 0
+
+
+def cmd_batch(arg):
+    """Several commands in one process (Django starts once): [[command, argument], ...] -> their results."""
+    results, worst = [], 0
+    for command, argument in json.loads(arg):
+        result, code = COMMANDS[command](json.dumps(argument) if argument is not None else "")
+        results.append(result)
+        worst = max(worst, code)
+    return {"results": results}, worst
 
 
 COMMANDS = {
@@ -416,9 +456,12 @@ COMMANDS = {
     "migrate-to": cmd_migrate_to,
     "exercise": cmd_exercise,
     "safe-migrations": cmd_safe_migrations,
+    "batch": cmd_batch,
 }
 
 if __name__ == "__main__":
     command = sys.argv[1]
     argument = sys.argv[2] if len(sys.argv) > 2 else ""
-    sys.exit(COMMANDS[command](argument) or 0)
+    result, code = COMMANDS[command](argument)
+    emit(result)
+    sys.exit(code)

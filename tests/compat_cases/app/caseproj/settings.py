@@ -5,8 +5,6 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = "compat-cases-only-insecure-secret-key"
-DEBUG = False
-ALLOWED_HOSTS = []
 
 # Only the app under test: every table in the database is one the cases change or watch.
 INSTALLED_APPS = ["shop"]

@@ -1,0 +1,145 @@
+"""Benchmarks, as ratios against a baseline measured in the same run (absolute times are noisy here).
+
+``predeploy``: the pre-deploy gate's wall time split by stage, beside a raw
+``pg_dump | pg_restore`` of the same database into the same Postgres image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import docker
+
+from deploygate import config, images, rehearsal, stack
+from deploygate.backup import take_backup
+from deploygate.database import db_password
+
+Say = Callable[[str], None]
+BENCH_PROJECT = "dgbench"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class PredeployBench:
+    rows: int
+    stages: dict[str, float] = field(default_factory=dict)
+    gate_wall_s: float = 0.0
+    gate_passed: bool = False
+    baseline_s: float = 0.0
+
+    @property
+    def stages_total_s(self) -> float:
+        return sum(self.stages.values())
+
+    @property
+    def ratio(self) -> float:
+        return self.gate_wall_s / self.baseline_s if self.baseline_s else float("nan")
+
+
+def _raw_dump_restore(client: docker.DockerClient, settings: config.Settings, password: str) -> float:
+    """Seconds for ``pg_dump -Fc | pg_restore`` of production into a fresh database of the same image."""
+    names = stack.StackNames(settings.project)
+    db_image = client.containers.get(names.db).image.id
+    with rehearsal.empty_database(settings, db_image) as target:
+        target_name = target.container.get_wrapped_container().name
+        # `-e PGPASSWORD` without a value passes it from our environment: never on a command line.
+        dump = f"docker exec -e PGPASSWORD {names.db} pg_dump -Fc -h 127.0.0.1 -U {settings.db_user} -d {settings.db_name}"
+        load = f"docker exec -i {target_name} pg_restore --no-owner --no-acl -U {settings.db_user} -d {settings.db_name}"
+        started = time.monotonic()
+        subprocess.run(f"set -o pipefail; {dump} | {load}", shell=True, executable="/bin/bash", check=True,
+                       capture_output=True, env={**os.environ, "PGPASSWORD": password})  # fmt: skip
+        return time.monotonic() - started
+
+
+def _stage_times(client: docker.DockerClient, settings: config.Settings, candidate: str, say: Say) -> dict[str, float]:
+    """The gate's own library calls, in the gate's order, each timed."""
+    times: dict[str, float] = {}
+    started = time.monotonic()
+    image = images.resolve_candidate(client, settings, candidate, say=lambda m: None)
+    db = stack.production_db(client, settings)
+    times["candidate_image"] = time.monotonic() - started
+    started = time.monotonic()
+    backup = take_backup(client, settings, db, say=lambda m: None)
+    times["backup"] = time.monotonic() - started
+    started = time.monotonic()
+    db_image = client.containers.get(stack.StackNames(settings.project).db).image.id
+    with rehearsal.database_copy(settings, db_image, backup, say=lambda m: None) as copy:
+        times["copy_restore_verify"] = time.monotonic() - started
+        done = rehearsal.rehearse(client, settings, image, copy, say=lambda m: None)
+        for name, seconds in done.timings.items():
+            times[f"rehearsal_{name.removesuffix('_s')}"] = seconds
+        started = time.monotonic()
+        rehearsal.reverse(client, settings, done, copy, say=lambda m: None)
+        times["reversal"] = time.monotonic() - started
+    return {name: round(seconds, 2) for name, seconds in times.items()}
+
+
+def bench_predeploy(
+    client: docker.DockerClient, root: Path, rows_list: list[int], candidate: str = "v2-safe", say: Say = print
+) -> list[PredeployBench]:
+    """Bring up a bench production per size, then time baseline, stages and the whole gate."""
+    results = []
+    for rows in rows_list:
+        with tempfile.TemporaryDirectory(prefix="dgbench-") as tmp:
+            overrides = {
+                "project": BENCH_PROJECT, "proxy_port": str(_free_port()), "state_dir": f"{tmp}/state",
+                "backup_dir": f"{tmp}/backups", "reports_dir": f"{tmp}/reports", "seed_rows": str(rows),
+                "seed_members": str(max(200, rows // 100)),
+            }  # fmt: skip
+            settings = config.load(root=root, environ={}, overrides=overrides)
+            stack.down(client, settings, volumes=True)
+            say(f"[{rows:,} rows] bringing up the bench production (seeding is not timed)...")
+            stack.up(client, settings, say=lambda m: None)
+            bench = PredeployBench(rows=rows)
+            try:
+                say(f"[{rows:,} rows] baseline: pg_dump | pg_restore...")
+                bench.baseline_s = round(_raw_dump_restore(client, settings, db_password(settings)), 2)
+                say(f"[{rows:,} rows] gate stages...")
+                bench.stages = _stage_times(client, settings, candidate, say)
+                say(f"[{rows:,} rows] the whole gate (nox -s predeploy's pytest run)...")
+                argv = [sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--candidate", candidate]
+                for name, value in overrides.items():
+                    argv += ["--dg-set", f"{name}={value}"]
+                started = time.monotonic()
+                done = subprocess.run(argv, cwd=root, capture_output=True, text=True)
+                bench.gate_wall_s = round(time.monotonic() - started, 2)
+                bench.gate_passed = done.returncode == 0
+            finally:
+                stack.down(client, settings, volumes=True)
+            results.append(bench)
+    return results
+
+
+def render(results: list[PredeployBench]) -> str:
+    """A markdown table: stages per size, the whole gate, the baseline and the ratio."""
+    stage_names = list(dict.fromkeys(name for r in results for name in r.stages))
+    header = "| stage | " + " | ".join(f"{r.rows:,} rows (s)" for r in results) + " |"
+    lines = [header, "|---|" + "---:|" * len(results)]
+    for name in stage_names:
+        lines.append(f"| {name} | " + " | ".join(f"{r.stages.get(name, 0):.2f}" for r in results) + " |")
+    lines.append("| **sum of stages** | " + " | ".join(f"{r.stages_total_s:.2f}" for r in results) + " |")
+    lines.append("| **whole gate (pytest tests_pre)** | " + " | ".join(f"{r.gate_wall_s:.2f}" + ("" if r.gate_passed else " (FAILED)") for r in results) + " |")
+    lines.append("| baseline: pg_dump \\| pg_restore | " + " | ".join(f"{r.baseline_s:.2f}" for r in results) + " |")
+    lines.append("| **ratio gate / baseline** | " + " | ".join(f"{r.ratio:.2f}x" for r in results) + " |")
+    return "\n".join(lines)
+
+
+def save(results: list[PredeployBench], reports_dir: Path) -> Path:
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    path = reports_dir / f"bench_predeploy_{time.strftime('%Y%m%d_%H%M%S')}.json"
+    path.write_text(json.dumps([{**r.__dict__, "ratio": r.ratio} for r in results], indent=2))
+    return path

@@ -1,0 +1,159 @@
+"""End-to-end: real deploys and rollbacks on an isolated production (project ``dge2e``), removed afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+
+from deploygate import config, stack
+from deploygate.containers import remove_labelled
+from deploygate.database import connect
+from deploygate.traffic import TrafficProbe
+
+ROOT = Path(__file__).resolve().parents[2]
+E2E_PROJECT = "dge2e"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in item.nodeid:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def e2e_overrides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    state = tmp_path_factory.mktemp("e2e")
+    return {
+        "project": E2E_PROJECT,
+        "proxy_port": str(_free_port()),
+        "state_dir": str(state / "state"),
+        "backup_dir": str(state / "backups"),
+        "reports_dir": str(state / "reports"),
+        "logs_dir": str(state / "logs"),
+        "seed_rows": "5000",
+        "seed_members": "200",
+        "monitor_window_s": "10",
+        "health_timeout": "20",
+        "traffic_rate": "20",
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig: pytest.Config, e2e_overrides: dict[str, str]) -> config.Settings:
+    return config.load(root=pytestconfig.rootpath, environ={}, overrides=e2e_overrides)
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(docker_client: docker.DockerClient, settings: config.Settings) -> Iterator[config.Settings]:
+    """Production at v1 on blue, fresh for this run, and nothing left of it afterwards."""
+    remove_labelled(docker_client, settings.project, volumes=True)
+    stack.up(docker_client, settings, say=lambda message: None)
+    yield settings
+    stack.down(docker_client, settings, volumes=True)
+
+
+@dataclass
+class CliRun:
+    code: int
+    output: str
+
+
+class Deploygate:
+    """Runs ``python -m deploygate`` as the user does, with the e2e settings."""
+
+    def __init__(self, overrides: dict[str, str]) -> None:
+        self.overrides = overrides
+
+    def argv(self, *args: str, **extra: str) -> list[str]:
+        argv = [sys.executable, "-m", "deploygate"]
+        for name, value in {**self.overrides, **extra}.items():
+            argv += ["--set", f"{name}={value}"]
+        return [*argv, *args]
+
+    def env(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYGATE_")}
+
+    def run(self, *args: str, **extra: str) -> CliRun:
+        done = subprocess.run(self.argv(*args, **extra), cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=900)
+        return CliRun(done.returncode, done.stdout + done.stderr)
+
+    def start(self, *args: str, **extra: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.argv(*args, **extra), cwd=ROOT, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    def kill_after(self, marker: str, *args: str, **extra: str) -> str:
+        """Start a command and SIGKILL it as soon as ``marker`` appears in its output; returns the output so far."""
+        process = self.start(*args, **extra)
+        seen = []
+        deadline = time.monotonic() + 600
+        for line in process.stdout:
+            seen.append(line)
+            if marker in line:
+                process.send_signal(signal.SIGKILL)
+                break
+            assert time.monotonic() < deadline, "marker never appeared"
+        process.wait(timeout=60)
+        assert process.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
+        return "".join(seen)
+
+
+@pytest.fixture(scope="session")
+def dg(e2e_stack: config.Settings, e2e_overrides: dict[str, str]) -> Deploygate:
+    return Deploygate(e2e_overrides)
+
+
+@pytest.fixture
+def traffic(e2e_stack: config.Settings) -> Iterator[TrafficProbe]:
+    """The test's own steady reads and writes through the proxy, independent of the deploy process."""
+    probe = TrafficProbe(
+        stack.proxy_url(e2e_stack),
+        rate_per_s=20,
+        read_paths=["/api/links/?page_size=20", "/api/links/{id}/"],
+        write_path="/api/links/",
+        max_duration_s=900,
+    ).start()
+    yield probe
+    probe.stop()
+
+
+@pytest.fixture
+def assert_back_on_v1(docker_client: docker.DockerClient, e2e_stack: config.Settings):
+    """After a rollback: blue serves v1 through the proxy, the schema is v1's, green is gone, rows kept."""
+
+    def check(created_ids: list[int]) -> None:
+        settings = e2e_stack
+        live = stack.proxy_paths(settings).current()
+        assert live is not None and (live.color, live.release) == ("blue", "v1"), live
+        body = requests.get(f"{stack.proxy_url(settings)}/health/detailed/", timeout=10).json()
+        assert body["status"] == "healthy" and body["release"]["name"] == "v1"
+        assert body["migrations"]["pending"] == 0 and body["migrations"]["unknown_applied"] == [], body["migrations"]
+        assert stack.StackNames(settings.project).web("green") not in stack.status(docker_client, settings).containers
+        db = stack.production_db(docker_client, settings)
+        with connect(db) as conn:
+            columns = {r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'unified_db_personlink'").fetchall()}  # fmt: skip
+            assert "fahanie_cares_member_id" in columns and "bm_parliament_member_id" not in columns
+            assert conn.execute("SELECT to_regclass('members_fahaniecaresmember') IS NOT NULL").fetchone()[0]
+            if created_ids:
+                found = conn.execute("SELECT count(*) FROM unified_db_personlink WHERE id = ANY(%s)", [created_ids]).fetchone()[0]
+                assert found == len(set(created_ids)), f"{len(set(created_ids)) - found} rows written during the deploy are gone"
+
+    return check
