@@ -348,6 +348,11 @@ def _reverse_migrations(deploy: Deploy) -> str:
     """Undo the plan on production: reverse it with the candidate's image, or restore the backup when it cannot be."""
     if not deploy.reversal_targets:
         return "nothing to reverse (the plan was empty)"
+    # The truth is in django_migrations, not in what this process believes it did.
+    state, _ = _probe_production(deploy, deploy.candidate, "plan")
+    applied = [step["label"] for step in deploy.plan if step["label"] in state["applied"]]
+    if not applied:
+        return "nothing to reverse: none of the plan's migrations is applied"
     if deploy.reversible:
         payload, code = _probe_production(deploy, deploy.candidate, "migrate-to", deploy.reversal_targets)
         if code == 0 and not payload.get("error"):
@@ -385,7 +390,9 @@ def _copy_into(container, path: Path) -> bool:
 
 def _reapply_rows(deploy: Deploy, export: Path) -> int:
     count = 0
-    with connect(deploy.db) as conn, export.open(newline="") as handle:
+    # One transaction: foreign keys (deferrable, as Django makes them) are checked at commit,
+    # so rows go back in any order, and either all of them do or none.
+    with connect(deploy.db) as conn, conn.transaction(), export.open(newline="") as handle:
         for record in csv.DictReader(handle):
             values = json.loads(record["row"])
             columns = [r[0] for r in conn.execute(
@@ -418,17 +425,26 @@ def roll_back(deploy: Deploy, reason: str) -> None:
             raise StageFailed(f"cannot roll back: {deploy.names.web(old_color)} no longer exists")
         if old.status != "running":
             old.start()
-        stack.wait_healthy(old, deploy.settings.health_timeout)
+        hold = bool(deploy.hold)
+        if not hold:
+            try:
+                stack.wait_healthy(old, deploy.settings.health_timeout)
+            except DeployGateError as exc:
+                # The old release cannot serve the schema as it is now: hold traffic while it goes back.
+                deploy.log(f"   {old.name} is not healthy on the current schema ({exc}): holding traffic")
+                hold = True
         current = stack.proxy_paths(deploy.settings).current()
-        if deploy.hold:
-            route_to(deploy, old_color, hold=True)  # the old release cannot serve the new schema: hold until reversed
-        elif current is None or current.color != old_color:
-            route_to(deploy, old_color)
-        deploy.rollback["traffic_on_blue_ts"] = time.time()
+        if hold:
+            route_to(deploy, old_color, hold=True)
+        else:
+            if current is None or current.color != old_color:
+                route_to(deploy, old_color)
+            deploy.rollback["traffic_on_blue_ts"] = time.time()
     with deploy.stage("rollback_schema"):
         deploy.rollback["method"] = _reverse_migrations(deploy)
         deploy.log(f"   {deploy.rollback['method']}")
-        if deploy.hold:
+        if hold:
+            stack.wait_healthy(old, deploy.settings.health_timeout)
             route_to(deploy, old_color)
             deploy.rollback["traffic_on_blue_ts"] = time.time()
     with deploy.stage("rollback_verify"):
@@ -459,6 +475,7 @@ def _started_detail(deploy: Deploy) -> dict:
         "live": deploy.live.__dict__ if deploy.live else None,
         "new_color": deploy.new_color,
         "reversal_targets": deploy.reversal_targets,
+        "plan": [{"label": step["label"]} for step in deploy.plan],
         "reversible": deploy.reversible,
         "hold": deploy.hold,
         "started_ids": deploy.started_ids,
@@ -477,6 +494,7 @@ def _resume(deploy: Deploy, detail: dict) -> None:
     deploy.live = proxy.Upstream(**detail["live"]) if detail.get("live") else None
     deploy.new_color = detail["new_color"]
     deploy.reversal_targets = detail["reversal_targets"]
+    deploy.plan = detail.get("plan", [])
     deploy.reversible = detail["reversible"]
     deploy.hold = detail.get("hold")
     deploy.started_ids = detail["started_ids"]
@@ -632,7 +650,11 @@ def deploy(
                 d.outcome = "succeeded"
                 d.log(f"DEPLOYMENT SUCCESSFUL: {d.candidate.tag} serves on {d.new_color}")
             except DeployGateError as exc:
-                roll_back(d, str(exc))
+                try:
+                    roll_back(d, str(exc))
+                except BaseException:
+                    d.outcome = "failed"  # the ledger still says "started": rerunning converges
+                    raise
                 d.outcome = "rolled_back"
         finally:
             if probe is not None:

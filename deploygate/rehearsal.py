@@ -334,6 +334,7 @@ def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, 
         first, _ = run_probe(client, settings, candidate, copy, "batch", [["plan", None], ["exercise", {"state": "current"}]])
         before = before_future.result()
     plan_payload, old_schema = first["results"]
+    timings["compat_candidate_on_old_schema_s"] = first["seconds"][1]
     plan = parse_plan(plan_payload)
     timings["plan_and_old_schema_s"] = round(time.monotonic() - started, 3)
     say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}; migrating the copy with the candidate image...")
@@ -349,6 +350,7 @@ def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, 
         say=say,
     )
     migrate_payload, new_schema, production_view = second["results"]
+    timings["migrate_in_probe_s"], timings["orm_candidate_on_new_schema_s"], timings["compat_production_on_new_schema_s"] = second["seconds"]
     timings["migrate_and_new_schema_s"] = round(time.monotonic() - started, 3)
     started = time.monotonic()
     after = fingerprint(copy.host_address, reference=before)

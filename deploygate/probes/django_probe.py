@@ -442,12 +442,14 @@ def cmd_safe_migrations(arg):
 
 def cmd_batch(arg):
     """Several commands in one process (Django starts once): [[command, argument], ...] -> their results."""
-    results, worst = [], 0
+    results, seconds, worst = [], [], 0
     for command, argument in json.loads(arg):
+        started = time.monotonic()
         result, code = COMMANDS[command](json.dumps(argument) if argument is not None else "")
+        seconds.append(round(time.monotonic() - started, 3))
         results.append(result)
         worst = max(worst, code)
-    return {"results": results}, worst
+    return {"results": results, "seconds": seconds}, worst
 
 
 COMMANDS = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import requests
 
 from deploygate import config, stack
 from deploygate.containers import remove_labelled
+from tests.support import free_port, mark_integration
 from deploygate.database import connect
 from deploygate.traffic import TrafficProbe
 
@@ -25,16 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 E2E_PROJECT = "dge2e"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/e2e/" in item.nodeid:
-            item.add_marker(pytest.mark.integration)
+    mark_integration(items, "e2e")
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +35,7 @@ def e2e_overrides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     state = tmp_path_factory.mktemp("e2e")
     return {
         "project": E2E_PROJECT,
-        "proxy_port": str(_free_port()),
+        "proxy_port": str(free_port()),
         "state_dir": str(state / "state"),
         "backup_dir": str(state / "backups"),
         "reports_dir": str(state / "reports"),
@@ -52,6 +45,8 @@ def e2e_overrides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "monitor_window_s": "10",
         "health_timeout": "20",
         "traffic_rate": "20",
+        # Deploys follow each other within minutes here; the 48 h rule has its own unit tests.
+        "min_hours_between_deploys": "0",
     }
 
 

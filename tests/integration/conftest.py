@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import docker
@@ -10,22 +9,16 @@ import pytest
 
 from deploygate import config, stack
 from deploygate.containers import remove_labelled
+from tests.support import free_port, mark_integration
 
 TEST_PROJECT = "dgtest"
 TEST_SEED_ROWS = 5_000
 TEST_SEED_MEMBERS = 200
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/integration/" in item.nodeid:
-            item.add_marker(pytest.mark.integration)
+    mark_integration(items, "integration")
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +29,7 @@ def settings(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
         environ={},
         overrides={
             "project": TEST_PROJECT,
-            "proxy_port": str(_free_port()),
+            "proxy_port": str(free_port()),
             "state_dir": str(tmp_path_factory.mktemp("state")),
             "seed_rows": str(TEST_SEED_ROWS),
             "seed_members": str(TEST_SEED_MEMBERS),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from deploygate.fingerprint import compare, fingerprint
 from deploygate.rehearsal import database_copy
 from deploygate.stack import StackNames
 from fixtures.stack import Production
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,12 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def gate_dirs(tmp_path: Path) -> dict[str, Path]:
     return {"backup_dir": tmp_path / "backups", "reports_dir": tmp_path / "reports"}
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class GateRun:
@@ -108,7 +102,7 @@ def test_broken_migration_fails_the_migration_check(run_gate, untouched) -> None
 
 
 def test_unreachable_health_url_fails_in_one_line(run_gate, untouched) -> None:
-    run = run_gate("-k", "production_reports_healthy", settings={"proxy_port": str(_closed_port())})
+    run = run_gate("-k", "production_reports_healthy", settings={"proxy_port": str(free_port())})
     assert run.code == 1
     message = run.check("test_production_reports_healthy")["message"]
     assert "unreachable" in message and "\n" not in message

@@ -1,0 +1,144 @@
+"""Deploys and rollbacks caused for real: each failure path rolls back by itself with traffic served throughout.
+
+Order matters: every failure scenario must leave production on v1 (blue), which the
+next one starts from; the successful deploy (and the concurrent one it refuses) comes last.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from deploygate import stack
+from deploygate.traffic import TrafficProbe
+
+
+def _report(settings, output: str) -> dict:
+    """The JSON report of the run whose output is given (its path is printed as the markdown's)."""
+    line = next(l for l in reversed(output.splitlines()) if "report: " in l)
+    markdown = Path(line.split("report: ", 1)[1].strip())
+    return json.loads(markdown.with_suffix(".json").read_text())
+
+
+def _served_throughout(probe: TrafficProbe, *, allow_5xx: bool = False) -> list[int]:
+    """Every request got an answer (no refused connection, no timeout), and without 5xx unless allowed."""
+    responses = probe.stop()
+    assert len(responses) > 50, f"only {len(responses)} requests were sent"
+    unanswered = [r for r in responses if r.status == 0]
+    assert not unanswered, f"{len(unanswered)} requests got no answer, e.g. {unanswered[0]}"
+    if not allow_5xx:
+        errors = [r for r in responses if r.status >= 500]
+        assert not errors, f"{len(errors)} requests failed, e.g. {errors[0]}"
+    return [r.created_id for r in responses if r.created_id is not None]
+
+
+def test_broken_migration_on_production_rolls_back(dg, traffic, assert_back_on_v1) -> None:
+    # The gate stops this candidate on the copy; skipping it shows what production does when
+    # a migration fails there anyway: the plan runs in one transaction, nothing is applied.
+    run = dg.run("deploy", "--candidate", "v2-broken-migration", "--skip-predeploy", "e2e: cause a migration failure")
+    assert run.code == 1, run.output[-3000:]
+    assert "migrate FAILED" in run.output and "fails halfway by design" in run.output
+    report = _report(dg, run.output)
+    assert report["record"]["outcome"] == "rolled_back"
+    created = _served_throughout(traffic) + report["record"]["traffic_created_ids"]
+    assert_back_on_v1(created)
+
+
+def test_green_that_never_gets_healthy_rolls_back(dg, traffic, assert_back_on_v1) -> None:
+    run = dg.run("deploy", "--candidate", "v2-unhealthy")
+    assert run.code == 1, run.output[-3000:]
+    assert "green_healthy FAILED" in run.output
+    report = _report(dg, run.output)
+    created = _served_throughout(traffic) + report["record"]["traffic_created_ids"]
+    assert_back_on_v1(created)
+
+
+def test_error_burst_after_the_switch_rolls_back(dg, traffic, assert_back_on_v1) -> None:
+    # The release answers 500 on half its requests 20 s after it starts: the window must cover that.
+    run = dg.run("deploy", "--candidate", "v2-error-burst", monitor_window_s="40")
+    assert run.code == 1, run.output[-3000:]
+    assert "monitor FAILED" in run.output and "exceed the limit" in run.output
+    report = _report(dg, run.output)
+    assert report["record"]["monitoring"]["errors_by_color"].get("green", 0) > 10
+    rollback = report["record"]["rollback"]
+    print(f"error burst: rollback trigger -> traffic on blue {rollback['traffic_on_blue_ts'] - rollback['trigger_ts']:.2f}s")
+    # Users did see the burst's 500s (that is what triggered the rollback), but never a refused connection.
+    created = _served_throughout(traffic, allow_5xx=True) + report["record"]["traffic_created_ids"]
+    assert_back_on_v1(created)
+
+
+def test_failing_post_check_rolls_back(dg, traffic, assert_back_on_v1) -> None:
+    # A p95 budget of 0 ms cannot be met: the post checks on green fail for real.
+    run = dg.run("deploy", "--candidate", "v2-safe", post_p95_ms="0")
+    assert run.code == 1, run.output[-3000:]
+    assert "post_green FAILED" in run.output
+    report = _report(dg, run.output)
+    created = _served_throughout(traffic) + report["record"]["traffic_created_ids"]
+    assert_back_on_v1(created)
+
+
+@pytest.mark.parametrize(
+    "marker",
+    ["   green ok", "   migrate ok", "   switch ok"],
+    ids=["after-green-started", "after-migrate", "after-switch"],
+)
+def test_sigkill_leaves_traffic_served_and_rollback_converges(dg, traffic, assert_back_on_v1, marker) -> None:
+    dg.kill_after(marker, "deploy", "--candidate", "v2-safe")
+    time.sleep(2)  # production runs on, unattended
+    run = dg.run("rollback")
+    assert run.code == 0, run.output[-3000:]
+    assert "rolling back the unfinished deploy" in run.output
+    created = _served_throughout(traffic)
+    assert_back_on_v1(created)
+    # A second rollback finds nothing unfinished and says so, changing nothing.
+    again = dg.run("rollback")
+    assert again.code == 2 and "nothing to roll back" in again.output
+
+
+def test_accepted_incompatibility_deploys_behind_a_maintenance_hold(dg, traffic, assert_back_on_v1) -> None:
+    refused = dg.run("deploy", "--candidate", "v2")
+    # Refused before production is touched: exit status 2, the failing check named.
+    assert refused.code == 2 and "predeploy failed: test_production_release_works_on_the_new_schema" in refused.output
+    run = dg.run("deploy", "--candidate", "v2", "--accept-incompatible", "e2e: a maintenance hold is acceptable")
+    assert run.code == 0, run.output[-3000:]
+    report = _report(dg, run.output)
+    held = sum(p["colors"].get("hold", 0) for p in report["traffic"]["phases"] if p["name"] != "total")
+    assert held > 0, "the report counts no maintenance-hold responses"
+    responses = traffic.responses()
+    hold_answers = [r for r in responses if r.color == "hold"]
+    assert hold_answers and all(r.status == 503 for r in hold_answers)
+    print(f"maintenance hold: {len(hold_answers)} requests answered 503 + Retry-After by the proxy")
+    # Rolling back an incompatible release holds traffic again while the schema goes back.
+    back = dg.run("rollback")
+    assert back.code == 0, back.output[-3000:]
+    responses = traffic.stop()
+    assert not [r for r in responses if r.status == 0], "a request got no answer"
+    assert not [r for r in responses if r.status >= 500 and r.color != "hold"], "a release answered 5xx"
+    assert_back_on_v1([r.created_id for r in responses if r.created_id is not None])
+
+
+def test_v2_safe_deploys_with_zero_failed_requests_and_a_second_deploy_is_refused(dg, traffic, e2e_stack) -> None:
+    first = dg.start("deploy", "--candidate", "v2-safe")
+    output = []
+    for line in first.stdout:
+        output.append(line)
+        if "lock held" in line:
+            break
+    second = dg.run("deploy", "--candidate", "v2-safe")
+    assert second.code == 2 and "another deploy or rollback is running" in second.output, second.output[-2000:]
+    output.append(first.stdout.read())
+    first.wait(timeout=900)
+    text = "".join(output)
+    assert first.returncode == 0, text[-3000:]
+    assert "DEPLOYMENT SUCCESSFUL" in text
+    report = _report(dg, text)
+    live = stack.proxy_paths(e2e_stack).current()
+    assert (live.color, live.release) == ("green", "v2-safe")
+    responses = traffic.responses()
+    _served_throughout(traffic)
+    summary = report["traffic"]["summary"]
+    print(f"v2-safe deploy: the test's probe sent {len(responses)} requests, 0 failed; the deploy's own probe "
+          f"{summary['requests']} requests, {summary['failed']} failed, p95 {summary['p95_ms']} ms")  # fmt: skip

@@ -1,0 +1,56 @@
+"""Comparing content fingerprints: renames map themselves, real changes do not (pure logic)."""
+
+from __future__ import annotations
+
+from deploygate.fingerprint import Column, TableFingerprint, compare
+
+
+def _table(oid: int, name: str, cols: dict[int, str], *, rows: int = 10, row_hash: int = 111, node: int = 1,
+           projected: int | None = None, types: dict[int, str] | None = None) -> TableFingerprint:  # fmt: skip
+    types = types or {}
+    return TableFingerprint(
+        oid=oid, name=name, relfilenode=node, rows=rows, row_hash=row_hash, projected_hash=projected,
+        columns={n: Column(n, c, types.get(n, "integer")) for n, c in cols.items()},
+    )  # fmt: skip
+
+
+def test_renames_are_mapped_and_content_is_intact() -> None:
+    before = {1: _table(1, "public.members_old", {1: "id", 2: "name"}), 2: _table(2, "public.link", {1: "id", 2: "old_id"})}
+    after = {1: _table(1, "public.members_new", {1: "id", 2: "name"}), 2: _table(2, "public.link", {1: "id", 2: "new_id"})}
+    diff = compare(before, after)
+    assert diff.renamed_tables == [("public.members_old", "public.members_new")]
+    assert diff.renamed_columns == [("public.link", "old_id", "new_id")]
+    assert diff.data_intact and not diff.identical
+
+
+def test_lost_rows_and_changed_values_are_problems() -> None:
+    before = {1: _table(1, "public.t", {1: "id", 2: "v"}, rows=10, row_hash=5)}
+    assert compare(before, {1: _table(1, "public.t", {1: "id", 2: "v"}, rows=9, row_hash=4)}).problems() == [
+        "public.t: 10 rows before, 9 after",
+        "public.t.row content: values changed",
+    ]
+    assert not compare(before, {1: _table(1, "public.t", {1: "id", 2: "v"}, rows=10, row_hash=6)}).data_intact
+
+
+def test_added_column_uses_the_projected_hash() -> None:
+    before = {1: _table(1, "public.t", {1: "id"}, row_hash=7)}
+    intact = compare(before, {1: _table(1, "public.t", {1: "id", 2: "new"}, row_hash=99, projected=7)})
+    assert intact.data_intact and intact.added_columns == [("public.t", "new")]
+    changed = compare(before, {1: _table(1, "public.t", {1: "id", 2: "new"}, row_hash=99, projected=8)})
+    assert not changed.data_intact
+
+
+def test_dropped_table_and_column_and_type_change() -> None:
+    before = {1: _table(1, "public.a", {1: "id", 2: "x"}), 2: _table(2, "public.b", {1: "id"})}
+    after = {1: _table(1, "public.a", {1: "id"})}
+    diff = compare(before, after)
+    assert diff.dropped_tables == ["public.b"] and diff.dropped_columns == [("public.a", "x")]
+    retyped = compare({1: _table(1, "public.a", {1: "q"})}, {1: _table(1, "public.a", {1: "q"}, types={1: "text"})})
+    assert retyped.changed_columns == [("public.a", "q (type integer -> text)")]
+
+
+def test_rewrite_is_detected_and_ignore_applies() -> None:
+    before = {1: _table(1, "public.t", {1: "id"}, node=10), 2: _table(2, "public.django_migrations", {1: "id"}, rows=1)}
+    after = {1: _table(1, "public.t", {1: "id"}, node=11), 2: _table(2, "public.django_migrations", {1: "id"}, rows=3)}
+    diff = compare(before, after, ignore=frozenset({"public.django_migrations"}))
+    assert diff.rewritten_tables == ["public.t"] and diff.identical
