@@ -9,9 +9,11 @@ restore can be checked against them exactly even while production keeps writing.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
+import tarfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -212,3 +214,24 @@ def apply_retention(settings: Settings, keep: int | None = None, prefix: str = B
                 path.unlink()
                 deleted.append(path)
     return deleted
+
+
+def restore_into(container, backup: Backup) -> None:
+    """pg_restore --clean of ``backup`` into the database of ``container`` (production's), all or nothing.
+
+    Runs the server's own pg_restore inside its container, in a single transaction.
+    Raises ``BackupError`` if the backup is not what its manifest says or the restore fails.
+    """
+    check_integrity(backup)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(backup.path, arcname=backup.path.name)
+    if not container.put_archive("/tmp", archive.getvalue()):
+        raise BackupError(f"could not copy {backup.path.name} into {container.name}")
+    code, output = container.exec_run(
+        ["sh", "-c", 'pg_restore --clean --if-exists --no-owner --single-transaction -U "$POSTGRES_USER" -d "$POSTGRES_DB" "$0"'
+         ' ; status=$? ; rm -f "$0" ; exit $status', f"/tmp/{backup.path.name}"]
+    )  # fmt: skip
+    if code != 0:
+        lines = output.decode(errors="replace").strip().splitlines()
+        raise BackupError(f"restoring {backup.path.name} into {container.name} failed: {lines[-1] if lines else code}")

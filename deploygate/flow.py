@@ -13,11 +13,8 @@ whether a deploy is unfinished, so a rerun after a crash (even SIGKILL) converge
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
-import tarfile
 import subprocess
 import sys
 import time
@@ -28,11 +25,11 @@ from typing import Any, Callable
 import docker
 import requests
 
-from deploygate import images, ledger, monitor, proxy, rehearsal, stack
-from deploygate.backup import Backup, apply_retention, check_integrity, take_backup
+from deploygate import images, ledger, monitor, proxy, rehearsal, stack, window
+from deploygate.backup import Backup, apply_retention, check_integrity, restore_into, take_backup
 from deploygate.config import OPTIONS, Settings
-from deploygate.containers import COLOR_LABEL, RELEASE_LABEL, get_or_none
-from deploygate.database import DatabaseAddress, connect, db_password
+from deploygate.containers import RELEASE_LABEL, get_or_none
+from deploygate.database import DatabaseAddress, db_password
 from deploygate.errors import DeployGateError
 from deploygate.lock import DeployLock
 from deploygate.log import DeployLog
@@ -124,21 +121,6 @@ class _StageTimer:
 
 def _stamp() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d_%H%M%S")
-
-
-def _max_ids(db: DatabaseAddress) -> dict[str, int]:
-    """Per public table with a single integer primary key, its largest id (rows above it are the window's)."""
-    query = """
-        SELECT c.relname, a.attname FROM pg_index i
-        JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-        WHERE i.indisprimary AND i.indnatts = 1 AND n.nspname = 'public' AND a.atttypid IN (20, 21, 23)
-    """
-    with connect(db) as conn:
-        result = {}
-        for table, column in conn.execute(query).fetchall():
-            result[table] = conn.execute(f'SELECT coalesce(max("{column}"), 0) FROM "{table}"').fetchone()[0]
-    return result
 
 
 def _web(deploy: Deploy, color: str):
@@ -297,51 +279,30 @@ def stage_monitor(deploy: Deploy) -> None:
         raise StageFailed(state.decision)
 
 
+def _recent_digests(deploy: Deploy) -> set[str]:
+    """Image ids of the last ``keep_releases`` successful deploys, this one included, and of every container."""
+    deployed = [e.image_digest for e in ledger.entries(deploy.db, "deploy") if e.outcome == "succeeded" and e.image_digest]
+    keep = set(deployed[-(deploy.settings.keep_releases - 1) :]) if deploy.settings.keep_releases > 1 else set()
+    keep.add(deploy.candidate.id)
+    keep |= {c.image.id for c in deploy.client.containers.list(all=True)}
+    return keep
+
+
 def stage_finish(deploy: Deploy) -> None:
+    ledger.record(deploy.db, deploy.settings.path(deploy.settings.logs_dir), "deploy", "succeeded",
+                  release=deploy.candidate.tag, image_digest=deploy.candidate.id,
+                  detail={"stamp": deploy.stamp, "color": deploy.new_color, "switched_at": deploy.switched_at})  # fmt: skip
     old = _web(deploy, deploy.live.color) if deploy.live else None
     if old is not None:
         old.stop(timeout=30)  # kept, stopped: a forced rollback starts it again
         deploy.log(f"   stopped {old.name} (kept for rollback)")
     for path in apply_retention(deploy.settings):
         deploy.log(f"   retention: removed {path.name}")
-    ledger.record(deploy.db, deploy.settings.path(deploy.settings.logs_dir), "deploy", "succeeded",
-                  release=deploy.candidate.tag, image_digest=deploy.candidate.id,
-                  detail={"stamp": deploy.stamp, "color": deploy.new_color, "switched_at": deploy.switched_at})  # fmt: skip
+    for tag in images.prune_releases(deploy.client, deploy.settings, keep=_recent_digests(deploy)):
+        deploy.log(f"   retention: removed image {tag}")
 
 
 # --- rollback ---------------------------------------------------------------------------------------
-
-
-def export_window_rows(deploy: Deploy) -> tuple[Path, int]:
-    """Rows written since the deploy began (ids above the start's maximum) to backups/rollback_data_<stamp>.csv.
-
-    One CSV for all tables: table, id, and the row as JSON (column order kept), so they
-    can be re-applied positionally even if a rename changed the column names.
-    """
-    path = deploy.settings.path(deploy.settings.backup_dir) / f"rollback_data_{deploy.stamp}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with connect(deploy.db) as conn, path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["table", "id", "row"])
-        for table, floor in sorted(deploy.started_ids.items()):
-            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f'public."{table}"']).fetchone()[0]
-            if not exists:
-                continue
-            pk = conn.execute(
-                "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
-                " WHERE i.indrelid = %s::regclass AND i.indisprimary", [f'public."{table}"'],
-            ).fetchone()[0]  # fmt: skip
-            rows = conn.execute(
-                # json (not jsonb) keeps the columns in table order.
-                f'SELECT "{pk}", (SELECT json_agg(e.value) FROM json_each(row_to_json(t)) e)'
-                f' FROM "{table}" t WHERE "{pk}" > %s ORDER BY "{pk}"', [floor],
-            ).fetchall()  # fmt: skip
-            for row_id, values in rows:
-                writer.writerow([table, row_id, json.dumps(values)])
-                count += 1
-    path.chmod(0o600)
-    return path, count
 
 
 def _reverse_migrations(deploy: Deploy) -> str:
@@ -362,51 +323,13 @@ def _reverse_migrations(deploy: Deploy) -> str:
 
 
 def _restore_backup(deploy: Deploy) -> str:
-    """pg_restore --clean of the pre-deploy backup into production, then the window's rows re-applied."""
+    """The pre-deploy backup restored into production, then the window's rows put back."""
     if deploy.backup is None:
         raise StageFailed("the plan cannot be reversed and there is no backup to restore")
+    restore_into(get_or_none(deploy.client, deploy.names.db), deploy.backup)
     export = deploy.rollback.get("export_path") if deploy.rollback else None
-    db = get_or_none(deploy.client, deploy.names.db)
-    if db is None or not _copy_into(db, deploy.backup.path):
-        raise StageFailed("could not copy the backup into the database container")
-    # The server's own pg_restore, in one transaction: all of the backup or nothing.
-    code, output = db.exec_run(
-        ["sh", "-c", 'pg_restore --clean --if-exists --no-owner --single-transaction -U "$POSTGRES_USER" -d "$POSTGRES_DB" "$0"',
-         f"/tmp/{deploy.backup.path.name}"]
-    )  # fmt: skip
-    if code != 0:
-        lines = output.decode(errors="replace").strip().splitlines()
-        raise StageFailed(f"restoring the backup failed: {lines[-1] if lines else code}")
-    reapplied = _reapply_rows(deploy, Path(export)) if export else 0
+    reapplied = window.reapply_rows(deploy.db, Path(export)) if export else 0
     return f"restored {deploy.backup.path.name} and re-applied {reapplied} rows written during the window"
-
-
-def _copy_into(container, path: Path) -> bool:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(path, arcname=path.name)
-    return container.put_archive("/tmp", buf.getvalue())
-
-
-def _reapply_rows(deploy: Deploy, export: Path) -> int:
-    count = 0
-    # One transaction: foreign keys (deferrable, as Django makes them) are checked at commit,
-    # so rows go back in any order, and either all of them do or none.
-    with connect(deploy.db) as conn, conn.transaction(), export.open(newline="") as handle:
-        for record in csv.DictReader(handle):
-            values = json.loads(record["row"])
-            columns = [r[0] for r in conn.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-                [f'public."{record["table"]}"'],
-            ).fetchall()][: len(values)]  # fmt: skip
-            placeholders = ", ".join(["%s"] * len(columns))
-            names = ", ".join(f'"{c}"' for c in columns)
-            conn.execute(
-                f'INSERT INTO "{record["table"]}" ({names}) VALUES ({placeholders}) ON CONFLICT DO NOTHING',
-                [json.dumps(v) if isinstance(v, (dict, list)) else v for v in values[: len(columns)]],
-            )
-            count += 1
-    return count
 
 
 def roll_back(deploy: Deploy, reason: str) -> None:
@@ -416,7 +339,8 @@ def roll_back(deploy: Deploy, reason: str) -> None:
     deploy.log(f"!! rolling back: {reason}")
     old_color = deploy.live.color if deploy.live else OTHER[deploy.new_color]
     with deploy.stage("rollback_export"):
-        export, rows = export_window_rows(deploy)
+        export = deploy.settings.path(deploy.settings.backup_dir) / f"rollback_data_{deploy.stamp}.csv"
+        rows = window.export_rows(deploy.db, deploy.started_ids, export)
         deploy.rollback.update(export_path=str(export), rows_exported=rows)
         deploy.log(f"   exported {rows} rows written during the window to {export}")
     with deploy.stage("rollback_traffic"):
@@ -621,7 +545,7 @@ def deploy(
             unchanged = _content_checksum(d.db) == before
             d.log(f"   production content checksum {before[:16]}... {'unchanged' if unchanged else 'CHANGED'}")
             return Outcome("dry_run", None, "production untouched" if unchanged else "production changed during the dry run")
-        d.started_ids = _max_ids(d.db)
+        d.started_ids = window.max_ids(d.db)
         probe = _traffic(d)
         try:
             ledger.record(d.db, settings.path(settings.logs_dir), "deploy", "started",

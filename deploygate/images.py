@@ -381,3 +381,21 @@ def resolve_candidate(client: docker.DockerClient, settings: Settings, candidate
     if found is None:
         raise ConfigError(f"candidate {candidate!r} is neither a release of {settings.app_source} nor an image the engine has")
     return Image(tag=candidate, id=found.id, built=False)
+
+
+def prune_releases(client: docker.DockerClient, settings: Settings, *, keep: set[str]) -> list[str]:
+    """Remove release images of ``app_image`` whose id is not in ``keep``; returns the tags removed.
+
+    Images still used by a container are never removed (the engine refuses, and we skip them).
+    """
+    removed = []
+    for image in client.images.list(name=settings.app_image, filters={"label": "deploygate.release"}):
+        if image.id in keep:
+            continue
+        try:
+            for tag in image.tags:
+                client.images.remove(tag)
+            removed += image.tags
+        except docker.errors.APIError:
+            continue
+    return removed

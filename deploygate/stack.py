@@ -30,7 +30,7 @@ from deploygate.containers import (
     run_oneoff,
 )
 from deploygate.database import DatabaseAddress, db_password
-from deploygate.errors import StackError, WaitTimeout
+from deploygate.errors import StackError
 from deploygate.proxy import ProxyPaths, Upstream, command as proxy_command, write_config
 from deploygate.waiting import wait_until
 

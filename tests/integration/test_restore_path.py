@@ -1,0 +1,44 @@
+"""The rollback path for a plan that cannot be reversed: restore the backup, then put the window's rows back."""
+
+from __future__ import annotations
+
+import requests
+
+from deploygate import window
+from deploygate.backup import restore_into, take_backup
+from deploygate.database import connect
+from deploygate.fingerprint import compare, fingerprint
+from fixtures.stack import Production
+
+
+def test_restore_then_reapply_loses_no_row(production: Production, tmp_path) -> None:
+    settings = production.settings.__class__(
+        values={**production.settings.values, "backup_dir": str(tmp_path / "backups")},
+        sources=production.settings.sources,
+        root=production.settings.root,
+    )
+    floors = window.max_ids(production.db)
+    backup = take_backup(production.client, settings, production.db, say=lambda m: None)
+    created = []
+    for n in range(5):
+        answer = requests.post(f"{production.url}/api/links/", json={"full_name": f"Window {n}", "email": f"w{n}@x.test"}, timeout=10)
+        assert answer.status_code == 201, answer.text
+        created.append(answer.json()["id"])
+    expected = fingerprint(production.db)
+
+    export = tmp_path / "rollback_data.csv"
+    assert window.export_rows(production.db, floors, export) == 5
+    assert oct(export.stat().st_mode & 0o777) == "0o600"
+
+    restore_into(production.client.containers.get(production.names.db), backup)
+    with connect(production.db) as conn:
+        assert conn.execute("SELECT count(*) FROM unified_db_personlink WHERE id = ANY(%s)", [created]).fetchone()[0] == 0
+
+    assert window.reapply_rows(production.db, export) == 5
+    diff = compare(expected, fingerprint(production.db))
+    assert diff.data_intact and not diff.renamed_tables, diff.problems()
+    body = requests.get(f"{production.url}/api/links/{created[-1]}/", timeout=10).json()
+    assert body["full_name"] == "Window 4"
+    # ...and the id sequence moved past them: new writes do not collide with re-applied rows.
+    after = requests.post(f"{production.url}/api/links/", json={"full_name": "After", "email": "after@x.test"}, timeout=10)
+    assert after.status_code == 201 and after.json()["id"] > max(created), after.text
