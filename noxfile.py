@@ -66,8 +66,10 @@ def predeploy(session: nox.Session) -> None:
     _shared_env(session)
     _deploygate(session, "engine")
     stamp = time.strftime("%Y%m%d_%H%M%S")
+    # A test id given by the user (tests_pre/test_x.py::test_y) replaces the whole suite.
+    suite = [] if any(arg.startswith("tests_pre") for arg in session.posargs) else ["tests_pre"]
     session.run(
-        sys.executable, "-m", "pytest", "tests_pre", "--gate", "predeploy",
+        sys.executable, "-m", "pytest", *suite, "--gate", "predeploy",
         f"--junitxml=reports/predeploy/junit_{stamp}.xml", "-p", "no:cacheprovider", *session.posargs,
         external=True,
     )  # fmt: skip
@@ -96,7 +98,7 @@ def demo(session: nox.Session) -> None:
     session.log("why the gates stop v2 (the seed's plain rename): the compatibility checks")
     session.run(
         sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--candidate", "v2",
-        "-k", "compat", "--no-header", "--tb=line", external=True, success_codes=[0, 1],
+        "-k", "compat", "--no-header", "--tb=line", "--show-capture=no", external=True, success_codes=[0, 1],
     )  # fmt: skip
     _deploygate(session, "deploy", "--candidate", "v2-safe", *session.posargs)
 

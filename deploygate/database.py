@@ -77,3 +77,10 @@ def table_count(address: DatabaseAddress, table: str) -> int:
     """Exact row count of ``table``."""
     with connect(address) as conn:
         return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+
+
+def production_identity(address: DatabaseAddress) -> str:
+    """Which database this is: the cluster's system identifier (new at every initdb) and the database name."""
+    with connect(address) as conn:
+        system_id = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
+    return f"{system_id}/{address.name}"

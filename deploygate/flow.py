@@ -29,7 +29,7 @@ from deploygate import images, ledger, monitor, proxy, rehearsal, stack, window
 from deploygate.backup import Backup, apply_retention, check_integrity, restore_into, take_backup
 from deploygate.config import OPTIONS, Settings
 from deploygate.containers import RELEASE_LABEL, get_or_none
-from deploygate.database import DatabaseAddress, db_password
+from deploygate.database import DatabaseAddress, db_password, production_identity
 from deploygate.errors import DeployGateError
 from deploygate.lock import DeployLock
 from deploygate.log import DeployLog
@@ -164,8 +164,9 @@ def stage_predeploy(deploy: Deploy, *, accept_incompatible: str | None, gate_arg
     fresh = result is not None and (
         dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(result["finished"])
     ) < dt.timedelta(minutes=PREDEPLOY_REUSE_MIN)
-    if result and result["passed"] and fresh and not gate_args:
-        deploy.log(f"   predeploy already passed for {deploy.candidate.id[:19]} at {result['finished']}: not repeated")
+    same_production = result is not None and result.get("production") == production_identity(deploy.db)
+    if result and result["passed"] and result.get("complete") and fresh and same_production and not gate_args:
+        deploy.log(f"   predeploy already passed for {deploy.candidate.id[:19]} on this production at {result['finished']}: not repeated")
     else:
         _run_gate(deploy, "tests_pre", ["--gate", "predeploy", "--candidate", deploy.candidate_ref, *gate_args])
         result = _predeploy_result(deploy)

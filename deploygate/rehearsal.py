@@ -334,9 +334,9 @@ def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, 
         first, _ = run_probe(client, settings, candidate, copy, "batch", [["plan", None], ["exercise", {"state": "current"}]])
         before = before_future.result()
     plan_payload, old_schema = first["results"]
-    timings["compat_candidate_on_old_schema_s"] = first["seconds"][1]
     plan = parse_plan(plan_payload)
     timings["plan_and_old_schema_s"] = round(time.monotonic() - started, 3)
+    timings["compat_candidate_on_old_schema_s"] = first["seconds"][1]
     say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}; migrating the copy with the candidate image...")
 
     started = time.monotonic()
