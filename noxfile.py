@@ -77,7 +77,7 @@ def predeploy(session: nox.Session) -> None:
 
 @nox.session(python=False, default=False)
 def deploy(session: nox.Session) -> None:
-    """Gated blue-green deploy: `-- --candidate v2-safe` [--dry-run] [--accept-incompatible "why"]."""
+    """Gated blue-green deploy: `-- --candidate v2-safe` [--dry-run] [--accept-incompatible --reason "why"]."""
     _shared_env(session)
     _deploygate(session, "deploy", *session.posargs)
 

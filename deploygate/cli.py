@@ -106,11 +106,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     client = ensure_engine(say=_say)
-    if args.accept_incompatible is not None and not args.accept_incompatible.strip():
-        raise config.ConfigError('--accept-incompatible needs a reason: --accept-incompatible "why"')
+    reason = (args.reason or "").strip()
+    if (args.accept_incompatible or args.skip_predeploy) and not reason:
+        raise config.ConfigError('--accept-incompatible and --skip-predeploy need --reason "why" (it is recorded)')
     outcome = flow.deploy(
-        client, settings, args.candidate, dry_run=args.dry_run, accept_incompatible=args.accept_incompatible,
-        skip_predeploy=args.skip_predeploy, gate_args=args.gate_arg or [],
+        client, settings, args.candidate, dry_run=args.dry_run,
+        accept_incompatible=reason if args.accept_incompatible else None,
+        skip_predeploy=reason if args.skip_predeploy else None, gate_args=args.gate_arg or [],
     )  # fmt: skip
     _say(f"{outcome.outcome}{': ' + outcome.detail if outcome.detail else ''}")
     if outcome.report:
@@ -147,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_deploy = sub.add_parser("deploy", help="gated blue-green deploy of a candidate, rolling back on any failure")
     p_deploy.add_argument("--candidate", required=True, help="a release of the app source, or an image reference")
     p_deploy.add_argument("--dry-run", action="store_true", help="run the read-only gates and print the plan; change nothing")
-    p_deploy.add_argument("--accept-incompatible", metavar="REASON", help="deploy an incompatible candidate behind a maintenance hold")
-    p_deploy.add_argument("--skip-predeploy", metavar="REASON", help="emergency only: deploy without the predeploy gate (recorded)")
+    p_deploy.add_argument("--accept-incompatible", action="store_true", help="deploy an incompatible candidate behind a maintenance hold")
+    p_deploy.add_argument("--skip-predeploy", action="store_true", help="emergency only: deploy without the predeploy gate")
+    p_deploy.add_argument("--reason", help="why --accept-incompatible / --skip-predeploy is justified (recorded)")
     p_deploy.add_argument("--gate-arg", action="append", help="extra pytest argument for the predeploy gate (repeatable)")
     p_deploy.set_defaults(func=cmd_deploy)
     p_rollback = sub.add_parser("rollback", help="roll back an unfinished deploy, or the last one within the forward-fix threshold")

@@ -75,6 +75,7 @@ class Deploy:
     reversal_targets: dict[str, str | None] = field(default_factory=dict)
     reversible: bool = True
     hold: str | None = None  # the accepted-incompatibility reason: deploy behind a maintenance hold
+    exceptions: dict[str, str] = field(default_factory=dict)  # gates overridden or skipped, with the reasons given
     stages: list[Stage] = field(default_factory=list)
     backup: Backup | None = None
     started_ids: dict[str, int] = field(default_factory=dict)
@@ -172,6 +173,7 @@ def stage_predeploy(deploy: Deploy, *, accept_incompatible: str | None, gate_arg
         result = _predeploy_result(deploy)
         if result is None:
             raise StageFailed("the predeploy gate wrote no result")
+    deploy.exceptions.update({f"override {k}": v for k, v in result.get("overrides", {}).items()})
     deploy.gates = [
         {"name": c["name"], "threshold": "", "value": c["duration_s"], "verdict": c["outcome"], "message": c["message"].splitlines()[0] if c["message"] else ""}
         for c in result["checks"]
@@ -180,6 +182,7 @@ def stage_predeploy(deploy: Deploy, *, accept_incompatible: str | None, gate_arg
     deploy.reversible = not any(c["name"] == "test_migrations_are_reversible" for c in failed)
     if failed and accept_incompatible and all(c["name"] in COMPAT_CHECKS for c in failed):
         deploy.hold = accept_incompatible
+        deploy.exceptions["accept incompatible"] = accept_incompatible
         deploy.notes.append(f"incompatibility accepted ({accept_incompatible}): deploying behind a maintenance hold")
         deploy.log("   incompatible, accepted: the proxy will answer 503 + Retry-After during migrate-and-switch")
         return
@@ -403,6 +406,8 @@ def _started_detail(deploy: Deploy) -> dict:
         "plan": [{"label": step["label"]} for step in deploy.plan],
         "reversible": deploy.reversible,
         "hold": deploy.hold,
+        # Recorded with the deploy they allowed: who may skip a gate must say why, durably.
+        "exceptions": deploy.exceptions,
         "started_ids": deploy.started_ids,
         "backup_manifest": str(deploy.backup.manifest_path) if deploy.backup else None,
     }
@@ -528,6 +533,7 @@ def deploy(
             if skip_predeploy:
                 # An explicit, recorded escape hatch (and how the tests reach failures the gate would stop).
                 d.notes.append(f"predeploy skipped: {skip_predeploy}")
+                d.exceptions["skip predeploy"] = skip_predeploy
                 d.log(f"   predeploy SKIPPED on request: {skip_predeploy}")
             else:
                 stage_predeploy(d, accept_incompatible=accept_incompatible, gate_args=gate_args or [])

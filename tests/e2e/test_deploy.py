@@ -27,6 +27,9 @@ def _served_throughout(probe: TrafficProbe, *, allow_5xx: bool = False) -> list[
     """Every request got an answer (no refused connection, no timeout), and without 5xx unless allowed."""
     responses = probe.stop()
     assert len(responses) > 50, f"only {len(responses)} requests were sent"
+    retried = sum(r.retried for r in responses)
+    if retried:
+        print(f"{retried} GET(s) re-sent after the proxy closed an idle keep-alive connection on reload")
     unanswered = [r for r in responses if r.status == 0]
     assert not unanswered, f"{len(unanswered)} requests got no answer, e.g. {unanswered[0]}"
     if not allow_5xx:
@@ -38,12 +41,15 @@ def _served_throughout(probe: TrafficProbe, *, allow_5xx: bool = False) -> list[
 def test_broken_migration_on_production_rolls_back(dg, traffic, assert_back_on_v1) -> None:
     # The gate stops this candidate on the copy; skipping it shows what production does when
     # a migration fails there anyway: the plan runs in one transaction, nothing is applied.
-    run = dg.run("deploy", "--candidate", "v2-broken-migration", "--skip-predeploy", "e2e: cause a migration failure")
+    run = dg.run("deploy", "--candidate", "v2-broken-migration", "--skip-predeploy", "--reason", "e2e: cause a migration failure")
     assert run.code == 1, run.output[-3000:]
     assert "migrate FAILED" in run.output and "fails halfway by design" in run.output
     report = _report(dg, run.output)
     assert report["record"]["outcome"] == "rolled_back"
-    created = _served_throughout(traffic) + report["record"]["traffic_created_ids"]
+    # v2-broken-migration renames a table first (the gate we skipped calls that incompatible):
+    # a request of the release serving now that waits on the failing plan's lock may get a 500
+    # when the plan rolls back. Answered, counted, but not hidden.
+    created = _served_throughout(traffic, allow_5xx=True) + report["record"]["traffic_created_ids"]
     assert_back_on_v1(created)
 
 
@@ -102,7 +108,7 @@ def test_accepted_incompatibility_deploys_behind_a_maintenance_hold(dg, traffic,
     refused = dg.run("deploy", "--candidate", "v2")
     # Refused before production is touched: exit status 2, the failing check named.
     assert refused.code == 2 and "predeploy failed: test_production_release_works_on_the_new_schema" in refused.output
-    run = dg.run("deploy", "--candidate", "v2", "--accept-incompatible", "e2e: a maintenance hold is acceptable")
+    run = dg.run("deploy", "--candidate", "v2", "--accept-incompatible", "--reason", "e2e: a maintenance hold is acceptable")
     assert run.code == 0, run.output[-3000:]
     report = _report(dg, run.output)
     held = sum(p["colors"].get("hold", 0) for p in report["traffic"]["phases"] if p["name"] != "total")
@@ -118,6 +124,14 @@ def test_accepted_incompatibility_deploys_behind_a_maintenance_hold(dg, traffic,
     assert not [r for r in responses if r.status == 0], "a request got no answer"
     assert not [r for r in responses if r.status >= 500 and r.color != "hold"], "a release answered 5xx"
     assert_back_on_v1([r.created_id for r in responses if r.created_id is not None])
+
+
+def test_dry_run_changes_nothing(dg) -> None:
+    run = dg.run("deploy", "--candidate", "v2-safe", "--dry-run")
+    assert run.code == 0, run.output[-3000:]
+    assert "start dge2e_web_green from bmparliament:v2-safe" in run.output
+    assert "switch dge2e_proxy from blue (v1) to green" in run.output
+    assert "unchanged" in run.output and "dry_run: production untouched" in run.output
 
 
 def test_v2_safe_deploys_with_zero_failed_requests_and_a_second_deploy_is_refused(dg, traffic, e2e_stack) -> None:
@@ -142,3 +156,24 @@ def test_v2_safe_deploys_with_zero_failed_requests_and_a_second_deploy_is_refuse
     summary = report["traffic"]["summary"]
     print(f"v2-safe deploy: the test's probe sent {len(responses)} requests, 0 failed; the deploy's own probe "
           f"{summary['requests']} requests, {summary['failed']} failed, p95 {summary['p95_ms']} ms")  # fmt: skip
+
+
+def test_forced_rollback_respects_the_forward_fix_threshold(dg, traffic, assert_back_on_v1) -> None:
+    # Production is v2-safe on green (the test before). Past the threshold a rollback needs --force.
+    refused = dg.run("rollback", forward_fix_after_min="0")
+    assert refused.code == 2 and "past the forward-fix threshold" in refused.output, refused.output[-2000:]
+    forced = dg.run("rollback", "--force", forward_fix_after_min="0")
+    assert forced.code == 0, forced.output[-3000:]
+    created = _served_throughout(traffic)
+    assert_back_on_v1(created)
+
+
+def test_no_secret_in_logs_reports_or_ledger(e2e_stack) -> None:
+    from deploygate.database import db_password
+
+    secret = db_password(e2e_stack)
+    places = [e2e_stack.path(e2e_stack.logs_dir), e2e_stack.path(e2e_stack.reports_dir)]
+    files = [f for place in places for f in place.rglob("*") if f.is_file()]
+    assert len(files) > 10, "expected the deploys' logs and reports"
+    leaking = [f for f in files if secret.encode() in f.read_bytes()]
+    assert not leaking, f"the database password appears in {leaking}"
