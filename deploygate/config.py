@@ -130,6 +130,18 @@ class Settings:
         except KeyError:
             raise AttributeError(f"no setting named {name!r}") from None
 
+    def replace(self, **values: Any) -> Settings:
+        """A copy with some values replaced (their source becomes "override")."""
+        unknown = sorted(set(values) - set(self.values))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
+        return Settings(
+            values={**self.values, **values},
+            sources={**self.sources, **{name: "override" for name in values}},
+            config_file=self.config_file,
+            root=self.root,
+        )
+
     def path(self, value: str) -> Path:
         """A configured path, relative paths taken from the project root."""
         candidate = Path(value)

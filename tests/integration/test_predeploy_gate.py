@@ -135,11 +135,7 @@ def test_no_room_for_the_backup(run_gate, untouched, tmp_path: Path) -> None:
 
 @pytest.fixture
 def fresh_backup(production: Production, tmp_path: Path):
-    settings = production.settings.__class__(
-        values={**production.settings.values, "backup_dir": str(tmp_path / "b")},
-        sources=production.settings.sources,
-        root=production.settings.root,
-    )
+    settings = production.settings.replace(backup_dir=str(tmp_path / "b"))
     return settings, take_backup(production.client, settings, production.db, say=lambda m: None)
 
 

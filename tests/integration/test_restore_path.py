@@ -12,11 +12,7 @@ from fixtures.stack import Production
 
 
 def test_restore_then_reapply_loses_no_row(production: Production, tmp_path) -> None:
-    settings = production.settings.__class__(
-        values={**production.settings.values, "backup_dir": str(tmp_path / "backups")},
-        sources=production.settings.sources,
-        root=production.settings.root,
-    )
+    settings = production.settings.replace(backup_dir=str(tmp_path / "backups"))
     floors = window.max_ids(production.db)
     backup = take_backup(production.client, settings, production.db, say=lambda m: None)
     created = []

@@ -76,3 +76,11 @@ def test_repository_deploy_toml_is_valid() -> None:
     root = Path(__file__).resolve().parents[2]
     settings = config.load(root=root, environ={})
     assert settings.sources["project"] == "deploy.toml"
+
+
+def test_replace_keeps_the_rest_and_names_the_source(tmp_path: Path) -> None:
+    settings = config.load(root=tmp_path, environ={}).replace(proxy_port=9999)
+    assert (settings.proxy_port, settings.sources["proxy_port"]) == (9999, "override")
+    assert settings.project == "bmparliament"
+    with pytest.raises(ConfigError):
+        settings.replace(nope=1)
