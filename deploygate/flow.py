@@ -79,7 +79,6 @@ class Deploy:
     stages: list[Stage] = field(default_factory=list)
     backup: Backup | None = None
     started_ids: dict[str, int] = field(default_factory=dict)
-    migrated: bool = False
     switched_at: float | None = None
     gates: list[dict] = field(default_factory=list)
     rehearsal: dict = field(default_factory=dict)
@@ -214,7 +213,6 @@ def stage_green(deploy: Deploy) -> None:
 
 
 def stage_migrate(deploy: Deploy) -> None:
-    deploy.migrated = True  # from here on a rollback reverses, whatever happens next
     payload, code = _probe_production(deploy, deploy.candidate, "migrate")
     for migration in payload.get("migrations", []):
         exclusive = {t: round(l["held_s"] * 1000) for t, l in migration["locks"].items() if l["mode"] == "AccessExclusiveLock"}
@@ -610,7 +608,6 @@ def _converge(client: docker.DockerClient, settings: Settings, entry: ledger.Ent
     d = Deploy(client=client, settings=settings, log=log, stamp=_stamp(), candidate_ref="",
                db=stack.production_db(client, settings))  # fmt: skip
     _resume(d, entry.detail)
-    d.migrated = True
     roll_back(d, "converging after a deploy that never finished")
     d.outcome = "rolled_back"
     return d
@@ -637,7 +634,6 @@ def rollback(client: docker.DockerClient, settings: Settings, *, force: bool = F
                 "rows written since depend on the new schema; fix forward, or pass --force to roll back anyway"
             )
         _resume(d, started.detail)
-        d.migrated = True
         probe = _traffic(d)
         try:
             roll_back(d, f"forced rollback {minutes:.1f} min after the switch")

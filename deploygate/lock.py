@@ -46,7 +46,3 @@ class DeployLock:
             finally:
                 self._conn.close()
                 self._conn = None
-
-    @property
-    def held(self) -> bool:
-        return self._conn is not None and not self._conn.closed

@@ -13,7 +13,7 @@ from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from deploygate.errors import ConfigError
-from deploygate.proxy import AccessRecord
+from deploygate.proxy import HOLD_COLOR, AccessRecord
 
 
 def parse_window(window: str) -> tuple[dt.time, dt.time | None]:
@@ -56,9 +56,14 @@ class ErrorRate:
 
 
 def error_rate(records: Iterable[AccessRecord]) -> ErrorRate:
-    """Share of 5xx among the given requests (what users saw at the proxy)."""
+    """Share of 5xx among the requests the app served (what users saw at the proxy).
+
+    A planned maintenance hold's 503s are the proxy's own answer, not the app's health: left out.
+    """
     total = errors = 0
     for record in records:
+        if record.color == HOLD_COLOR:
+            continue
         total += 1
         errors += record.status >= 500
     return ErrorRate(requests=total, errors=errors)

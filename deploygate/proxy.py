@@ -24,6 +24,8 @@ LOG_DIR_IN_CONTAINER = "/var/log/deploygate"
 CONFIG_NAME = "nginx.conf"
 ACCESS_LOG_NAME = "access.log"
 LIVE_MARKER = "# deploygate-live:"
+# The colour logged for requests the proxy answered itself during a maintenance hold.
+HOLD_COLOR = "hold"
 
 # One JSON object per request; msec (epoch seconds with ms) orders and windows records.
 _LOG_FORMAT = (
@@ -54,7 +56,7 @@ def render_config(upstream: Upstream, *, hold_s: int | None = None) -> str:
     marker = {"color": upstream.color, "host": upstream.host, "port": upstream.port, "release": upstream.release}
     if hold_s is not None:
         marker["hold"] = True
-    logged_color = "hold" if hold_s is not None else upstream.color
+    logged_color = HOLD_COLOR if hold_s is not None else upstream.color
     serve = (
         f'add_header Retry-After {hold_s} always;\n            default_type application/json;\n'
         f'            return 503 \'{{"status": "maintenance", "retry_after": {hold_s}}}\';'

@@ -51,6 +51,8 @@ def test_error_rate_counts_only_5xx() -> None:
 
     rate = policy.error_rate([rec(200), rec(404), rec(500), rec(503)])
     assert (rate.requests, rate.errors, rate.percent) == (4, 2, 50.0)
+    held = AccessRecord(ts=0, color="hold", method="GET", uri="/", status=503, request_time=0.0)
+    assert policy.error_rate([rec(200), held]).errors == 0
     assert policy.error_rate([]).percent == 0.0
 
 
