@@ -87,7 +87,8 @@ def run_oneoff(
         return OneOffResult(exit_code=exit_code, output="".join(chunks))
     finally:
         try:
-            container.remove(force=True)
+            # v=True: an image with a VOLUME (Postgres, for pg_dump) leaves an anonymous volume per run otherwise.
+            container.remove(force=True, v=True)
         except docker.errors.APIError:
             pass
 
@@ -97,7 +98,7 @@ def remove_labelled(client: docker.DockerClient, project: str, *, volumes: bool 
     selector = {"label": f"{PROJECT_LABEL}={project}"}
     removed = []
     for container in client.containers.list(all=True, filters=selector):
-        container.remove(force=True, v=False)
+        container.remove(force=True, v=True)  # anonymous volumes only; named ones go with `volumes`
         removed.append(f"container {container.name}")
     for network in client.networks.list(filters=selector):
         network.remove()
