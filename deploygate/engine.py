@@ -19,6 +19,7 @@ import docker.errors
 import requests.exceptions
 
 from deploygate.errors import EngineUnavailable
+from deploygate.packages import apt_install, can_apt_install
 
 DOCKERD_LOG = Path("/var/log/deploygate-dockerd.log")
 START_TIMEOUT_S = 60
@@ -49,18 +50,15 @@ def _client_or_none() -> docker.DockerClient | None:
 
 
 def _install_docker_io(say: Callable[[str], None]) -> None:
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+    if not can_apt_install():
         raise EngineUnavailable(
             "no Docker engine answers and dockerd is not installed; install Docker "
             "(Debian: apt-get install docker.io) or point DOCKER_HOST at a running engine"
         )
     say("installing Debian's docker.io (no Docker engine found)...")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "docker.io"]):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise EngineUnavailable(f"`{' '.join(argv)}` failed: {tail[0]}")
+    failure = apt_install("docker.io")
+    if failure:
+        raise EngineUnavailable(failure)
 
 
 def _start_dockerd(say: Callable[[str], None], timeout: float) -> docker.DockerClient:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -27,6 +26,7 @@ import docker.errors
 
 from deploygate.config import Settings
 from deploygate.errors import ConfigError, ImageBuildError
+from deploygate.packages import apt_install, can_apt_install
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGES_DIR = PROJECT_ROOT / "images"
@@ -170,14 +170,12 @@ def _try_pull(client: docker.DockerClient, reference: str, alias: str, say: Say)
 def _ensure_debootstrap(say: Say) -> None:
     if shutil.which("debootstrap"):
         return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
+    if not can_apt_install():
         raise ImageBuildError("debootstrap is needed to build the offline base image; install it (apt-get install debootstrap)")
     say("installing debootstrap...")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "debootstrap"]):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise ImageBuildError(f"`{' '.join(argv)}` failed: {(done.stderr or done.stdout).strip()[-200:]}")
+    failure = apt_install("debootstrap")
+    if failure:
+        raise ImageBuildError(failure)
 
 
 BASE_PACKAGES = ("ca-certificates",)
