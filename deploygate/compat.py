@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 
 from deploygate.migrations import SchemaChanges, announced_changes
-from deploygate.rehearsal import MigrationPlan, ModelExercise, Rehearsal
+from deploygate.probe import MigrationPlan, ModelExercise
+from deploygate.rehearsal import Rehearsal
 
 PRODUCTION_ON_NEW = "production release on the migrated schema"
 CANDIDATE_ON_OLD = "candidate on the schema before migrating"
@@ -60,14 +61,14 @@ def incompatibilities(exercises: list[ModelExercise], direction: str) -> list[In
         failures = exercise.failures
         if not failures:
             continue
-        select = next((c for c in exercise.checks if c["op"] == "select"), None)
-        if select is not None and not select["ok"]:
-            ops = tuple(sorted({c["op"] for c in failures}))
-            found.append(Incompatibility(direction, exercise.model, exercise.table, None, ops, select["error"]))
+        select = next((c for c in exercise.checks if c.op == "select"), None)
+        if select is not None and not select.ok:
+            ops = tuple(sorted({c.op for c in failures}))
+            found.append(Incompatibility(direction, exercise.model, exercise.table, None, ops, select.error or ""))
             continue
         by_field: dict[tuple[str | None, str], set[str]] = {}
         for check in failures:
-            by_field.setdefault((check.get("field"), check["error"]), set()).add(check["op"])
+            by_field.setdefault((check.field, check.error or ""), set()).add(check.op)
         for (name, error), ops in sorted(by_field.items(), key=lambda item: (item[0][0] or "", item[0][1])):
             found.append(Incompatibility(direction, exercise.model, exercise.table, name, tuple(sorted(ops)), error))
     return found

@@ -8,7 +8,6 @@ will use, ORM exercises, and the reversal. Production is never touched here.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 import uuid
@@ -24,20 +23,18 @@ from deploygate.config import Settings
 from deploygate.containers import container_ip, run_oneoff
 from deploygate.engine import configure_testcontainers
 from deploygate.database import DatabaseAddress, connect
-from deploygate.errors import DeployGateError
 from deploygate.fingerprint import fingerprint
 from deploygate.images import Image
-from deploygate.probes import DJANGO_PROBE, RESULT_MARKER
+from deploygate.probe import AppliedMigration, MigrationPlan, ModelExercise, parse_applied, parse_exercise, parse_plan
+from deploygate.probe import argv as probe_argv
+from deploygate.probe import mounts as probe_mounts
+from deploygate.probe import result_of
+from deploygate.probes import RESULT_MARKER
 from deploygate.stack import db_environment, labels
 
 Say = Callable[[str], None]
 _BACKUP_IN_CONTAINER = "/backup"
-_PROBE_DIR_IN_CONTAINER = "/deploygate_probe"
 COPY_NETWORK = "bridge"  # testcontainers' default: the candidate one-offs join it to reach the copy
-
-
-class RehearsalError(DeployGateError):
-    """The rehearsal could not run (as opposed to running and finding a problem)."""
 
 
 @dataclass
@@ -182,28 +179,22 @@ def probe(
 ) -> tuple[dict, int]:
     """Run the probe ``command`` in a one-off container of ``image`` with the app's DB ``environment``.
 
-    Returns the probe's JSON result and its exit code; raises ``RehearsalError`` when the
+    Returns the probe's JSON result and its exit code; raises ``ProbeError`` when the
     probe printed no result at all (it could not even start). Migrations run with the
     configured lock_timeout, the same in the rehearsal and in the deploy.
     """
-    argv = ["python", f"{_PROBE_DIR_IN_CONTAINER}/{DJANGO_PROBE.name}", command]
-    if argument is not None:
-        argv.append(json.dumps(argument))
     result = run_oneoff(
         client,
         image.id,
-        argv,
+        probe_argv(command, argument),
         network=network,
         environment={**environment, "PGOPTIONS": f"-c lock_timeout={settings.lock_timeout_ms}"},
         labels=labels(settings, "oneoff"),
-        volumes={str(DJANGO_PROBE.parent): {"bind": _PROBE_DIR_IN_CONTAINER, "mode": "ro"}},
+        volumes={host: {"bind": inside, "mode": "ro"} for host, inside in probe_mounts().items()},
         # The result line is for us, not for the user's screen.
         say=(lambda line: None if RESULT_MARKER in line else say(line)) if say else None,
     )
-    for line in reversed(result.output.splitlines()):
-        if RESULT_MARKER in line:
-            return json.loads(line.split(RESULT_MARKER, 1)[1]), result.exit_code
-    raise RehearsalError(f"the probe `{command}` in {image.tag} gave no result (exit {result.exit_code}): {result.last_line}")
+    return result_of(result.output, command=command, image=image.tag, exit_code=result.exit_code), result.exit_code
 
 
 def run_probe(
@@ -221,86 +212,6 @@ def run_probe(
         client, settings, candidate, command, argument,
         network=COPY_NETWORK, environment=copy.app_environment(settings), say=say,
     )  # fmt: skip
-
-
-@dataclass
-class PlanStep:
-    """One migration the candidate would apply."""
-
-    app: str
-    name: str
-    operations: list[str]
-    operation_types: list[str]
-    reversible: bool
-    atomic: bool
-    sql: list[str]
-
-    @property
-    def label(self) -> str:
-        return f"{self.app}.{self.name}"
-
-
-@dataclass
-class MigrationPlan:
-    steps: list[PlanStep]
-    applied_leaves: dict[str, str | None]  # what production runs on, per app
-
-    @property
-    def labels(self) -> list[str]:
-        return [step.label for step in self.steps]
-
-    @property
-    def apps(self) -> list[str]:
-        return sorted({step.app for step in self.steps})
-
-    def reversal_targets(self) -> dict[str, str | None]:
-        """Per app the plan touches, the migration to go back to (None: before its first)."""
-        return {app: self.applied_leaves.get(app) for app in self.apps}
-
-
-def parse_plan(payload: dict) -> MigrationPlan:
-    return MigrationPlan(
-        steps=[PlanStep(**{k: step[k] for k in PlanStep.__dataclass_fields__}) for step in payload["plan"]],
-        applied_leaves=payload["applied_leaves"],
-    )
-
-
-@dataclass
-class AppliedMigration:
-    """A migration as the rehearsal applied (or reversed) it: duration and strongest lock per table."""
-
-    app: str
-    name: str
-    direction: str
-    duration_s: float
-    statements: int
-    locks: dict[str, dict]
-    error: str | None
-
-    @property
-    def label(self) -> str:
-        return f"{self.app}.{self.name}"
-
-
-def parse_applied(payload: dict) -> list[AppliedMigration]:
-    return [AppliedMigration(**{k: m[k] for k in AppliedMigration.__dataclass_fields__}) for m in payload["migrations"]]
-
-
-@dataclass
-class ModelExercise:
-    """The ORM operations tried on one model and which failed (with the database's message)."""
-
-    model: str
-    table: str
-    checks: list[dict] = field(default_factory=list)
-
-    @property
-    def failures(self) -> list[dict]:
-        return [check for check in self.checks if not check["ok"]]
-
-
-def parse_exercise(payload: dict) -> list[ModelExercise]:
-    return [ModelExercise(model=m["model"], table=m["table"], checks=m["checks"]) for m in payload["models"]]
 
 
 @dataclass

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
+
+# Parallel checkouts on one engine (git worktrees) set this so their Docker objects never collide.
+SUFFIX_ENV = "DGTEST_SUFFIX"
+
+
+def project_name(base: str) -> str:
+    """The Docker project name a test tier uses: ``base`` plus this checkout's suffix, if any."""
+    return base + os.environ.get(SUFFIX_ENV, "")
 
 
 def free_port() -> int:

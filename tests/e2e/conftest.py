@@ -17,12 +17,12 @@ import requests
 
 from deploygate import config, stack
 from deploygate.containers import remove_labelled
-from tests.support import free_port, mark_integration
+from tests.support import free_port, mark_integration, project_name
 from deploygate.database import connect
 from deploygate.traffic import TrafficProbe
 
 ROOT = Path(__file__).resolve().parents[2]
-E2E_PROJECT = "dge2e"
+E2E_PROJECT = project_name("dge2e")
 
 
 

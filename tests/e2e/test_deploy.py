@@ -129,8 +129,9 @@ def test_accepted_incompatibility_deploys_behind_a_maintenance_hold(dg, traffic,
 def test_dry_run_changes_nothing(dg) -> None:
     run = dg.run("deploy", "--candidate", "v2-safe", "--dry-run")
     assert run.code == 0, run.output[-3000:]
-    assert "start dge2e_web_green from bmparliament:v2-safe" in run.output
-    assert "switch dge2e_proxy from blue (v1) to green" in run.output
+    project = dg.overrides["project"]
+    assert f"start {project}_web_green from bmparliament:v2-safe" in run.output
+    assert f"switch {project}_proxy from blue (v1) to green" in run.output
     assert "unchanged" in run.output and "dry_run: production untouched" in run.output
 
 

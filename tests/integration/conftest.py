@@ -9,9 +9,9 @@ import pytest
 
 from deploygate import config, stack
 from deploygate.containers import remove_labelled
-from tests.support import free_port, mark_integration
+from tests.support import free_port, mark_integration, project_name
 
-TEST_PROJECT = "dgtest"
+TEST_PROJECT = project_name("dgtest")
 TEST_SEED_ROWS = 5_000
 TEST_SEED_MEMBERS = 200
 

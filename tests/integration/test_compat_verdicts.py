@@ -31,6 +31,7 @@ from deploygate.fingerprint import ContentDiff, compare, fingerprint
 from deploygate.migrations import RECORDER_TABLES
 from deploygate.probes import DJANGO_PROBE, RESULT_MARKER
 from deploygate.stack import labels
+from tests.support import project_name
 
 BASE = "base"
 
@@ -103,9 +104,9 @@ def compat_settings(pytestconfig: pytest.Config) -> config.Settings:
         root=pytestconfig.rootpath,
         environ={},
         overrides={
-            "project": "dgcompat",
+            "project": project_name("dgcompat"),
             "app_source": "tests/compat_cases",
-            "app_image": "dgcompat",
+            "app_image": project_name("dgcompat"),
             "db_name": "caseproj",
             "db_user": "caseproj",
             "expected_plan": "",

@@ -7,7 +7,7 @@ import time
 from deploygate import compat, monitor
 from deploygate.lock import lock_key
 from deploygate.migrations import announced_changes
-from deploygate.rehearsal import MigrationPlan, ModelExercise, PlanStep
+from deploygate.probe import ExerciseCheck, MigrationPlan, ModelExercise, PlanStep
 
 
 def test_monitor_rolls_back_over_the_threshold_or_on_health() -> None:
@@ -30,13 +30,13 @@ def test_errors_on_what_the_plan_creates_are_discounted() -> None:
 
 def test_incompatibilities_group_by_model_then_field() -> None:
     whole = ModelExercise("a.Gone", "a_gone", [
-        {"op": "select", "ok": False, "error": 'relation "a_gone" does not exist'},
-        {"op": "filter", "field": "x", "ok": False, "error": 'relation "a_gone" does not exist'},
+        ExerciseCheck(op="select", ok=False, error='relation "a_gone" does not exist'),
+        ExerciseCheck(op="filter", field="x", ok=False, error='relation "a_gone" does not exist'),
     ])  # fmt: skip
     partial = ModelExercise("a.Link", "a_link", [
-        {"op": "select", "ok": True},
-        {"op": "filter", "field": "member", "ok": False, "error": "column a_link.member_id does not exist"},
-        {"op": "insert", "ok": False, "error": "column a_link.member_id does not exist"},
+        ExerciseCheck(op="select", ok=True),
+        ExerciseCheck(op="filter", field="member", ok=False, error="column a_link.member_id does not exist"),
+        ExerciseCheck(op="insert", ok=False, error="column a_link.member_id does not exist"),
     ])  # fmt: skip
     items = compat.incompatibilities([whole, partial], compat.PRODUCTION_ON_NEW)
     assert [(i.model, i.field, i.operations) for i in items] == [

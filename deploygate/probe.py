@@ -1,0 +1,223 @@
+"""The host side of deploygate's probe: its command line, and its results parsed once into records.
+
+The probe itself (``probes/django_probe.py``) runs inside a release's image against a
+database (the rehearsal copy, or production) and prints one ``DEPLOYGATE_RESULT <json>``
+line. Everything in deploygate that reads a probe result reads these dataclasses, never
+the raw JSON: the payload's shape is known in this one module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from deploygate.errors import DeployGateError
+from deploygate.probes import DJANGO_PROBE, RESULT_MARKER
+
+PROBE_DIR_IN_CONTAINER = "/deploygate_probe"
+
+
+class ProbeError(DeployGateError):
+    """The probe could not run at all (as opposed to running and finding a problem)."""
+
+
+def argv(command: str, argument: Any = None) -> list[str]:
+    """The probe's command line inside the image (the probe directory mounted at ``PROBE_DIR_IN_CONTAINER``)."""
+    line = ["python", f"{PROBE_DIR_IN_CONTAINER}/{DJANGO_PROBE.name}", command]
+    if argument is not None:
+        line.append(json.dumps(argument))
+    return line
+
+
+def mounts() -> dict[str, str]:
+    """Host directory -> path inside the image, read-only: the probe is mounted, never baked in."""
+    return {str(DJANGO_PROBE.parent): PROBE_DIR_IN_CONTAINER}
+
+
+def result_of(output: str, *, command: str, image: str, exit_code: int) -> dict:
+    """The JSON the probe printed last; raises ``ProbeError`` when it printed none (it could not start)."""
+    for line in reversed(output.splitlines()):
+        if RESULT_MARKER in line:
+            return json.loads(line.split(RESULT_MARKER, 1)[1])
+    lines = [line for line in output.splitlines() if line.strip()]
+    last = lines[-1] if lines else "no output"
+    raise ProbeError(f"the probe `{command}` in {image} gave no result (exit {exit_code}): {last}")
+
+
+def _pick(cls, data: dict) -> Any:
+    """An instance of dataclass ``cls`` from the keys of ``data`` it declares (extra keys are the probe's business)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# --- plan --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One migration the release would apply."""
+
+    app: str
+    name: str
+    operations: list[str]
+    operation_types: list[str]
+    reversible: bool
+    atomic: bool
+    sql: list[str]
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}.{self.name}"
+
+
+@dataclass(frozen=True)
+class MigrationPlan:
+    """What a release's migrations would do to a database, and where that database stands."""
+
+    steps: list[PlanStep]
+    applied_leaves: dict[str, str | None]  # per app, the latest applied migration (what runs now)
+    applied: list[str] = field(default_factory=list)  # every applied "app.name"
+    unknown_applied: list[str] = field(default_factory=list)  # applied, but not in this release's graph
+
+    @property
+    def labels(self) -> list[str]:
+        return [step.label for step in self.steps]
+
+    @property
+    def apps(self) -> list[str]:
+        return sorted({step.app for step in self.steps})
+
+    @property
+    def reversible(self) -> bool:
+        return all(step.reversible for step in self.steps)
+
+    def reversal_targets(self) -> dict[str, str | None]:
+        """Per app the plan touches, the migration to go back to (None: before its first)."""
+        return {app: self.applied_leaves.get(app) for app in self.apps}
+
+    @property
+    def at_release(self) -> bool:
+        """Whether the database is exactly at this release's migrations (nothing pending, nothing unknown)."""
+        return not self.steps and not self.unknown_applied
+
+
+def parse_plan(payload: dict) -> MigrationPlan:
+    return MigrationPlan(
+        steps=[_pick(PlanStep, step) for step in payload["plan"]],
+        applied_leaves=payload["applied_leaves"],
+        applied=payload.get("applied", []),
+        unknown_applied=payload.get("unknown_applied", []),
+    )
+
+
+# --- migrate ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableLock:
+    """The strongest lock a migration took on one relation, and how long it was held."""
+
+    mode: str
+    held_s: float
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    """A migration as it was applied (or reversed): duration and strongest lock per table."""
+
+    app: str
+    name: str
+    direction: str
+    duration_s: float
+    statements: int
+    locks: dict[str, TableLock]
+    error: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}.{self.name}"
+
+    def exclusive_locks_ms(self) -> dict[str, int]:
+        """Tables held ACCESS EXCLUSIVE, with how long, in ms."""
+        return {t: round(lock.held_s * 1000) for t, lock in self.locks.items() if lock.mode == "AccessExclusiveLock"}
+
+    def strongest_locks(self) -> str:
+        """One line: every table with its strongest lock and hold time, e.g. ``t ACCESS EXCLUSIVE 12 ms``."""
+        if not self.locks:
+            return "no table locks"
+        return ", ".join(f"{t} {_mode_words(lock.mode)} {lock.held_s * 1000:.0f} ms" for t, lock in sorted(self.locks.items()))
+
+
+def _mode_words(mode: str) -> str:
+    """``AccessExclusiveLock`` -> ``ACCESS EXCLUSIVE`` (Postgres' own documentation names)."""
+    words, current = [], ""
+    for ch in mode.removesuffix("Lock"):
+        if ch.isupper() and current:
+            words.append(current)
+            current = ""
+        current += ch
+    return " ".join([*words, current]).upper()
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    """The outcome of ``migrate`` / ``migrate-to``: each migration, and the error that stopped it (if any)."""
+
+    migrations: list[AppliedMigration]
+    error: str | None
+    exit_code: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.exit_code == 0
+
+
+def parse_applied(payload: dict) -> list[AppliedMigration]:
+    applied = []
+    for migration in payload["migrations"]:
+        locks = {t: TableLock(mode=l["mode"], held_s=l["held_s"]) for t, l in (migration.get("locks") or {}).items()}
+        applied.append(_pick(AppliedMigration, {**migration, "locks": locks}))
+    return applied
+
+
+def parse_migrate(payload: dict, exit_code: int = 0) -> MigrateResult:
+    return MigrateResult(migrations=parse_applied(payload), error=payload.get("error"), exit_code=exit_code)
+
+
+# --- exercise ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExerciseCheck:
+    """One ORM operation tried on a model (or one of its fields): ok, or the database's message."""
+
+    op: str
+    ok: bool
+    field: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelExercise:
+    """The ORM operations tried on one model and which failed."""
+
+    model: str
+    table: str
+    checks: list[ExerciseCheck] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[ExerciseCheck]:
+        return [check for check in self.checks if not check.ok]
+
+
+def parse_exercise(payload: dict) -> list[ModelExercise]:
+    return [
+        ModelExercise(model=m["model"], table=m["table"], checks=[_pick(ExerciseCheck, c) for c in m["checks"]])
+        for m in payload["models"]
+    ]
+
+
+def exercise_failures(exercises: list[ModelExercise]) -> list[str]:
+    """One line per failed operation: ``model: op field -> error``."""
+    return [f"{m.model}: {c.op} {c.field or ''} -> {c.error}" for m in exercises for c in m.failures]
