@@ -1,7 +1,8 @@
 """Backups of production: pg_dump of the server's own major version, a manifest, retention.
 
-The dump runs in a one-off container of the production database's own image, so the
-client is never older or newer than the server. Row counts in the manifest are taken
+The dump runs in a one-off job of the production database's own image, so the client is
+never older or newer than the server; restoring production runs that image's pg_restore
+the same way. Row counts in the manifest are taken
 inside the very snapshot pg_dump uses (``pg_export_snapshot`` + ``--snapshot``), so a
 restore can be checked against them exactly even while production keeps writing.
 """
@@ -9,26 +10,23 @@ restore can be checked against them exactly even while production keeps writing.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
-import tarfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
-import docker
 from psycopg import sql
 
 from deploygate.config import Settings
-from deploygate.containers import get_or_none, run_oneoff
 from deploygate.database import DatabaseAddress, connect
 from deploygate.errors import DeployGateError
-from deploygate.stack import StackNames, labels
+from deploygate.log import Say
 
-Say = Callable[[str], None]
+if TYPE_CHECKING:
+    from deploygate.platform.base import Platform
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".json"
 BACKUP_PREFIX = "pre_migration_"
@@ -100,8 +98,14 @@ def _check_room(backup_dir: Path, database_bytes: int) -> None:
         )
 
 
+def _pg_environment(platform: Platform, db: DatabaseAddress) -> dict[str, str]:
+    """libpq's variables for a job reaching production's database (the password never on a command line)."""
+    host, port = platform.database_endpoint()
+    return {"PGHOST": host, "PGPORT": str(port), "PGUSER": db.user, "PGPASSWORD": db.password, "PGDATABASE": db.name}
+
+
 def take_backup(
-    client: docker.DockerClient,
+    platform: Platform,
     settings: Settings,
     db: DatabaseAddress,
     *,
@@ -113,10 +117,7 @@ def take_backup(
     Raises ``BackupError`` when there is no room, pg_dump fails, or the database is unreachable.
     A failed dump leaves no partial file behind.
     """
-    names = StackNames(settings.project)
-    db_container = get_or_none(client, names.db)
-    if db_container is None:
-        raise BackupError(f"the production database container {names.db} does not exist")
+    db_image = platform.database_image()
     backup_dir = settings.path(settings.backup_dir)
     backup_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(backup_dir, 0o700)
@@ -134,27 +135,18 @@ def take_backup(
         tables = count_rows(conn, user_tables(conn))
         say(f"dumping {db.name} ({database_bytes / 1e6:.0f} MB on disk, {sum(tables.values()):,} rows) with the server's own pg_dump...")
         # The exported snapshot lives while this transaction is open: pg_dump must run now.
-        result = run_oneoff(
-            client,
-            db_container.image.id,
+        result = platform.run_job(
+            db_image,
             [
                 "sh", "-c",
                 # umask: the dump holds every row of production; only its owner may read it.
                 # --compress=1: most of gzip's gain for a fraction of level 6's CPU time.
                 'umask 077 && pg_dump --version && exec pg_dump --format=custom --compress=1 --no-password '
-                '--snapshot="$SNAPSHOT" --host="$PGHOST" --username="$PGUSER" --dbname="$PGDATABASE" --file="$TARGET"',
+                '--snapshot="$SNAPSHOT" --file="$TARGET"',
             ],
-            network=names.network,
-            environment={
-                "PGHOST": names.db,
-                "PGUSER": db.user,
-                "PGPASSWORD": db.password,
-                "PGDATABASE": db.name,
-                "SNAPSHOT": snapshot,
-                "TARGET": f"{_IN_CONTAINER}/{partial.name}",
-            },
-            labels=labels(settings, "oneoff"),
-            volumes={str(backup_dir): {"bind": _IN_CONTAINER, "mode": "rw"}},
+            environment={**_pg_environment(platform, db), "SNAPSHOT": snapshot, "TARGET": f"{_IN_CONTAINER}/{partial.name}"},
+            mounts={str(backup_dir): _IN_CONTAINER},
+            writable=[str(backup_dir)],
         )  # fmt: skip
         conn.execute("ROLLBACK")
     if result.exit_code != 0:
@@ -216,22 +208,19 @@ def apply_retention(settings: Settings, keep: int | None = None, prefix: str = B
     return deleted
 
 
-def restore_into(container, backup: Backup) -> None:
-    """pg_restore --clean of ``backup`` into the database of ``container`` (production's), all or nothing.
+def restore_production(platform: Platform, db: DatabaseAddress, backup: Backup) -> None:
+    """pg_restore --clean of ``backup`` into production's database, all or nothing (one transaction).
 
-    Runs the server's own pg_restore inside its container, in a single transaction.
+    Runs the server's own pg_restore (a job of the database's image) over the network.
     Raises ``BackupError`` if the backup is not what its manifest says or the restore fails.
     """
     check_integrity(backup)
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as tar:
-        tar.add(backup.path, arcname=backup.path.name)
-    if not container.put_archive("/tmp", archive.getvalue()):
-        raise BackupError(f"could not copy {backup.path.name} into {container.name}")
-    code, output = container.exec_run(
-        ["sh", "-c", 'pg_restore --clean --if-exists --no-owner --single-transaction -U "$POSTGRES_USER" -d "$POSTGRES_DB" "$0"'
-         ' ; status=$? ; rm -f "$0" ; exit $status', f"/tmp/{backup.path.name}"]
+    result = platform.run_job(
+        platform.database_image(),
+        ["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", "--no-password",
+         f"--dbname={db.name}", f"{_IN_CONTAINER}/{backup.path.name}"],
+        environment=_pg_environment(platform, db),
+        mounts={str(backup.path.parent): _IN_CONTAINER},
     )  # fmt: skip
-    if code != 0:
-        lines = output.decode(errors="replace").strip().splitlines()
-        raise BackupError(f"restoring {backup.path.name} into {container.name} failed: {lines[-1] if lines else code}")
+    if result.exit_code != 0:
+        raise BackupError(f"restoring {backup.path.name} into production failed: {result.last_line}")

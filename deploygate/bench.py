@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,15 +16,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-import docker
-
-from deploygate import config, images, rehearsal, stack
+from deploygate import config, production, rehearsal
 from deploygate.backup import take_backup
-from deploygate.database import db_password
+from deploygate.errors import DeployGateError
+from deploygate.log import Say, quiet
+from deploygate.packages import apt_install
+from deploygate.platform import Platform, connect
 
-Say = Callable[[str], None]
 BENCH_PROJECT = "dgbench"
 
 
@@ -50,49 +50,58 @@ class PredeployBench:
         return self.gate_wall_s / self.baseline_s if self.baseline_s else float("nan")
 
 
-def _raw_dump_restore(client: docker.DockerClient, settings: config.Settings, password: str) -> float:
-    """Seconds for ``pg_dump -Fc | pg_restore`` of production into a fresh database of the same image."""
-    names = stack.StackNames(settings.project)
-    db_image = client.containers.get(names.db).image.id
-    with rehearsal.empty_database(settings, db_image) as target:
-        target_name = target.container.get_wrapped_container().name
-        # `-e PGPASSWORD` without a value passes it from our environment: never on a command line.
-        dump = f"docker exec -e PGPASSWORD {names.db} pg_dump -Fc -h 127.0.0.1 -U {settings.db_user} -d {settings.db_name}"
-        load = f"docker exec -i {target_name} pg_restore --no-owner --no-acl -U {settings.db_user} -d {settings.db_name}"
-        started = time.monotonic()
-        subprocess.run(f"set -o pipefail; {dump} | {load}", shell=True, executable="/bin/bash", check=True,
-                       capture_output=True, env={**os.environ, "PGPASSWORD": password})  # fmt: skip
-        return time.monotonic() - started
+def _raw_dump_restore(platform: Platform, settings: config.Settings) -> float:
+    """Seconds for ``pg_dump -Fc | pg_restore`` of production into a fresh database of the same image.
+
+    The host's own client tools (Debian's postgresql-client, installed when missing) stream
+    from one server to the other: the plainest copy there is, as the baseline.
+    """
+    if shutil.which("pg_dump") is None:
+        failure = apt_install("postgresql-client")
+        if failure:
+            raise DeployGateError(f"the baseline needs pg_dump on this host: {failure}")
+    source = platform.database()
+    with rehearsal.empty_database(platform, settings, platform.database_image()) as target:
+        copy = target.host_address
+        dump = f"pg_dump -Fc -h {source.host} -p {source.port} -U {source.user} -d {source.name}"
+        load = f"pg_restore --no-owner --no-acl -h {copy.host} -p {copy.port} -U {copy.user} -d {copy.name}"
+        # Both passwords by environment, never on a command line (PGPASSWORD for one, a pgpass line for both).
+        with tempfile.NamedTemporaryFile("w", prefix="dgbench-pgpass-") as pgpass:
+            for address in (source, copy):
+                pgpass.write(f"{address.host}:{address.port}:{address.name}:{address.user}:{address.password}\n")
+            pgpass.flush()
+            os.chmod(pgpass.name, 0o600)
+            started = time.monotonic()
+            subprocess.run(f"set -o pipefail; {dump} | {load}", shell=True, executable="/bin/bash", check=True,
+                           capture_output=True, env={**os.environ, "PGPASSFILE": pgpass.name})  # fmt: skip
+            return time.monotonic() - started
 
 
-def _stage_times(client: docker.DockerClient, settings: config.Settings, candidate: str, say: Say) -> dict[str, float]:
+def _stage_times(platform: Platform, settings: config.Settings, candidate: str) -> dict[str, float]:
     """The gate's own library calls, in the gate's order, each timed."""
     times: dict[str, float] = {}
     started = time.monotonic()
-    image = images.resolve_candidate(client, settings, candidate, say=lambda m: None)
-    db = stack.production_db(client, settings)
+    image = platform.resolve_image(candidate, quiet)
+    db = platform.database()
     times["candidate_image"] = time.monotonic() - started
     started = time.monotonic()
-    backup = take_backup(client, settings, db, say=lambda m: None)
+    backup = take_backup(platform, settings, db, say=quiet)
     times["backup"] = time.monotonic() - started
     started = time.monotonic()
-    db_image = client.containers.get(stack.StackNames(settings.project).db).image.id
-    with rehearsal.database_copy(settings, db_image, backup, say=lambda m: None) as copy:
+    with rehearsal.database_copy(platform, settings, platform.database_image(), backup, say=quiet) as copy:
         times["copy_restore_verify"] = time.monotonic() - started
-        done = rehearsal.rehearse(client, settings, image, copy, say=lambda m: None)
+        done = rehearsal.rehearse(platform, settings, image, copy, say=quiet)
         for name, seconds in done.timings.items():
             # Inside the probe batches: shown for the split, not added again to the sum.
             prefix = "  of which " if name.startswith(("compat_", "orm_", "migrate_in_")) else "rehearsal_"
             times[f"{prefix}{name.removesuffix('_s')}"] = seconds
         started = time.monotonic()
-        rehearsal.reverse(client, settings, done, copy, say=lambda m: None)
+        rehearsal.reverse(platform, settings, done, copy, say=quiet)
         times["reversal"] = time.monotonic() - started
     return {name: round(seconds, 2) for name, seconds in times.items()}
 
 
-def bench_predeploy(
-    client: docker.DockerClient, root: Path, rows_list: list[int], candidate: str = "v2-safe", say: Say = print
-) -> list[PredeployBench]:
+def bench_predeploy(root: Path, rows_list: list[int], candidate: str = "v2-safe", say: Say = print) -> list[PredeployBench]:
     """Bring up a bench production per size, then time baseline, stages and the whole gate."""
     results = []
     for rows in rows_list:
@@ -103,15 +112,16 @@ def bench_predeploy(
                 "seed_members": str(max(200, rows // 100)),
             }  # fmt: skip
             settings = config.load(root=root, environ={}, overrides=overrides)
-            stack.down(client, settings, volumes=True)
+            platform = connect(settings, say)
+            production.down(platform, settings, volumes=True)
             say(f"[{rows:,} rows] bringing up the bench production (seeding is not timed)...")
-            stack.up(client, settings, say=lambda m: None)
+            production.up(platform, settings, say=quiet)
             bench = PredeployBench(rows=rows)
             try:
                 say(f"[{rows:,} rows] baseline: pg_dump | pg_restore...")
-                bench.baseline_s = round(_raw_dump_restore(client, settings, db_password(settings)), 2)
+                bench.baseline_s = round(_raw_dump_restore(platform, settings), 2)
                 say(f"[{rows:,} rows] gate stages...")
-                bench.stages = _stage_times(client, settings, candidate, say)
+                bench.stages = _stage_times(platform, settings, candidate)
                 say(f"[{rows:,} rows] the whole gate (nox -s predeploy's pytest run)...")
                 argv = [sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--candidate", candidate]
                 for name, value in overrides.items():
@@ -121,7 +131,7 @@ def bench_predeploy(
                 bench.gate_wall_s = round(time.monotonic() - started, 2)
                 bench.gate_passed = done.returncode == 0
             finally:
-                stack.down(client, settings, volumes=True)
+                production.down(platform, settings, volumes=True)
             results.append(bench)
     return results
 

@@ -12,9 +12,10 @@ import sys
 import time
 from typing import Sequence
 
-from deploygate import config, images, stack
-from deploygate.engine import ensure_engine
+from deploygate import config, production
 from deploygate.errors import DeployGateError
+from deploygate.platform import connect
+from deploygate.platform.engine import ensure_engine
 
 
 def _say(message: str) -> None:
@@ -35,20 +36,17 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
 def cmd_images(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    client = ensure_engine(say=_say)
-    names = args.release or [settings.release]
-    for image in (images.postgres_image(client, settings, _say), images.nginx_image(client, settings, _say)):
-        _say(f"{image.tag}: {'built' if image.built else 'up to date'} ({image.id[:19]})")
-    for name in names:
-        image = images.release_image(client, settings, name, _say)
+    platform = connect(settings, _say)
+    found = [platform.service_image(name, _say) for name in ("postgres", "proxy")]
+    found += [platform.resolve_image(name, _say) for name in args.release or [settings.release]]
+    for image in found:
         _say(f"{image.tag}: {'built' if image.built else 'up to date'} ({image.id[:19]})")
     return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    client = ensure_engine(say=_say)
-    report = stack.up(client, settings, _say)
+    report = production.up(connect(settings, _say), settings, _say)
     total = report.timings["total_s"]
     if report.changes:
         _say(f"production up in {total:.1f}s; changes:")
@@ -56,14 +54,13 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"  - {change}")
     else:
         _say(f"production already up; nothing changed ({total:.1f}s)")
-    _say(f"serving on {stack.proxy_url(settings)}")
+    _say(f"serving on http://{settings.proxy_bind}:{settings.proxy_port}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    client = ensure_engine(say=_say)
-    removed = stack.down(client, settings, volumes=args.volumes)
+    removed = production.down(connect(settings, _say), settings, volumes=args.volumes)
     _say(f"removed {len(removed)} object(s)" + ("" if args.volumes else "; data volume kept (use --volumes to drop it)"))
     for item in removed:
         print(f"  - {item}")
@@ -72,63 +69,60 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    client = ensure_engine(say=_say)
-    current = stack.status(client, settings)
+    current = production.status(connect(settings, _say), settings)
     if current.live:
-        print(f"live: {current.live.color} (release {current.live.release}) via {stack.proxy_url(settings)} -> {current.live.host}:{current.live.port}")
+        hold = ", behind a maintenance hold" if current.live.hold else ""
+        print(f"live: {current.live.color} (release {current.live.release}{hold}) via http://{settings.proxy_bind}:{settings.proxy_port}")
     else:
-        print(f"live: nothing (no proxy config for project {settings.project}; run `nox -s up`)")
-    for name, state in sorted(current.containers.items()):
+        print(f"live: nothing (no proxy state for project {settings.project}; run `nox -s up`)")
+    for name, state in sorted(current.parts.items()):
         print(f"  {name}: {state}")
-    if current.health is not None:
-        print("health: " + json.dumps(current.health, sort_keys=True))
-    else:
-        print(f"health: unreachable ({current.health_error})")
-    healthy = current.health is not None and current.health.get("status") == "healthy"
-    return 0 if healthy else 1
+    health = current.health
+    detail = f" {json.dumps(health.detail, sort_keys=True)}" if health.detail else " (no detail reported)"
+    print(f"health: {health.url} {health.describe()}{detail if health.status_code else ''}")
+    return 0 if health.ok else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from deploygate import bench
 
     settings = _settings(args)
-    client = ensure_engine(say=_say)
     if args.what != "predeploy":
         raise config.ConfigError(f"unknown benchmark {args.what!r}; known: predeploy")
-    results = bench.bench_predeploy(client, settings.root, args.rows, candidate=args.candidate, say=_say)
+    results = bench.bench_predeploy(settings.root, args.rows, candidate=args.candidate, say=_say)
     print(bench.render(results))
     _say(f"saved {bench.save(results, settings.path(settings.reports_dir) / 'bench')}")
     return 0 if all(r.gate_passed for r in results) else 1
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from deploygate import flow
+    from deploygate import deploy
+    from deploygate.record import Outcome
 
     settings = _settings(args)
-    client = ensure_engine(say=_say)
     reason = (args.reason or "").strip()
     if (args.accept_incompatible or args.skip_predeploy) and not reason:
         raise config.ConfigError('--accept-incompatible and --skip-predeploy need --reason "why" (it is recorded)')
-    outcome = flow.deploy(
-        client, settings, args.candidate, dry_run=args.dry_run,
+    request = deploy.Request(
+        candidate_ref=args.candidate, dry_run=args.dry_run,
         accept_incompatible=reason if args.accept_incompatible else None,
-        skip_predeploy=reason if args.skip_predeploy else None, gate_args=args.gate_arg or [],
+        skip_predeploy=reason if args.skip_predeploy else None, gate_args=tuple(args.gate_arg or ()),
     )  # fmt: skip
-    _say(f"{outcome.outcome}{': ' + outcome.detail if outcome.detail else ''}")
-    if outcome.report:
-        _say(f"report: {outcome.report}")
-    return 0 if outcome.outcome in ("succeeded", "dry_run") else 1
+    result = deploy.deploy(connect(settings, _say), settings, request)
+    _say(f"{result.outcome.value}{': ' + result.detail if result.detail else ''}")
+    if result.report:
+        _say(f"report: {result.report}")
+    return 0 if result.outcome in (Outcome.SUCCEEDED, Outcome.DRY_RUN) else 1
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from deploygate import flow
+    from deploygate import deploy
 
     settings = _settings(args)
-    client = ensure_engine(say=_say)
-    outcome = flow.rollback(client, settings, force=args.force)
-    _say(f"{outcome.outcome}: {outcome.detail}")
-    if outcome.report:
-        _say(f"report: {outcome.report}")
+    result = deploy.rollback(connect(settings, _say), settings, force=args.force)
+    _say(f"{result.outcome.value}: {result.detail}")
+    if result.report:
+        _say(f"report: {result.report}")
     return 0
 
 

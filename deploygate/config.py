@@ -89,6 +89,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("traffic_rate", "deploy.traffic_rate", 25, "requests/s of the traffic probe during a deploy (0: none)", _parse_int),
     Option("traffic_read_paths", "deploy.traffic_read_paths", "/health/", "comma-separated read paths of the traffic probe ({id}: an id it created)"),
     Option("traffic_write_path", "deploy.traffic_write_path", "", "POST path of the traffic probe (empty: reads only)"),
+    Option(
+        "traffic_write_body", "deploy.traffic_write_body", "{}",
+        "JSON body of the traffic probe's writes; {n} becomes the write's number",
+    ),  # fmt: skip
+    Option("hold_retry_after_s", "deploy.hold_retry_after_s", 10, "Retry-After of the proxy's maintenance-hold answers", _parse_int),
     Option("logs_dir", "report.logs_dir", "logs", "deploy logs and reports"),
     Option("reports_dir", "report.dir", "reports", "where gate results (JUnit, JSON) are written"),
     Option("app_source", "app.source", "demo", "directory holding the app source and releases.toml"),
@@ -96,11 +101,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("app_image", "app.image", "bmparliament", "image repository of the releases built from app.source"),
     Option("app_port", "app.port", 8000, "port the app listens on inside its container", _parse_int),
     Option("app_db_env_prefix", "app.db_env_prefix", "DB_", "the app reads <prefix>HOST/PORT/NAME/USER/PASSWORD"),
-    Option("health_path", "app.health_path", "/health/", "the app's health endpoint"),
+    Option("health_path", "app.health_path", "/health/", "the app's health URL: 2xx is healthy; a JSON body may add detail"),
     Option("health_timeout", "app.health_timeout", 60, "seconds a new app container has to become healthy", _parse_int),
-    Option("seed_rows", "seed.rows", 200_000, "PersonLinks the demo seeds", _parse_int),
-    Option("seed_members", "seed.members", 2_000, "members the demo seeds", _parse_int),
-    Option("seed_random", "seed.random_seed", 42, "seed of the deterministic data generator", _parse_int),
+    Option(
+        "seed_command", "seed.command", "",
+        "run once in the app's image on an empty production by `up` (empty: none); {rows} {members} {random_seed} are filled in",
+    ),  # fmt: skip
+    Option("seed_rows", "seed.rows", 200_000, "{rows} of the seed command", _parse_int),
+    Option("seed_members", "seed.members", 2_000, "{members} of the seed command", _parse_int),
+    Option("seed_random", "seed.random_seed", 42, "{random_seed} of the seed command", _parse_int),
     Option(
         "image_source",
         "images.source",

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
+
+# Progress and log lines go to a callable taking one line: print, a DeployLog, or a no-op.
+Say = Callable[[str], None]
+
+
+def quiet(_message: str) -> None:
+    """A ``Say`` that says nothing."""
 
 
 class DeployLog:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
-import requests
-
-from deploygate.proxy import read_access_log
+from deploygate.health import HealthSample
+from deploygate.proxy import AccessRecord
 
 Tick = Callable[["MonitorState"], None]
 
@@ -55,8 +53,8 @@ def judge(state: MonitorState, *, consecutive_health_failures: int, max_health_f
 
 
 def watch(
-    access_log: Path,
-    health_url: str,
+    records: Callable[[float], Iterable[AccessRecord] | Iterator[AccessRecord]],
+    health: Callable[[], HealthSample],
     color: str,
     *,
     window_s: float,
@@ -65,21 +63,22 @@ def watch(
     max_health_failures: int = 3,
     on_tick: Tick | None = None,
 ) -> MonitorState:
-    """Watch for ``window_s`` seconds from now; returns with ``decision`` set (early on a rollback reason)."""
+    """Watch for ``window_s`` seconds from now; returns with ``decision`` set (early on a rollback reason).
+
+    ``records(since)`` gives the proxy's access records since an epoch time; ``health()`` samples
+    the app's health URL through the proxy.
+    """
     state = MonitorState(color=color, started=time.time(), window_s=window_s, threshold=threshold)
     consecutive = 0
     while True:
         state.requests_by_color.clear()
         state.errors_by_color.clear()
-        for record in read_access_log(access_log, since=state.started):
+        for record in records(state.started):
             state.requests_by_color[record.color] += 1
             if record.status >= 500:
                 state.errors_by_color[record.color] += 1
         state.health_checks += 1
-        try:
-            healthy = requests.get(health_url, timeout=3).status_code == 200
-        except requests.RequestException:
-            healthy = False
+        healthy = health().ok
         consecutive = 0 if healthy else consecutive + 1
         state.health_failures += not healthy
         reason = judge(state, consecutive_health_failures=consecutive, max_health_failures=max_health_failures)

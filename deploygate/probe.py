@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from deploygate.errors import DeployGateError
+from deploygate.log import Say
 from deploygate.probes import DJANGO_PROBE, RESULT_MARKER
+
+if TYPE_CHECKING:
+    from deploygate.platform.base import Platform
+    from deploygate.platform.images import Image
 
 PROBE_DIR_IN_CONTAINER = "/deploygate_probe"
 
@@ -221,3 +226,70 @@ def parse_exercise(payload: dict) -> list[ModelExercise]:
 def exercise_failures(exercises: list[ModelExercise]) -> list[str]:
     """One line per failed operation: ``model: op field -> error``."""
     return [f"{m.model}: {c.op} {c.field or ''} -> {c.error}" for m in exercises for c in m.failures]
+
+
+# --- running it ---------------------------------------------------------------------------------
+
+
+class Prober:
+    """The probe in one release's image, against one database (production, or a copy).
+
+    ``environment`` is the app's (its database settings); migrations run with
+    ``lock_timeout_ms``, the same in the rehearsal and in the deploy. Every method raises
+    ``ProbeError`` when the probe could not run at all.
+    """
+
+    def __init__(
+        self,
+        platform: Platform,
+        image: Image,
+        environment: Mapping[str, str],
+        *,
+        lock_timeout_ms: int,
+        network: str | None = None,
+        say: Say | None = None,
+    ) -> None:
+        self.platform = platform
+        self.image = image
+        self.environment = {**environment, "PGOPTIONS": f"-c lock_timeout={lock_timeout_ms}"}
+        self.network = network
+        self.say = say
+
+    def run(self, command: str, argument: Any = None) -> tuple[dict, int]:
+        """The probe's raw JSON result and exit code (lines it prints go to ``say``, the result line does not)."""
+        say = self.say
+        result = self.platform.run_job(
+            self.image.id,
+            argv(command, argument),
+            environment=self.environment,
+            mounts=mounts(),
+            network=self.network,
+            say=(lambda line: None if RESULT_MARKER in line else say(line)) if say else None,
+        )
+        return result_of(result.output, command=command, image=self.image.tag, exit_code=result.exit_code), result.exit_code
+
+    def batch(self, steps: list[tuple[str, Any]]) -> tuple[list[dict], list[float]]:
+        """Several commands in one process (Django starts once): their raw results and seconds each."""
+        payload, _ = self.run("batch", [[command, argument] for command, argument in steps])
+        return payload["results"], payload["seconds"]
+
+    def plan(self) -> MigrationPlan:
+        return parse_plan(self.run("plan")[0])
+
+    def migrate(self) -> MigrateResult:
+        return parse_migrate(*self.run("migrate"))
+
+    def migrate_to(self, targets: dict[str, str | None]) -> MigrateResult:
+        return parse_migrate(*self.run("migrate-to", targets))
+
+    def exercise(self, state: str | dict[str, str | None] = "current") -> list[ModelExercise]:
+        """select / filter / insert / update / delete on every model, all rolled back.
+
+        ``state`` "current" uses this image's models; a ``{app: migration}`` uses the historical
+        models at those migrations (another release's view of the schema).
+        """
+        return parse_exercise(self.run("exercise", {"state": state})[0])
+
+    def safe_migrations(self, labels: list[str]) -> dict[str, str]:
+        """The given migrations with renames made state-only, as ``{relative path: file text}``."""
+        return self.run("safe-migrations", labels)[0]["files"]

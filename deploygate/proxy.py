@@ -1,10 +1,12 @@
-"""The nginx proxy in front of the app: its configuration, the graceful switch, its access log.
+"""The proxy in front of the app: one ``Proxy`` object owns its configuration, routing and access log.
 
-Configuration is rendered by a pure function and written into a directory bind-mounted
-into the proxy container; switching colour is "write, ``nginx -t``, ``nginx -s reload``",
-which lets old workers finish their in-flight requests. Every request is logged as one
-JSON line naming the colour that served it, so errors can be counted per colour from
-what users actually saw.
+``Proxy`` is the only place that knows how traffic is switched: ``route`` (to a colour),
+``hold`` (the proxy answers 503 + Retry-After itself), ``current`` (read back from the
+state on disk, never assumed) and ``verify`` (a request through it is answered by the
+colour it should be). The mechanism today is nginx: configuration rendered by a pure
+function into a directory bind-mounted into the proxy container, then "``nginx -t``,
+``nginx -s reload``". Every request is logged as one JSON line naming the colour that
+served it, so errors can be counted per colour from what users actually saw.
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import docker
+import requests
 
+from deploygate.config import Settings
 from deploygate.errors import StackError
+from deploygate.waiting import wait_until
+
+if TYPE_CHECKING:
+    from deploygate.platform.base import Platform
+    from deploygate.platform.images import Image
 
 CONFIG_DIR_IN_CONTAINER = "/etc/deploygate"
 LOG_DIR_IN_CONTAINER = "/var/log/deploygate"
@@ -26,6 +34,8 @@ ACCESS_LOG_NAME = "access.log"
 LIVE_MARKER = "# deploygate-live:"
 # The colour logged for requests the proxy answered itself during a maintenance hold.
 HOLD_COLOR = "hold"
+# The response header naming the colour that answered (or HOLD_COLOR).
+COLOR_HEADER = "X-Deploygate-Color"
 
 # One JSON object per request; msec (epoch seconds with ms) orders and windows records.
 _LOG_FORMAT = (
@@ -36,12 +46,20 @@ _LOG_FORMAT = (
 
 
 @dataclass(frozen=True)
-class Upstream:
-    """The app container the proxy sends traffic to."""
+class Route:
+    """Where the proxy sends traffic: a colour (its release, for people), or a hold in front of it."""
 
     color: str
-    host: str
-    port: int
+    release: str
+    hold: bool = False
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The app replicas (``host:port``) the proxy sends traffic to, and the route they serve."""
+
+    color: str
+    servers: tuple[str, ...]
     release: str
 
 
@@ -53,7 +71,9 @@ def render_config(upstream: Upstream, *, hold_s: int | None = None) -> str:
     """
     if not upstream.color.isalnum():
         raise ValueError(f"colour must be alphanumeric, got {upstream.color!r}")
-    marker = {"color": upstream.color, "host": upstream.host, "port": upstream.port, "release": upstream.release}
+    if not upstream.servers:
+        raise ValueError(f"no server to route {upstream.color} to")
+    marker = {"color": upstream.color, "servers": list(upstream.servers), "release": upstream.release}
     if hold_s is not None:
         marker["hold"] = True
     logged_color = HOLD_COLOR if hold_s is not None else upstream.color
@@ -63,6 +83,7 @@ def render_config(upstream: Upstream, *, hold_s: int | None = None) -> str:
         if hold_s is not None
         else "proxy_pass http://app;"
     )
+    servers = "\n".join(f"        server {server};" for server in upstream.servers)
     return f"""{LIVE_MARKER} {json.dumps(marker)}
 worker_processes 1;
 error_log {LOG_DIR_IN_CONTAINER}/error.log warn;
@@ -83,7 +104,7 @@ http {{
     }}
 
     upstream app {{
-        server {upstream.host}:{upstream.port};
+{servers}
         keepalive 16;
     }}
 
@@ -105,20 +126,20 @@ http {{
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_connect_timeout 2s;
             proxy_read_timeout 30s;
-            add_header X-Deploygate-Color $deploygate_color always;
+            add_header {COLOR_HEADER} $deploygate_color always;
         }}
     }}
 }}
 """
 
 
-def live_upstream(config_text: str) -> Upstream | None:
-    """The upstream recorded in a rendered config's first line, or None if it has no marker."""
+def live_route(config_text: str) -> Route | None:
+    """The route recorded in a rendered config's first line, or None if it has no marker."""
     first = config_text.splitlines()[0] if config_text else ""
     if not first.startswith(LIVE_MARKER):
         return None
     data = json.loads(first[len(LIVE_MARKER) :])
-    return Upstream(color=data["color"], host=data["host"], port=int(data["port"]), release=data.get("release", ""))
+    return Route(color=data["color"], release=data.get("release", ""), hold=bool(data.get("hold")))
 
 
 @dataclass(frozen=True)
@@ -136,16 +157,13 @@ class ProxyPaths:
     def access_log(self) -> Path:
         return self.log_dir / ACCESS_LOG_NAME
 
-    def volumes(self) -> dict[str, dict[str, str]]:
-        return {
-            str(self.config_dir): {"bind": CONFIG_DIR_IN_CONTAINER, "mode": "ro"},
-            str(self.log_dir): {"bind": LOG_DIR_IN_CONTAINER, "mode": "rw"},
-        }
+    def mounts(self) -> dict[str, str]:
+        return {str(self.config_dir): CONFIG_DIR_IN_CONTAINER, str(self.log_dir): LOG_DIR_IN_CONTAINER}
 
-    def current(self) -> Upstream | None:
-        """The upstream the written configuration routes to."""
+    def current(self) -> Route | None:
+        """The route the written configuration says."""
         try:
-            return live_upstream(self.config_file.read_text())
+            return live_route(self.config_file.read_text())
         except FileNotFoundError:
             return None
 
@@ -158,21 +176,6 @@ def write_config(paths: ProxyPaths, upstream: Upstream, *, hold_s: int | None = 
     tmp.write_text(render_config(upstream, hold_s=hold_s))
     os.replace(tmp, paths.config_file)
     return paths.config_file
-
-
-def command() -> list[str]:
-    """The proxy container's command: nginx in the foreground on deploygate's config."""
-    return ["nginx", "-c", f"{CONFIG_DIR_IN_CONTAINER}/{CONFIG_NAME}", "-g", "daemon off;"]
-
-
-def reload(container: docker.models.containers.Container) -> None:
-    """Test the written config, then reload gracefully. Raises ``StackError`` (config untouched in nginx) on failure."""
-    conf = f"{CONFIG_DIR_IN_CONTAINER}/{CONFIG_NAME}"
-    for argv in (["nginx", "-t", "-q", "-c", conf], ["nginx", "-s", "reload", "-c", conf]):
-        code, output = container.exec_run(argv)
-        if code != 0:
-            text = output.decode(errors="replace").strip().splitlines()
-            raise StackError(f"`{' '.join(argv)}` failed in {container.name}: {text[-1] if text else code}")
 
 
 @dataclass(frozen=True)
@@ -219,17 +222,103 @@ def read_access_log(path: Path, *, since: float | None = None) -> Iterator[Acces
                 yield record
 
 
-def switch(
-    container: docker.models.containers.Container, paths: ProxyPaths, upstream: Upstream, *, hold_s: int | None = None
-) -> None:
-    """Route traffic to ``upstream`` (or hold it) with a graceful reload; on failure the previous config is put back."""
-    previous = paths.config_file.read_text() if paths.config_file.exists() else None
-    write_config(paths, upstream, hold_s=hold_s)
-    try:
-        reload(container)
-    except StackError:
-        if previous is not None:
-            tmp = paths.config_dir / f".{CONFIG_NAME}.tmp"
-            tmp.write_text(previous)
-            os.replace(tmp, paths.config_file)
-        raise
+# --- the Proxy object ----------------------------------------------------------------------------
+
+
+def command() -> list[str]:
+    """The proxy container's command: nginx in the foreground on deploygate's config."""
+    return ["nginx", "-c", f"{CONFIG_DIR_IN_CONTAINER}/{CONFIG_NAME}", "-g", "daemon off;"]
+
+
+class Proxy:
+    """The proxy of one production: ``route``, ``hold``, ``current``, ``verify``; its access log and URL.
+
+    Raises ``StackError`` when a switch cannot be applied (the previous configuration is then
+    put back, so the proxy keeps routing as before).
+    """
+
+    def __init__(self, settings: Settings, platform: Platform) -> None:
+        self.settings = settings
+        self.platform = platform
+        base = settings.path(settings.state_dir) / settings.project / "proxy"
+        self.paths = ProxyPaths(config_dir=base / "conf", log_dir=base / "logs")
+
+    @property
+    def url(self) -> str:
+        """The proxy's published address: what users reach."""
+        return f"http://{self.settings.proxy_bind}:{self.settings.proxy_port}"
+
+    @property
+    def access_log(self) -> Path:
+        return self.paths.access_log
+
+    def records(self, since: float | None = None) -> Iterator[AccessRecord]:
+        """What users saw: one record per request, optionally only those at or after ``since``."""
+        return read_access_log(self.paths.access_log, since=since)
+
+    def current(self) -> Route | None:
+        """Where traffic goes now, read from the proxy's state on disk (None: it routes nowhere yet)."""
+        return self.paths.current()
+
+    def ensure(self, image: Image, route: Route) -> list[str]:
+        """The proxy runs and serves (routing to ``route`` when it has no state yet); returns what changed."""
+        changes = []
+        if self.current() is None:
+            write_config(self.paths, self._upstream(route))
+            changes.append(f"wrote proxy config routing to {route.color}")
+        self.paths.log_dir.mkdir(parents=True, exist_ok=True)
+        changes += self.platform.ensure_proxy(image, command(), self.paths.mounts(), writable=[str(self.paths.log_dir)])
+        wait_until(self._serves, timeout=30, interval=0.5, what=f"{self.url}{self.settings.health_path} to answer 2xx")
+        return changes
+
+    def _serves(self) -> bool:
+        return requests.get(f"{self.url}{self.settings.health_path}", timeout=5).ok
+
+    def forget(self) -> list[str]:
+        """Drop the routing state (production was removed): the next ``ensure`` starts afresh."""
+        if self.paths.config_file.exists():
+            self.paths.config_file.unlink()
+            return [f"proxy config {self.paths.config_file}"]
+        return []
+
+    def route(self, color: str, release: str) -> None:
+        """Send every new request to ``color``; in-flight requests finish where they started."""
+        self._apply(Route(color=color, release=release))
+
+    def hold(self, color: str, release: str) -> None:
+        """Answer every request 503 + Retry-After from the proxy itself (``color`` stays the target)."""
+        self._apply(Route(color=color, release=release, hold=True))
+
+    def verify(self, color: str) -> None:
+        """A request through the proxy is answered 2xx by ``color``; raises ``StackError`` otherwise."""
+        try:
+            answer = requests.get(f"{self.url}{self.settings.health_path}", timeout=10)
+        except requests.RequestException as exc:
+            raise StackError(f"the proxy at {self.url} does not answer: {type(exc).__name__}") from None
+        served_by = answer.headers.get(COLOR_HEADER)
+        if not answer.ok or served_by != color:
+            raise StackError(f"through the proxy {self.settings.health_path} answers {answer.status_code} from {served_by}, expected {color}")
+
+    def _upstream(self, route: Route) -> Upstream:
+        return Upstream(color=route.color, servers=tuple(self.platform.upstreams(route.color)), release=route.release)
+
+    def _apply(self, route: Route) -> None:
+        previous = self.paths.config_file.read_text() if self.paths.config_file.exists() else None
+        write_config(self.paths, self._upstream(route), hold_s=self.settings.hold_retry_after_s if route.hold else None)
+        try:
+            self._reload()
+        except StackError:
+            if previous is not None:
+                tmp = self.paths.config_dir / f".{CONFIG_NAME}.tmp"
+                tmp.write_text(previous)
+                os.replace(tmp, self.paths.config_file)
+            raise
+
+    def _reload(self) -> None:
+        """Test the written config, then reload gracefully (old workers finish their requests)."""
+        conf = f"{CONFIG_DIR_IN_CONTAINER}/{CONFIG_NAME}"
+        for argv in (["nginx", "-t", "-q", "-c", conf], ["nginx", "-s", "reload", "-c", conf]):
+            code, output = self.platform.proxy_exec(argv)
+            if code != 0:
+                text = output.strip().splitlines()
+                raise StackError(f"`{' '.join(argv)}` failed in the proxy: {text[-1] if text else code}")

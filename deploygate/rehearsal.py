@@ -1,110 +1,71 @@
 """The migration rehearsed on a copy of production, by the candidate image itself.
 
-A Postgres of production's own image (testcontainers) is restored from the verified
-backup; the candidate image then runs deploygate's probe (``probes/django_probe.py``)
-against it: the plan, Django's own ``migrate`` with the lock_timeout the real deploy
-will use, ORM exercises, and the reversal. Production is never touched here.
+A Postgres of production's own image (a scratch database of the platform: testcontainers
+on a Docker host) is restored from the verified backup; the candidate image then runs
+deploygate's probe (``probes/django_probe.py``) against it: the plan, Django's own
+``migrate`` with the lock_timeout the real deploy will use, ORM exercises, and the
+reversal. Production is never touched here.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
-import docker
-
+from deploygate import app
 from deploygate.backup import Backup, BackupError, check_integrity, count_rows, user_tables
 from deploygate.config import Settings
-from deploygate.containers import container_ip, run_oneoff
-from deploygate.engine import configure_testcontainers
 from deploygate.database import DatabaseAddress, connect
 from deploygate.fingerprint import fingerprint
-from deploygate.images import Image
-from deploygate.probe import AppliedMigration, MigrationPlan, ModelExercise, parse_applied, parse_exercise, parse_plan
-from deploygate.probe import argv as probe_argv
-from deploygate.probe import mounts as probe_mounts
-from deploygate.probe import result_of
-from deploygate.probes import RESULT_MARKER
-from deploygate.stack import db_environment, labels
+from deploygate.log import Say
+from deploygate.platform.base import Platform, Scratch
+from deploygate.platform.images import Image
+from deploygate.probe import AppliedMigration, MigrationPlan, ModelExercise, Prober, parse_applied, parse_exercise, parse_plan
 
-Say = Callable[[str], None]
 _BACKUP_IN_CONTAINER = "/backup"
-COPY_NETWORK = "bridge"  # testcontainers' default: the candidate one-offs join it to reach the copy
+_COPY_PORT = 5432
 
 
 @dataclass
 class DatabaseCopy:
-    """A restored copy of production: how the host and the candidate's containers reach it."""
+    """A scratch copy of production: how this host and the candidate's jobs reach it."""
 
-    container: Any  # testcontainers' PostgresContainer (imported lazily, see database_copy)
-    host_address: DatabaseAddress
-    network_host: str
-    password: str
+    scratch: Scratch
+
+    @property
+    def host_address(self) -> DatabaseAddress:
+        return self.scratch.database.host_address
 
     def app_environment(self, settings: Settings) -> dict[str, str]:
-        return db_environment(settings, self.network_host, 5432, self.password)
+        database = self.scratch.database
+        return app.environment(settings, database.network_host, _COPY_PORT, database.host_address.password)
+
+    def prober(self, platform: Platform, settings: Settings, image: Image, say: Say | None = None) -> Prober:
+        """The probe in ``image`` against this copy."""
+        return Prober(
+            platform, image, self.app_environment(settings),
+            lock_timeout_ms=settings.lock_timeout_ms, network=self.scratch.database.network, say=say,
+        )  # fmt: skip
 
 
-def copy_container_prefix(settings: Settings) -> str:
-    return f"{settings.project}_copy_"
+def _scratch(platform: Platform, settings: Settings, image_id: str, mounts: dict[str, str]) -> AbstractContextManager[Scratch]:
+    return platform.scratch_postgres(image_id, user=settings.db_user, dbname=settings.db_name, mounts=mounts)
 
 
-def remove_stale_copies(client: docker.DockerClient, settings: Settings) -> list[str]:
-    """Remove copies left by a crashed run (Ryuk is disabled here, so nobody else will)."""
-    removed = []
-    for container in client.containers.list(all=True, filters={"label": "org.testcontainers=true"}):
-        if container.name.startswith(copy_container_prefix(settings)):
-            container.remove(force=True, v=True)
-            removed.append(container.name)
-    return removed
-
-
-@contextmanager
-def _postgres(settings: Settings, image_id: str, mounts: dict[str, str]) -> Iterator[DatabaseCopy]:
-    # testcontainers reads its settings from the environment when first imported.
-    configure_testcontainers()
-    from testcontainers.community.postgres import PostgresContainer
-
-    password = secrets.token_urlsafe(16)
-    container = PostgresContainer(
-        image=image_id, username=settings.db_user, password=password, dbname=settings.db_name, driver=None
-    ).with_name(f"{copy_container_prefix(settings)}{uuid.uuid4().hex[:8]}")
-    for host, inside in mounts.items():
-        container.with_volume_mapping(host, inside, "ro")
-    container.start()
-    try:
-        yield DatabaseCopy(
-            container=container,
-            host_address=DatabaseAddress(
-                host="127.0.0.1",
-                port=int(container.get_exposed_port(5432)),
-                name=settings.db_name,
-                user=settings.db_user,
-                password=password,
-            ),
-            network_host=container_ip(container.get_wrapped_container(), COPY_NETWORK),
-            password=password,
-        )
-    finally:
-        container.stop()
-
-
-class PostgresStarter:
+class CopyStarter:
     """Starts an empty Postgres of ``image_id`` in the background, so its start overlaps other work (the dump)."""
 
-    def __init__(self, settings: Settings, image_id: str, mounts: dict[str, str]) -> None:
-        self._context = _postgres(settings, image_id, mounts)
+    def __init__(self, platform: Platform, settings: Settings, image_id: str, mounts: dict[str, str]) -> None:
+        self._context = _scratch(platform, settings, image_id, mounts)
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._future = self._pool.submit(self._context.__enter__)
 
     def result(self) -> DatabaseCopy:
         """The started database; raises what the start raised."""
-        return self._future.result()
+        return DatabaseCopy(self._future.result())
 
     def stop(self) -> None:
         try:
@@ -122,21 +83,22 @@ def backup_mount(backup_dir) -> dict[str, str]:
 
 
 @contextmanager
-def empty_database(settings: Settings, image_id: str) -> Iterator[DatabaseCopy]:
+def empty_database(platform: Platform, settings: Settings, image_id: str) -> Iterator[DatabaseCopy]:
     """A throwaway, empty Postgres of ``image_id`` (for rehearsing on a schema built from scratch)."""
-    with _postgres(settings, image_id, {}) as database:
-        yield database
+    with _scratch(platform, settings, image_id, {}) as scratch:
+        yield DatabaseCopy(scratch)
 
 
 @contextmanager
-def database_copy(settings: Settings, image_id: str, backup: Backup, say: Say = print) -> Iterator[DatabaseCopy]:
+def database_copy(platform: Platform, settings: Settings, image_id: str, backup: Backup, say: Say = print) -> Iterator[DatabaseCopy]:
     """A throwaway Postgres of ``image_id`` restored from ``backup`` (checked against its manifest first).
 
     Raises ``BackupError`` when the backup is corrupt or does not restore to the manifest's row counts.
     """
     check_integrity(backup)
     say("starting a Postgres copy of production's image...")
-    with _postgres(settings, image_id, backup_mount(backup.path.parent)) as copy:
+    with _scratch(platform, settings, image_id, backup_mount(backup.path.parent)) as scratch:
+        copy = DatabaseCopy(scratch)
         restore(copy, backup, say)
         yield copy
 
@@ -148,7 +110,7 @@ def restore(copy: DatabaseCopy, backup: Backup, say: Say = print) -> None:
     """
     check_integrity(backup)
     say(f"restoring {backup.path.name} into the copy...")
-    code, output = copy.container.get_wrapped_container().exec_run(
+    code, output = copy.scratch.exec(
         [
             "pg_restore", "--exit-on-error", "--no-owner", "--no-acl", "--jobs=2",
             f"--username={copy.host_address.user}", f"--dbname={copy.host_address.name}",
@@ -156,7 +118,7 @@ def restore(copy: DatabaseCopy, backup: Backup, say: Say = print) -> None:
         ]  # fmt: skip
     )
     if code != 0:
-        lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
+        lines = [line for line in output.splitlines() if line.strip()]
         raise BackupError(f"restoring {backup.path.name} failed: {lines[-1] if lines else f'exit {code}'}")
     with connect(copy.host_address) as conn:
         restored = count_rows(conn, user_tables(conn))
@@ -164,54 +126,6 @@ def restore(copy: DatabaseCopy, backup: Backup, say: Say = print) -> None:
     if missing:
         table, expected = next(iter(missing.items()))
         raise BackupError(f"restored copy differs from the manifest: {table} has {restored.get(table)} rows, manifest says {expected}")
-
-
-def probe(
-    client: docker.DockerClient,
-    settings: Settings,
-    image: Image,
-    command: str,
-    argument: Any = None,
-    *,
-    network: str,
-    environment: dict[str, str],
-    say: Say | None = None,
-) -> tuple[dict, int]:
-    """Run the probe ``command`` in a one-off container of ``image`` with the app's DB ``environment``.
-
-    Returns the probe's JSON result and its exit code; raises ``ProbeError`` when the
-    probe printed no result at all (it could not even start). Migrations run with the
-    configured lock_timeout, the same in the rehearsal and in the deploy.
-    """
-    result = run_oneoff(
-        client,
-        image.id,
-        probe_argv(command, argument),
-        network=network,
-        environment={**environment, "PGOPTIONS": f"-c lock_timeout={settings.lock_timeout_ms}"},
-        labels=labels(settings, "oneoff"),
-        volumes={host: {"bind": inside, "mode": "ro"} for host, inside in probe_mounts().items()},
-        # The result line is for us, not for the user's screen.
-        say=(lambda line: None if RESULT_MARKER in line else say(line)) if say else None,
-    )
-    return result_of(result.output, command=command, image=image.tag, exit_code=result.exit_code), result.exit_code
-
-
-def run_probe(
-    client: docker.DockerClient,
-    settings: Settings,
-    candidate: Image,
-    copy: DatabaseCopy,
-    command: str,
-    argument: Any = None,
-    *,
-    say: Say | None = None,
-) -> tuple[dict, int]:
-    """``probe`` against the rehearsal copy."""
-    return probe(
-        client, settings, candidate, command, argument,
-        network=COPY_NETWORK, environment=copy.app_environment(settings), say=say,
-    )  # fmt: skip
 
 
 @dataclass
@@ -230,7 +144,7 @@ class Rehearsal:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, copy: DatabaseCopy, say: Say = print) -> Rehearsal:
+def rehearse(platform: Platform, settings: Settings, candidate: Image, copy: DatabaseCopy, say: Say = print) -> Rehearsal:
     """Plan, exercise the candidate on the old schema, migrate, fingerprint, exercise both releases on the new one.
 
     Probe commands are batched (Django starts once per batch) and the host's fingerprints
@@ -239,29 +153,23 @@ def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, 
     """
     timings: dict[str, float] = {}
     started = time.monotonic()
+    quiet_probe = copy.prober(platform, settings, candidate)
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Both read-only on the copy as restored.
         before_future = pool.submit(fingerprint, copy.host_address)
-        first, _ = run_probe(client, settings, candidate, copy, "batch", [["plan", None], ["exercise", {"state": "current"}]])
+        (plan_payload, old_schema), seconds = quiet_probe.batch([("plan", None), ("exercise", {"state": "current"})])
         before = before_future.result()
-    plan_payload, old_schema = first["results"]
     plan = parse_plan(plan_payload)
     timings["plan_and_old_schema_s"] = round(time.monotonic() - started, 3)
-    timings["compat_candidate_on_old_schema_s"] = first["seconds"][1]
+    timings["compat_candidate_on_old_schema_s"] = seconds[1]
     say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}; migrating the copy with the candidate image...")
 
     started = time.monotonic()
-    second, _ = run_probe(
-        client,
-        settings,
-        candidate,
-        copy,
-        "batch",
-        [["migrate", None], ["exercise", {"state": "current"}], ["exercise", {"state": plan.applied_leaves}]],
-        say=say,
+    results, seconds = copy.prober(platform, settings, candidate, say=say).batch(
+        [("migrate", None), ("exercise", {"state": "current"}), ("exercise", {"state": plan.applied_leaves})]
     )
-    migrate_payload, new_schema, production_view = second["results"]
-    timings["migrate_in_probe_s"], timings["orm_candidate_on_new_schema_s"], timings["compat_production_on_new_schema_s"] = second["seconds"]
+    migrate_payload, new_schema, production_view = results
+    timings["migrate_in_probe_s"], timings["orm_candidate_on_new_schema_s"], timings["compat_production_on_new_schema_s"] = seconds
     timings["migrate_and_new_schema_s"] = round(time.monotonic() - started, 3)
     started = time.monotonic()
     after = fingerprint(copy.host_address, reference=before)
@@ -288,15 +196,15 @@ class Reversal:
     duration_s: float
 
 
-def reverse(client: docker.DockerClient, settings: Settings, rehearsal: Rehearsal, copy: DatabaseCopy, say: Say = print) -> Reversal:
+def reverse(platform: Platform, settings: Settings, rehearsal: Rehearsal, copy: DatabaseCopy, say: Say = print) -> Reversal:
     """Migrate the copy back to production's state with the candidate image; fingerprint the result."""
     started = time.monotonic()
     targets = rehearsal.plan.reversal_targets()
     say(f"reversing to {targets or 'nothing (empty plan)'}...")
-    payload, _ = run_probe(client, settings, rehearsal.candidate, copy, "migrate-to", targets)
+    done = copy.prober(platform, settings, rehearsal.candidate).migrate_to(targets)
     return Reversal(
-        applied=parse_applied(payload),
-        error=payload.get("error"),
+        applied=done.migrations,
+        error=done.error,
         after=fingerprint(copy.host_address, reference=rehearsal.before),
         duration_s=round(time.monotonic() - started, 3),
     )

@@ -1,27 +1,8 @@
 """The deploy report: what was decided, what ran, and what users saw while it ran.
 
-``write_report`` turns the record the deploy flow builds, plus the traffic probe's
-responses, into three files under ``logs/``: a markdown report a person reads, a
-JSON file a program reads, and a timeline chart the markdown embeds.
-
-Keys of ``record`` read here (all optional; anything else is rendered generically
-as a JSON block under "Other"):
-
-- ``kind``: "deploy" or "rollback"; ``outcome``: "success" (also "successful",
-  "succeeded", "ok", "passed", "deployed"), "rolled_back" (also "rolled back",
-  "rolled-back", "rollback") or anything else, which reads as FAILED.
-- ``candidate``: {ref, tag, image_id}; ``previous``: {color, release, image_id}.
-- ``gates``: [{name, threshold, value, verdict}].
-- ``stages``: [{name, started, finished, outcome, detail}], times in epoch seconds;
-  ``finished`` may be null for a stage that never finished.
-- ``backup``: {path, size (bytes), sha256, restore_verified}.
-- ``plan``: [{label, operations (a list or a count), sql: [statement, ...]}].
-- ``rehearsal``: {timings: {step: seconds}, migrations: [{label, duration_s,
-  locks: {table: {mode, held_s}}}]}.
-- ``monitoring``: {window_s, threshold, errors_by_color, health_failures, decision}.
-- ``rollback``: {reason, trigger_ts, traffic_on_blue_ts, rows_exported,
-  export_path, method} or null.
-- ``notes``: [str].
+``write_report`` turns a ``record.DeployRecord`` plus the traffic probe's responses into
+three files under ``logs/``: a markdown report a person reads, a JSON file a program
+reads, and a timeline chart the markdown embeds.
 """
 
 from __future__ import annotations
@@ -36,15 +17,10 @@ from typing import Any, Callable, Sequence
 
 from deploygate import traffic
 from deploygate.policy import percentile
+from deploygate.record import DeployRecord, Outcome
 from deploygate.traffic import PhaseStats, Response
 
 REDACTED = "[redacted]"
-SUCCESS_OUTCOMES = frozenset({"success", "successful", "succeeded", "ok", "passed", "deployed"})
-ROLLED_BACK_OUTCOMES = frozenset({"rolled_back", "rolled back", "rolled-back", "rollback"})
-KNOWN_KEYS = (
-    "kind", "outcome", "candidate", "previous", "gates", "stages", "backup", "plan",
-    "rehearsal", "monitoring", "rollback", "notes",
-)  # fmt: skip
 OUTSIDE_STAGES = "(outside stages)"
 
 
@@ -57,14 +33,13 @@ class ReportPaths:
     chart: Path
 
 
-def write_report(record: dict, responses: Sequence[Response], logs_dir: Path, *, stamp: str) -> ReportPaths:
+def write_report(record: DeployRecord, responses: Sequence[Response], logs_dir: Path, *, stamp: str) -> ReportPaths:
     """Write ``deployment_report_<stamp>.md``, ``.json`` and ``deployment_timeline_<stamp>.png`` into ``logs_dir``.
 
-    ``record`` is described in the module docstring; ``responses`` are the traffic
-    probe's. Any value under a key containing "password" is redacted from all three
-    files. Returns their paths. Raises ``ValueError`` for a stamp that is not a plain
-    file-name part; errors drawing the chart propagate after the JSON and markdown
-    have been written, so the report itself is never lost to the chart.
+    ``responses`` are the traffic probe's. Any value under a key containing "password" is
+    redacted from all three files. Returns their paths. Raises ``ValueError`` for a stamp
+    that is not a plain file-name part; errors drawing the chart propagate after the JSON
+    and markdown have been written, so the report itself is never lost to the chart.
     """
     if not stamp or any(ch in stamp for ch in "/\\\0") or stamp.startswith("."):
         raise ValueError(f"stamp must be a plain file-name part, got {stamp!r}")
@@ -74,7 +49,7 @@ def write_report(record: dict, responses: Sequence[Response], logs_dir: Path, *,
         json=logs_dir / f"deployment_report_{stamp}.json",
         chart=logs_dir / f"deployment_timeline_{stamp}.png",
     )
-    record = redact(record)
+    data = redact(record.to_json())
     responses = sorted(responses, key=lambda r: r.ts)
     phases = traffic.phase_stats(responses, stage_phases(record, responses))
     outside = _outside_stages(responses, phases)
@@ -82,13 +57,13 @@ def write_report(record: dict, responses: Sequence[Response], logs_dir: Path, *,
 
     document = {
         "stamp": stamp,
-        "record": record,
-        "traffic": {"summary": totals, "phases": [asdict(p) for p in phases + outside]},
+        "record": data,
+        "traffic": {"summary": totals, "phases": [asdict(p) for p in phases + outside], "by_color": by_color(responses)},
     }
     # default=str: the deploy has already happened by now, so an odd value (a Path,
     # a datetime) must not cost the report.
     paths.json.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    paths.markdown.write_text(render_markdown(record, phases + outside, totals, chart_name=paths.chart.name))
+    paths.markdown.write_text(render_markdown(record, phases + outside, totals, responses, chart_name=paths.chart.name))
     draw_timeline(record, responses, paths.chart)
     return paths
 
@@ -102,28 +77,26 @@ def redact(value: Any) -> Any:
     return value
 
 
-def outcome_line(record: dict) -> str:
-    """"DEPLOYMENT SUCCESSFUL", "ROLLED BACK" or "FAILED", from ``kind`` and ``outcome``."""
-    outcome = str(record.get("outcome") or "").strip().lower()
-    if outcome in ROLLED_BACK_OUTCOMES:
+def outcome_line(record: DeployRecord) -> str:
+    """"DEPLOYMENT SUCCESSFUL", "ROLLED BACK", "DRY RUN", "REFUSED" or "FAILED"."""
+    if record.outcome is Outcome.ROLLED_BACK or (record.kind == "rollback" and record.outcome is Outcome.SUCCEEDED):
         return "ROLLED BACK"
-    if outcome in SUCCESS_OUTCOMES:
-        return "ROLLED BACK" if record.get("kind") == "rollback" else "DEPLOYMENT SUCCESSFUL"
-    return "FAILED"
+    return {
+        Outcome.SUCCEEDED: "DEPLOYMENT SUCCESSFUL",
+        Outcome.DRY_RUN: "DRY RUN",
+        Outcome.REFUSED: "REFUSED",
+    }.get(record.outcome, "FAILED")
 
 
-def stage_phases(record: dict, responses: Sequence[Response] = ()) -> list[tuple[str, float, float]]:
-    """``(name, start, end)`` per stage with a start time; an unfinished stage ends after the last response."""
+def stage_phases(record: DeployRecord, responses: Sequence[Response] = ()) -> list[tuple[str, float, float]]:
+    """``(name, start, end)`` per stage; an unfinished stage ends after the last response."""
     last = max((r.ts for r in responses), default=None)
     phases = []
-    for stage in record.get("stages") or []:
-        start = _number(stage.get("started"))
-        if start is None:
-            continue
-        end = _number(stage.get("finished"))
+    for stage in record.stages:
+        end = stage.finished
         if end is None:
-            end = max(start, math.nextafter(last, math.inf)) if last is not None else start
-        phases.append((str(stage.get("name", "?")), start, end))
+            end = max(stage.started, math.nextafter(last, math.inf)) if last is not None else stage.started
+        phases.append((stage.name, stage.started, end))
     return phases
 
 
@@ -135,101 +108,95 @@ def _outside_stages(responses: Sequence[Response], phases: Sequence[PhaseStats])
     return traffic.phase_stats(rest, [(OUTSIDE_STAGES, rest[0].ts, math.nextafter(rest[-1].ts, math.inf))])
 
 
+def by_color(responses: Sequence[Response]) -> dict[str, dict[str, int]]:
+    """Per serving colour (or "none" for no answer): requests, 5xx and requests that got no answer."""
+    table: dict[str, dict[str, int]] = {}
+    for r in responses:
+        row = table.setdefault(r.color or "none", {"requests": 0, "5xx": 0, "no_answer": 0})
+        row["requests"] += 1
+        row["5xx"] += r.status >= 500
+        row["no_answer"] += r.status == 0
+    return dict(sorted(table.items()))
+
+
 # -- markdown -------------------------------------------------------------------
 
 
-def render_markdown(record: dict, phases: Sequence[PhaseStats], totals: dict, *, chart_name: str) -> str:
-    """The markdown report (``record`` already redacted)."""
-    candidate = record.get("candidate") or {}
+def render_markdown(
+    record: DeployRecord, phases: Sequence[PhaseStats], totals: dict, responses: Sequence[Response] = (), *, chart_name: str
+) -> str:
+    """The markdown report."""
     origin = _origin(record)
     out: list[str] = []
     title = outcome_line(record)
-    what = _join(candidate.get("ref"), _paren(candidate.get("tag"), _short_id(candidate.get("image_id"))))
+    candidate = record.candidate
+    what = _join(candidate.ref, _paren(candidate.tag, _short_id(candidate.image_id))) if candidate else ""
     out.append(f"# {title}: {what}" if what else f"# {title}")
     out.append("")
-    previous = record.get("previous") or {}
-    facts = [
-        f"kind: {_cell(record.get('kind', 'deploy'))}",
-        f"outcome: {_cell(record.get('outcome', '—'))}",
-    ]
-    if previous:
-        detail = _paren(previous.get("color"), _short_id(previous.get("image_id")))
-        facts.append("previous: " + _join(previous.get("release"), detail))
+    facts = [f"kind: {record.kind}", f"outcome: {record.outcome.value}"]
+    if record.previous:
+        facts.append(f"previous: {record.previous.release} ({record.previous.color})")
+    if record.new_color:
+        facts.append(f"new colour: {record.new_color}")
     if origin is not None:
         facts.append(f"t0 = {_utc(origin)}")
     out += [" · ".join(facts), "", f"![timeline]({chart_name})", ""]
-
-    out += _gates(record.get("gates") or [])
-    out += _stages(record.get("stages") or [], origin)
-    out += _backup(record.get("backup"))
-    out += _plan(record.get("plan") or [])
-    out += _rehearsal(record.get("rehearsal"))
-    out += _traffic(phases, totals)
-    out += _monitoring(record.get("monitoring"))
-    out += _rollback(record.get("rollback"), origin)
-    out += _notes(record.get("notes") or [])
-    other = {k: v for k, v in record.items() if k not in KNOWN_KEYS}
-    if other:
-        out += ["## Other", ""]
-        for key, value in other.items():
-            out += [f"### {_cell(key)}", "", "```json", json.dumps(value, indent=2, default=str), "```", ""]
+    out += _gates(record)
+    out += _stages(record, origin)
+    out += _backup(record)
+    out += _plan(record)
+    out += _migrations(record)
+    out += _traffic(phases, totals, responses)
+    out += _monitoring(record)
+    out += _rollback(record, origin)
+    out += _exceptions_and_notes(record)
     return "\n".join(out).rstrip() + "\n"
 
 
-def _gates(gates: list) -> list[str]:
+def _gates(record: DeployRecord) -> list[str]:
     out = ["## Gates", ""]
-    if not gates:
+    if not record.gates:
         return out + ["No gates recorded.", ""]
-    out += _table(["Gate", "Threshold", "Value", "Verdict"],
-                  [[g.get("name"), g.get("threshold"), g.get("value"), g.get("verdict")] for g in gates])  # fmt: skip
-    return out + [""]
+    rows = [[g.gate, g.name, g.threshold, g.value, g.verdict, g.message] for g in record.gates]
+    return out + _table(["Gate", "Check", "Threshold", "Measured", "Verdict", "Why"], rows) + [""]
 
 
-def _stages(stages: list, origin: float | None) -> list[str]:
+def _stages(record: DeployRecord, origin: float | None) -> list[str]:
     out = ["## Stages", ""]
-    if not stages:
+    if not record.stages:
         return out + ["No stages recorded.", ""]
-    rows = []
-    for s in stages:
-        started, finished = _number(s.get("started")), _number(s.get("finished"))
-        rows.append([
-            s.get("name"),
-            _clock(started, origin),
-            _clock(finished, origin),
-            _seconds(finished - started) if started is not None and finished is not None else None,
-            s.get("outcome"),
-            s.get("detail"),
-        ])  # fmt: skip
+    rows = [
+        [s.name, _clock(s.started, origin), _clock(s.finished, origin),
+         _seconds(s.finished - s.started) if s.finished is not None else None, s.outcome, s.detail]
+        for s in record.stages
+    ]  # fmt: skip
     return out + _table(["Stage", "Started", "Finished", "Duration", "Outcome", "Detail"], rows) + [""]
 
 
-def _backup(backup: dict | None) -> list[str]:
+def _backup(record: DeployRecord) -> list[str]:
     out = ["## Backup", ""]
+    backup = record.backup
     if not backup:
         return out + ["No backup recorded.", ""]
     rows = [
-        ["path", _code(backup.get("path"))],
-        ["size", _bytes(backup.get("size"))],
-        ["sha256", _code(backup.get("sha256"))],
-        ["restore verified", backup.get("restore_verified")],
+        ["path", _code(backup.path)],
+        ["size", _bytes(backup.size)],
+        ["sha256", _code(backup.sha256)],
+        ["restore verified", backup.restore_verified],
     ]
-    rows += [[k, v] for k, v in backup.items() if k not in ("path", "size", "sha256", "restore_verified")]
     return out + _table(["", ""], rows) + [""]
 
 
-def _plan(plan: list) -> list[str]:
+def _plan(record: DeployRecord) -> list[str]:
     out = ["## Migration plan", ""]
-    if not plan:
+    if not record.plan:
         return out + ["No migrations to apply.", ""]
-    for step in plan:
-        operations = step.get("operations")
-        count = len(operations) if isinstance(operations, (list, tuple)) else operations
-        noun = "operation" if count == 1 else "operations"
-        out += [f"### {_cell(step.get('label', '?'))}" + (f" ({count} {noun})" if count is not None else ""), ""]
-        if isinstance(operations, (list, tuple)) and operations:
-            out += [f"- {_cell(op)}" for op in operations] + [""]
-        sql = step.get("sql") or []
-        text = "\n".join(str(s) for s in sql) if isinstance(sql, (list, tuple)) else str(sql)
+    for step in record.plan:
+        count = len(step.operations)
+        out += [f"### {_cell(step.label)} ({count} {'operation' if count == 1 else 'operations'})", ""]
+        if step.operations:
+            out += [f"- {_cell(op)}" for op in step.operations] + [""]
+        text = "\n".join(step.sql)
         if text.strip():
             fence = _fence(text)
             out += [f"{fence}sql", text, fence, ""]
@@ -238,33 +205,20 @@ def _plan(plan: list) -> list[str]:
     return out
 
 
-def _rehearsal(rehearsal: dict | None) -> list[str]:
-    out = ["## Rehearsal", ""]
-    if not rehearsal:
-        return out + ["No rehearsal recorded.", ""]
-    timings = rehearsal.get("timings") or {}
-    if timings:
-        out += _table(["Step", "Seconds"], [[k, _seconds(_number(v)) if _number(v) is not None else v]
-                                             for k, v in timings.items()]) + [""]  # fmt: skip
-    migrations = rehearsal.get("migrations") or []
-    if migrations:
-        rows = []
-        for m in migrations:
-            locks = m.get("locks") or {}
-            if not locks:
-                rows.append([m.get("label"), _seconds(_number(m.get("duration_s"))), "—", "—", "—"])
-            for table, lock in locks.items():
-                lock = lock if isinstance(lock, dict) else {"mode": lock}
-                rows.append([m.get("label"), _seconds(_number(m.get("duration_s"))), _code(table),
-                             lock.get("mode"), _seconds(_number(lock.get("held_s")))])  # fmt: skip
-        out += _table(["Migration", "Duration", "Table", "Lock mode", "Held"], rows) + [""]
-    rest = {k: v for k, v in rehearsal.items() if k not in ("timings", "migrations")}
-    if rest:
-        out += ["```json", json.dumps(rest, indent=2, default=str), "```", ""]
-    return out
+def _migrations(record: DeployRecord) -> list[str]:
+    out = ["## Migrations applied to production", ""]
+    if not record.migrations:
+        return out + ["None applied.", ""]
+    rows = []
+    for m in record.migrations:
+        if not m.locks:
+            rows.append([m.label, _seconds(m.duration_s), "—", "—", "—", m.error])
+        for lock in m.locks:
+            rows.append([m.label, _seconds(m.duration_s), _code(lock.table), lock.mode, _ms(lock.held_s * 1000), m.error])
+    return out + _table(["Migration", "Duration", "Table", "Strongest lock", "Held", "Error"], rows) + [""]
 
 
-def _traffic(phases: Sequence[PhaseStats], totals: dict) -> list[str]:
+def _traffic(phases: Sequence[PhaseStats], totals: dict, responses: Sequence[Response]) -> list[str]:
     out = ["## Traffic per phase", ""]
     if not totals.get("requests"):
         return out + ["No traffic was recorded.", ""]
@@ -283,7 +237,12 @@ def _traffic(phases: Sequence[PhaseStats], totals: dict) -> list[str]:
         f"Failed means no answer or a 5xx. Achieved rate: {_fmt(rate)} req/s; "
         f"{totals.get('writes', 0)} writes, {totals.get('created', 0)} created; "
         f"statuses: {_colors(totals.get('by_status') or {})}.",
+        "",
+        "### Errors per colour",
+        "",
     ]
+    colour_rows = [[color, row["requests"], row["5xx"], row["no_answer"]] for color, row in by_color(responses).items()]
+    out += _table(["Colour", "Requests", "5xx", "No answer"], colour_rows)
     errors = totals.get("errors") or {}
     if errors:
         out += ["", "Most common errors without an answer:", ""]
@@ -291,51 +250,51 @@ def _traffic(phases: Sequence[PhaseStats], totals: dict) -> list[str]:
     return out + [""]
 
 
-def _monitoring(monitoring: dict | None) -> list[str]:
+def _monitoring(record: DeployRecord) -> list[str]:
     out = ["## Monitoring window", ""]
+    monitoring = record.monitoring
     if not monitoring:
         return out + ["No monitoring window recorded.", ""]
-    rows = [
-        ["window", _seconds(_number(monitoring.get("window_s")))],
-        ["threshold", monitoring.get("threshold")],
-        ["errors by color", _colors(monitoring.get("errors_by_color") or {})],
-        ["health failures", monitoring.get("health_failures")],
-        ["decision", monitoring.get("decision")],
-    ]
-    known = ("window_s", "threshold", "errors_by_color", "health_failures", "decision")
-    rows += [[k, v] for k, v in monitoring.items() if k not in known]
-    return out + _table(["", ""], rows) + [""]
+    out += [f"{_seconds(monitoring.window_s)} watched; rollback above {monitoring.threshold} errors on the new colour; "
+            f"health failures: {monitoring.health_failures}; decision: {monitoring.decision}.", ""]  # fmt: skip
+    colours = sorted(set(monitoring.requests_by_color) | set(monitoring.errors_by_color))
+    rows = [[c, monitoring.requests_by_color.get(c, 0), monitoring.errors_by_color.get(c, 0)] for c in colours]
+    return out + _table(["Colour", "Requests (proxy log)", "5xx"], rows) + [""]
 
 
-def _rollback(rollback: dict | None, origin: float | None) -> list[str]:
+def _rollback(record: DeployRecord, origin: float | None) -> list[str]:
     out = ["## Rollback decision", ""]
+    rollback = record.rollback
     if not rollback:
         return out + ["No rollback: the candidate kept serving.", ""]
-    trigger, back = _number(rollback.get("trigger_ts")), _number(rollback.get("traffic_on_blue_ts"))
+    back = rollback.traffic_on_previous_ts
     rows = [
-        ["reason", rollback.get("reason")],
-        ["triggered", _clock(trigger, origin)],
-        ["traffic back on blue", _clock(back, origin)],
-        ["trigger → blue", _seconds(back - trigger) if trigger is not None and back is not None else None],
-        ["rows exported", rollback.get("rows_exported")],
-        ["export", _code(rollback.get("export_path"))],
-        ["method", rollback.get("method")],
+        ["reason", rollback.reason],
+        ["triggered", _clock(rollback.trigger_ts, origin)],
+        ["traffic back on the previous colour", _clock(back, origin)],
+        ["trigger → previous", _seconds(back - rollback.trigger_ts) if back is not None else None],
+        ["rows exported", rollback.rows_exported],
+        ["export", _code(rollback.export_path)],
+        ["method", rollback.method],
     ]
-    known = ("reason", "trigger_ts", "traffic_on_blue_ts", "rows_exported", "export_path", "method")
-    rows += [[k, v] for k, v in rollback.items() if k not in known]
+    if rollback.error:
+        rows.append(["the rollback failed", rollback.error])
     return out + _table(["", ""], rows) + [""]
 
 
-def _notes(notes: list) -> list[str]:
-    if not notes:
-        return []
-    return ["## Notes", ""] + [f"- {_cell(n)}" for n in notes] + [""]
+def _exceptions_and_notes(record: DeployRecord) -> list[str]:
+    out = []
+    if record.exceptions:
+        out += ["## Exceptions granted", ""] + _table(["What", "Reason"], [[k, v] for k, v in record.exceptions.items()]) + [""]
+    if record.notes:
+        out += ["## Notes", ""] + [f"- {_cell(n)}" for n in record.notes] + [""]
+    return out
 
 
 # -- chart ----------------------------------------------------------------------
 
 
-def draw_timeline(record: dict, responses: Sequence[Response], path: Path) -> Path:
+def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Path) -> Path:
     """A PNG of requests/s and failed/s, p95 latency/s and the serving colour against seconds since t0.
 
     t0 is the first stage's start (else the first response). Stage starts (and the
@@ -357,7 +316,7 @@ def draw_timeline(record: dict, responses: Sequence[Response], path: Path) -> Pa
     FigureCanvasAgg(fig)
     ax_rate, ax_p95, ax_color = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 0.6]})
     title = outcome_line(record)
-    ref = (record.get("candidate") or {}).get("ref")
+    ref = record.candidate.ref if record.candidate else None
     fig.suptitle(f"{title}: {ref}" if ref else title, fontsize=11)
 
     if responses:
@@ -370,8 +329,8 @@ def draw_timeline(record: dict, responses: Sequence[Response], path: Path) -> Pa
         failed = np.bincount(bins, weights=[float(r.failed) for r in responses], minlength=n_bins)
         ax_rate.bar(x, total, width=1.0, align="edge", color="0.75", label="requests/s")
         ax_rate.bar(x, failed, width=1.0, align="edge", color="tab:red", label="failed/s (no answer or 5xx)")
-        # Headroom above the bars for the stage labels; legends sit outside the axes.
-        ax_rate.set_ylim(0, max(1, int(total.max())) * 1.4)
+        # Legends sit outside the axes; headroom for the stage labels is added once they are placed.
+        ax_rate.set_ylim(0, max(1, int(total.max())))
         ax_rate.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8)
 
         p95 = np.full(n_bins, np.nan)
@@ -409,18 +368,22 @@ def draw_timeline(record: dict, responses: Sequence[Response], path: Path) -> Pa
     marks = [(start - origin, name, stage_style) for name, start, _ in stages]
     if stages:
         marks.append((stages[-1][2] - origin, "end", stage_style))
-    rollback = record.get("rollback") or {}
-    for key, label in (("trigger_ts", "rollback trigger"), ("traffic_on_blue_ts", "traffic on blue")):
-        ts = _number(rollback.get(key))
-        if ts is not None:
-            marks.append((ts - origin, label, rollback_style))
+    rollback = record.rollback
+    if rollback is not None:
+        for ts, label in ((rollback.trigger_ts, "rollback trigger"), (rollback.traffic_on_previous_ts, "traffic back")):
+            if ts is not None:
+                marks.append((ts - origin, label, rollback_style))
+    fig.canvas.draw()  # the axes' final width, to measure labels in data units
+    x_min, x_max = ax_rate.get_xlim()
+    points_per_unit = ax_rate.get_window_extent().width / fig.dpi * 72 / max(x_max - x_min, 1e-9)
+    levels = label_levels([(at, label) for at, label, _ in marks], points_per_unit=points_per_unit, font_points=7)
+    rows = max(levels, default=0) + 1
+    ax_rate.set_ylim(0, ax_rate.get_ylim()[1] * (1.1 + 0.12 * rows))
     top = blended_transform_factory(ax_rate.transData, ax_rate.transAxes)
-    for i, (at, label, style) in enumerate(marks):
+    for (at, label, style), level in zip(marks, levels):
         for ax in (ax_rate, ax_p95, ax_color):
             ax.axvline(at, linewidth=0.8, **style)
-        # Staggered over three heights so labels of short stages do not overprint.
-        ax_rate.text(at, 0.99 - 0.08 * (i % 3), f" {label}", transform=top, fontsize=7,
-                     ha="left", va="top", color=style["color"])  # fmt: skip
+        ax_rate.text(at, 0.99 - 0.09 * level, f" {label}", transform=top, fontsize=7, ha="left", va="top", color=style["color"])
 
     ax_rate.set_ylabel("requests / s")
     ax_p95.set_ylabel("p95 latency (ms)")
@@ -431,6 +394,27 @@ def draw_timeline(record: dict, responses: Sequence[Response], path: Path) -> Pa
         ax.grid(axis="y", linewidth=0.3)
     fig.savefig(path, format="png", dpi=110)
     return path
+
+
+def label_levels(marks: Sequence[tuple[float, str]], *, points_per_unit: float, font_points: float) -> list[int]:
+    """For labels drawn to the right of their x, the row each goes on so that none overlaps another.
+
+    Greedy, in x order: a label takes the first row whose last label ends before it starts.
+    Widths are estimated (0.6 em a character), which is close for the chart's small sans font.
+    """
+    order = sorted(range(len(marks)), key=lambda i: marks[i][0])
+    row_ends: list[float] = []
+    levels = [0] * len(marks)
+    for i in order:
+        at, label = marks[i]
+        width = (len(label) + 2) * 0.6 * font_points / max(points_per_unit, 1e-9)
+        row = next((r for r, end in enumerate(row_ends) if end <= at), len(row_ends))
+        if row == len(row_ends):
+            row_ends.append(at + width)
+        else:
+            row_ends[row] = at + width
+        levels[i] = row
+    return levels
 
 
 # -- formatting -----------------------------------------------------------------
@@ -446,10 +430,8 @@ def _face(color: str, is_color_like: Callable[[str], bool]) -> str:
     return "0.6"
 
 
-def _origin(record: dict) -> float | None:
-    starts = [_number(s.get("started")) for s in record.get("stages") or []]
-    starts = [s for s in starts if s is not None]
-    return min(starts) if starts else None
+def _origin(record: DeployRecord) -> float | None:
+    return min((s.started for s in record.stages), default=None)
 
 
 def _number(value: Any) -> float | None:

@@ -12,6 +12,7 @@ numbers for the deploy report and the monitoring gate.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -23,8 +24,8 @@ from urllib.parse import urlsplit
 import requests
 
 from deploygate.policy import percentile
+from deploygate.proxy import COLOR_HEADER
 
-COLOR_HEADER = "X-Deploygate-Color"
 ID_PLACEHOLDER = "{id}"
 _ERROR_CHARS = 200
 
@@ -57,8 +58,17 @@ class Response:
         return self.status == 0 or self.status >= 500
 
 
-def _default_body(n: int) -> dict:
-    return {"full_name": f"Traffic Probe {n}", "email": f"probe-{n}@traffic.invalid"}
+def body_template(template: str) -> Callable[[int], dict]:
+    """``write_body`` from a JSON text in which ``{n}`` stands for the write's number (1, 2, ...).
+
+    Raises ``ValueError`` when the template is not JSON once ``{n}`` is filled in.
+    """
+    json.loads(template.replace("{n}", "0"))
+
+    def body(n: int) -> dict:
+        return json.loads(template.replace("{n}", str(n)))
+
+    return body
 
 
 def _one_line(exc: BaseException) -> str:
@@ -115,7 +125,7 @@ class TrafficProbe:
         self.write_every = write_every
         self.read_paths = tuple(read_paths)
         self.write_path = write_path
-        self.write_body = write_body or _default_body
+        self.write_body = write_body or (lambda n: {})
         self.workers = workers
         self.timeout_s = float(timeout_s)
         self.max_duration_s = float(max_duration_s)

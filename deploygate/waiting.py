@@ -9,6 +9,10 @@ from deploygate.errors import WaitTimeout
 
 T = TypeVar("T")
 
+# Connection refused or reset, a timeout (requests' errors are OSErrors too): the thing
+# awaited is not up yet. Anything else is a real failure and ends the wait at once.
+TRANSIENT: tuple[type[BaseException], ...] = (OSError,)
+
 
 def wait_until(
     probe: Callable[[], T | None],
@@ -17,12 +21,14 @@ def wait_until(
     interval: float = 0.5,
     what: str,
     last_seen: Callable[[], str] | None = None,
+    transient: tuple[type[BaseException], ...] = TRANSIENT,
 ) -> T:
     """Call ``probe`` until it returns a truthy value and return that value.
 
-    ``probe`` may raise: the exception counts as "not yet" and its text becomes the
-    last thing seen. Raises ``WaitTimeout`` after ``timeout`` seconds naming ``what``
-    was awaited and what was last seen (``last_seen()`` if given, e.g. container logs).
+    An exception of a ``transient`` type counts as "not yet" (its text becomes the last
+    thing seen); any other exception propagates at once: a container that has exited
+    will not become healthy by waiting. Raises ``WaitTimeout`` after ``timeout`` seconds
+    naming what was awaited and what was last seen (``last_seen()`` if given, e.g. logs).
     """
     deadline = time.monotonic() + timeout
     seen = "nothing yet"
@@ -32,7 +38,7 @@ def wait_until(
             if result:
                 return result
             seen = repr(result)
-        except Exception as exc:  # noqa: BLE001 - any failure of the probe means "not ready yet"
+        except transient as exc:
             seen = f"{type(exc).__name__}: {exc}".splitlines()[0]
         if time.monotonic() >= deadline:
             detail = last_seen() if last_seen else seen

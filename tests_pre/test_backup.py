@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import stat
 
+import pytest
+
 from deploygate.backup import sha256_of
+
+pytestmark = pytest.mark.backup
 
 
 def test_backup_is_private_and_matches_its_manifest(backup_archive) -> None:
@@ -17,18 +21,20 @@ def test_backup_is_private_and_matches_its_manifest(backup_archive) -> None:
     assert backup_archive.tables, "the manifest lists no tables"
 
 
-def test_backup_uses_the_servers_major_version(backup_archive) -> None:
+def test_backup_uses_the_servers_major_version(backup_archive, gate_measure) -> None:
     server_major = backup_archive.server_version.split(".")[0]
     # "pg_dump (PostgreSQL) 15.18 (Debian ...)"
     dump_major = backup_archive.pg_dump_version.split(")")[1].strip().split(".")[0]
+    gate_measure(f"pg_dump {dump_major}", f"server {server_major}")
     assert dump_major == server_major, f"pg_dump {dump_major} against server {server_major}"
 
 
-def test_backup_restores(db_copy, backup_archive) -> None:
+def test_backup_restores(db_copy, backup_archive, gate_measure) -> None:
     from deploygate.backup import count_rows, user_tables
     from deploygate.database import connect
 
     with connect(db_copy.host_address) as conn:
         restored = count_rows(conn, user_tables(conn))
+    gate_measure(f"{sum(restored.values()):,} rows in {len(restored)} tables", f"{sum(backup_archive.tables.values()):,} rows (manifest)")
     assert {t: restored.get(t) for t in backup_archive.tables} == backup_archive.tables
     print(f"restored {sum(restored.values()):,} rows in {len(restored)} tables from {backup_archive.path.name}")

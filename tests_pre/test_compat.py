@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from deploygate import compat, rehearsal
+from deploygate import compat
+
+pytestmark = pytest.mark.compat
 
 
 @pytest.fixture(scope="module")
@@ -23,21 +25,23 @@ def verdict(rehearsed) -> compat.Verdict:
 
 
 @pytest.fixture(scope="module")
-def _write_safe_migrations(pytestconfig, verdict, docker_client, settings, rehearsed, db_copy) -> None:
+def _write_safe_migrations(pytestconfig, verdict, platform, settings, rehearsed, db_copy) -> None:
     target = pytestconfig.getoption("--safe-migrations-dir")
     if verdict.compatible or not target:
         return
-    payload, _ = rehearsal.run_probe(docker_client, settings, rehearsed.candidate, db_copy, "safe-migrations", rehearsed.plan.labels)
-    for relative, text in payload["files"].items():
+    files = db_copy.prober(platform, settings, rehearsed.candidate).safe_migrations(rehearsed.plan.labels)
+    for relative, text in files.items():
         path = Path(target) / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         print(f"wrote the safe form of {relative} to {path} (review it, then replace the candidate's migration)")
 
 
-def test_production_release_works_on_the_new_schema(verdict, rehearsed, _write_safe_migrations) -> None:
+def test_production_release_works_on_the_new_schema(verdict, rehearsed, _write_safe_migrations, gate_measure) -> None:
+    gate_measure(f"{len(verdict.production_on_new)} incompatibilities", "0")
     assert not verdict.production_on_new, verdict.explain(rehearsed.plan)
 
 
-def test_candidate_works_on_the_old_schema(verdict, rehearsed, _write_safe_migrations) -> None:
+def test_candidate_works_on_the_old_schema(verdict, rehearsed, _write_safe_migrations, gate_measure) -> None:
+    gate_measure(f"{len(verdict.candidate_on_old)} incompatibilities", "0")
     assert not verdict.candidate_on_old, verdict.explain(rehearsed.plan)

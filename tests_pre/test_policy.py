@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from deploygate import ledger, policy, stack
-from deploygate.proxy import read_access_log
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from deploygate import ledger, policy
+
+pytestmark = pytest.mark.policy
 
 
-def test_inside_deploy_window(settings, now, policy_gate) -> None:
+def test_inside_deploy_window(settings, now, policy_gate, gate_measure) -> None:
     ok = policy.in_window(now, settings.deploy_window, settings.deploy_timezone)
-    local = now.astimezone(__import__("zoneinfo").ZoneInfo(settings.deploy_timezone)).strftime("%H:%M")
+    local = now.astimezone(ZoneInfo(settings.deploy_timezone)).strftime("%H:%M")
+    gate_measure(f"{local} {settings.deploy_timezone}", settings.deploy_window)
     policy_gate("deploy_window", ok, f"{local} {settings.deploy_timezone} is outside the deploy window {settings.deploy_window}")
 
 
-def test_no_deploy_in_recent_hours(production_db, settings, now, policy_gate) -> None:
+def test_no_deploy_in_recent_hours(production_db, settings, now, policy_gate, gate_measure) -> None:
     last = ledger.last_deploy(production_db)
     if last is None:
+        gate_measure("no deploy yet", f">= {settings.min_hours_between_deploys} h")
         print("no deploy in the ledger yet")
         return
     hours = policy.hours_since(last.at, now)
+    gate_measure(f"{hours:.1f} h", f">= {settings.min_hours_between_deploys} h")
     policy_gate(
         "recent_deploy",
         hours >= settings.min_hours_between_deploys,
@@ -25,20 +33,20 @@ def test_no_deploy_in_recent_hours(production_db, settings, now, policy_gate) ->
     )
 
 
-def test_error_rate_under_limit(settings, now, policy_gate, health_samples, gate_results) -> None:
-    log = stack.proxy_paths(settings).access_log
+def test_error_rate_under_limit(settings, now, policy_gate, health_samples, gate_results, proxy, gate_measure) -> None:
     since = now.timestamp() - settings.error_window_hours * 3600
-    if log.exists():
-        rate = policy.error_rate(read_access_log(log, since=since))
+    if proxy.access_log.exists():
+        rate = policy.error_rate(proxy.records(since=since))
         source = f"proxy access log, last {settings.error_window_hours} h: {rate.errors}/{rate.requests} requests"
         percent = rate.percent
     else:
         # Without the access log the app's own count is all there is; say so in the result.
-        body = health_samples[-1].body or {}
-        percent = 100.0 * int(body.get("errors", 0)) / max(1, len(health_samples))
+        errors = health_samples[-1].errors or 0
+        percent = 100.0 * errors / max(1, len(health_samples))
         source = "health endpoint (access log unavailable)"
-        gate_results.notes.append(f"error rate taken from the health endpoint: {log} does not exist")
+        gate_results.notes.append(f"error rate taken from the health endpoint: {proxy.access_log} does not exist")
     print(f"error rate {percent:.2f}% from {source}")
+    gate_measure(f"{percent:.2f}%", f"< {settings.max_error_rate_pct}%")
     policy_gate(
         "error_rate",
         percent < settings.max_error_rate_pct,

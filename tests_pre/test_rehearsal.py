@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deploygate.fingerprint import compare
 from deploygate.migrations import RECORDER_TABLES, announced_changes, parse_expected_plan
 from deploygate.probe import exercise_failures
+
+pytestmark = pytest.mark.rehearsal
 
 
 def _plan_table(rehearsed) -> str:
@@ -12,8 +16,9 @@ def _plan_table(rehearsed) -> str:
     return "\n".join(lines) or "  (nothing to apply)"
 
 
-def test_plan_is_the_expected_one(rehearsed, settings) -> None:
+def test_plan_is_the_expected_one(rehearsed, settings, gate_measure) -> None:
     expected = parse_expected_plan(settings.expected_plan)
+    gate_measure(", ".join(rehearsed.plan.labels) or "nothing to apply", ", ".join(expected) or "any")
     print(f"migration plan of {rehearsed.candidate.tag}:\n{_plan_table(rehearsed)}")
     if expected:
         assert sorted(rehearsed.plan.labels) == sorted(expected), (
@@ -21,8 +26,9 @@ def test_plan_is_the_expected_one(rehearsed, settings) -> None:
         )
 
 
-def test_every_migration_applies(rehearsed) -> None:
+def test_every_migration_applies(rehearsed, gate_measure) -> None:
     failed = [m for m in rehearsed.applied if m.error]
+    gate_measure(f"{len(rehearsed.applied) - len(failed)}/{len(rehearsed.plan.labels)} applied", "all, on the copy")
     assert not failed and rehearsed.migrate_error is None, (
         f"migration {failed[0].label if failed else '?'} failed on the copy: {failed[0].error if failed else rehearsed.migrate_error}"
     )
@@ -42,37 +48,41 @@ def test_schema_changed_as_planned(rehearsed) -> None:
     print(f"schema changes: tables renamed {sorted(seen_tables) or 'none'}, columns renamed {sorted(seen_columns) or 'none'}")
 
 
-def test_no_row_lost_or_altered(rehearsed) -> None:
+def test_no_row_lost_or_altered(rehearsed, gate_measure) -> None:
     announced = announced_changes(sql for step in rehearsed.plan.steps for sql in step.sql)
     diff = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES)
     unexplained = [p for p in diff.problems() if not any(p.endswith(f".{c} dropped") for c in announced.dropped_columns)]
+    gate_measure(f"{len(unexplained)} tables changed", "0")
     assert not unexplained, "content changed by the migration: " + "; ".join(unexplained)
     rows = sum(t.rows for t in rehearsed.after.values())
     print(f"{len(rehearsed.after)} tables, {rows:,} rows: row counts and content hashes equal (renames mapped by OID and column number)")
 
 
-def test_orm_works_on_the_new_names(rehearsed) -> None:
+def test_orm_works_on_the_new_names(rehearsed, gate_measure) -> None:
     failures = exercise_failures(rehearsed.candidate_on_new_schema)
+    gate_measure(f"{len(failures)} failed ORM operations on {len(rehearsed.candidate_on_new_schema)} models", "0")
     assert rehearsed.candidate_on_new_schema, "no model was exercised"
     assert not failures, "the candidate's ORM fails on the migrated copy: " + "; ".join(failures[:5])
 
 
-def test_migrations_are_reversible(reversed_copy, rehearsed) -> None:
+@pytest.mark.reversal
+def test_migrations_are_reversible(reversed_copy, rehearsed, gate_measure) -> None:
     assert reversed_copy.error is None, f"reversal failed: {reversed_copy.error}"
     diff = compare(rehearsed.before, reversed_copy.after, ignore=RECORDER_TABLES)
     leftovers = diff.problems()
+    gate_measure(f"{len(leftovers) + len(diff.renamed_tables) + len(diff.renamed_columns)} differences", "0 (identical content)")
     assert not leftovers and not diff.renamed_tables and not diff.renamed_columns, (
         f"after reversal the copy differs from production: {leftovers or diff.renamed_tables or diff.renamed_columns}"
     )
     print(f"reversed {[m.label for m in reversed_copy.applied]} in {reversed_copy.duration_s:.2f}s: content identical")
 
 
-def test_migration_cost_within_budget(rehearsed, settings) -> None:
+def test_migration_cost_within_budget(rehearsed, settings, gate_measure) -> None:
     diff = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES)
     print(f"lock_timeout the deploy will use: {settings.lock_timeout_ms} ms")
     worst = []
     for migration in rehearsed.applied:
-        exclusive = {t: l["held_s"] for t, l in migration.locks.items() if l["mode"] == "AccessExclusiveLock"}
+        exclusive = {t: lock.held_s for t, lock in migration.locks.items() if lock.mode == "AccessExclusiveLock"}
         longest = max(exclusive.values(), default=0.0)
         print(f"  {migration.label}: {migration.duration_s:.3f}s, {migration.statements} statements, "
               f"ACCESS EXCLUSIVE on {sorted(exclusive) or 'nothing'} (longest {longest * 1000:.0f} ms)")  # fmt: skip
@@ -82,4 +92,8 @@ def test_migration_cost_within_budget(rehearsed, settings) -> None:
             worst.append(f"{migration.label} held ACCESS EXCLUSIVE {longest * 1000:.0f} ms > {settings.lock_budget_ms} ms")
     if diff.rewritten_tables:
         print(f"  tables rewritten: {diff.rewritten_tables}")
+    slowest = max((m.duration_s for m in rehearsed.applied), default=0.0)
+    longest_lock = max((max(m.exclusive_locks_ms().values(), default=0) for m in rehearsed.applied), default=0)
+    gate_measure(f"{slowest:.2f} s, ACCESS EXCLUSIVE {longest_lock} ms",
+                 f"<= {settings.migration_budget_s} s, <= {settings.lock_budget_ms} ms")  # fmt: skip
     assert not worst, "; ".join(worst)

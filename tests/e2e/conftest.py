@@ -11,15 +11,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import pytest
 import requests
 
-from deploygate import config, stack
-from deploygate.containers import remove_labelled
-from tests.support import free_port, mark_integration, project_name
+from deploygate import config, production
 from deploygate.database import connect
-from deploygate.traffic import TrafficProbe
+from deploygate.platform import Platform
+from deploygate.platform import connect as connect_platform
+from deploygate.proxy import Proxy
+from deploygate.traffic import TrafficProbe, body_template
+from tests.support import free_port, mark_integration, project_name
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_PROJECT = project_name("dge2e")
@@ -58,12 +59,23 @@ def settings(pytestconfig: pytest.Config, e2e_overrides: dict[str, str]) -> conf
 
 
 @pytest.fixture(scope="session")
-def e2e_stack(docker_client: docker.DockerClient, settings: config.Settings) -> Iterator[config.Settings]:
+def platform(settings: config.Settings) -> Platform:
+    """This tier's own platform: session fixtures are cached once, so each tier binds its own settings."""
+    return connect_platform(settings, say=print)
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(platform: Platform, settings: config.Settings) -> Iterator[config.Settings]:
     """Production at v1 on blue, fresh for this run, and nothing left of it afterwards."""
-    remove_labelled(docker_client, settings.project, volumes=True)
-    stack.up(docker_client, settings, say=lambda message: None)
+    production.down(platform, settings, volumes=True)
+    production.up(platform, settings, say=lambda message: None)
     yield settings
-    stack.down(docker_client, settings, volumes=True)
+    production.down(platform, settings, volumes=True)
+
+
+@pytest.fixture(scope="session")
+def proxy(platform: Platform, e2e_stack: config.Settings) -> Proxy:
+    return Proxy(e2e_stack, platform)
 
 
 @dataclass
@@ -118,13 +130,14 @@ def dg(e2e_stack: config.Settings, e2e_overrides: dict[str, str]) -> Deploygate:
 
 
 @pytest.fixture
-def traffic(e2e_stack: config.Settings) -> Iterator[TrafficProbe]:
+def traffic(e2e_stack: config.Settings, proxy: Proxy) -> Iterator[TrafficProbe]:
     """The test's own steady reads and writes through the proxy, independent of the deploy process."""
     probe = TrafficProbe(
-        stack.proxy_url(e2e_stack),
+        proxy.url,
         rate_per_s=20,
         read_paths=["/api/links/?page_size=20", "/api/links/{id}/"],
         write_path="/api/links/",
+        write_body=body_template(e2e_stack.traffic_write_body),
         max_duration_s=900,
     ).start()
     yield probe
@@ -132,18 +145,17 @@ def traffic(e2e_stack: config.Settings) -> Iterator[TrafficProbe]:
 
 
 @pytest.fixture
-def assert_back_on_v1(docker_client: docker.DockerClient, e2e_stack: config.Settings):
+def assert_back_on_v1(platform: Platform, e2e_stack: config.Settings, proxy: Proxy):
     """After a rollback: blue serves v1 through the proxy, the schema is v1's, green is gone, rows kept."""
 
     def check(created_ids: list[int]) -> None:
-        settings = e2e_stack
-        live = stack.proxy_paths(settings).current()
-        assert live is not None and (live.color, live.release) == ("blue", "v1"), live
-        body = requests.get(f"{stack.proxy_url(settings)}/health/detailed/", timeout=10).json()
+        live = proxy.current()
+        assert live is not None and (live.color, live.release, live.hold) == ("blue", "v1", False), live
+        body = requests.get(f"{proxy.url}/health/detailed/", timeout=10).json()
         assert body["status"] == "healthy" and body["release"]["name"] == "v1"
         assert body["migrations"]["pending"] == 0 and body["migrations"]["unknown_applied"] == [], body["migrations"]
-        assert stack.StackNames(settings.project).web("green") not in stack.status(docker_client, settings).containers
-        db = stack.production_db(docker_client, settings)
+        assert platform.colour("green") is None
+        db = platform.database()
         with connect(db) as conn:
             columns = {r[0] for r in conn.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = 'unified_db_personlink'").fetchall()}  # fmt: skip

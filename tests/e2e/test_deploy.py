@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from deploygate import stack
 from deploygate.traffic import TrafficProbe
 
 
@@ -70,7 +69,7 @@ def test_error_burst_after_the_switch_rolls_back(dg, traffic, assert_back_on_v1)
     report = _report(dg, run.output)
     assert report["record"]["monitoring"]["errors_by_color"].get("green", 0) > 10
     rollback = report["record"]["rollback"]
-    print(f"error burst: rollback trigger -> traffic on blue {rollback['traffic_on_blue_ts'] - rollback['trigger_ts']:.2f}s")
+    print(f"error burst: rollback trigger -> traffic on blue {rollback['traffic_on_previous_ts'] - rollback['trigger_ts']:.2f}s")
     # Users did see the burst's 500s (that is what triggered the rollback), but never a refused connection.
     created = _served_throughout(traffic, allow_5xx=True) + report["record"]["traffic_created_ids"]
     assert_back_on_v1(created)
@@ -135,7 +134,7 @@ def test_dry_run_changes_nothing(dg) -> None:
     assert "unchanged" in run.output and "dry_run: production untouched" in run.output
 
 
-def test_v2_safe_deploys_with_zero_failed_requests_and_a_second_deploy_is_refused(dg, traffic, e2e_stack) -> None:
+def test_v2_safe_deploys_with_zero_failed_requests_and_a_second_deploy_is_refused(dg, traffic, proxy) -> None:
     first = dg.start("deploy", "--candidate", "v2-safe")
     output = []
     for line in first.stdout:
@@ -150,7 +149,7 @@ def test_v2_safe_deploys_with_zero_failed_requests_and_a_second_deploy_is_refuse
     assert first.returncode == 0, text[-3000:]
     assert "DEPLOYMENT SUCCESSFUL" in text
     report = _report(dg, text)
-    live = stack.proxy_paths(e2e_stack).current()
+    live = proxy.current()
     assert (live.color, live.release) == ("green", "v2-safe")
     responses = traffic.responses()
     _served_throughout(traffic)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import docker
 import pytest
 
-from deploygate import config, stack
-from deploygate.containers import remove_labelled
+from deploygate import config, production
+from deploygate.platform import Platform
+from deploygate.platform import connect as connect_platform
 from tests.support import free_port, mark_integration, project_name
 
 TEST_PROJECT = project_name("dgtest")
@@ -37,9 +37,15 @@ def settings(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
     )
 
 
+@pytest.fixture(scope="session")
+def platform(settings: config.Settings) -> Platform:
+    """This tier's own platform: session fixtures are cached once, so each tier binds its own settings."""
+    return connect_platform(settings, say=print)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _remove_test_stack(docker_client: docker.DockerClient, settings: config.Settings) -> Iterator[None]:
-    """Start from nothing and leave nothing: everything labelled with the test project goes."""
-    remove_labelled(docker_client, settings.project, volumes=True)
+def _remove_test_stack(platform: Platform, settings: config.Settings) -> Iterator[None]:
+    """Start from nothing and leave nothing: everything of the test project goes."""
+    production.down(platform, settings, volumes=True)
     yield
-    stack.down(docker_client, settings, volumes=True)
+    production.down(platform, settings, volumes=True)

@@ -12,7 +12,6 @@ Run with ``-s`` to see the verdict table at the end of the module.
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -21,16 +20,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import pytest
 
-from deploygate import compat, config, images, rehearsal
-from deploygate.containers import run_oneoff
+from deploygate import compat, config, probe, rehearsal
 from deploygate.database import connect
 from deploygate.fingerprint import ContentDiff, compare, fingerprint
 from deploygate.migrations import RECORDER_TABLES
-from deploygate.probes import DJANGO_PROBE, RESULT_MARKER
-from deploygate.stack import labels
+from deploygate.platform import Platform, images
+from deploygate.platform import connect as connect_platform
 from tests.support import project_name
 
 BASE = "base"
@@ -115,15 +112,20 @@ def compat_settings(pytestconfig: pytest.Config) -> config.Settings:
 
 
 @pytest.fixture(scope="module")
-def postgres(docker_client: docker.DockerClient, compat_settings: config.Settings) -> images.Image:
-    """Production's Postgres image; database copies a crashed run left behind are removed first."""
-    rehearsal.remove_stale_copies(docker_client, compat_settings)
-    return images.postgres_image(docker_client, compat_settings, say=_quiet)
+def compat_platform(compat_settings: config.Settings) -> Platform:
+    return connect_platform(compat_settings, say=_quiet)
 
 
 @pytest.fixture(scope="module")
-def base_image(docker_client: docker.DockerClient, compat_settings: config.Settings) -> images.Image:
-    return images.release_image(docker_client, compat_settings, BASE, say=_quiet)
+def postgres(compat_platform: Platform) -> images.Image:
+    """Production's Postgres image; database copies a crashed run left behind are removed first."""
+    compat_platform.remove_stale_scratch()
+    return compat_platform.service_image("postgres", say=_quiet)
+
+
+@pytest.fixture(scope="module")
+def base_image(compat_platform: Platform) -> images.Image:
+    return compat_platform.resolve_image(BASE, say=_quiet)
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +141,15 @@ def verdict_table() -> Iterator[dict[str, tuple[bool, bool, float]]]:
 
 
 def _production_with_rows(
-    client: docker.DockerClient, settings: config.Settings, base: images.Image, copy: rehearsal.DatabaseCopy
+    platform: Platform, settings: config.Settings, base: images.Image, copy: rehearsal.DatabaseCopy
 ) -> None:
     """Build the base schema with the base release's own migrate, then seed it.
 
     Distinct codes, so a unique constraint can be added; half the notes empty, so the
     data migration has rows to change and a dropped note column has content to lose.
     """
-    payload, _ = rehearsal.run_probe(client, settings, base, copy, "migrate")
-    assert payload["error"] is None, f"the base release's migrate failed: {payload['error']}"
+    done = copy.prober(platform, settings, base).migrate()
+    assert done.error is None, f"the base release's migrate failed: {done.error}"
     with connect(copy.host_address) as conn:
         category_ids = [
             conn.execute("INSERT INTO shop_category (title) VALUES (%s) RETURNING id", [title]).fetchone()[0]
@@ -217,7 +219,7 @@ def test_models_match_migrations(release: str, tmp_path: Path, compat_settings: 
 @pytest.mark.parametrize("case", CASES)
 def test_verdict(
     case: str,
-    docker_client: docker.DockerClient,
+    compat_platform: Platform,
     compat_settings: config.Settings,
     postgres: images.Image,
     base_image: images.Image,
@@ -225,11 +227,11 @@ def test_verdict(
 ) -> None:
     """Rehearse one case on a seeded copy; the gate's verdict and the reversal match the table."""
     started = time.monotonic()
-    candidate = images.release_image(docker_client, compat_settings, case, say=_quiet)
-    with rehearsal.empty_database(compat_settings, postgres.id) as copy:
-        _production_with_rows(docker_client, compat_settings, base_image, copy)
-        rehearsed = rehearsal.rehearse(docker_client, compat_settings, candidate, copy, say=_quiet)
-        reversal = rehearsal.reverse(docker_client, compat_settings, rehearsed, copy, say=_quiet)
+    candidate = compat_platform.resolve_image(case, say=_quiet)
+    with rehearsal.empty_database(compat_platform, compat_settings, postgres.id) as copy:
+        _production_with_rows(compat_platform, compat_settings, base_image, copy)
+        rehearsed = rehearsal.rehearse(compat_platform, compat_settings, candidate, copy, say=_quiet)
+        reversal = rehearsal.reverse(compat_platform, compat_settings, rehearsed, copy, say=_quiet)
     verdict = compat.judge(rehearsed)
     diff = compare(rehearsed.before, reversal.after, ignore=RECORDER_TABLES)
     reversible = reversal.error is None and diff.identical
@@ -250,7 +252,7 @@ def test_verdict(
 
 
 def _migrate_with_file(
-    client: docker.DockerClient,
+    platform: Platform,
     settings: config.Settings,
     image: images.Image,
     copy: rehearsal.DatabaseCopy,
@@ -259,28 +261,20 @@ def _migrate_with_file(
 ) -> dict:
     """The probe's ``migrate`` in ``image`` with ``migration`` mounted over its file ``target``.
 
-    ``rehearsal.run_probe`` takes no extra mounts, hence this one-off of its own.
+    ``Prober`` takes no extra mounts, hence this job of its own.
     """
-    probe_dir = "/deploygate_probe"
-    result = run_oneoff(
-        client,
+    result = platform.run_job(
         image.id,
-        ["python", f"{probe_dir}/{DJANGO_PROBE.name}", "migrate"],
-        network=rehearsal.COPY_NETWORK,
+        probe.argv("migrate"),
         environment=copy.app_environment(settings),
-        labels=labels(settings, "oneoff"),
-        volumes={
-            str(DJANGO_PROBE.parent): {"bind": probe_dir, "mode": "ro"},
-            str(migration): {"bind": target, "mode": "ro"},
-        },
+        mounts={**probe.mounts(), str(migration): target},
+        network=copy.scratch.database.network,
     )
-    marked = [line for line in result.output.splitlines() if RESULT_MARKER in line]
-    assert marked, f"the probe gave no result (exit {result.exit_code}): {result.last_line}"
-    return json.loads(marked[-1].split(RESULT_MARKER, 1)[1])
+    return probe.result_of(result.output, command="migrate", image=image.tag, exit_code=result.exit_code)
 
 
 def test_safe_migrations_keep_the_renamed_column(
-    docker_client: docker.DockerClient,
+    compat_platform: Platform,
     compat_settings: config.Settings,
     postgres: images.Image,
     base_image: images.Image,
@@ -288,33 +282,24 @@ def test_safe_migrations_keep_the_renamed_column(
 ) -> None:
     """The probe's ``safe-migrations`` turns rename_column's RenameField into a state-only rename
     that keeps the column, and with it applied the base release still works on the schema."""
-    candidate = images.release_image(docker_client, compat_settings, "rename_column", say=_quiet)
+    candidate = compat_platform.resolve_image("rename_column", say=_quiet)
     relative = "shop/migrations/0002_rename_column.py"
-    with rehearsal.empty_database(compat_settings, postgres.id) as copy:
-        _production_with_rows(docker_client, compat_settings, base_image, copy)
-        payload, _ = rehearsal.run_probe(
-            docker_client, compat_settings, candidate, copy, "safe-migrations", ["shop.0002_rename_column"]
-        )
-        assert set(payload["files"]) == {relative}
-        text = payload["files"][relative]
+    with rehearsal.empty_database(compat_platform, compat_settings, postgres.id) as copy:
+        _production_with_rows(compat_platform, compat_settings, base_image, copy)
+        files = copy.prober(compat_platform, compat_settings, candidate).safe_migrations(["shop.0002_rename_column"])
+        assert set(files) == {relative}
+        text = files[relative]
         assert "SeparateDatabaseAndState" in text and "db_column='code'" in text, text
 
         safe = tmp_path / "0002_rename_column.py"
         safe.write_text(text)
         before = fingerprint(copy.host_address)
-        applied = _migrate_with_file(docker_client, compat_settings, candidate, copy, safe, f"/app/{relative}")
+        applied = _migrate_with_file(compat_platform, compat_settings, candidate, copy, safe, f"/app/{relative}")
         assert applied["error"] is None, applied["error"]
         assert [m["name"] for m in applied["migrations"]] == ["0002_rename_column"]
         diff = compare(before, fingerprint(copy.host_address), ignore=RECORDER_TABLES)
         assert diff.identical, f"the state-only rename changed the schema: {_describe(diff)}"
         # Production's own code (the base image, not historical models) on the migrated copy.
-        exercised, _ = rehearsal.run_probe(
-            docker_client, compat_settings, base_image, copy, "exercise", {"state": "current"}
-        )
-    failures = [
-        f"{model['model']}: {check['op']} {check.get('field', '')} {check['error']}"
-        for model in exercised["models"]
-        for check in model["checks"]
-        if not check["ok"]
-    ]
-    assert exercised["models"] and not failures, "the base release fails after the safe migration: " + "; ".join(failures)
+        exercised = copy.prober(compat_platform, compat_settings, base_image).exercise("current")
+    failures = probe.exercise_failures(exercised)
+    assert exercised and not failures, "the base release fails after the safe migration: " + "; ".join(failures)

@@ -18,7 +18,6 @@ import pytest
 from deploygate.backup import BackupError, check_integrity, load_backup, take_backup
 from deploygate.fingerprint import compare, fingerprint
 from deploygate.rehearsal import database_copy
-from deploygate.stack import StackNames
 from fixtures.stack import Production
 from tests.support import free_port
 
@@ -136,11 +135,11 @@ def test_no_room_for_the_backup(run_gate, untouched, tmp_path: Path) -> None:
 @pytest.fixture
 def fresh_backup(production: Production, tmp_path: Path):
     settings = production.settings.replace(backup_dir=str(tmp_path / "b"))
-    return settings, take_backup(production.client, settings, production.db, say=lambda m: None)
+    return settings, take_backup(production.platform, settings, production.db, say=lambda m: None)
 
 
 def _db_image(production: Production) -> str:
-    return production.client.containers.get(StackNames(production.settings.project).db).image.id
+    return production.platform.database_image()
 
 
 def test_truncated_backup_is_refused(production: Production, fresh_backup) -> None:
@@ -148,7 +147,7 @@ def test_truncated_backup_is_refused(production: Production, fresh_backup) -> No
     with backup.path.open("r+b") as handle:
         handle.truncate(backup.size // 2)
     with pytest.raises(BackupError, match=r"truncated\?"):
-        with database_copy(settings, _db_image(production), backup, say=lambda m: None):
+        with database_copy(production.platform, settings, _db_image(production), backup, say=lambda m: None):
             pass
 
 
@@ -167,5 +166,5 @@ def test_corrupt_backup_is_refused_by_checksum_and_by_restore(production: Produc
     manifest["sha256"] = sha256_of(backup.path)
     backup.manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(BackupError, match="(restoring .* failed|differs from the manifest)"):
-        with database_copy(settings, _db_image(production), load_backup(backup.manifest_path), say=lambda m: None):
+        with database_copy(production.platform, settings, _db_image(production), load_backup(backup.manifest_path), say=lambda m: None):
             pass

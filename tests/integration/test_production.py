@@ -6,14 +6,11 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import docker
 import pytest
 import requests
 
-from deploygate import images, stack
-from deploygate.containers import container_ip
-from deploygate.database import db_password, table_count
-from deploygate.proxy import read_access_log
+from deploygate import production as prod
+from deploygate.database import table_count
 from deploygate.waiting import wait_until
 from fixtures.stack import Production
 from tests.integration.conftest import TEST_SEED_ROWS
@@ -49,44 +46,40 @@ def test_created_link_is_readable_back_and_logged_per_colour(production: Product
     assert detail.json()["email"] == email
     assert detail.json()["member"]["id"] == member_id
 
-    log = stack.proxy_paths(production.settings).access_log
-
     def logged() -> list:
-        return [r for r in read_access_log(log, since=started - 1) if r.uri == f"/api/links/{link_id}/"]
+        return [r for r in production.proxy.records(since=started - 1) if r.uri == f"/api/links/{link_id}/"]
 
     records = wait_until(logged, timeout=10, what="the detail request in the proxy's access log")
     assert records[0].color == "blue" and records[0].status == 200
 
 
 def test_up_again_changes_nothing(production: Production) -> None:
-    report = stack.up(production.client, production.settings, say=lambda message: None)
+    report = prod.up(production.platform, production.settings, say=lambda message: None)
     assert report.changes == []
 
 
 def test_status_names_the_live_release(production: Production) -> None:
-    current = stack.status(production.client, production.settings)
+    current = prod.status(production.platform, production.settings)
     assert current.live is not None and (current.live.color, current.live.release) == ("blue", "v1")
-    assert current.health is not None and current.health["status"] == "healthy"
-    assert current.containers[production.names.web("blue")].startswith("healthy")
+    assert current.health.ok and current.health.detail["status"] == "healthy"
+    assert current.parts[production.platform.colour_name("blue")].startswith("healthy")
 
 
 @pytest.fixture
 def green_of(production: Production) -> Iterator:
-    """Start a release as the (unrouted) green container against the un-migrated v1 schema."""
-    started: list[docker.models.containers.Container] = []
+    """Start a release as the (unrouted) green colour against the un-migrated v1 schema."""
+    platform = production.platform
 
     def start(release: str) -> str:
-        image = images.release_image(production.client, production.settings, release, say=lambda message: None)
-        container = stack.start_web(production.client, production.settings, image, "green", db_password(production.settings))
-        started.append(container)
-        base = f"http://{container_ip(container, production.names.network)}:{production.settings.app_port}"
+        image = platform.resolve_image(release, say=lambda message: None)
+        state = platform.start_colour("green", image, prod.app_environment(platform, production.settings))
+        base = state.urls(production.settings.app_port)[0]
         # any status will do: a 503 is an answer
         wait_until(lambda: requests.get(f"{base}/health/", timeout=5).status_code, timeout=60, what=f"{release} to answer HTTP")
         return base
 
     yield start
-    for container in started:
-        container.remove(force=True)
+    platform.remove_colour("green")
 
 
 def test_v2_fails_against_the_v1_schema(green_of) -> None:

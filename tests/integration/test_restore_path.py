@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 
 from deploygate import window
-from deploygate.backup import restore_into, take_backup
+from deploygate.backup import restore_production, take_backup
 from deploygate.database import connect
 from deploygate.fingerprint import compare, fingerprint
 from fixtures.stack import Production
@@ -14,7 +14,7 @@ from fixtures.stack import Production
 def test_restore_then_reapply_loses_no_row(production: Production, tmp_path) -> None:
     settings = production.settings.replace(backup_dir=str(tmp_path / "backups"))
     floors = window.max_ids(production.db)
-    backup = take_backup(production.client, settings, production.db, say=lambda m: None)
+    backup = take_backup(production.platform, settings, production.db, say=lambda m: None)
     created = []
     for n in range(5):
         answer = requests.post(f"{production.url}/api/links/", json={"full_name": f"Window {n}", "email": f"w{n}@x.test"}, timeout=10)
@@ -34,7 +34,7 @@ def test_restore_then_reapply_loses_no_row(production: Production, tmp_path) -> 
     assert window.export_rows(production.db, floors, export) == written
     assert oct(export.stat().st_mode & 0o777) == "0o600"
 
-    restore_into(production.client.containers.get(production.names.db), backup)
+    restore_production(production.platform, production.db, backup)
     with connect(production.db) as conn:
         assert conn.execute("SELECT count(*) FROM unified_db_personlink WHERE id = ANY(%s)", [created]).fetchone()[0] == 0
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploygate import config, images
+from deploygate import config
+from deploygate.platform import images
 from deploygate.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,24 +10,26 @@ from deploygate import proxy
 
 
 def test_render_routes_to_upstream_and_records_it() -> None:
-    upstream = proxy.Upstream(color="green", host="proj_web_green", port=8000, release="v2-safe")
+    upstream = proxy.Upstream(color="green", servers=("proj_web_green:8000",), release="v2-safe")
     text = proxy.render_config(upstream)
     assert "server proj_web_green:8000;" in text
     assert 'default "green";' in text
-    assert proxy.live_upstream(text) == upstream
+    assert proxy.live_route(text) == proxy.Route(color="green", release="v2-safe")
+    held = proxy.render_config(upstream, hold_s=10)
+    assert proxy.live_route(held) == proxy.Route(color="green", release="v2-safe", hold=True)
 
 
 def test_render_rejects_odd_colour() -> None:
     with pytest.raises(ValueError):
-        proxy.render_config(proxy.Upstream(color='blue";', host="h", port=1, release="r"))
+        proxy.render_config(proxy.Upstream(color='blue";', servers=("h:1",), release="r"))
 
 
 def test_write_config_is_atomic_and_readable(tmp_path: Path) -> None:
     paths = proxy.ProxyPaths(config_dir=tmp_path / "conf", log_dir=tmp_path / "logs")
     assert paths.current() is None
-    upstream = proxy.Upstream(color="blue", host="h", port=8000, release="v1")
+    upstream = proxy.Upstream(color="blue", servers=("h:8000",), release="v1")
     proxy.write_config(paths, upstream)
-    assert paths.current() == upstream
+    assert paths.current() == proxy.Route(color="blue", release="v1")
     assert paths.log_dir.is_dir()
     assert not list(paths.config_dir.glob(".*.tmp"))
 

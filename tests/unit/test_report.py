@@ -9,6 +9,20 @@ from typing import Any
 import pytest
 
 from deploygate import report
+from deploygate.record import (
+    BackupRecord,
+    DeployRecord,
+    GateRow,
+    ImageRecord,
+    LockRecord,
+    MigrationRecord,
+    MonitoringRecord,
+    Outcome,
+    PlanRecord,
+    RollbackRecord,
+    RouteRecord,
+    StageRecord,
+)
 from deploygate.traffic import Response
 
 T0 = 1_790_000_000.0
@@ -16,36 +30,33 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SQL = 'ALTER TABLE "unified_db_personlink" ADD COLUMN "bm_parliament_member_id" bigint NULL;'
 
 
-def _record(**overrides: Any) -> dict:
-    record: dict[str, Any] = {
-        "kind": "deploy",
-        "outcome": "success",
-        "candidate": {"ref": "v2-safe", "tag": "deploygate/app:v2-safe", "image_id": "sha256:" + "ab" * 32},
-        "previous": {"color": "blue", "release": "v1", "image_id": "sha256:" + "cd" * 32},
-        "gates": [
-            {"name": "compat", "threshold": "no incompatible queries", "value": 0, "verdict": "pass"},
-            {"name": "error_rate", "threshold": 1.0, "value": 0.25, "verdict": "pass"},
+def _record(**overrides: Any) -> DeployRecord:
+    record = DeployRecord(
+        kind="deploy",
+        outcome=Outcome.SUCCEEDED,
+        candidate=ImageRecord(ref="v2-safe", tag="deploygate/app:v2-safe", image_id="sha256:" + "ab" * 32),
+        previous=RouteRecord(color="blue", release="v1"),
+        new_color="green",
+        gates=[
+            GateRow("predeploy", "compat", "compat", "no incompatible queries", "0", "passed"),
+            GateRow("predeploy", "error_rate", "policy", "< 1.0%", "0.25%", "passed"),
         ],
-        "stages": [
-            {"name": "start_green", "started": T0, "finished": T0 + 4, "outcome": "ok", "detail": "healthy in 3.1 s"},
-            {"name": "migrate", "started": T0 + 4, "finished": T0 + 6, "outcome": "ok", "detail": "1 migration"},
-            {"name": "switch", "started": T0 + 6, "finished": T0 + 7, "outcome": "ok", "detail": "nginx reload | ok"},
-            {"name": "monitor", "started": T0 + 7, "finished": T0 + 10, "outcome": "ok", "detail": None},
+        stages=[
+            StageRecord("start_green", T0, T0 + 4, "ok", "healthy in 3.1 s"),
+            StageRecord("migrate", T0 + 4, T0 + 6, "ok", "1 migration"),
+            StageRecord("switch", T0 + 6, T0 + 7, "ok", "nginx reload | ok"),
+            StageRecord("monitor", T0 + 7, T0 + 10, "ok", ""),
         ],
-        "backup": {"path": "backups/prod-1.dump", "size": 5_242_880, "sha256": "f" * 64, "restore_verified": True},
-        "plan": [{"label": "unified_db.0021_add_member", "operations": ["AddField personlink.bm_parliament_member"], "sql": [SQL]}],
-        "rehearsal": {
-            "timings": {"restore_s": 2.5, "migrate_s": 0.4},
-            "migrations": [{"label": "unified_db.0021_add_member", "duration_s": 0.4,
-                            "locks": {"unified_db_personlink": {"mode": "AccessExclusiveLock", "held_s": 0.01}}}],
-        },  # fmt: skip
-        "monitoring": {"window_s": 3, "threshold": 1.0, "errors_by_color": {"green": 0}, "health_failures": 0,
-                       "decision": "keep green"},  # fmt: skip
-        "rollback": None,
-        "notes": ["seeded demo data"],
-        "database": {"user": "app", "db_password": "hunter2", "nested": [{"PASSWORD": "s3cret"}]},
-    }
-    record.update(overrides)
+        backup=BackupRecord(path="backups/prod-1.dump", size=5_242_880, sha256="f" * 64, restore_verified="yes"),
+        plan=[PlanRecord(label="unified_db.0021_add_member", operations=["AddField personlink.bm_parliament_member"], sql=[SQL])],
+        migrations=[MigrationRecord("unified_db.0021_add_member", 0.4, [LockRecord("unified_db_personlink", "AccessExclusiveLock", 0.01)])],
+        monitoring=MonitoringRecord(window_s=3, threshold=1, requests_by_color={"green": 30}, errors_by_color={"green": 0},
+                                    health_failures=0, decision="ok"),  # fmt: skip
+        notes=["seeded demo data"],
+        traffic_created_ids=[4242, 4243],
+    )
+    for name, value in overrides.items():
+        setattr(record, name, value)
     return record
 
 
@@ -75,31 +86,35 @@ def test_write_report_writes_three_files(tmp_path: Path) -> None:
     md = paths.markdown.read_text()
     assert md.splitlines()[0].startswith("# DEPLOYMENT SUCCESSFUL: v2-safe")
     assert "![timeline](deployment_timeline_20261123T231600Z.png)" in md
-    assert "| compat | no incompatible queries | 0 | pass |" in md
-    assert "| error_rate | 1.00 | 0.25 | pass |" in md
+    assert "| predeploy | compat | no incompatible queries | 0 | passed |" in md
+    assert "| predeploy | error_rate | < 1.0% | 0.25% | passed |" in md
     assert f"```sql\n{SQL}\n```" in md
     assert "| Phase | Requests | Non-2xx | Failed | p50 | p95 | Colors |" in md
     assert "| switch | 10 | 3 | 3 |" in md  # 503s at +6.0 and +6.1, a reset at +6.5
     assert "| monitor | 30 | 0 | 0 |" in md
     assert "| (outside stages) | 1 |" in md
-    assert "| unified_db.0021_add_member | 0.40 s | `unified_db_personlink` | AccessExclusiveLock | 0.01 s |" in md
+    assert "| unified_db.0021_add_member | 0.40 s | `unified_db_personlink` | AccessExclusiveLock | 10.0 ms |" in md
+    assert "| blue | 64 | 2 | 0 |" in md and "| none | 1 | 0 | 1 |" in md  # errors per colour
+    assert "4242" not in md  # created ids stay in the JSON
     assert "nginx reload \\| ok" in md  # a pipe in a cell does not break the table
     assert "No rollback" in md
     assert "- seeded demo data" in md
-    for section in ("## Gates", "## Stages", "## Backup", "## Migration plan", "## Rehearsal",
-                    "## Traffic per phase", "## Monitoring window", "## Rollback decision", "## Notes", "## Other"):  # fmt: skip
+    for section in ("## Gates", "## Stages", "## Backup", "## Migration plan", "## Migrations applied to production",
+                    "## Traffic per phase", "### Errors per colour", "## Monitoring window", "## Rollback decision", "## Notes"):  # fmt: skip
         assert section in md
-    assert "hunter2" not in md and "s3cret" not in md
 
 
-def test_json_has_record_and_traffic_and_no_password(tmp_path: Path) -> None:
+def test_redact_replaces_every_password_value() -> None:
+    redacted = report.redact({"user": "app", "db_password": "hunter2", "nested": [{"PASSWORD": "s3cret"}]})
+    assert redacted == {"user": "app", "db_password": report.REDACTED, "nested": [{"PASSWORD": report.REDACTED}]}
+
+
+def test_json_has_record_and_traffic(tmp_path: Path) -> None:
     paths = report.write_report(_record(), _responses(), tmp_path, stamp="s1")
-    text = paths.json.read_text()
-    assert "hunter2" not in text and "s3cret" not in text
-    data = json.loads(text)
-    assert data["record"]["database"]["db_password"] == report.REDACTED
-    assert data["record"]["database"]["nested"][0]["PASSWORD"] == report.REDACTED
+    data = json.loads(paths.json.read_text())
     assert data["record"]["candidate"]["ref"] == "v2-safe"
+    assert data["record"]["outcome"] == "succeeded"
+    assert data["record"]["traffic_created_ids"] == [4242, 4243]
     assert data["traffic"]["summary"]["requests"] == 101
     phases = {p["name"]: p for p in data["traffic"]["phases"]}
     assert list(phases) == ["start_green", "migrate", "switch", "monitor", "(outside stages)"]
@@ -110,27 +125,28 @@ def test_json_has_record_and_traffic_and_no_password(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kind", "outcome", "rollback", "line"),
     [
-        ("deploy", "rolled_back", {"reason": "5xx on green", "trigger_ts": T0 + 8, "traffic_on_blue_ts": T0 + 8.4,
-                                   "rows_exported": 12, "export_path": "logs/rows.csv", "method": "proxy switch"},
+        ("deploy", Outcome.ROLLED_BACK, RollbackRecord(reason="5xx on green", trigger_ts=T0 + 8, traffic_on_previous_ts=T0 + 8.4,
+                                                       rows_exported=12, export_path="logs/rows.csv", method="proxy switch"),
          "# ROLLED BACK: v2-safe"),
-        ("rollback", "success", None, "# ROLLED BACK: v2-safe"),
-        ("deploy", "failed", None, "# FAILED: v2-safe"),
+        ("rollback", Outcome.SUCCEEDED, None, "# ROLLED BACK: v2-safe"),
+        ("deploy", Outcome.FAILED, None, "# FAILED: v2-safe"),
+        ("deploy", Outcome.REFUSED, None, "# REFUSED: v2-safe"),
     ],
 )  # fmt: skip
-def test_outcome_line_and_rollback_section(tmp_path: Path, kind: str, outcome: str, rollback: dict | None,
+def test_outcome_line_and_rollback_section(tmp_path: Path, kind: str, outcome: Outcome, rollback: RollbackRecord | None,
                                            line: str) -> None:  # fmt: skip
     paths = report.write_report(_record(kind=kind, outcome=outcome, rollback=rollback), _responses(), tmp_path, stamp="x")
     md = paths.markdown.read_text()
     assert md.splitlines()[0].startswith(line)
     if rollback:
         assert "| reason | 5xx on green |" in md
-        assert "| trigger → blue | 0.40 s |" in md
+        assert "| trigger → previous | 0.40 s |" in md
         assert "| rows exported | 12 |" in md
     assert paths.chart.read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_report_with_nothing_recorded(tmp_path: Path) -> None:
-    paths = report.write_report({"outcome": "failed", "stages": [{"name": "gate", "started": T0, "finished": None}]},
+    paths = report.write_report(DeployRecord(kind="deploy", outcome=Outcome.FAILED, stages=[StageRecord("gate", T0)]),
                                 [], tmp_path, stamp="empty")  # fmt: skip
     md = paths.markdown.read_text()
     assert md.startswith("# FAILED")
@@ -140,11 +156,22 @@ def test_report_with_nothing_recorded(tmp_path: Path) -> None:
 
 
 def test_sql_containing_backticks_keeps_its_block_closed() -> None:
-    md = report.render_markdown({"plan": [{"label": "x", "operations": 1, "sql": ["SELECT '```';"]}]}, [],
-                                {"requests": 0}, chart_name="c.png")  # fmt: skip
+    record = DeployRecord(kind="deploy", outcome=Outcome.FAILED, plan=[PlanRecord("x", ["op"], ["SELECT '```';"])])
+    md = report.render_markdown(record, [], {"requests": 0}, chart_name="c.png")
     assert "````sql\nSELECT '```';\n````" in md
 
 
 def test_bad_stamp_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         report.write_report(_record(), [], tmp_path, stamp="../escape")
+
+
+def test_stage_labels_never_overlap() -> None:
+    # Three stages within a second of each other on a 60 s chart, then one far away.
+    marks = [(0.0, "candidate"), (0.2, "converge"), (0.4, "predeploy"), (30.0, "monitor"), (30.1, "post_proxy")]
+    levels = report.label_levels(marks, points_per_unit=12.0, font_points=7)
+    assert levels[:3] == [0, 1, 2] and levels[3] == 0 and levels[4] == 1
+    spans = [(at, at + (len(label) + 2) * 0.6 * 7 / 12.0, level) for (at, label), level in zip(marks, levels)]
+    for i, (start, end, level) in enumerate(spans):
+        for other_start, other_end, other_level in spans[i + 1 :]:
+            assert level != other_level or end <= other_start or other_end <= start

@@ -12,7 +12,10 @@ from typing import Iterator
 import pytest
 
 from deploygate import traffic
-from deploygate.traffic import PhaseStats, Response, TrafficProbe
+from deploygate.traffic import PhaseStats, Response, TrafficProbe, body_template
+
+# The demo's write body, as deploy.toml gives it (the fake app checks it arrives).
+WRITE_BODY = body_template('{"full_name": "Traffic Probe {n}", "email": "probe-{n}@traffic.invalid"}')
 
 
 @dataclass
@@ -99,7 +102,7 @@ def fake_app() -> Iterator[FakeApp]:
 
 
 def test_probe_keeps_rate_and_records_every_response(fake_app: FakeApp) -> None:
-    with TrafficProbe(fake_app.url, rate_per_s=40, write_every=4).start() as probe:
+    with TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=40, write_every=4).start() as probe:
         time.sleep(1.5)
     responses = probe.stop()
     # 40/s for 1.5 s is ~60; the factor is generous for a loaded CI machine.
@@ -118,7 +121,7 @@ def test_probe_keeps_rate_and_records_every_response(fake_app: FakeApp) -> None:
 
 
 def test_id_paths_use_created_ids_and_wait_for_one(fake_app: FakeApp) -> None:
-    probe = TrafficProbe(fake_app.url, rate_per_s=50, write_every=3, read_paths=("/api/links/{id}/", "/api/links/"))
+    probe = TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=50, write_every=3, read_paths=("/api/links/{id}/", "/api/links/"))
     with probe:
         time.sleep(0.8)
     created = {str(i) for i in probe.created_ids()}
@@ -129,7 +132,7 @@ def test_id_paths_use_created_ids_and_wait_for_one(fake_app: FakeApp) -> None:
 
 
 def test_every_read_needing_an_id_starts_with_a_write(fake_app: FakeApp) -> None:
-    with TrafficProbe(fake_app.url, rate_per_s=50, write_every=5, read_paths=("/api/links/{id}/",)) as probe:
+    with TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=50, write_every=5, read_paths=("/api/links/{id}/",)) as probe:
         time.sleep(0.3)
     responses = probe.stop()
     assert responses[0].method == "POST"
@@ -137,7 +140,7 @@ def test_every_read_needing_an_id_starts_with_a_write(fake_app: FakeApp) -> None
 
 
 def test_503s_count_as_failed_with_their_color(fake_app: FakeApp) -> None:
-    with TrafficProbe(fake_app.url, rate_per_s=40) as probe:
+    with TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=40) as probe:
         time.sleep(0.5)
         fake_app.mode, fake_app.color = "503", "green"
         switched = time.time()
@@ -152,7 +155,7 @@ def test_503s_count_as_failed_with_their_color(fake_app: FakeApp) -> None:
 
 
 def test_closed_connections_and_a_stopped_server_are_status_0(fake_app: FakeApp) -> None:
-    with TrafficProbe(fake_app.url, rate_per_s=40, timeout_s=1.0) as probe:
+    with TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=40, timeout_s=1.0) as probe:
         time.sleep(0.4)
         fake_app.mode = "close"
         closed = time.time()
@@ -173,7 +176,7 @@ def test_closed_connections_and_a_stopped_server_are_status_0(fake_app: FakeApp)
 
 def test_open_loop_rate_survives_slow_answers_and_timeouts_are_recorded(fake_app: FakeApp) -> None:
     fake_app.mode, fake_app.slow_s = "slow", 0.4
-    probe = TrafficProbe(fake_app.url, rate_per_s=20, workers=8, timeout_s=1.0).start()
+    probe = TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=20, workers=8, timeout_s=1.0).start()
     time.sleep(1.0)
     fake_app.slow_s = 2.0  # beyond the timeout
     time.sleep(0.5)
@@ -189,7 +192,7 @@ def test_open_loop_rate_survives_slow_answers_and_timeouts_are_recorded(fake_app
 
 
 def test_probe_stops_by_itself_at_max_duration(fake_app: FakeApp) -> None:
-    probe = TrafficProbe(fake_app.url, rate_per_s=20, max_duration_s=0.5).start()
+    probe = TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=20, max_duration_s=0.5).start()
     time.sleep(1.2)
     assert not probe.running
     count = len(probe.responses())
@@ -247,3 +250,10 @@ def test_summary_of_nothing_and_of_something() -> None:
     assert stats["errors"] == {"ConnectionError: refused": 1}
     assert (stats["first_ts"], stats["last_ts"]) == (10.0, 11.0)
     json.dumps(stats)
+
+
+def test_body_template_numbers_each_write_and_refuses_bad_json() -> None:
+    body = body_template('{"name": "probe {n}", "n": {n}}')
+    assert body(3) == {"name": "probe 3", "n": 3}
+    with pytest.raises(ValueError):
+        body_template("{not json")

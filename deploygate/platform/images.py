@@ -28,7 +28,7 @@ from deploygate.config import Settings
 from deploygate.errors import ConfigError, ImageBuildError
 from deploygate.packages import apt_install, can_apt_install
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = PROJECT_ROOT / "images"
 HASH_LEN = 12
 # Files never part of a build context: byte-code and editor droppings change the hash

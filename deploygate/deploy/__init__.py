@@ -1,0 +1,127 @@
+"""Deploy and rollback: the entry points. The steps are tables in ``steps`` (DEPLOY) and ``undo`` (ROLLBACK).
+
+deploy:   lock -> candidate -> converge -> predeploy -> plan -> backup -> window -> green ->
+          [hold] -> migrate -> green healthy -> post checks on green -> switch -> monitor ->
+          post checks via proxy -> finish
+rollback: export the window's rows -> traffic to the previous colour -> undo the plan ->
+          verify -> remove the new colour -> ledger
+
+Both hold the deploy lock for their whole run and end with a report, whatever happened.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploygate import ledger
+from deploygate.config import Settings
+from deploygate.deploy import runner, steps, undo
+from deploygate.deploy.runner import AfterStep
+from deploygate.deploy.state import Checkpoint, DeployRun, Request, unfinished
+from deploygate.errors import DeployGateError
+from deploygate.lock import DeployLock
+from deploygate.platform import Platform
+from deploygate.record import Outcome
+
+__all__ = ["Request", "Result", "RollbackRefused", "deploy", "rollback"]
+
+
+class RollbackRefused(DeployGateError):
+    """A forced rollback was refused (nothing to roll back, or past the forward-fix threshold without --force)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    report: Path | None
+    detail: str
+
+
+def deploy(
+    platform: Platform, settings: Settings, request: Request, *, echo: bool = True, after_step: AfterStep | None = None
+) -> Result:
+    """Deploy ``request.candidate_ref`` blue-green; roll back by itself on any failure after production was touched.
+
+    Raises ``LockHeld`` when another deploy runs, ``runner.Refused`` when it stopped before
+    touching production, ``runner.RollbackFailed`` when a rollback could not finish.
+    ``after_step`` is called with each step's name once it passed (the crash tests kill the process there).
+    """
+    run = DeployRun.create(platform, settings, request, echo=echo)
+    with DeployLock(run.db, settings.project):
+        run.log(f"deploy of {request.candidate_ref} to {settings.project}; lock held")
+        try:
+            outcome = runner.execute(steps.DEPLOY, run, undo.roll_back, after_step=after_step)
+            if outcome is Outcome.SUCCEEDED:
+                run.log(f"DEPLOYMENT SUCCESSFUL: {run.candidate.tag} serves on {run.new_color}")
+        finally:
+            report = _finish_report(run)
+    detail = run.record.rollback.reason if run.record.rollback else ("production untouched" if outcome is Outcome.DRY_RUN else "")
+    return Result(outcome, report, detail)
+
+
+def _last_deploy_checkpoint(entries: list[ledger.Entry], last: ledger.Entry) -> Checkpoint:
+    detail = last.detail
+    if "candidate" not in detail:
+        # Ledgers written before checkpoints had a type kept the full detail on the "backed_up" entry.
+        started = next(e for e in reversed(entries) if e.outcome == "backed_up" and e.detail.get("stamp") == detail.get("stamp"))
+        detail = {**started.detail, "switched_at": detail.get("switched_at")}
+    return Checkpoint.from_json(detail)
+
+
+def rollback(platform: Platform, settings: Settings, *, force: bool = False, echo: bool = True) -> Result:
+    """Forced rollback: of an unfinished deploy (crash), or of the last successful one within the forward-fix threshold.
+
+    Raises ``RollbackRefused`` when there is nothing to roll back or it is too late without ``force``.
+    """
+    run = DeployRun.create(platform, settings, Request(candidate_ref=""), kind="rollback", echo=echo)
+    with DeployLock(run.db, settings.project):
+        leftover = unfinished(run.db)
+        if leftover is not None:
+            run.log(f"rolling back the unfinished deploy {leftover.detail.get('stamp')}")
+            run.resume(Checkpoint.from_json(leftover.detail))
+            reason = "converging after a deploy that never finished"
+        else:
+            entries = ledger.entries(run.db, "deploy")
+            ended = [e for e in entries if e.outcome in ("succeeded", "rolled_back")]
+            if not ended or ended[-1].outcome == "rolled_back":
+                raise RollbackRefused("nothing to roll back: the last deploy was already rolled back (or there was none)")
+            checkpoint = _last_deploy_checkpoint(entries, ended[-1])
+            minutes = (time.time() - (checkpoint.switched_at or ended[-1].at.timestamp())) / 60
+            if minutes > settings.forward_fix_after_min and not force:
+                raise RollbackRefused(
+                    f"the switch was {minutes:.0f} min ago, past the forward-fix threshold of {settings.forward_fix_after_min} min: "
+                    "rows written since depend on the new schema; fix forward, or pass --force to roll back anyway"
+                )
+            run.resume(checkpoint)
+            reason = f"forced rollback {minutes:.1f} min after the switch"
+        try:
+            if settings.traffic_rate > 0:
+                run.traffic = steps.start_traffic(run)
+            undo.roll_back(run, reason)
+            run.record.outcome = Outcome.ROLLED_BACK
+        except BaseException:
+            run.record.outcome = Outcome.FAILED
+            raise
+        finally:
+            report = _finish_report(run)
+    return Result(run.record.outcome, report, reason)
+
+
+def _finish_report(run: DeployRun) -> Path | None:
+    """Stop the traffic probe, put what it wrote into the record, and write the report."""
+    responses = []
+    if run.traffic is not None:
+        responses = run.traffic.stop()
+        failed = sum(1 for r in responses if not r.ok)
+        run.log(f"traffic probe: {len(responses)} requests, {failed} failed")
+    run.record.traffic_created_ids = [r.created_id for r in responses if r.created_id is not None]
+    try:
+        from deploygate.report import write_report
+    except ImportError:  # the report needs matplotlib; the deploy itself must not depend on it
+        run.log("   report skipped: matplotlib is not installed")
+        return None
+    paths = write_report(run.record, responses, run.settings.path(run.settings.logs_dir), stamp=run.stamp)
+    run.log(f"report: {paths.markdown}")
+    return paths.markdown

@@ -1,0 +1,71 @@
+"""The gate suites run from a deploy: pytest in its own process, its verdict read from the gate result file.
+
+The library never imports pytest: it runs a suite as a user would, with this deploy's
+settings, and reads what the suite's plugin wrote (``deploygate.gate_result``). pytest's
+own output goes to a log file beside the deploy's (secrets redacted), not to the screen.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from deploygate import gate_result
+from deploygate.config import OPTIONS, Settings
+from deploygate.gate_result import GateResult
+from deploygate.log import DeployLog
+from deploygate.record import GateRow
+
+ROOT = Path(__file__).resolve().parents[2]
+# Gate name -> the suite that implements it (one suite can serve several gates).
+SUITES = {"predeploy": "tests_pre", "post_green": "tests_post", "post_proxy": "tests_post"}
+
+
+def settings_args(settings: Settings) -> list[str]:
+    """The suite sees exactly this deploy's settings (the password travels by env or the secret file, never argv)."""
+    args = []
+    for option in OPTIONS:
+        if not option.secret:
+            args += ["--dg-set", f"{option.name}={settings.values[option.name]}"]
+    if settings.config_file is not None:
+        args += ["--dg-config", str(settings.config_file)]
+    return args
+
+
+def run_gate(settings: Settings, gate: str, args: list[str], *, result_path: Path, log: DeployLog) -> GateResult:
+    """Run the suite of ``gate`` and return its result; raises ``GateResultError`` when it wrote none."""
+    argv = [
+        sys.executable, "-m", "pytest", SUITES[gate], "-q", "-p", "no:cacheprovider",
+        "--gate", gate, "--gate-result", str(result_path), *settings_args(settings), *args,
+    ]  # fmt: skip
+    result_path.unlink(missing_ok=True)
+    log(f"   running the {gate} gate ({SUITES[gate]})...")
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    output = log.path.with_name(f"{log.path.stem}_{gate}.log")
+    output.write_text(log.redact(done.stdout + done.stderr))
+    result = gate_result.load(result_path)
+    log_checks(result, log)
+    log(f"   {gate}: {'passed' if result.passed else 'FAILED'} (pytest output: {output})")
+    return result
+
+
+def log_checks(result: GateResult, log: DeployLog) -> None:
+    """One line per check: verdict, name, measured value against its threshold, and why it failed."""
+    for check in result.checks:
+        measured = f" {check.value} (limit {check.threshold})" if check.value else ""
+        why = f" — {check.summary}" if not check.passed and check.summary else ""
+        log(f"   {check.outcome:7} {check.name}{measured}{why}")
+    for name, reason in result.overrides.items():
+        log(f"   override: {name} — {reason}")
+    for note in result.notes:
+        log(f"   note: {note}")
+
+
+def rows(result: GateResult) -> list[GateRow]:
+    """The gate's checks as rows of the deploy record."""
+    return [
+        GateRow(gate=result.gate, name=c.name, category=c.category, threshold=c.threshold, value=c.value,
+                verdict=c.outcome, message=c.summary)  # fmt: skip
+        for c in result.checks
+    ]

@@ -1,0 +1,110 @@
+"""Steps and the one runner that executes a table of them.
+
+A deploy is a module-level table of named ``Step``s (``steps.DEPLOY``), a rollback another
+(``rollback.ROLLBACK``); Kamal's deploy and boot read the same way. The runner times each
+step as a stage of the record, writes the ledger at the marked checkpoints, and decides
+what a failure means: before production was touched it is a refusal (nothing to undo);
+after, ANY exception (a failed gate, a docker or HTTP error, a bug) rolls back. As in
+Django's test runner, the first error stays the one reported; if the rollback fails too,
+its error is attached to the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from deploygate.deploy.state import DeployRun, one_line
+from deploygate.errors import DeployGateError
+from deploygate.record import Outcome, RollbackRecord
+
+AfterStep = Callable[[str], None]
+
+
+class StageFailed(DeployGateError):
+    """A step found a reason not to go on (a gate failed, a colour never became healthy...)."""
+
+
+class Refused(DeployGateError):
+    """The deploy stopped before it touched production: nothing to undo."""
+
+
+class RollbackFailed(DeployGateError):
+    """A step failed and the rollback that followed failed too; the ledger keeps the deploy open."""
+
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(f"{first}; the rollback failed too: {second} (the deploy stays open: `nox -s rollback` converges)")
+        self.first, self.second = first, second
+
+
+def always(_run: DeployRun) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named step of a table.
+
+    ``touches_production``: from this step on, a failure rolls back (the ledger gets its
+    "started" checkpoint just before it runs). ``checkpoint``: the ledger outcome written
+    once the step passed, so another run knows how far it got. ``deploy`` / ``dry_run``:
+    whether the step runs in a real deploy, in a dry run, or both. ``when``: a condition
+    read at run time (e.g. a maintenance hold only when one was accepted).
+    """
+
+    name: str
+    run: Callable[[DeployRun], None]
+    touches_production: bool = False
+    checkpoint: str | None = None
+    deploy: bool = True
+    dry_run: bool = False
+    when: Callable[[DeployRun], bool] = always
+
+
+def run_steps(steps: Sequence[Step], run: DeployRun, *, after_step: AfterStep | None = None) -> None:
+    """Run the steps in order, each as a stage; raises the first failure unchanged."""
+    for step in steps:
+        if not (step.dry_run if run.request.dry_run else step.deploy) or not step.when(run):
+            continue
+        if step.touches_production and not run.touched:
+            run.record_in_ledger("started")
+            run.touched = True
+        with run.stage(step.name):
+            step.run(run)
+        if step.checkpoint:
+            run.record_in_ledger(step.checkpoint)
+        if after_step is not None:
+            after_step(step.name)
+
+
+def execute(
+    steps: Sequence[Step],
+    run: DeployRun,
+    roll_back: Callable[[DeployRun, str], None],
+    *,
+    after_step: AfterStep | None = None,
+) -> Outcome:
+    """Run a deploy table; on failure refuse (untouched) or roll back (touched). Returns the outcome.
+
+    Raises ``Refused`` when a step failed before production was touched, and
+    ``RollbackFailed`` when the rollback after a failure failed as well.
+    """
+    try:
+        run_steps(steps, run, after_step=after_step)
+    except Exception as exc:  # noqa: BLE001 - every failure after production was touched must roll back
+        cause = one_line(exc)
+        if not run.touched:
+            run.record.outcome = Outcome.REFUSED
+            raise Refused(cause) from exc
+        try:
+            roll_back(run, cause)
+        except Exception as second:  # noqa: BLE001 - reported attached to the first, never instead of it
+            run.record.outcome = Outcome.FAILED
+            if run.record.rollback is None:
+                run.record.rollback = RollbackRecord(reason=cause, trigger_ts=0.0)
+            run.record.rollback.error = one_line(second)
+            raise RollbackFailed(cause, one_line(second)) from exc
+        run.record.outcome = Outcome.ROLLED_BACK
+        return run.record.outcome
+    run.record.outcome = Outcome.DRY_RUN if run.request.dry_run else Outcome.SUCCEEDED
+    return run.record.outcome

@@ -1,0 +1,215 @@
+"""What one deploy (or rollback) run knows, and the checkpoint of it the ledger keeps.
+
+State is never held only in memory: the proxy's state says which colour serves, the
+platform says which release each colour runs, and the ledger (in production's database)
+holds a ``Checkpoint`` of every deploy that touched production, so another process (after
+a crash, even SIGKILL) can finish or undo it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from deploygate import ledger
+from deploygate.backup import Backup, load_backup
+from deploygate.config import Settings
+from deploygate.database import DatabaseAddress, db_password
+from deploygate.log import DeployLog
+from deploygate.platform import OTHER_COLOUR, Platform
+from deploygate.platform.images import Image
+from deploygate.probe import MigrationPlan, Prober
+from deploygate.production import app_environment
+from deploygate.proxy import Proxy, Route
+from deploygate.record import DeployRecord, ImageRecord, Outcome, RouteRecord, StageRecord
+
+if TYPE_CHECKING:
+    from deploygate.traffic import TrafficProbe
+
+# Ledger outcomes of a deploy that touched production and has not ended: another run must finish it.
+OPEN_OUTCOMES = ("started", "backed_up", "migrated", "switched")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What was asked for on the command line."""
+
+    candidate_ref: str
+    dry_run: bool = False
+    accept_incompatible: str | None = None  # the reason given: deploy behind a maintenance hold
+    skip_predeploy: str | None = None  # the reason given
+    gate_args: tuple[str, ...] = ()
+
+
+@dataclass
+class Checkpoint:
+    """What another run needs to finish or undo this deploy: written to the ledger at each checkpoint."""
+
+    stamp: str
+    candidate: ImageRecord
+    previous: RouteRecord | None
+    new_color: str
+    reversal_targets: dict[str, str | None]
+    plan: list[str]
+    reversible: bool
+    hold: str | None
+    exceptions: dict[str, str]
+    started_ids: dict[str, int]
+    backup_manifest: str | None
+    switched_at: float | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Checkpoint:
+        previous = data.get("previous") or data.get("live")  # "live" in ledgers written before the checkpoint had a type
+        candidate = data["candidate"]
+        return cls(
+            stamp=data["stamp"],
+            candidate=ImageRecord(ref=candidate.get("ref", ""), tag=candidate.get("tag"), image_id=candidate.get("image_id") or candidate.get("id")),
+            previous=RouteRecord(color=previous["color"], release=previous.get("release", "")) if previous else None,
+            new_color=data["new_color"],
+            reversal_targets=data.get("reversal_targets", {}),
+            plan=[p["label"] if isinstance(p, dict) else p for p in data.get("plan", [])],
+            reversible=data.get("reversible", True),
+            hold=data.get("hold"),
+            exceptions=data.get("exceptions", {}),
+            started_ids=data.get("started_ids", {}),
+            backup_manifest=data.get("backup_manifest"),
+            switched_at=data.get("switched_at"),
+        )
+
+
+def new_stamp() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d_%H%M%S")
+
+
+@dataclass
+class DeployRun:
+    """One deploy (or rollback) in progress: the parts it works with, what it learnt, and its record."""
+
+    platform: Platform
+    settings: Settings
+    proxy: Proxy
+    log: DeployLog
+    stamp: str
+    db: DatabaseAddress
+    request: Request
+    record: DeployRecord
+    candidate: Image | None = None
+    previous: Route | None = None
+    new_color: str = "green"
+    plan: MigrationPlan | None = None
+    plan_labels: list[str] = field(default_factory=list)  # what reversal undoes (the plan, or a resumed deploy's)
+    reversal_targets: dict[str, str | None] = field(default_factory=dict)
+    reversible: bool = True
+    hold: str | None = None
+    backup: Backup | None = None
+    started_ids: dict[str, int] = field(default_factory=dict)
+    switched_at: float | None = None
+    touched: bool = False  # production was changed by this run: a failure now means a rollback
+    holding: bool = False  # a rollback holds traffic until the schema is the previous release's again
+    traffic: TrafficProbe | None = None
+
+    @classmethod
+    def create(cls, platform: Platform, settings: Settings, request: Request, *, kind: str = "deploy", echo: bool = True) -> DeployRun:
+        stamp = new_stamp()
+        db = platform.database()
+        log = DeployLog(settings.path(settings.logs_dir) / f"deployment_{stamp}.log", [db.password, db_password(settings)], echo=echo)
+        record = DeployRecord(kind=kind, outcome=Outcome.RUNNING, candidate=ImageRecord(ref=request.candidate_ref) if request.candidate_ref else None)
+        return cls(platform=platform, settings=settings, proxy=Proxy(settings, platform), log=log, stamp=stamp, db=db, request=request, record=record)
+
+    @property
+    def old_color(self) -> str:
+        return self.previous.color if self.previous else OTHER_COLOUR[self.new_color]
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[StageRecord]:
+        """Time a named stage into the record; a failure is noted with its first line and re-raised."""
+        stage = StageRecord(name=name, started=time.time())
+        self.record.stages.append(stage)
+        self.log(f"== {name}")
+        try:
+            yield stage
+        except BaseException as exc:
+            stage.finished, stage.outcome = time.time(), "failed"
+            stage.detail = one_line(exc)
+            self.log(f"   {name} FAILED: {stage.detail}")
+            raise
+        stage.finished, stage.outcome = time.time(), "ok"
+        self.log(f"   {name} ok ({stage.finished - stage.started:.1f}s)")
+
+    def prober(self, image: Image) -> Prober:
+        """The probe in ``image`` against production (reads, or writes it rolls back; migrations)."""
+        return Prober(
+            self.platform, image, app_environment(self.platform, self.settings),
+            lock_timeout_ms=self.settings.lock_timeout_ms, say=self.log,
+        )  # fmt: skip
+
+    # --- the ledger ------------------------------------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint:
+        assert self.candidate is not None, "a checkpoint needs the candidate"
+        return Checkpoint(
+            stamp=self.stamp,
+            candidate=ImageRecord(ref=self.request.candidate_ref, tag=self.candidate.tag, image_id=self.candidate.id),
+            previous=RouteRecord(self.previous.color, self.previous.release) if self.previous else None,
+            new_color=self.new_color,
+            reversal_targets=self.reversal_targets,
+            plan=self.plan_labels,
+            reversible=self.reversible,
+            hold=self.hold,
+            # Recorded with the deploy they allowed: who may skip a gate must say why, durably.
+            exceptions=self.record.exceptions,
+            started_ids=self.started_ids,
+            backup_manifest=str(self.backup.manifest_path) if self.backup else None,
+            switched_at=self.switched_at,
+        )
+
+    def record_in_ledger(self, outcome: str, **extra: object) -> None:
+        """Append this deploy's checkpoint to the ledger with ``outcome`` (mirrored under logs/)."""
+        detail = {**self.checkpoint().to_json(), **extra}
+        ledger.record(self.db, self.settings.path(self.settings.logs_dir), "deploy", outcome,
+                      release=self.candidate.tag, image_digest=self.candidate.id, detail=detail)  # fmt: skip
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Take over a deploy another (maybe dead) process wrote to the ledger."""
+        # self.stamp stays this run's own: its log, export and report must not overwrite the original's.
+        self.record.notes.append(f"resumes the deploy of {checkpoint.stamp}")
+        self.record.candidate = checkpoint.candidate
+        self.candidate = Image(tag=checkpoint.candidate.tag or "", id=checkpoint.candidate.image_id or "", built=False)
+        self.previous = Route(checkpoint.previous.color, checkpoint.previous.release) if checkpoint.previous else None
+        self.new_color = checkpoint.new_color
+        self.reversal_targets = checkpoint.reversal_targets
+        self.plan_labels = checkpoint.plan
+        self.reversible = checkpoint.reversible
+        self.hold = checkpoint.hold
+        self.started_ids = checkpoint.started_ids
+        self.switched_at = checkpoint.switched_at
+        self.record.exceptions.update(checkpoint.exceptions)
+        if checkpoint.backup_manifest and Path(checkpoint.backup_manifest).exists():
+            self.backup = load_backup(Path(checkpoint.backup_manifest))
+        self.touched = True
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line a user can act on: deploygate's own errors as they are, others with their type."""
+    from deploygate.errors import DeployGateError
+
+    text = str(exc).strip().splitlines()
+    if isinstance(exc, DeployGateError) and text:
+        return text[0]
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def unfinished(db: DatabaseAddress) -> ledger.Entry | None:
+    """The last deploy that touched production and never ended (its process died), if any."""
+    deploys = ledger.entries(db, "deploy")
+    if deploys and deploys[-1].outcome in OPEN_OUTCOMES:
+        return deploys[-1]
+    return None

@@ -1,0 +1,296 @@
+"""The deploy, as one table of named steps (``DEPLOY``), and the functions behind them.
+
+Read-only steps first (the candidate, an unfinished deploy to converge, the predeploy gate,
+the plan, the backup); from ``green`` on, production is touched and any failure rolls back
+(``rollback.ROLLBACK``). A dry run runs the read-only steps and ``dry_run``, nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+
+from deploygate import backup as backups
+from deploygate import monitor, window
+from deploygate.database import production_identity
+from deploygate.deploy import gates, undo
+from deploygate.deploy.runner import Step, StageFailed
+from deploygate.deploy.state import DeployRun, unfinished
+from deploygate.fingerprint import fingerprint
+from deploygate.gate_result import load_or_none, path_for
+from deploygate.health import sample
+from deploygate.platform import OTHER_COLOUR
+from deploygate.production import app_environment
+from deploygate.record import BackupRecord, ImageRecord, LockRecord, MigrationRecord, MonitoringRecord, PlanRecord, RouteRecord
+from deploygate.traffic import TrafficProbe, body_template
+
+# A passed predeploy of the same image digest is reused this long: production moves on.
+PREDEPLOY_REUSE_MIN = 60
+
+
+def resolve_candidate(run: DeployRun) -> None:
+    """The candidate exists (a demo release is built): checked before anything else happens."""
+    run.candidate = run.platform.resolve_image(run.request.candidate_ref, run.log)
+    run.record.candidate = ImageRecord(ref=run.request.candidate_ref, tag=run.candidate.tag, image_id=run.candidate.id)
+    run.previous = run.proxy.current()
+    if run.previous is None:
+        raise StageFailed("the proxy routes nowhere: run `nox -s up` first")
+    if run.previous.hold:
+        raise StageFailed(f"the proxy holds traffic in front of {run.previous.color}: an unfinished deploy; run `nox -s rollback`")
+    run.new_color = OTHER_COLOUR[run.previous.color]
+    run.record.previous = RouteRecord(run.previous.color, run.previous.release)
+    run.record.new_color = run.new_color
+
+
+def converge_unfinished(run: DeployRun) -> None:
+    """An earlier deploy that died after touching production is rolled back first (said before it starts)."""
+    leftover = unfinished(run.db)
+    if leftover is None:
+        return
+    stamp = leftover.detail.get("stamp")
+    if run.request.dry_run:
+        raise StageFailed(f"the deploy of {stamp} never finished; a deploy would roll it back first (`nox -s rollback` does)")
+    run.log(f"   the deploy of {stamp} never finished: rolling it back before this one starts")
+    undo.converge(run.platform, run.settings, leftover, run.log)
+    # Production is back on the other colour now: read it again.
+    resolve_candidate(run)
+
+
+def run_predeploy(run: DeployRun) -> None:
+    """Reuse a passed predeploy of this image digest on this production, else run the gate now."""
+    if run.request.skip_predeploy:
+        # An explicit, recorded escape hatch (and how the tests reach failures the gate would stop).
+        run.record.notes.append(f"predeploy skipped: {run.request.skip_predeploy}")
+        run.record.exceptions["skip predeploy"] = run.request.skip_predeploy
+        run.log(f"   predeploy SKIPPED on request: {run.request.skip_predeploy}")
+        return
+    path = path_for(run.settings.path(run.settings.reports_dir), "predeploy", run.candidate.id)
+    result = load_or_none(path)
+    reusable = (
+        result is not None and result.passed and result.complete and not run.request.gate_args
+        and dt.datetime.now(dt.timezone.utc) - result.finished_at() < dt.timedelta(minutes=PREDEPLOY_REUSE_MIN)
+        and result.production == production_identity(run.db)
+    )  # fmt: skip
+    if reusable:
+        run.log(f"   predeploy already passed for {run.candidate.id[:19]} on this production at {result.finished}: not repeated")
+        gates.log_checks(result, run.log)
+    else:
+        args = ["--candidate", run.request.candidate_ref, *run.request.gate_args]
+        result = gates.run_gate(run.settings, "predeploy", args, result_path=path, log=run.log)
+    run.record.exceptions.update({f"override {k}": v for k, v in result.overrides.items()})
+    run.record.gates += gates.rows(result)
+    failed = result.failed()
+    run.reversible = not any(c.category == "reversal" for c in failed)
+    if failed and run.request.accept_incompatible and all(c.category == "compat" for c in failed):
+        run.hold = run.request.accept_incompatible
+        run.record.exceptions["accept incompatible"] = run.hold
+        run.record.notes.append(f"incompatibility accepted ({run.hold}): deploying behind a maintenance hold")
+        run.log("   incompatible, accepted: the proxy will answer 503 + Retry-After during migrate-and-switch")
+        return
+    if failed:
+        raise StageFailed(f"predeploy failed: {', '.join(c.name for c in failed)}")
+
+
+def plan_migrations(run: DeployRun) -> None:
+    """What the candidate would apply to production now (read-only), and where reversal would go."""
+    plan = run.prober(run.candidate).plan()
+    run.plan, run.plan_labels = plan, plan.labels
+    run.reversal_targets = plan.reversal_targets()
+    run.reversible = run.reversible and plan.reversible
+    run.record.plan = [PlanRecord(label=s.label, operations=s.operations, sql=s.sql) for s in plan.steps]
+    run.log(f"   plan: {plan.labels or 'no migrations'}; reversal targets {run.reversal_targets}")
+
+
+def content_checksum(run: DeployRun) -> str:
+    """One hash over every table's row count and content hash: equal means production's data is unchanged."""
+    prints = fingerprint(run.db)
+    text = json.dumps(sorted((t.name, t.rows, t.row_hash) for t in prints.values()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def describe_dry_run(run: DeployRun) -> None:
+    """Print what the deploy would do, and prove production unchanged while we looked."""
+    before = content_checksum(run)
+    s, where = run.settings, run.platform
+    run.log("dry run: the deploy would")
+    run.log(f"   take a backup into {s.path(s.backup_dir)}")
+    run.log(f"   start {where.colour_name(run.new_color)} from {run.candidate.tag} ({run.candidate.id[:19]}) on {where.network_name}")
+    run.log(f"   migrate with lock_timeout={s.lock_timeout_ms}ms: {run.plan_labels or 'nothing'}")
+    for step in run.plan.steps if run.plan else []:
+        for statement in step.sql:
+            run.log(f"      {statement}")
+    run.log(f"   switch {where.proxy_name} from {run.previous.color} ({run.previous.release}) to {run.new_color}, "
+            f"watch {s.monitor_window_s}s")  # fmt: skip
+    unchanged = content_checksum(run) == before
+    run.log(f"   production content checksum {before[:16]}... {'unchanged' if unchanged else 'CHANGED'}")
+    if not unchanged:
+        raise StageFailed("production changed during the dry run")
+
+
+def take_backup(run: DeployRun) -> None:
+    """A fresh dump of production, checked against its manifest (read-only: a failure here changes nothing)."""
+    run.backup = backups.take_backup(run.platform, run.settings, run.db, say=run.log)
+    backups.check_integrity(run.backup)
+    run.record.backup = BackupRecord(
+        path=str(run.backup.path), size=run.backup.size, sha256=run.backup.sha256,
+        restore_verified="by the predeploy gate's restore of the same server's dump",
+    )  # fmt: skip
+
+
+def open_window(run: DeployRun) -> None:
+    """Note where each table's ids stand (rows above are the window's), then start steady traffic."""
+    run.started_ids = window.max_ids(run.db)
+    if run.settings.traffic_rate > 0 and run.traffic is None:
+        run.traffic = start_traffic(run)
+
+
+def start_traffic(run: DeployRun) -> TrafficProbe:
+    """The deploy's own traffic probe through the proxy, for the whole deploy (the report's evidence)."""
+    s = run.settings
+    return TrafficProbe(
+        run.proxy.url,
+        rate_per_s=float(s.traffic_rate),
+        read_paths=[p.strip() for p in s.traffic_read_paths.split(",") if p.strip()],
+        write_path=s.traffic_write_path or "/",
+        write_every=5 if s.traffic_write_path else 0,
+        write_body=body_template(s.traffic_write_body),
+    ).start()
+
+
+def start_new_colour(run: DeployRun) -> None:
+    """The candidate on the new colour, not yet routed to (a stale one from an earlier deploy goes first)."""
+    stale = run.platform.colour(run.new_color)
+    if stale is not None:
+        run.log(f"   removing the previous {run.new_color} ({stale.release})")
+        run.platform.remove_colour(run.new_color)
+    run.platform.start_colour(run.new_color, run.candidate, app_environment(run.platform, run.settings))
+
+
+def holding(run: DeployRun) -> bool:
+    return bool(run.hold)
+
+
+def hold_traffic(run: DeployRun) -> None:
+    """The accepted incompatibility: the proxy answers 503 + Retry-After while the schema changes."""
+    run.proxy.hold(run.old_color, run.previous.release)
+    run.log("   proxy -> maintenance hold")
+
+
+def migrate_production(run: DeployRun) -> None:
+    """The candidate's migrations on production, by the candidate's image, with the rehearsed lock_timeout."""
+    done = run.prober(run.candidate).migrate()
+    for migration in done.migrations:
+        run.log(f"   {migration.label}: {migration.duration_s:.3f}s, {migration.strongest_locks()}")
+    run.record.migrations = [
+        MigrationRecord(
+            label=m.label, duration_s=m.duration_s, error=m.error,
+            locks=[LockRecord(table=t, mode=lock.mode, held_s=lock.held_s) for t, lock in sorted(m.locks.items())],
+        )  # fmt: skip
+        for m in done.migrations
+    ]
+    if not done.ok:
+        raise StageFailed(f"migrate failed on production: {done.error}")
+
+
+def wait_new_colour_healthy(run: DeployRun) -> None:
+    run.platform.wait_healthy(run.new_color, run.settings.health_timeout)
+
+
+def _post_checks(run: DeployRun, target: str, since: float | None = None) -> None:
+    gate = f"post_{target}"
+    args = ["--target", target, "--deploy-color", run.new_color] + (["--since", str(since)] if since else [])
+    path = run.settings.path(run.settings.reports_dir) / gate / f"{run.stamp}.json"
+    result = gates.run_gate(run.settings, gate, args, result_path=path, log=run.log)
+    run.record.gates += gates.rows(result)
+    if not result.passed:
+        raise StageFailed(f"post-deploy checks ({target}) failed: {', '.join(c.name for c in result.failed()) or 'see the log'}")
+
+
+def post_checks_on_new_colour(run: DeployRun) -> None:
+    _post_checks(run, "green")
+
+
+def switch_traffic(run: DeployRun) -> None:
+    """Every new request to the new colour; in-flight ones finish where they started."""
+    run.proxy.route(run.new_color, run.candidate.tag.rsplit(":", 1)[-1])
+    run.switched_at = time.time()
+    run.log(f"   proxy -> {run.new_color}")
+
+
+def monitor_window(run: DeployRun) -> None:
+    """Errors per colour from the proxy's log (what users saw), and health, for the configured window."""
+    last = [0.0]
+
+    def tick(state: monitor.MonitorState) -> None:
+        if time.time() - last[0] >= 5 or state.decision:
+            last[0] = time.time()
+            run.log("   " + state.line())
+
+    s = run.settings
+    state = monitor.watch(
+        lambda since: run.proxy.records(since=since),
+        lambda: sample(f"{run.proxy.url}{s.health_path}", timeout=3),
+        run.new_color,
+        window_s=s.monitor_window_s,
+        threshold=s.monitor_max_errors,
+        on_tick=tick,
+    )
+    run.record.monitoring = MonitoringRecord(
+        window_s=s.monitor_window_s, threshold=s.monitor_max_errors,
+        requests_by_color=dict(state.requests_by_color), errors_by_color=dict(state.errors_by_color),
+        health_failures=state.health_failures, decision=state.decision or "",
+    )  # fmt: skip
+    if state.decision != "ok":
+        raise StageFailed(state.decision)
+
+
+def post_checks_through_proxy(run: DeployRun) -> None:
+    _post_checks(run, "proxy", since=run.switched_at)
+
+
+def _recent_digests(run: DeployRun) -> set[str]:
+    """Image ids of the last ``keep_releases`` successful deploys (this one included) and of what runs."""
+    from deploygate import ledger
+
+    deployed = [e.image_digest for e in ledger.entries(run.db, "deploy") if e.outcome == "succeeded" and e.image_digest]
+    keep = set(deployed[-(run.settings.keep_releases - 1) :]) if run.settings.keep_releases > 1 else set()
+    keep.add(run.candidate.id)
+    for colour in (run.new_color, run.old_color):
+        state = run.platform.colour(colour)
+        if state is not None:
+            keep.add(state.image_id)
+    return keep
+
+
+def finish(run: DeployRun) -> None:
+    """The ledger says succeeded; the old colour is stopped (kept for a rollback); retention runs."""
+    run.record_in_ledger("succeeded")
+    if run.platform.colour(run.old_color) is not None:
+        run.platform.stop_colour(run.old_color)
+        run.log(f"   stopped {run.old_color} (kept for rollback)")
+    for path in backups.apply_retention(run.settings):
+        run.log(f"   retention: removed {path.name}")
+    for tag in run.platform.prune_releases(keep=_recent_digests(run)):
+        run.log(f"   retention: removed image {tag}")
+
+
+DEPLOY: tuple[Step, ...] = (
+    Step("candidate", resolve_candidate, dry_run=True),
+    Step("converge", converge_unfinished, dry_run=True),
+    Step("predeploy", run_predeploy, dry_run=True),
+    Step("plan", plan_migrations, dry_run=True),
+    Step("dry_run", describe_dry_run, deploy=False, dry_run=True),
+    Step("backup", take_backup),
+    Step("window", open_window),
+    Step("green", start_new_colour, touches_production=True),
+    Step("hold", hold_traffic, touches_production=True, when=holding),
+    Step("migrate", migrate_production, touches_production=True, checkpoint="migrated"),
+    Step("green_healthy", wait_new_colour_healthy),
+    Step("post_green", post_checks_on_new_colour),
+    Step("switch", switch_traffic, checkpoint="switched"),
+    Step("monitor", monitor_window),
+    Step("post_proxy", post_checks_through_proxy),
+    Step("finish", finish),
+)

@@ -1,0 +1,147 @@
+"""The rollback, as one table of named steps (``ROLLBACK``), and the functions behind them.
+
+Keep what users wrote during the window (export it), put traffic back on the previous
+colour (behind a hold while the old release cannot serve the schema as it is), undo the
+plan (reverse it with the candidate's image, or restore the backup and put the window's
+rows back), verify the previous release serves on its own schema, remove the new colour.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from deploygate import ledger, window
+from deploygate.backup import restore_production
+from deploygate.config import Settings
+from deploygate.deploy.runner import Step, StageFailed, run_steps
+from deploygate.deploy.state import Checkpoint, DeployRun, Request
+from deploygate.errors import DeployGateError
+from deploygate.log import DeployLog
+from deploygate.platform import Platform
+from deploygate.platform.images import Image
+from deploygate.proxy import Route
+from deploygate.record import RollbackRecord
+
+
+def export_window_rows(run: DeployRun) -> None:
+    """Every row written since the deploy started, to a 0600 CSV, before anything is undone."""
+    export = run.settings.path(run.settings.backup_dir) / f"rollback_data_{run.stamp}.csv"
+    rows = window.export_rows(run.db, run.started_ids, export)
+    run.record.rollback.export_path, run.record.rollback.rows_exported = str(export), rows
+    run.log(f"   exported {rows} rows written during the window to {export}")
+
+
+def _release(run: DeployRun) -> str:
+    state = run.platform.colour(run.old_color)
+    return state.release if state else (run.previous.release if run.previous else "")
+
+
+def traffic_to_previous(run: DeployRun) -> None:
+    """The previous colour serves again, or a hold answers while it cannot serve the current schema."""
+    state = run.platform.colour(run.old_color)
+    if state is None:
+        raise StageFailed(f"cannot roll back: {run.platform.colour_name(run.old_color)} no longer exists")
+    if not state.running:
+        run.platform.resume_colour(run.old_color)
+    run.holding = bool(run.hold)
+    if not run.holding:
+        try:
+            run.platform.wait_healthy(run.old_color, run.settings.health_timeout)
+        except DeployGateError as exc:
+            # The old release cannot serve the schema as it is now: hold traffic while it goes back.
+            run.log(f"   {run.old_color} is not healthy on the current schema ({exc}): holding traffic")
+            run.holding = True
+    if run.holding:
+        run.proxy.hold(run.old_color, state.release)
+        run.log("   proxy -> maintenance hold")
+        return
+    if run.proxy.current() != Route(run.old_color, state.release):
+        run.proxy.route(run.old_color, state.release)
+        run.log(f"   proxy -> {run.old_color} ({state.release})")
+    run.record.rollback.traffic_on_previous_ts = time.time()
+
+
+def _restore_backup(run: DeployRun) -> str:
+    """The pre-deploy backup restored into production, then the window's rows put back."""
+    if run.backup is None:
+        raise StageFailed("the plan cannot be reversed and there is no backup to restore")
+    restore_production(run.platform, run.db, run.backup)
+    export = run.record.rollback.export_path
+    reapplied = window.reapply_rows(run.db, Path(export)) if export else 0
+    return f"restored {run.backup.path.name} and re-applied {reapplied} rows written during the window"
+
+
+def undo_plan(run: DeployRun) -> None:
+    """Undo the plan on production; then, behind a hold, the previous colour serves again."""
+    method = _undo(run)
+    run.record.rollback.method = method
+    run.log(f"   {method}")
+    if run.holding:
+        state = run.platform.wait_healthy(run.old_color, run.settings.health_timeout)
+        run.proxy.route(run.old_color, state.release)
+        run.log(f"   proxy -> {run.old_color} ({state.release})")
+        run.record.rollback.traffic_on_previous_ts = time.time()
+
+
+def _undo(run: DeployRun) -> str:
+    if not run.reversal_targets:
+        return "nothing to reverse (the plan was empty)"
+    prober = run.prober(run.candidate)
+    # The truth is in django_migrations, not in what this process believes it did.
+    applied = [label for label in run.plan_labels if label in prober.plan().applied]
+    if not applied:
+        return "nothing to reverse: none of the plan's migrations is applied"
+    if run.reversible:
+        done = prober.migrate_to(run.reversal_targets)
+        if done.ok:
+            return f"reversed to {run.reversal_targets}"
+        run.log(f"   reversal failed ({done.error}): restoring the backup instead")
+    return _restore_backup(run)
+
+
+def verify_previous(run: DeployRun) -> None:
+    """The schema is exactly the previous release's, and the proxy's answers come from its colour."""
+    state = run.platform.colour(run.old_color)
+    image = Image(tag=state.release, id=state.image_id, built=False)
+    plan = run.prober(image).plan()
+    if not plan.at_release:
+        raise StageFailed(f"schema does not match {run.old_color}: pending {plan.labels}, unknown {plan.unknown_applied}")
+    run.proxy.verify(run.old_color)
+
+
+def remove_new_colour(run: DeployRun) -> None:
+    run.platform.remove_colour(run.new_color)
+
+
+def record_rolled_back(run: DeployRun) -> None:
+    rollback = run.record.rollback
+    run.record_in_ledger("rolled_back", reason=rollback.reason, method=rollback.method)
+    if rollback.traffic_on_previous_ts is not None:
+        run.log(f"   traffic back on {run.old_color} {rollback.traffic_on_previous_ts - rollback.trigger_ts:.1f}s after the trigger")
+
+
+ROLLBACK: tuple[Step, ...] = (
+    Step("rollback_export", export_window_rows),
+    Step("rollback_traffic", traffic_to_previous),
+    Step("rollback_schema", undo_plan),
+    Step("rollback_verify", verify_previous),
+    Step("rollback_cleanup", remove_new_colour),
+    Step("rollback_record", record_rolled_back),
+)
+
+
+def roll_back(run: DeployRun, reason: str) -> None:
+    """Run ``ROLLBACK`` for ``run`` (which touched production); raises what a step raised."""
+    run.record.rollback = RollbackRecord(reason=reason, trigger_ts=time.time())
+    run.log(f"!! rolling back: {reason}")
+    run_steps(ROLLBACK, run)
+
+
+def converge(platform: Platform, settings: Settings, entry: ledger.Entry, log: DeployLog) -> DeployRun:
+    """Roll back a deploy another process left open (its ledger entry), logging into ``log``."""
+    run = DeployRun.create(platform, settings, Request(candidate_ref=""), kind="rollback", echo=False)
+    run.log, run.stamp = log, f"{run.stamp}_converge"  # its export must not collide with the deploy that converges
+    run.resume(Checkpoint.from_json(entry.detail))
+    roll_back(run, "converging after a deploy that never finished")
+    return run

@@ -1,0 +1,16 @@
+"""Where production runs, behind one interface (``base.Platform``); ``connect`` picks the implementation."""
+
+from __future__ import annotations
+
+from deploygate.config import Settings
+from deploygate.log import Say
+from deploygate.platform.base import COLOURS, OTHER_COLOUR, ColourState, JobResult, Platform, Replica
+
+__all__ = ["COLOURS", "OTHER_COLOUR", "ColourState", "JobResult", "Platform", "Replica", "connect"]
+
+
+def connect(settings: Settings, say: Say = print) -> Platform:
+    """The platform of ``settings`` (a single Docker host today), its engine started when needed."""
+    from deploygate.platform.docker_host import DockerHost
+
+    return DockerHost.connect(settings, say)

@@ -1,0 +1,182 @@
+"""The platform seam: the one interface between deploygate and wherever production runs.
+
+Everything that starts, stops, inspects or runs a one-off container for production goes
+through a ``Platform``: the database, the app's colours, the proxy, and one-off jobs
+(migrate, probes, pg_dump). The flow, the gates and the fixtures know this interface,
+never the docker SDK. A single Docker host (``docker_host.DockerHost``) is the first
+implementation; "a colour" is a set of replicas so a cluster (Docker Swarm) fits the
+same shape: several replicas, on several hosts, each with its own address.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence
+
+from deploygate.config import Settings
+from deploygate.database import DatabaseAddress
+from deploygate.log import Say
+from deploygate.platform.images import Image
+
+COLOURS = ("blue", "green")
+OTHER_COLOUR = {"blue": "green", "green": "blue"}
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One running copy of a colour: a container on a single host, a task on a cluster."""
+
+    name: str
+    state: str  # running | exited | created | restarting | ...
+    health: str  # healthy | unhealthy | starting | none (the image declares no HEALTHCHECK)
+    address: str  # reachable from this host; "" when it has none
+
+
+@dataclass(frozen=True)
+class ColourState:
+    """What one colour of the app runs: its release, its image, its replicas."""
+
+    colour: str
+    release: str
+    image_id: str
+    replicas: tuple[Replica, ...]
+
+    @property
+    def running(self) -> bool:
+        return any(r.state == "running" for r in self.replicas)
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.replicas) and all(r.state == "running" and r.health in ("healthy", "none") for r in self.replicas)
+
+    def urls(self, port: int) -> list[str]:
+        """Base URLs of the replicas as this host reaches them (post checks look at the colour directly)."""
+        return [f"http://{r.address}:{port}" for r in self.replicas if r.address]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a one-off job printed and how it exited."""
+
+    exit_code: int
+    output: str
+
+    @property
+    def last_line(self) -> str:
+        lines = [line for line in self.output.splitlines() if line.strip()]
+        return lines[-1] if lines else "no output"
+
+
+@dataclass(frozen=True)
+class ScratchDatabase:
+    """A throwaway Postgres (the rehearsal copy): how this host and how jobs reach it."""
+
+    host_address: DatabaseAddress  # from this host
+    network: str  # the network a job joins to reach it
+    network_host: str  # its address on that network
+    name: str  # the container's name (for logs and cleanup)
+
+
+class Scratch(Protocol):
+    """A running scratch database; ``exec`` runs a command inside its container."""
+
+    database: ScratchDatabase
+
+    def exec(self, argv: Sequence[str]) -> tuple[int, str]: ...
+
+
+class Platform(Protocol):
+    """Where production runs. Every method raises ``DeployGateError`` subclasses with a one-line cause."""
+
+    settings: Settings
+    kind: str
+    network_name: str  # production's network, as people see it (dry run, logs)
+    proxy_name: str
+
+    def colour_name(self, colour: str) -> str:
+        """The colour's object name, as people see it (a container, a service)."""
+
+    # --- images
+    def resolve_image(self, reference: str, say: Say) -> Image:
+        """A release of the demo source (built if needed) or an image reference the platform has."""
+
+    def service_image(self, name: str, say: Say) -> Image:
+        """deploygate's own images: ``postgres`` (production's major) and ``proxy``."""
+
+    def prune_releases(self, keep: set[str]) -> list[str]:
+        """Remove release images of the app whose id is not in ``keep``; returns the tags removed."""
+
+    # --- production's database
+    def ensure_database(self, image: Image, password: str) -> list[str]:
+        """The database (and its network and volume) exists and accepts connections; returns what changed."""
+
+    def database(self) -> DatabaseAddress:
+        """Production's database as this host reaches it."""
+
+    def database_endpoint(self) -> tuple[str, int]:
+        """Production's database as the app's containers and jobs reach it: host, port."""
+
+    def database_image(self) -> str:
+        """The image id of production's database server (pg_dump and the copy use its version)."""
+
+    # --- the app's colours
+    def colour(self, colour: str) -> ColourState | None:
+        """The colour as it is now, or None when it has no replica at all."""
+
+    def start_colour(self, colour: str, image: Image, environment: Mapping[str, str]) -> ColourState:
+        """Start ``colour`` from ``image`` on production's network (not routed to yet)."""
+
+    def resume_colour(self, colour: str) -> ColourState:
+        """Start a colour that was stopped (kept for rollback)."""
+
+    def stop_colour(self, colour: str) -> None:
+        """Stop a colour, keeping it for a rollback."""
+
+    def remove_colour(self, colour: str) -> None:
+        """Remove a colour for good (nothing when it does not exist)."""
+
+    def wait_healthy(self, colour: str, timeout: float) -> ColourState:
+        """Wait until every replica is healthy; fails at once (with its last log lines) when one has exited."""
+
+    def upstreams(self, colour: str) -> list[str]:
+        """``host:port`` of the colour's replicas as the proxy reaches them."""
+
+    # --- one-off jobs (migrate, probes, pg_dump)
+    def run_job(
+        self,
+        image: str,
+        argv: Sequence[str],
+        *,
+        environment: Mapping[str, str],
+        mounts: Mapping[str, str] | None = None,
+        writable: Sequence[str] = (),
+        network: str | None = None,
+        say: Say | None = None,
+    ) -> JobResult:
+        """Run ``argv`` in a fresh container of ``image`` and remove it. ``mounts`` are host path -> path
+        inside (read-only unless the host path is in ``writable``); ``network`` defaults to production's."""
+
+    # --- scratch databases (the rehearsal copy)
+    def scratch_postgres(self, image_id: str, *, user: str, dbname: str, mounts: Mapping[str, str]) -> AbstractContextManager[Scratch]:
+        """A throwaway Postgres of ``image_id`` (removed on exit, even when its start fails)."""
+
+    def remove_stale_scratch(self) -> list[str]:
+        """Scratch databases a crashed run left behind, removed."""
+
+    # --- the proxy's container(s)
+    def ensure_proxy(self, image: Image, command: Sequence[str], mounts: Mapping[str, str], writable: Sequence[str]) -> list[str]:
+        """The proxy runs, published on the configured address; returns what changed."""
+
+    def proxy_exists(self) -> bool:
+        """Whether the proxy exists (running or not)."""
+
+    def proxy_exec(self, argv: Sequence[str]) -> tuple[int, str]:
+        """Run a command inside the proxy (every proxy, on a cluster); raises when there is none."""
+
+    # --- the whole of production
+    def inventory(self) -> dict[str, str]:
+        """Every long-running part of production (not one-off jobs): name -> state."""
+
+    def down(self, *, volumes: bool = False) -> list[str]:
+        """Remove production's containers and network (and its data with ``volumes``)."""

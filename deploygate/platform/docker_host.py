@@ -1,0 +1,450 @@
+"""Production on a single Docker host: one container per colour, the database and the proxy beside them.
+
+Every container, network and volume carries ``deploygate.project`` (and a role), so the
+true state is always read back from Docker and cleanup finds things by label rather than
+by remembering names. This module and the engine bootstrap are the only code of the
+library that speaks to the docker SDK.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import docker
+import docker.errors
+import docker.models.containers
+import requests
+
+from deploygate.config import Settings
+from deploygate.database import DatabaseAddress, db_password
+from deploygate.errors import StackError
+from deploygate.log import Say
+from deploygate.platform import engine, images
+from deploygate.platform.base import COLOURS, ColourState, JobResult, Replica, ScratchDatabase
+from deploygate.platform.images import Image
+from deploygate.waiting import wait_until
+
+PROJECT_LABEL = "deploygate.project"
+ROLE_LABEL = "deploygate.role"
+COLOR_LABEL = "deploygate.color"
+RELEASE_LABEL = "deploygate.release"
+DIGEST_LABEL = "deploygate.image_digest"
+DB_PORT = 5432
+PROXY_PORT_IN_CONTAINER = 80
+# testcontainers' default network: jobs against a scratch database join it.
+SCRATCH_NETWORK = "bridge"
+_LOG_LINES = 3
+
+Container = docker.models.containers.Container
+
+
+@dataclass(frozen=True)
+class Names:
+    """Names of the project's Docker objects, all derived from the project name."""
+
+    project: str
+
+    @property
+    def network(self) -> str:
+        return f"{self.project}_net"
+
+    @property
+    def db(self) -> str:
+        return f"{self.project}_db"
+
+    @property
+    def db_volume(self) -> str:
+        return f"{self.project}_pgdata"
+
+    @property
+    def proxy(self) -> str:
+        return f"{self.project}_proxy"
+
+    @property
+    def scratch_prefix(self) -> str:
+        return f"{self.project}_copy_"
+
+    def web(self, colour: str) -> str:
+        return f"{self.project}_web_{colour}"
+
+
+def log_tail(container: Container, lines: int = _LOG_LINES) -> str:
+    """The container's last log lines on one line (``no logs`` when it has none or cannot be asked)."""
+    try:
+        text = container.logs(tail=lines).decode(errors="replace").strip()
+    except docker.errors.APIError:
+        return "no logs"
+    return " | ".join(text.splitlines()) or "no logs"
+
+
+def _address(container: Container, network: str) -> str:
+    return ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network, {}).get("IPAddress") or ""
+
+
+def _health(container: Container) -> str:
+    """Docker's HEALTHCHECK verdict, or "none" when the image declares no healthcheck."""
+    health = (container.attrs.get("State") or {}).get("Health")
+    return health.get("Status", "unknown") if health else "none"
+
+
+def _api_error(what: str, exc: docker.errors.APIError) -> StackError:
+    return StackError(f"{what}: {exc.explanation or exc}")
+
+
+class _Scratch:
+    """A scratch Postgres started by testcontainers (the library made for throwaway databases in tests)."""
+
+    def __init__(self, container: Any, database: ScratchDatabase) -> None:
+        self._container = container
+        self.database = database
+
+    def exec(self, argv: Sequence[str]) -> tuple[int, str]:
+        code, output = self._container.get_wrapped_container().exec_run(list(argv))
+        return code, output.decode(errors="replace")
+
+
+class DockerHost:
+    """Production on the one engine ``client`` talks to (the ``Platform`` of a single host)."""
+
+    kind = "docker-host"
+
+    def __init__(self, client: docker.DockerClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.names = Names(settings.project)
+        self.network_name = self.names.network
+        self.proxy_name = self.names.proxy
+
+    def colour_name(self, colour: str) -> str:
+        return self.names.web(colour)
+
+    @classmethod
+    def connect(cls, settings: Settings, say: Say = print) -> DockerHost:
+        """The local engine (installed and started when none answers)."""
+        return cls(engine.ensure_engine(say=say), settings)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _labels(self, role: str, **extra: str) -> dict[str, str]:
+        return {PROJECT_LABEL: self.settings.project, ROLE_LABEL: role, **extra}
+
+    def _get(self, name: str) -> Container | None:
+        try:
+            return self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+
+    def _run_service(self, name: str, image: str, **kwargs: Any) -> Container:
+        try:
+            return self.client.containers.run(image, name=name, detach=True, restart_policy={"Name": "unless-stopped"}, **kwargs)
+        except docker.errors.APIError as exc:
+            raise _api_error(f"could not start {name}", exc) from None
+
+    def _ensure_network(self, changes: list[str]) -> None:
+        if not self.client.networks.list(names=[self.names.network]):
+            self.client.networks.create(self.names.network, driver="bridge", labels=self._labels("network"))
+            changes.append(f"created network {self.names.network}")
+
+    def _start_if_stopped(self, container: Container, changes: list[str]) -> None:
+        if container.status != "running":
+            container.start()
+            changes.append(f"started {container.name}")
+
+    # --- images ----------------------------------------------------------------------------------
+
+    def resolve_image(self, reference: str, say: Say) -> Image:
+        return images.resolve_candidate(self.client, self.settings, reference, say=say)
+
+    def service_image(self, name: str, say: Say) -> Image:
+        builders = {"postgres": images.postgres_image, "proxy": images.nginx_image}
+        return builders[name](self.client, self.settings, say)
+
+    def prune_releases(self, keep: set[str]) -> list[str]:
+        return images.prune_releases(self.client, self.settings, keep=keep)
+
+    # --- production's database -------------------------------------------------------------------
+
+    def ensure_database(self, image: Image, password: str) -> list[str]:
+        changes: list[str] = []
+        self._ensure_network(changes)
+        try:
+            self.client.volumes.get(self.names.db_volume)
+        except docker.errors.NotFound:
+            self.client.volumes.create(self.names.db_volume, labels=self._labels("db-data"))
+            changes.append(f"created volume {self.names.db_volume}")
+        container = self._get(self.names.db)
+        if container is None:
+            container = self._run_service(
+                self.names.db,
+                image.tag,
+                network=self.names.network,
+                environment={"POSTGRES_USER": self.settings.db_user, "POSTGRES_PASSWORD": password, "POSTGRES_DB": self.settings.db_name},
+                volumes={self.names.db_volume: {"bind": "/var/lib/postgresql/data", "mode": "rw"}},
+                labels=self._labels("db", **{DIGEST_LABEL: image.id}),
+            )
+            changes.append(f"created {self.names.db}")
+        else:
+            self._start_if_stopped(container, changes)
+
+        def ready() -> bool:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                raise StackError(f"{self.names.db} exited: {log_tail(container)}")
+            argv = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", self.settings.db_user, "-d", self.settings.db_name]
+            return container.exec_run(argv)[0] == 0
+
+        wait_until(ready, timeout=90, interval=0.5, what=f"{self.names.db} to accept connections", last_seen=lambda: log_tail(container))
+        return changes
+
+    def _db_container(self) -> Container:
+        container = self._get(self.names.db)
+        if container is None or container.status != "running":
+            raise StackError(f"the production database {self.names.db} is not running; run `nox -s up`")
+        return container
+
+    def database(self) -> DatabaseAddress:
+        address = _address(self._db_container(), self.names.network)
+        if not address:
+            raise StackError(f"{self.names.db} has no address on {self.names.network}")
+        s = self.settings
+        return DatabaseAddress(host=address, port=DB_PORT, name=s.db_name, user=s.db_user, password=db_password(s))
+
+    def database_endpoint(self) -> tuple[str, int]:
+        return self.names.db, DB_PORT
+
+    def database_image(self) -> str:
+        return self._db_container().image.id
+
+    # --- the app's colours -----------------------------------------------------------------------
+
+    def _web(self, colour: str) -> Container | None:
+        if colour not in COLOURS:
+            raise StackError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
+        return self._get(self.names.web(colour))
+
+    def _state(self, colour: str, container: Container) -> ColourState:
+        container.reload()
+        state = (container.attrs.get("State") or {}).get("Status", "unknown")
+        replica = Replica(name=container.name, state=state, health=_health(container), address=_address(container, self.names.network))
+        return ColourState(
+            colour=colour,
+            release=container.labels.get(RELEASE_LABEL, ""),
+            image_id=container.image.id,
+            replicas=(replica,),
+        )
+
+    def colour(self, colour: str) -> ColourState | None:
+        container = self._web(colour)
+        return self._state(colour, container) if container is not None else None
+
+    def start_colour(self, colour: str, image: Image, environment: Mapping[str, str]) -> ColourState:
+        if self._web(colour) is not None:
+            raise StackError(f"{self.names.web(colour)} exists already; remove it first")
+        release = image.tag.rsplit(":", 1)[-1]
+        container = self._run_service(
+            self.names.web(colour),
+            image.tag,
+            network=self.names.network,
+            environment=dict(environment),
+            labels=self._labels("web", **{COLOR_LABEL: colour, RELEASE_LABEL: release, DIGEST_LABEL: image.id}),
+        )
+        return self._state(colour, container)
+
+    def _existing_web(self, colour: str) -> Container:
+        container = self._web(colour)
+        if container is None:
+            raise StackError(f"{self.names.web(colour)} does not exist")
+        return container
+
+    def resume_colour(self, colour: str) -> ColourState:
+        container = self._existing_web(colour)
+        if container.status != "running":
+            container.start()
+        return self._state(colour, container)
+
+    def stop_colour(self, colour: str) -> None:
+        self._existing_web(colour).stop(timeout=30)
+
+    def remove_colour(self, colour: str) -> None:
+        container = self._web(colour)
+        if container is not None:
+            container.remove(force=True, v=True)
+
+    def wait_healthy(self, colour: str, timeout: float) -> ColourState:
+        container = self._existing_web(colour)
+        health_url = f"{self.settings.health_path}"
+
+        def healthy() -> ColourState | None:
+            state = self._state(colour, container)
+            replica = state.replicas[0]
+            if replica.state in ("exited", "dead"):
+                # Not transient: a dead container will not become healthy, so fail now, not at the deadline.
+                raise StackError(f"{container.name} exited: {log_tail(container)}")
+            if replica.health == "none":
+                # No HEALTHCHECK in the image: the app's health URL answering 2xx is the verdict.
+                answer = requests.get(f"http://{replica.address}:{self.settings.app_port}{health_url}", timeout=3)
+                return state if replica.state == "running" and answer.ok else None
+            return state if state.healthy else None
+
+        return wait_until(
+            healthy, timeout=timeout, interval=0.5, what=f"{container.name} to become healthy", last_seen=lambda: log_tail(container)
+        )
+
+    def upstreams(self, colour: str) -> list[str]:
+        return [f"{self.names.web(colour)}:{self.settings.app_port}"]
+
+    # --- one-off jobs ----------------------------------------------------------------------------
+
+    def run_job(
+        self,
+        image: str,
+        argv: Sequence[str],
+        *,
+        environment: Mapping[str, str],
+        mounts: Mapping[str, str] | None = None,
+        writable: Sequence[str] = (),
+        network: str | None = None,
+        say: Say | None = None,
+    ) -> JobResult:
+        """Lines the job prints go to ``say`` as they come (progress of long work); it is removed even when streaming fails."""
+        volumes = {host: {"bind": inside, "mode": "rw" if host in writable else "ro"} for host, inside in (mounts or {}).items()}
+        try:
+            container = self.client.containers.run(
+                image,
+                list(argv),
+                detach=True,
+                network=network or self.names.network,
+                environment=dict(environment),
+                labels=self._labels("oneoff"),
+                volumes=volumes,
+            )
+        except docker.errors.APIError as exc:
+            raise _api_error(f"could not start `{' '.join(argv)}` in {image}", exc) from None
+        try:
+            chunks = []
+            for raw in container.logs(stream=True, follow=True):
+                text = raw.decode(errors="replace")
+                chunks.append(text)
+                if say:
+                    for line in text.splitlines():
+                        if line.strip():
+                            say(f"  | {line}")
+            exit_code = container.wait().get("StatusCode", 1)
+            return JobResult(exit_code=exit_code, output="".join(chunks))
+        except docker.errors.APIError as exc:
+            raise _api_error(f"the job `{' '.join(argv)}` in {image} failed", exc) from None
+        finally:
+            try:
+                # v=True: an image with a VOLUME (Postgres, for pg_dump) leaves an anonymous volume per run otherwise.
+                container.remove(force=True, v=True)
+            except docker.errors.APIError:
+                pass
+
+    # --- scratch databases -----------------------------------------------------------------------
+
+    @contextmanager
+    def scratch_postgres(self, image_id: str, *, user: str, dbname: str, mounts: Mapping[str, str]) -> Iterator[_Scratch]:
+        # testcontainers reads its settings from the environment when first imported.
+        engine.configure_testcontainers()
+        from testcontainers.community.postgres import PostgresContainer
+
+        password = secrets.token_urlsafe(16)
+        container = PostgresContainer(image=image_id, username=user, password=password, dbname=dbname, driver=None)
+        container.with_name(f"{self.names.scratch_prefix}{uuid.uuid4().hex[:8]}")
+        for host, inside in mounts.items():
+            container.with_volume_mapping(host, inside, "ro")
+        try:
+            container.start()
+            wrapped = container.get_wrapped_container()
+            wrapped.reload()
+            database = ScratchDatabase(
+                host_address=DatabaseAddress(
+                    host="127.0.0.1", port=int(container.get_exposed_port(DB_PORT)), name=dbname, user=user, password=password
+                ),
+                network=SCRATCH_NETWORK,
+                network_host=_address(wrapped, SCRATCH_NETWORK),
+                name=wrapped.name,
+            )
+            yield _Scratch(container, database)
+        finally:
+            # Removes the container and the anonymous volume of the image's VOLUME; nothing when the start failed early.
+            container.stop()
+
+    def remove_stale_scratch(self) -> list[str]:
+        removed = []
+        for container in self.client.containers.list(all=True, filters={"label": "org.testcontainers=true"}):
+            if container.name.startswith(self.names.scratch_prefix):
+                container.remove(force=True, v=True)
+                removed.append(container.name)
+        return removed
+
+    # --- the proxy -------------------------------------------------------------------------------
+
+    def ensure_proxy(self, image: Image, command: Sequence[str], mounts: Mapping[str, str], writable: Sequence[str]) -> list[str]:
+        changes: list[str] = []
+        self._ensure_network(changes)
+        container = self._get(self.names.proxy)
+        if container is None:
+            self._run_service(
+                self.names.proxy,
+                image.tag,
+                command=list(command),
+                network=self.names.network,
+                ports={f"{PROXY_PORT_IN_CONTAINER}/tcp": (self.settings.proxy_bind, self.settings.proxy_port)},
+                volumes={host: {"bind": inside, "mode": "rw" if host in writable else "ro"} for host, inside in mounts.items()},
+                labels=self._labels("proxy", **{DIGEST_LABEL: image.id}),
+            )
+            changes.append(f"created {self.names.proxy} on {self.settings.proxy_bind}:{self.settings.proxy_port}")
+        else:
+            self._start_if_stopped(container, changes)
+        return changes
+
+    def proxy_exists(self) -> bool:
+        return self._get(self.names.proxy) is not None
+
+    def proxy_exec(self, argv: Sequence[str]) -> tuple[int, str]:
+        container = self._get(self.names.proxy)
+        if container is None or container.status != "running":
+            raise StackError(f"the proxy {self.names.proxy} is not running")
+        try:
+            code, output = container.exec_run(list(argv))
+        except docker.errors.APIError as exc:
+            raise _api_error(f"`{' '.join(argv)}` in {self.names.proxy}", exc) from None
+        return code, output.decode(errors="replace")
+
+    # --- the whole of production -----------------------------------------------------------------
+
+    def inventory(self) -> dict[str, str]:
+        found = {}
+        for container in self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.settings.project}"}):
+            if container.labels.get(ROLE_LABEL) == "oneoff":
+                continue
+            state = _health(container)
+            state = (container.attrs.get("State") or {}).get("Status", "unknown") if state == "none" else state
+            release = container.labels.get(RELEASE_LABEL)
+            found[container.name] = state + (f" (release {release})" if release else "")
+        return found
+
+    def down(self, *, volumes: bool = False) -> list[str]:
+        return remove_labelled(self.client, self.settings.project, volumes=volumes)
+
+
+def remove_labelled(client: docker.DockerClient, project: str, *, volumes: bool = False) -> list[str]:
+    """Remove every container and network (and volume if asked) labelled with ``project``."""
+    selector = {"label": f"{PROJECT_LABEL}={project}"}
+    removed = []
+    for container in client.containers.list(all=True, filters=selector):
+        container.remove(force=True, v=True)  # anonymous volumes only; named ones go with `volumes`
+        removed.append(f"container {container.name}")
+    for network in client.networks.list(filters=selector):
+        network.remove()
+        removed.append(f"network {network.name}")
+    if volumes:
+        for volume in client.volumes.list(filters=selector):
+            volume.remove(force=True)
+            removed.append(f"volume {volume.name}")
+    return removed

@@ -1,0 +1,123 @@
+"""Production brought up, inspected and taken down, on whatever platform runs it.
+
+``up`` is idempotent: it creates what is missing, starts what is stopped and leaves alone
+what runs, so a second run changes nothing. Which colour is live is read from the
+proxy's state, never assumed.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+
+from deploygate import app
+from deploygate.config import Settings
+from deploygate.database import db_password
+from deploygate.errors import StackError
+from deploygate.health import HealthSample, sample
+from deploygate.log import Say
+from deploygate.platform.base import Platform
+from deploygate.platform.images import Image
+from deploygate.proxy import Proxy, Route
+
+
+@dataclass
+class UpReport:
+    """What ``up`` did: an empty ``changes`` list means production was already as asked."""
+
+    changes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def app_environment(platform: Platform, settings: Settings) -> dict[str, str]:
+    """The environment of the app's containers in production (pointed at production's database)."""
+    host, port = platform.database_endpoint()
+    return app.environment(settings, host, port, db_password(settings))
+
+
+def manage(platform: Platform, settings: Settings, image: Image, argv: list[str], say: Say | None = None) -> None:
+    """Run a command of the app (``manage.py ...``) in a one-off job of ``image`` against production.
+
+    Raises ``StackError`` when it exits non-zero, with its last line.
+    """
+    result = platform.run_job(image.tag, argv, environment=app_environment(platform, settings), say=say)
+    if result.exit_code != 0:
+        raise StackError(f"`{' '.join(argv)}` exited {result.exit_code}: {result.last_line}")
+
+
+def seed_argv(settings: Settings) -> list[str]:
+    """The configured seed command with its placeholders filled in (empty: no seeding)."""
+    if not settings.seed_command.strip():
+        return []
+    text = settings.seed_command.format(rows=settings.seed_rows, members=settings.seed_members, random_seed=settings.seed_random)
+    return shlex.split(text)
+
+
+def _ensure_app(platform: Platform, settings: Settings, proxy: Proxy, image: Image, report: UpReport, say: Say) -> Route:
+    live = proxy.current()
+    if live is not None and platform.colour(live.color) is None:
+        if platform.proxy_exists():
+            raise StackError(f"the proxy routes to {live.color}, which is gone; run `nox -s rollback` or `nox -s down`")
+        # Neither the proxy nor what it routed to exists: the state is a leftover of a
+        # production removed by hand, not a live state to preserve.
+        proxy.forget()
+        live = None
+    color = live.color if live else "blue"
+    state = platform.colour(color)
+    if state is None:
+        say(f"migrating the database with {image.tag}...")
+        started = time.monotonic()
+        manage(platform, settings, image, ["python", "manage.py", "migrate", "--no-input"], say)
+        report.timings["migrate_s"] = time.monotonic() - started
+        seed = seed_argv(settings)
+        if seed:
+            say(f"seeding: {' '.join(seed)}")
+            started = time.monotonic()
+            manage(platform, settings, image, seed, say)
+            report.timings["seed_s"] = time.monotonic() - started
+        state = platform.start_colour(color, image, app_environment(platform, settings))
+        report.changes.append(f"created {color} ({state.release})")
+    elif not state.running:
+        platform.resume_colour(color)
+        report.changes.append(f"started {color} ({state.release})")
+    say(f"waiting for {color} to become healthy...")
+    state = platform.wait_healthy(color, settings.health_timeout)
+    return Route(color=color, release=state.release)
+
+
+def up(platform: Platform, settings: Settings, say: Say = print) -> UpReport:
+    """Bring production up (idempotently) and return what changed. Raises ``DeployGateError`` subclasses."""
+    report = UpReport()
+    started = time.monotonic()
+    postgres = platform.service_image("postgres", say)
+    proxy_image = platform.service_image("proxy", say)
+    release = platform.resolve_image(settings.release, say)
+    report.changes += [f"built image {image.tag}" for image in (postgres, proxy_image, release) if image.built]
+    report.timings["images_s"] = time.monotonic() - started
+    report.changes += platform.ensure_database(postgres, db_password(settings, create=True))
+    proxy = Proxy(settings, platform)
+    route = _ensure_app(platform, settings, proxy, release, report, say)
+    report.changes += proxy.ensure(proxy_image, route)
+    report.timings["total_s"] = time.monotonic() - started
+    return report
+
+
+def down(platform: Platform, settings: Settings, *, volumes: bool = False) -> list[str]:
+    """Remove production's containers and network (and its data volume with ``volumes``)."""
+    return platform.down(volumes=volumes) + Proxy(settings, platform).forget()
+
+
+@dataclass(frozen=True)
+class Status:
+    """What runs now: the live route, every part's state, and the app's health through the proxy."""
+
+    live: Route | None
+    parts: dict[str, str]
+    health: HealthSample
+
+
+def status(platform: Platform, settings: Settings) -> Status:
+    """Inspect production without changing it."""
+    proxy = Proxy(settings, platform)
+    return Status(live=proxy.current(), parts=platform.inventory(), health=sample(f"{proxy.url}{settings.health_path}"))
