@@ -71,7 +71,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("migration_budget_s", "migrate.budget_s", 60, "longest a single migration may take on the copy", _parse_int),
     Option("lock_budget_ms", "migrate.lock_budget_ms", 2000, "longest ACCESS EXCLUSIVE lock a migration may hold", _parse_int),
     Option("expected_plan", "migrate.expected_plan", "", "comma-separated app.migration the candidate must apply (empty: whatever it has)"),
-    Option("health_max_errors", "gates.health_max_errors", 5, "most errors /health/detailed/ may report", _parse_int),
+    Option("health_max_errors", "gates.health_max_errors", 5, "most errors the health URL's JSON body may report", _parse_int),
     Option("health_p95_ms", "gates.health_p95_ms", 200, "p95 response time budget of production, ms", _parse_int),
     Option("health_samples", "gates.health_samples", 20, "requests sampled for the response-time check", _parse_int),
     Option("db_connections_min", "gates.db_connections_min", 3, "fewest database connections a healthy production has", _parse_int),

@@ -373,17 +373,14 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
         for ts, label in ((rollback.trigger_ts, "rollback trigger"), (rollback.traffic_on_previous_ts, "traffic back")):
             if ts is not None:
                 marks.append((ts - origin, label, rollback_style))
-    fig.canvas.draw()  # the axes' final width, to measure labels in data units
-    x_min, x_max = ax_rate.get_xlim()
-    points_per_unit = ax_rate.get_window_extent().width / fig.dpi * 72 / max(x_max - x_min, 1e-9)
-    levels = label_levels([(at, label) for at, label, _ in marks], points_per_unit=points_per_unit, font_points=7)
-    rows = max(levels, default=0) + 1
-    ax_rate.set_ylim(0, ax_rate.get_ylim()[1] * (1.1 + 0.12 * rows))
     top = blended_transform_factory(ax_rate.transData, ax_rate.transAxes)
-    for (at, label, style), level in zip(marks, levels):
+    labels = []
+    for at, label, style in marks:
         for ax in (ax_rate, ax_p95, ax_color):
             ax.axvline(at, linewidth=0.8, **style)
-        ax_rate.text(at, 0.99 - 0.09 * level, f" {label}", transform=top, fontsize=7, ha="left", va="top", color=style["color"])
+        labels.append(ax_rate.text(at, 0.99, f" {label} ", transform=top, fontsize=7, ha="left", va="top", color=style["color"]))
+    rows = place_labels(fig, ax_rate, labels)
+    ax_rate.set_ylim(0, ax_rate.get_ylim()[1] * (1.1 + 0.12 * rows))
 
     ax_rate.set_ylabel("requests / s")
     ax_p95.set_ylabel("p95 latency (ms)")
@@ -396,25 +393,44 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
     return path
 
 
-def label_levels(marks: Sequence[tuple[float, str]], *, points_per_unit: float, font_points: float) -> list[int]:
-    """For labels drawn to the right of their x, the row each goes on so that none overlaps another.
+def label_levels(spans: Sequence[tuple[float, float]]) -> list[int]:
+    """For labels spanning ``(start, end)`` on one axis, the row each goes on so that none overlaps another.
 
-    Greedy, in x order: a label takes the first row whose last label ends before it starts.
-    Widths are estimated (0.6 em a character), which is close for the chart's small sans font.
+    Greedy, in order of start: a label takes the first row whose last label ends before it starts.
     """
-    order = sorted(range(len(marks)), key=lambda i: marks[i][0])
+    order = sorted(range(len(spans)), key=lambda i: spans[i][0])
     row_ends: list[float] = []
-    levels = [0] * len(marks)
+    levels = [0] * len(spans)
     for i in order:
-        at, label = marks[i]
-        width = (len(label) + 2) * 0.6 * font_points / max(points_per_unit, 1e-9)
-        row = next((r for r, end in enumerate(row_ends) if end <= at), len(row_ends))
+        start, end = spans[i]
+        row = next((r for r, last in enumerate(row_ends) if last <= start), len(row_ends))
         if row == len(row_ends):
-            row_ends.append(at + width)
+            row_ends.append(end)
         else:
-            row_ends[row] = at + width
+            row_ends[row] = end
         levels[i] = row
     return levels
+
+
+def place_labels(fig: Any, ax: Any, labels: list) -> int:
+    """Move the stage labels onto rows where none overprints another (widths measured by the renderer).
+
+    A label that would run past the axes' right edge is drawn to the left of its line instead.
+    Returns how many rows were used.
+    """
+    renderer = fig.canvas.get_renderer()
+    right_edge = ax.get_window_extent(renderer).x1
+    spans = []
+    for text in labels:
+        box = text.get_window_extent(renderer)
+        if box.x1 > right_edge:
+            text.set_horizontalalignment("right")
+            box = text.get_window_extent(renderer)
+        spans.append((box.x0, box.x1))
+    levels = label_levels(spans)
+    for text, level in zip(labels, levels):
+        text.set_y(0.99 - 0.09 * level)
+    return max(levels, default=0) + 1
 
 
 # -- formatting -----------------------------------------------------------------

@@ -36,11 +36,13 @@ def test_every_migration_applies(rehearsed, gate_measure) -> None:
     assert applied == rehearsed.plan.labels, f"applied {applied}, planned {rehearsed.plan.labels}"
 
 
-def test_schema_changed_as_planned(rehearsed) -> None:
+def test_schema_changed_as_planned(rehearsed, gate_measure) -> None:
     announced = announced_changes(sql for step in rehearsed.plan.steps for sql in step.sql)
     diff = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES)
     seen_tables = set(diff.renamed_tables)
     seen_columns = {(old, new) for _, old, new in diff.renamed_columns}
+    gate_measure(f"{len(seen_tables)} tables and {len(seen_columns)} columns renamed, {len(diff.added_columns)} columns added",
+                 "what the plan's SQL announces")  # fmt: skip
     assert seen_tables == announced.renamed_tables, f"tables renamed {seen_tables}, plan says {announced.renamed_tables}"
     assert seen_columns == announced.renamed_columns, f"columns renamed {seen_columns}, plan says {announced.renamed_columns}"
     assert {c for _, c in diff.added_columns} == announced.added_columns, f"columns added {diff.added_columns}"

@@ -276,14 +276,22 @@ class DockerHost:
 
     def wait_healthy(self, colour: str, timeout: float) -> ColourState:
         container = self._existing_web(colour)
-        health_url = f"{self.settings.health_path}"
+        health_url = self.settings.health_path
 
         def healthy() -> ColourState | None:
-            state = self._state(colour, container)
+            try:
+                state = self._state(colour, container)
+            except docker.errors.NotFound:
+                raise StackError(f"{container.name} was removed while deploygate waited for it") from None
             replica = state.replicas[0]
+            # Not transient: a process that died will not become healthy (its restart policy only
+            # makes it crash again), so fail now, not at the deadline.
+            restarts = container.attrs.get("RestartCount", 0)
             if replica.state in ("exited", "dead"):
-                # Not transient: a dead container will not become healthy, so fail now, not at the deadline.
-                raise StackError(f"{container.name} exited: {log_tail(container)}")
+                code = (container.attrs.get("State") or {}).get("ExitCode")
+                raise StackError(f"{container.name} exited (code {code}): {log_tail(container)}")
+            if replica.state == "restarting" or restarts > 0:
+                raise StackError(f"{container.name} exited and keeps being restarted ({restarts} so far): {log_tail(container)}")
             if replica.health == "none":
                 # No HEALTHCHECK in the image: the app's health URL answering 2xx is the verdict.
                 answer = requests.get(f"http://{replica.address}:{self.settings.app_port}{health_url}", timeout=3)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +107,19 @@ class Deploygate:
         return subprocess.Popen(
             self.argv(*args, **extra), cwd=ROOT, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+
+    def act_after(self, marker: str, action: Callable[[], None], *args: str, **extra: str) -> CliRun:
+        """Run a command, call ``action`` once ``marker`` appears in its output, and let it finish."""
+        process = self.start(*args, **extra)
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if marker in line:
+                action()
+                break
+        seen.append(process.stdout.read())
+        process.wait(timeout=900)
+        return CliRun(process.returncode, "".join(seen))
 
     def kill_after(self, marker: str, *args: str, **extra: str) -> str:
         """Start a command and SIGKILL it as soon as ``marker`` appears in its output; returns the output so far."""

@@ -85,6 +85,18 @@ def test_failing_post_check_rolls_back(dg, traffic, assert_back_on_v1) -> None:
     assert_back_on_v1(created)
 
 
+def test_the_new_colour_vanishing_after_migrate_rolls_back(dg, traffic, assert_back_on_v1, platform) -> None:
+    # The engine, not a gate, fails the next step: green's container is gone (removed behind the deploy's back).
+    run = dg.act_after("   migrate ok", lambda: platform.client.containers.get(platform.colour_name("green")).remove(force=True),
+                       "deploy", "--candidate", "v2-safe")  # fmt: skip
+    assert run.code == 1, run.output[-3000:]
+    assert "green_healthy FAILED" in run.output and "rolling back" in run.output
+    report = _report(dg, run.output)
+    assert report["record"]["outcome"] == "rolled_back"
+    created = _served_throughout(traffic) + report["record"]["traffic_created_ids"]
+    assert_back_on_v1(created)
+
+
 @pytest.mark.parametrize(
     "marker",
     ["   green ok", "   migrate ok", "   switch ok"],

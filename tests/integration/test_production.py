@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ import requests
 
 from deploygate import production as prod
 from deploygate.database import table_count
+from deploygate.errors import StackError
+from deploygate.platform.images import Image
 from deploygate.waiting import wait_until
 from fixtures.stack import Production
 from tests.integration.conftest import TEST_SEED_ROWS
@@ -101,3 +104,25 @@ def test_v2_safe_works_against_the_v1_schema(green_of, production: Production) -
     # what v2-safe wrote, v1 (still live behind the proxy) reads back
     read_back = requests.get(f"{production.url}/api/links/{created.json()['id']}/", timeout=10)
     assert read_back.status_code == 200 and read_back.json()["full_name"] == "Written By Green"
+
+
+@pytest.fixture
+def exiting_image(production: Production) -> Iterator[Image]:
+    """v1's image with a command that dies at start, as a release broken at import time does."""
+    client = production.platform.client
+    dockerfile = b'FROM bmparliament:v1\nCMD ["python", "-c", "raise SystemExit(\'release broken at start\')"]\n'
+    tag = f"{production.settings.project}-exits:1"
+    built, _ = client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True)
+    yield Image(tag=tag, id=built.id, built=True)
+    production.platform.remove_colour("green")
+    client.images.remove(tag, force=True)
+
+
+def test_a_colour_that_exits_is_reported_at_once_with_its_logs(production: Production, exiting_image: Image) -> None:
+    platform = production.platform
+    platform.start_colour("green", exiting_image, prod.app_environment(platform, production.settings))
+    started = time.monotonic()
+    # A long timeout: only a wait that fails on the exit itself (not on the deadline) raises StackError.
+    with pytest.raises(StackError, match=r"exited .*: .*release broken at start"):
+        platform.wait_healthy("green", timeout=600)
+    print(f"a green that exits was reported {time.monotonic() - started:.1f}s after the wait began (timeout 600 s)")

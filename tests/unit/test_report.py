@@ -167,11 +167,31 @@ def test_bad_stamp_is_refused(tmp_path: Path) -> None:
 
 
 def test_stage_labels_never_overlap() -> None:
-    # Three stages within a second of each other on a 60 s chart, then one far away.
-    marks = [(0.0, "candidate"), (0.2, "converge"), (0.4, "predeploy"), (30.0, "monitor"), (30.1, "post_proxy")]
-    levels = report.label_levels(marks, points_per_unit=12.0, font_points=7)
-    assert levels[:3] == [0, 1, 2] and levels[3] == 0 and levels[4] == 1
-    spans = [(at, at + (len(label) + 2) * 0.6 * 7 / 12.0, level) for (at, label), level in zip(marks, levels)]
-    for i, (start, end, level) in enumerate(spans):
-        for other_start, other_end, other_level in spans[i + 1 :]:
-            assert level != other_level or end <= other_start or other_end <= start
+    # Three labels close together, then one far away, and one overlapping the far one.
+    spans = [(0.0, 40.0), (5.0, 45.0), (10.0, 50.0), (300.0, 340.0), (310.0, 360.0)]
+    levels = report.label_levels(spans)
+    assert levels == [0, 1, 2, 0, 1]
+    for i, (start, end) in enumerate(spans):
+        for j, (other_start, other_end) in enumerate(spans[i + 1 :], start=i + 1):
+            assert levels[i] != levels[j] or end <= other_start or other_end <= start
+
+
+def test_chart_labels_of_close_stages_do_not_overlap(tmp_path: Path) -> None:
+    """The drawn chart: labels of stages a fraction of a second apart end up on different rows."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 7))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.set_xlim(0, 60)
+    texts = [ax.text(at, 0.99, f" {name} ", transform=ax.get_xaxis_transform(), fontsize=7, va="top")
+             for at, name in ((24.5, "backup"), (24.6, "window"), (25.0, "green"), (59.0, "rollback_cleanup"))]  # fmt: skip
+    rows = report.place_labels(fig, ax, texts)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert rows == 3
+    for i, box in enumerate(boxes):
+        assert box.x1 <= ax.get_window_extent(renderer).x1 + 0.5, "a label runs past the axes"
+        for other in boxes[i + 1 :]:
+            assert not box.overlaps(other), (box, other)
