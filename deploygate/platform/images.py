@@ -1,9 +1,9 @@
-"""Images: the offline Debian base, Postgres, nginx, Python, and the app's releases.
+"""Images: the offline Debian base, Postgres, nginx, HAProxy, Python, and the app's releases.
 
 Every image is tagged by a hash of what goes into it (build context, build args and the
 parent's image id), so a second run finds the tag and builds nothing that is unchanged.
-Where a registry answers (``image_source`` auto/registry) the official Postgres and nginx
-images are pulled instead and given the same local names, so the rest of deploygate
+Where a registry answers (``image_source`` auto/registry) the official Postgres, nginx and
+HAProxy images are pulled instead and given the same local names, so the rest of deploygate
 never knows which path was taken.
 """
 
@@ -227,6 +227,7 @@ def base_image(client: docker.DockerClient, settings: Settings, say: Say = print
 OFFICIAL = {
     "postgres": "postgres:{major}-bookworm",
     "nginx": "nginx:stable-bookworm",
+    "haproxy": "haproxy:2.6",
     "python": "python:3.11-slim-bookworm",
 }
 
@@ -263,6 +264,15 @@ def postgres_image(client: docker.DockerClient, settings: Settings, say: Say = p
 def nginx_image(client: docker.DockerClient, settings: Settings, say: Say = print) -> Image:
     """nginx for the blue-green proxy."""
     return _service_image(client, settings, "nginx", "stable", {}, say)
+
+
+def haproxy_image(client: docker.DockerClient, settings: Settings, say: Say = print) -> Image:
+    """HAProxy 2.6 for the blue-green proxy: Debian's package, or the official image where a registry answers.
+
+    Both run as uid/gid 99 with their configuration under /usr/local/etc/haproxy, so
+    ``deploygate.haproxy`` starts either with the same command and mounts.
+    """
+    return _service_image(client, settings, "haproxy", "2.6", {}, say)
 
 
 def python_image(client: docker.DockerClient, settings: Settings, say: Say = print) -> Image:
