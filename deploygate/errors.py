@@ -30,3 +30,7 @@ class StackError(DeployGateError):
 
 class WaitTimeout(DeployGateError):
     """A condition was not met before its deadline: says what was tried and last seen."""
+
+
+class ProxyError(DeployGateError):
+    """The proxy's runtime API could not be reached, refused a command, or routes otherwise than told."""
