@@ -42,10 +42,6 @@ class Response:
     color: str | None  # the proxy's X-Deploygate-Color response header
     created_id: int | None  # for a successful write: the "id" of the JSON body
     error: str | None  # one line, for status 0
-    # A GET whose reused keep-alive connection the proxy closed (as nginx does to idle
-    # connections on a graceful reload) is sent again once, as RFC 9112 9.3.1 lets every
-    # client do for idempotent requests and browsers do; counted here, never hidden.
-    retried: bool = False
 
     @property
     def ok(self) -> bool:
@@ -280,19 +276,12 @@ class TrafficProbe:
     def _send(self, method: str, path: str, body: dict | None) -> None:
         ts = time.time()
         started = time.perf_counter()
-        status, color, created_id, error, retried = 0, None, None, None, False
+        status, color, created_id, error = 0, None, None, None
         try:
-            try:
-                answer = self._session().request(
-                    method, self.base_url + path, json=body, timeout=self.timeout_s, allow_redirects=False
-                )
-            except requests.ConnectionError as exc:
-                if method != "GET" or "RemoteDisconnected" not in str(exc):
-                    raise
-                retried = True
-                answer = self._session().request(
-                    method, self.base_url + path, json=body, timeout=self.timeout_s, allow_redirects=False
-                )
+            # Sent once, never again: a request the proxy drops must show as a failure.
+            answer = self._session().request(
+                method, self.base_url + path, json=body, timeout=self.timeout_s, allow_redirects=False
+            )
             status = answer.status_code
             color = answer.headers.get(COLOR_HEADER)
             if method == "POST" and 200 <= status < 300:
@@ -300,7 +289,7 @@ class TrafficProbe:
         except Exception as exc:  # noqa: BLE001 - any failure to get an answer is a status-0 record, never a lost one
             error = _one_line(exc)
         latency_ms = (time.perf_counter() - started) * 1000.0
-        record = Response(ts, method, path, status, latency_ms, color, created_id, error, retried)
+        record = Response(ts, method, path, status, latency_ms, color, created_id, error)
         with self._lock:
             self._responses.append(record)
             self._in_flight -= 1
@@ -383,7 +372,6 @@ def summary(responses: Iterable[Response]) -> dict:
         "non_2xx": stats.non_2xx,
         "writes": sum(r.method == "POST" for r in responses),
         "created": sum(r.created_id is not None for r in responses),
-        "retried_after_reload": sum(r.retried for r in responses),
         "rate_per_s": (len(responses) - 1) / span if len(responses) > 1 and span > 0 else None,
         "p50_ms": stats.p50_ms,
         "p95_ms": stats.p95_ms,

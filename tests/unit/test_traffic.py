@@ -174,6 +174,18 @@ def test_closed_connections_and_a_stopped_server_are_status_0(fake_app: FakeApp)
     assert traffic.summary(responses)["failed"] >= len(dropped) + len(refused)
 
 
+def test_a_dropped_get_is_recorded_once_and_never_sent_again(fake_app: FakeApp) -> None:
+    # The server reads each request and closes without answering, as a proxy closing a
+    # kept-alive connection at the wrong instant does: the probe must show every one.
+    fake_app.mode = "close"
+    with TrafficProbe(fake_app.url, rate_per_s=20, write_every=0, read_paths=("/r",), timeout_s=1.0) as probe:
+        time.sleep(0.5)
+    responses = probe.stop()
+    assert responses and all(r.method == "GET" and r.status == 0 and r.error for r in responses)
+    assert fake_app.requests == len(responses)  # each GET reached the server exactly once
+    assert "retried_after_reload" not in traffic.summary(responses)
+
+
 def test_open_loop_rate_survives_slow_answers_and_timeouts_are_recorded(fake_app: FakeApp) -> None:
     fake_app.mode, fake_app.slow_s = "slow", 0.4
     probe = TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=20, workers=8, timeout_s=1.0).start()
