@@ -142,6 +142,9 @@ global
     # blocks), so two threads on a busy machine lose lines. One thread serves thousands of
     # requests a second, far above what the app behind it does.
     nbthread 1
+    # Log the whole URI (HAProxy keeps 1024 bytes by default); the log line length below
+    # leaves room for its JSON escaping, so a line is never cut into invalid JSON.
+    tune.http.logurilen 8192
 
 resolvers docker
     parse-resolv-conf
@@ -171,7 +174,7 @@ defaults
 
 frontend http
     bind :{http_port}
-    log stdout len 24576 format raw local0
+    log stdout len 32768 format raw local0
     log-format '{_LOG_FORMAT}'
     error-log-format '{_ERROR_LOG_FORMAT}'
     tcp-request content set-var(txn.ts) date(0,ms)
