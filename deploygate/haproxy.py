@@ -82,8 +82,16 @@ def _seconds(ms_expr: str) -> str:
     )
 
 
-# txn.ts is set when the request reaches its first rule: for a request on a kept-alive
-# connection HAProxy's own accept date is the end of the previous request, not this one.
+# The keys of deploygate's nginx log, so ``deploygate.proxy.parse_access_line`` reads both:
+#   ts             epoch seconds (ms) when the request's headers were in. txn.ts is set by the
+#                  first rule: on a kept-alive connection HAProxy's own accept date is the end
+#                  of the previous request, not this one.
+#   color          the backend that served, or "hold" (answered by the proxy), or "-" (rejected
+#                  before routing: see _ERROR_LOG_FORMAT)
+#   request_time   seconds from ts to the end of the response
+#   upstream, upstream_status, upstream_time  the server's address, its status, seconds from ts
+#                  to its response headers ("-" when no server answered)
+# plus HAProxy's own: server (backend/server), term (termination state), retries, timers (ms).
 _TS = "var(txn.ts,0)"
 _LOG_FORMAT = (
     '{"ts":' + _seconds(_TS) + ',"color":"%[var(txn.color)]","method":"%HM",'
@@ -331,8 +339,10 @@ def prepare(dirs: ProxyDirs, backends: Mapping[str, Sequence[str]], initial: str
     # The socket directory is the admin API's only door: nobody but the proxy's user (and root) enters.
     os.chmod(dirs.run_dir, 0o700)
     if os.geteuid() == 0:
-        for path in (dirs.run_dir, dirs.log_dir):
-            os.chown(path, HAPROXY_UID, HAPROXY_GID)
+        # An access log left by an earlier proxy running as root would refuse HAProxy's appends.
+        for path in (dirs.run_dir, dirs.log_dir, dirs.access_log):
+            if path.exists():
+                os.chown(path, HAPROXY_UID, HAPROXY_GID)
     _write_atomically(dirs.config_file, config)
     state = current(dirs)
     if state is None:

@@ -109,6 +109,10 @@ def test_prepare_writes_config_and_state_and_keeps_an_existing_state(tmp_path: P
     assert dirs.run_dir.stat().st_mode & 0o777 == 0o700
     if os.geteuid() == 0:
         assert (dirs.run_dir.stat().st_uid, dirs.log_dir.stat().st_uid) == (haproxy.HAPROXY_UID, haproxy.HAPROXY_UID)
+        dirs.access_log.write_text("left by an nginx running as root\n")
+        os.chown(dirs.access_log, 0, 0)
+        haproxy.prepare(dirs, TWO_COLOURS, "blue")
+        assert dirs.access_log.stat().st_uid == haproxy.HAPROXY_UID
     haproxy.write_state(dirs, RoutingState("green", hold_s=5))
     # A re-prepared (restarted, re-created) proxy comes back with the routing it had.
     assert haproxy.prepare(dirs, TWO_COLOURS, "blue") == RoutingState("green", hold_s=5)
