@@ -105,7 +105,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=False, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against a same-run baseline: `-- predeploy [--rows 100000 1000000]`."""
+    """Benchmarks against a same-run baseline: `-- predeploy [--rows 100000 1000000]`, `-- switch [--clients 16 64]`."""
     _shared_env(session)
     _deploygate(session, "bench", *(session.posargs or ["predeploy"]))
 

@@ -87,12 +87,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from deploygate import bench
 
     settings = _settings(args)
+    if args.what == "switch":
+        return _bench_switch(args, settings)
     if args.what != "predeploy":
-        raise config.ConfigError(f"unknown benchmark {args.what!r}; known: predeploy")
+        raise config.ConfigError(f"unknown benchmark {args.what!r}; known: predeploy, switch")
     results = bench.bench_predeploy(settings.root, args.rows, candidate=args.candidate, say=_say)
     print(bench.render(results))
     _say(f"saved {bench.save(results, settings.path(settings.reports_dir) / 'bench')}")
     return 0 if all(r.gate_passed for r in results) else 1
+
+
+def _bench_switch(args: argparse.Namespace, settings: config.Settings) -> int:
+    from deploygate import bench_switch
+
+    results = bench_switch.bench_switch(
+        settings.root, clients_list=args.clients, switches=args.switches, interval_s=args.interval,
+        get_path=args.get_path, say=_say,
+    )  # fmt: skip
+    print(bench_switch.render(results))
+    _say(f"saved {bench_switch.save(results, settings.path(settings.reports_dir) / 'bench')}")
+    new = [r for r in results if r.mechanism == bench_switch.HAPROXY]
+    met = all(r.goal_met for r in new)
+    _say(f"goal (no unanswered request, no 5xx, p99 around switches <= {bench_switch.P99_RATIO_GOAL:g}x outside) with the runtime switch: {'met' if met else 'NOT met'}")
+    return 0 if met else 1
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -152,9 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_rollback.add_argument("--force", action="store_true", help="roll back even past the forward-fix threshold")
     p_rollback.set_defaults(func=cmd_rollback)
     p_bench = sub.add_parser("bench", help="benchmarks, as ratios to a baseline measured in the same run")
-    p_bench.add_argument("what", choices=["predeploy"], help="what to measure")
-    p_bench.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="PersonLinks per run")
-    p_bench.add_argument("--candidate", default="v2-safe", help="candidate the gate is run for")
+    p_bench.add_argument("what", choices=["predeploy", "switch"], help="what to measure")
+    p_bench.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: PersonLinks per run")
+    p_bench.add_argument("--candidate", default="v2-safe", help="predeploy: candidate the gate is run for")
+    p_bench.add_argument("--clients", type=int, nargs="+", default=[16, 64], help="switch: keep-alive client counts")
+    p_bench.add_argument("--switches", type=int, default=50, help="switch: colour switches per run")
+    p_bench.add_argument("--interval", type=float, default=1.5, help="switch: seconds between switches")
+    p_bench.add_argument("--get-path", default="/health/", help="switch: the clients' GET path (POSTs go to /api/links/)")
     p_bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -1,0 +1,327 @@
+"""The switch benchmark: what a colour switch costs keep-alive clients, old mechanism against new, in one run.
+
+One bench production (project ``dgswitch``: Postgres, the app as blue, the same release
+as green) gets two proxies in front of it: nginx switched by a graceful reload per
+switch, as deploygate did until HAProxy (the baseline, kept only here), and HAProxy
+switched through its runtime API (``deploygate.haproxy.route``). For each proxy and each
+client count, keep-alive clients (1 request in 4 a POST, nothing retried) run while the
+proxy switches colour ``switches`` times; requests sent within half a second of a switch
+are "around", the others "outside". The goal of the new mechanism: no request without
+an answer, no 5xx, and p99 around the switches at most twice p99 outside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import docker
+
+from deploygate import config, haproxy, images, stack
+from deploygate.containers import PROJECT_LABEL
+from deploygate.database import db_password
+from deploygate.errors import StackError
+from deploygate.loadgen import KeepAliveLoad, WindowStats, window_stats
+from deploygate.proxy import read_access_log
+from deploygate.waiting import wait_until
+
+Say = Callable[[str], None]
+SWITCH_PROJECT = "dgswitch"
+COLORS = ("blue", "green")
+HALF_WINDOW_S = 0.5
+P99_RATIO_GOAL = 2.0
+NGINX = "nginx reload"
+HAPROXY = "haproxy runtime API"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- the old mechanism: nginx, one graceful reload per switch (deploygate's proxy before HAProxy) --------
+
+_NGINX_CONF_DIR = "/etc/deploygate"
+_NGINX_LOG_DIR = "/var/log/deploygate"
+
+
+def render_nginx(upstream_host: str, port: int, color: str) -> str:
+    """nginx.conf routing to ``upstream_host:port`` as deploygate's nginx proxy did (same keep-alive and shutdown settings)."""
+    return f"""worker_processes 1;
+error_log {_NGINX_LOG_DIR}/error.log warn;
+pid /run/nginx.pid;
+worker_shutdown_timeout 30s;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    log_format deploygate escape=json '{{"ts":$msec,"color":"{color}","method":"$request_method","uri":"$request_uri",'
+        '"status":$status,"request_time":$request_time}}';
+    access_log {_NGINX_LOG_DIR}/access.log deploygate;
+    upstream app {{
+        server {upstream_host}:{port};
+        keepalive 16;
+    }}
+    server {{
+        listen 80;
+        client_max_body_size 1m;
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 30s;
+            add_header X-Deploygate-Color {color} always;
+        }}
+    }}
+}}
+"""
+
+
+class NginxBaseline:
+    """nginx in front of both colours, switched by write + ``nginx -t`` + ``nginx -s reload``."""
+
+    name = NGINX
+
+    def __init__(self, client: docker.DockerClient, root: Path, image: str, network: str, upstreams: dict[str, str], port: int, labels: dict[str, str]):
+        self.conf_dir, self.log_dir = root / "conf", root / "logs"
+        self.conf_dir.mkdir(parents=True)
+        self.log_dir.mkdir(parents=True)
+        self.upstreams, self.app_port = upstreams, 8000
+        self._write(COLORS[0])
+        self.container = client.containers.run(
+            image,
+            ["nginx", "-c", f"{_NGINX_CONF_DIR}/nginx.conf", "-g", "daemon off;"],
+            name=f"{SWITCH_PROJECT}_bench_nginx",
+            detach=True,
+            network=network,
+            ports={"80/tcp": ("127.0.0.1", port)},
+            volumes={str(self.conf_dir): {"bind": _NGINX_CONF_DIR, "mode": "ro"}, str(self.log_dir): {"bind": _NGINX_LOG_DIR, "mode": "rw"}},
+            labels=labels,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+
+    def _write(self, color: str) -> None:
+        tmp = self.conf_dir / ".nginx.conf.tmp"
+        tmp.write_text(render_nginx(self.upstreams[color], self.app_port, color))
+        os.replace(tmp, self.conf_dir / "nginx.conf")
+
+    def switch(self, color: str) -> None:
+        self._write(color)
+        for argv in (["nginx", "-t", "-q", "-c", f"{_NGINX_CONF_DIR}/nginx.conf"], ["nginx", "-s", "reload", "-c", f"{_NGINX_CONF_DIR}/nginx.conf"]):
+            code, output = self.container.exec_run(argv)
+            if code != 0:
+                raise StackError(f"`{' '.join(argv)}` failed: {output.decode(errors='replace').strip()[-200:]}")
+
+    def log_check(self, since: float, samples: list) -> dict:
+        return {}
+
+
+class HAProxyMechanism:
+    """HAProxy with both colours declared, switched by ``deploygate.haproxy.route``."""
+
+    name = HAPROXY
+
+    def __init__(self, client: docker.DockerClient, root: Path, image: str, network: str, upstreams: dict[str, str], port: int, labels: dict[str, str]):
+        self.dirs = haproxy.ProxyDirs(root)
+        haproxy.prepare(self.dirs, {color: [f"{host}:8000"] for color, host in upstreams.items()}, COLORS[0])
+        self.container = client.containers.run(
+            image,
+            haproxy.command(),
+            name=f"{SWITCH_PROJECT}_bench_haproxy",
+            detach=True,
+            network=network,
+            user=haproxy.container_user(),
+            ports={f"{haproxy.HTTP_PORT}/tcp": ("127.0.0.1", port)},
+            volumes=self.dirs.volumes(),
+            labels=labels,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        haproxy.wait_answering(self.dirs)
+
+    def switch(self, color: str) -> None:
+        haproxy.route(self.dirs, color, ready_timeout_s=10)
+
+    def log_check(self, since: float, samples: list) -> dict:
+        """Access-log lines of the run against the answers the clients got, and HAProxy's dropped-log counter."""
+        answered = sum(s.answered for s in samples)
+        paths = {s.path for s in samples}
+        lines = sum(1 for r in read_access_log(self.dirs.access_log, since=since) if r.uri in paths)
+        return {"log_lines": lines, "answered": answered, "dropped_logs": int(haproxy.api(self.dirs).info().get("DroppedLogs", "-1"))}
+
+
+# --- one run, and the whole bench ----------------------------------------------------------------------
+
+
+@dataclass
+class SwitchRun:
+    """One mechanism at one client count."""
+
+    mechanism: str
+    clients: int
+    switches: int
+    around: WindowStats
+    outside: WindowStats
+    switch_ms_p50: float
+    log: dict = field(default_factory=dict)
+
+    @property
+    def p99_ratio(self) -> float | None:
+        if self.around.p99_ms is None or not self.outside.p99_ms:
+            return None
+        return self.around.p99_ms / self.outside.p99_ms
+
+    @property
+    def requests(self) -> int:
+        return self.around.requests + self.outside.requests
+
+    @property
+    def no_answer(self) -> int:
+        return self.around.no_answer + self.outside.no_answer
+
+    @property
+    def server_errors(self) -> int:
+        return self.around.server_errors + self.outside.server_errors
+
+    @property
+    def goal_met(self) -> bool:
+        """The issue's goal: nothing unanswered, no 5xx, p99 around switches at most 2x p99 outside."""
+        ratio = self.p99_ratio
+        return self.no_answer == 0 and self.server_errors == 0 and ratio is not None and ratio <= P99_RATIO_GOAL
+
+    def as_dict(self) -> dict:
+        return {
+            "mechanism": self.mechanism, "clients": self.clients, "switches": self.switches,
+            "requests": self.requests, "no_answer": self.no_answer, "server_errors": self.server_errors,
+            "around": self.around.as_dict(), "outside": self.outside.as_dict(), "p99_ratio": self.p99_ratio,
+            "switch_ms_p50": self.switch_ms_p50, "goal_met": self.goal_met, "log": self.log,
+        }  # fmt: skip
+
+
+def run_switches(
+    mechanism, *, clients: int, switches: int, interval_s: float, get_path: str, post_path: str, warmup_s: float = 2.0
+) -> SwitchRun:
+    """Keep-alive load through ``mechanism`` while it switches colour ``switches`` times, one every ``interval_s``."""
+    mechanism.switch(COLORS[0])
+    started = time.time()
+    bound_s = warmup_s + switches * interval_s + 30.0
+    load = KeepAliveLoad(
+        mechanism.url, clients=clients, max_requests=clients * 100_000, max_duration_s=bound_s, get_path=get_path, post_path=post_path
+    ).start()
+    instants: list[float] = []
+    durations: list[float] = []
+    try:
+        time.sleep(warmup_s)
+        origin = time.monotonic()
+        for n in range(switches):
+            # Due times from the start, so a slow switch does not stretch the schedule.
+            time.sleep(max(0.0, origin + n * interval_s - time.monotonic()))
+            instants.append(time.time())
+            began = time.perf_counter()
+            mechanism.switch(COLORS[(n + 1) % 2])
+            durations.append((time.perf_counter() - began) * 1000.0)
+        time.sleep(interval_s)
+    finally:
+        samples = load.stop()
+    around, outside = window_stats(samples, instants, half_window_s=HALF_WINDOW_S)
+    time.sleep(0.5)  # the last log lines reach the file
+    return SwitchRun(
+        mechanism=mechanism.name,
+        clients=clients,
+        switches=switches,
+        around=around,
+        outside=outside,
+        switch_ms_p50=sorted(durations)[len(durations) // 2] if durations else 0.0,
+        log=mechanism.log_check(started, samples),
+    )
+
+
+def bench_switch(
+    client: docker.DockerClient,
+    root: Path,
+    *,
+    clients_list: list[int],
+    switches: int = 50,
+    interval_s: float = 1.5,
+    get_path: str = "/health/",
+    post_path: str = "/api/links/",
+    say: Say = print,
+) -> list[SwitchRun]:
+    """Bring up the bench production and both proxies, run every (clients, mechanism), remove everything."""
+    if switches < 1 or interval_s <= 2 * HALF_WINDOW_S or not clients_list or min(clients_list) < 1:
+        raise config.ConfigError(f"need switches >= 1, clients >= 1 and an interval longer than {2 * HALF_WINDOW_S:.1f}s (the window around a switch)")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dgswitch-") as tmp:
+        overrides = {
+            "project": SWITCH_PROJECT, "proxy_port": str(_free_port()), "state_dir": f"{tmp}/state",
+            "backup_dir": f"{tmp}/backups", "reports_dir": f"{tmp}/reports", "seed_rows": "2000", "seed_members": "200",
+        }  # fmt: skip
+        settings = config.load(root=root, environ={}, overrides=overrides)
+        stack.down(client, settings, volumes=True)
+        try:
+            say("bringing up the bench production (Postgres, the app as blue)...")
+            stack.up(client, settings, say=lambda message: None)
+            names = stack.StackNames(settings.project)
+            app = images.release_image(client, settings, settings.release, say=lambda message: None)
+            say(f"starting the same release ({app.tag}) as green...")
+            green = stack.start_web(client, settings, app, "green", db_password(settings))
+            stack.wait_healthy(green, settings.health_timeout)
+            upstreams = {color: names.web(color) for color in COLORS}
+            labels = {PROJECT_LABEL: settings.project}
+            nginx = NginxBaseline(client, Path(tmp) / "nginx", images.nginx_image(client, settings, say).tag, names.network, upstreams, _free_port(), labels)
+            hap = HAProxyMechanism(client, Path(tmp) / "haproxy", images.haproxy_image(client, settings, say).tag, names.network, upstreams, _free_port(), labels)
+            wait_until(lambda: haproxy.ready_servers(hap.dirs, "green"), timeout=30, what="green to be up in HAProxy")
+            for clients in clients_list:
+                for mechanism in (nginx, hap):
+                    say(f"[{clients} clients] {mechanism.name}: {switches} switches, one every {interval_s:.1f}s...")
+                    results.append(
+                        run_switches(mechanism, clients=clients, switches=switches, interval_s=interval_s, get_path=get_path, post_path=post_path)
+                    )
+        finally:
+            stack.down(client, settings, volumes=True)
+    return results
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def render(results: list[SwitchRun]) -> str:
+    """A markdown table: one row per mechanism and client count."""
+    lines = [
+        "| mechanism | clients | requests | no answer | 5xx | failed POSTs | p50 around (ms) | p99 around (ms) | p50 outside (ms) | p99 outside (ms) | p99 around/outside | served (blue/green) | switch p50 (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in results:
+        colors = {**r.around.colors}
+        for color, count in r.outside.colors.items():
+            colors[color] = colors.get(color, 0) + count
+        ratio = "-" if r.p99_ratio is None else f"{r.p99_ratio:.2f}x"
+        lines.append(
+            f"| {r.mechanism} | {r.clients} | {r.requests:,} | {r.no_answer} | {r.server_errors} | "
+            f"{r.around.failed_posts + r.outside.failed_posts} | {_ms(r.around.p50_ms)} | {_ms(r.around.p99_ms)} | "
+            f"{_ms(r.outside.p50_ms)} | {_ms(r.outside.p99_ms)} | {ratio} | "
+            f"{colors.get('blue', 0):,}/{colors.get('green', 0):,} | {r.switch_ms_p50:.0f} |"
+        )
+    for r in results:
+        if r.log:
+            lines.append(
+                f"\n{r.mechanism}, {r.clients} clients: {r.log['log_lines']:,} access-log lines for {r.log['answered']:,} answered requests, "
+                f"DroppedLogs {r.log['dropped_logs']}"
+            )
+    return "\n".join(lines)
+
+
+def save(results: list[SwitchRun], reports_dir: Path) -> Path:
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    path = reports_dir / f"bench_switch_{time.strftime('%Y%m%d_%H%M%S')}.json"
+    path.write_text(json.dumps([r.as_dict() for r in results], indent=2))
+    return path
