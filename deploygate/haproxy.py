@@ -225,7 +225,7 @@ class RoutingState:
 
 def render_state(state: RoutingState) -> str:
     """The state map's text: one ``key value`` line per entry."""
-    lines = [f"# deploygate routing state: HAProxy loads it at start; every change is also applied at runtime."]
+    lines = ["# deploygate routing state: HAProxy loads it at start; every change is also applied at runtime."]
     lines += [f"{key} {value}" for key, value in state.entries().items()]
     return "\n".join(lines) + "\n"
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import docker.errors
 import pytest
 
 from deploygate import config, haproxy, images
