@@ -19,21 +19,20 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-import docker
-
-from deploygate import config, haproxy, images, stack
-from deploygate.containers import PROJECT_LABEL
-from deploygate.database import db_password
+from deploygate import config, haproxy, production
 from deploygate.errors import StackError
 from deploygate.loadgen import KeepAliveLoad, WindowStats, window_stats
+from deploygate.log import Say, quiet
+from deploygate.platform import COLOURS, connect
+from deploygate.platform.docker_host import DockerHost
+from deploygate.platform.sidecar import Sidecar, run_sidecar
+from deploygate.platform.sidecar import image as sidecar_image
 from deploygate.proxy import read_access_log
+from deploygate.traffic import body_template
 from deploygate.waiting import wait_until
 
-Say = Callable[[str], None]
 SWITCH_PROJECT = "dgswitch"
-COLORS = ("blue", "green")
 HALF_WINDOW_S = 0.5
 P99_RATIO_GOAL = 2.0
 NGINX = "nginx reload"
@@ -91,35 +90,32 @@ class NginxBaseline:
 
     name = NGINX
 
-    def __init__(self, client: docker.DockerClient, root: Path, image: str, network: str, upstreams: dict[str, str], port: int, labels: dict[str, str]):
+    def __init__(self, host: DockerHost, root: Path, upstreams: dict[str, str], port: int, say: Say) -> None:
         self.conf_dir, self.log_dir = root / "conf", root / "logs"
         self.conf_dir.mkdir(parents=True)
         self.log_dir.mkdir(parents=True)
-        self.upstreams, self.app_port = upstreams, 8000
-        self._write(COLORS[0])
-        self.container = client.containers.run(
-            image,
-            ["nginx", "-c", f"{_NGINX_CONF_DIR}/nginx.conf", "-g", "daemon off;"],
-            name=f"{SWITCH_PROJECT}_bench_nginx",
-            detach=True,
-            network=network,
-            ports={"80/tcp": ("127.0.0.1", port)},
-            volumes={str(self.conf_dir): {"bind": _NGINX_CONF_DIR, "mode": "ro"}, str(self.log_dir): {"bind": _NGINX_LOG_DIR, "mode": "rw"}},
-            labels=labels,
+        self.upstreams = upstreams
+        self._write(COLOURS[0])
+        command = ["nginx", "-c", f"{_NGINX_CONF_DIR}/nginx.conf", "-g", "daemon off;"]
+        mounts = {str(self.conf_dir): _NGINX_CONF_DIR, str(self.log_dir): _NGINX_LOG_DIR}
+        image = sidecar_image(host, "nginx", say)
+        self.sidecar: Sidecar = run_sidecar(
+            host, "bench_nginx", image, command, port_inside=80, host_port=port, mounts=mounts, writable=[str(self.log_dir)]
         )
         self.url = f"http://127.0.0.1:{port}"
 
     def _write(self, color: str) -> None:
+        host, _, app_port = self.upstreams[color].rpartition(":")
         tmp = self.conf_dir / ".nginx.conf.tmp"
-        tmp.write_text(render_nginx(self.upstreams[color], self.app_port, color))
+        tmp.write_text(render_nginx(host, int(app_port), color))
         os.replace(tmp, self.conf_dir / "nginx.conf")
 
     def switch(self, color: str) -> None:
         self._write(color)
         for argv in (["nginx", "-t", "-q", "-c", f"{_NGINX_CONF_DIR}/nginx.conf"], ["nginx", "-s", "reload", "-c", f"{_NGINX_CONF_DIR}/nginx.conf"]):
-            code, output = self.container.exec_run(argv)
+            code, output = self.sidecar.exec(argv)
             if code != 0:
-                raise StackError(f"`{' '.join(argv)}` failed: {output.decode(errors='replace').strip()[-200:]}")
+                raise StackError(f"`{' '.join(argv)}` failed: {output.strip()[-200:]}")
 
     def log_check(self, since: float, samples: list) -> dict:
         return {}
@@ -130,22 +126,18 @@ class HAProxyMechanism:
 
     name = HAPROXY
 
-    def __init__(self, client: docker.DockerClient, root: Path, image: str, network: str, upstreams: dict[str, str], port: int, labels: dict[str, str]):
+    def __init__(self, host: DockerHost, root: Path, upstreams: dict[str, str], port: int, say: Say) -> None:
         self.dirs = haproxy.ProxyDirs(root)
-        haproxy.prepare(self.dirs, {color: [f"{host}:8000"] for color, host in upstreams.items()}, COLORS[0])
-        self.container = client.containers.run(
-            image,
-            haproxy.command(),
-            name=f"{SWITCH_PROJECT}_bench_haproxy",
-            detach=True,
-            network=network,
-            user=haproxy.container_user(),
-            ports={f"{haproxy.HTTP_PORT}/tcp": ("127.0.0.1", port)},
-            volumes=self.dirs.volumes(),
-            labels=labels,
-        )
+        haproxy.prepare(self.dirs, {color: [address] for color, address in upstreams.items()}, COLOURS[0])
+        image = sidecar_image(host, "haproxy", say)
+        self.sidecar: Sidecar = run_sidecar(
+            host, "bench_haproxy", image, haproxy.command(), port_inside=haproxy.HTTP_PORT, host_port=port,
+            mounts=self.dirs.mounts(), writable=self.dirs.writable, user=haproxy.container_user(),
+        )  # fmt: skip
         self.url = f"http://127.0.0.1:{port}"
         haproxy.wait_answering(self.dirs)
+        for color in upstreams:
+            wait_until(lambda: haproxy.ready_servers(self.dirs, color), timeout=30, what=f"{color} to be up in HAProxy")
 
     def switch(self, color: str) -> None:
         haproxy.route(self.dirs, color, ready_timeout_s=10)
@@ -207,15 +199,19 @@ class SwitchRun:
 
 
 def run_switches(
-    mechanism, *, clients: int, switches: int, interval_s: float, get_path: str, post_path: str, warmup_s: float = 2.0
+    mechanism, *, clients: int, switches: int, interval_s: float, get_path: str, post_path: str, post_body, warmup_s: float = 2.0
 ) -> SwitchRun:
-    """Keep-alive load through ``mechanism`` while it switches colour ``switches`` times, one every ``interval_s``."""
-    mechanism.switch(COLORS[0])
+    """Keep-alive load through ``mechanism`` while it switches colour ``switches`` times, one every ``interval_s``.
+
+    ``post_body(client, n)`` is the JSON of client's n-th request when it is a POST.
+    """
+    mechanism.switch(COLOURS[0])
     started = time.time()
     bound_s = warmup_s + switches * interval_s + 30.0
     load = KeepAliveLoad(
-        mechanism.url, clients=clients, max_requests=clients * 100_000, max_duration_s=bound_s, get_path=get_path, post_path=post_path
-    ).start()
+        mechanism.url, clients=clients, max_requests=clients * 100_000, max_duration_s=bound_s,
+        get_path=get_path, post_path=post_path, post_body=post_body,
+    ).start()  # fmt: skip
     instants: list[float] = []
     durations: list[float] = []
     try:
@@ -226,7 +222,7 @@ def run_switches(
             time.sleep(max(0.0, origin + n * interval_s - time.monotonic()))
             instants.append(time.time())
             began = time.perf_counter()
-            mechanism.switch(COLORS[(n + 1) % 2])
+            mechanism.switch(COLOURS[(n + 1) % 2])
             durations.append((time.perf_counter() - began) * 1000.0)
         time.sleep(interval_s)
     finally:
@@ -245,17 +241,20 @@ def run_switches(
 
 
 def bench_switch(
-    client: docker.DockerClient,
     root: Path,
     *,
     clients_list: list[int],
     switches: int = 50,
     interval_s: float = 1.5,
-    get_path: str = "/health/",
-    post_path: str = "/api/links/",
+    get_path: str | None = None,
     say: Say = print,
 ) -> list[SwitchRun]:
-    """Bring up the bench production and both proxies, run every (clients, mechanism), remove everything."""
+    """Bring up the bench production and both proxies, run every (clients, mechanism), remove everything.
+
+    The clients GET ``get_path`` (default: the app's health path) and POST the configured
+    traffic write path and body (deploy.toml's ``traffic_write_path`` / ``traffic_write_body``).
+    Raises ``ConfigError`` for unusable numbers and ``DeployGateError`` subclasses when production cannot be brought up.
+    """
     if switches < 1 or interval_s <= 2 * HALF_WINDOW_S or not clients_list or min(clients_list) < 1:
         raise config.ConfigError(f"need switches >= 1, clients >= 1 and an interval longer than {2 * HALF_WINDOW_S:.1f}s (the window around a switch)")
     results = []
@@ -265,28 +264,35 @@ def bench_switch(
             "backup_dir": f"{tmp}/backups", "reports_dir": f"{tmp}/reports", "seed_rows": "2000", "seed_members": "200",
         }  # fmt: skip
         settings = config.load(root=root, environ={}, overrides=overrides)
-        stack.down(client, settings, volumes=True)
+        if not settings.traffic_write_path:
+            raise config.ConfigError("the switch bench POSTs to traffic_write_path, which is empty")
+        body = body_template(settings.traffic_write_body)
+        platform = connect(settings, say)
+        if not isinstance(platform, DockerHost):
+            raise config.ConfigError(f"the switch bench runs on a single Docker host, not on {platform.kind}")
+        production.down(platform, settings, volumes=True)
         try:
             say("bringing up the bench production (Postgres, the app as blue)...")
-            stack.up(client, settings, say=lambda message: None)
-            names = stack.StackNames(settings.project)
-            app = images.release_image(client, settings, settings.release, say=lambda message: None)
-            say(f"starting the same release ({app.tag}) as green...")
-            green = stack.start_web(client, settings, app, "green", db_password(settings))
-            stack.wait_healthy(green, settings.health_timeout)
-            upstreams = {color: names.web(color) for color in COLORS}
-            labels = {PROJECT_LABEL: settings.project}
-            nginx = NginxBaseline(client, Path(tmp) / "nginx", images.nginx_image(client, settings, say).tag, names.network, upstreams, _free_port(), labels)
-            hap = HAProxyMechanism(client, Path(tmp) / "haproxy", images.haproxy_image(client, settings, say).tag, names.network, upstreams, _free_port(), labels)
-            wait_until(lambda: haproxy.ready_servers(hap.dirs, "green"), timeout=30, what="green to be up in HAProxy")
+            production.up(platform, settings, say=quiet)
+            release = platform.resolve_image(settings.release, quiet)
+            say(f"starting the same release ({release.tag}) as green...")
+            platform.start_colour("green", release, production.app_environment(platform, settings))
+            platform.wait_healthy("green", settings.health_timeout)
+            upstreams = {color: platform.upstreams(color)[0] for color in COLOURS}
+            nginx = NginxBaseline(platform, Path(tmp) / "nginx", upstreams, _free_port(), say)
+            hap = HAProxyMechanism(platform, Path(tmp) / "haproxy", upstreams, _free_port(), say)
             for clients in clients_list:
                 for mechanism in (nginx, hap):
                     say(f"[{clients} clients] {mechanism.name}: {switches} switches, one every {interval_s:.1f}s...")
-                    results.append(
-                        run_switches(mechanism, clients=clients, switches=switches, interval_s=interval_s, get_path=get_path, post_path=post_path)
-                    )
+                    run = run_switches(
+                        mechanism, clients=clients, switches=switches, interval_s=interval_s,
+                        get_path=get_path or settings.health_path, post_path=settings.traffic_write_path,
+                        # Numbers unique across clients, for apps whose writes must be unique.
+                        post_body=lambda client, n: body(client * 1_000_000 + n),
+                    )  # fmt: skip
+                    results.append(run)
         finally:
-            stack.down(client, settings, volumes=True)
+            production.down(platform, settings, volumes=True)
     return results
 
 

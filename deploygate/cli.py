@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--clients", type=int, nargs="+", default=[16, 64], help="switch: keep-alive client counts")
     p_bench.add_argument("--switches", type=int, default=50, help="switch: colour switches per run")
     p_bench.add_argument("--interval", type=float, default=1.5, help="switch: seconds between switches")
-    p_bench.add_argument("--get-path", default="/health/", help="switch: the clients' GET path (POSTs go to /api/links/)")
+    p_bench.add_argument("--get-path", help="switch: the clients' GET path (default: health_path; POSTs use traffic_write_path/body)")
     p_bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -283,13 +283,18 @@ class ProxyDirs:
     def access_log(self) -> Path:
         return self.log_dir / ACCESS_LOG_NAME
 
-    def volumes(self) -> dict[str, dict[str, str]]:
-        """Docker bind mounts of the proxy container (and of no other container: the socket is the admin API)."""
+    def mounts(self) -> dict[str, str]:
+        """Host directory -> path inside, for the proxy container only (the socket's directory is the admin API)."""
         return {
-            str(self.config_dir): {"bind": CONFIG_DIR_IN_CONTAINER, "mode": "ro"},
-            str(self.run_dir): {"bind": RUN_DIR_IN_CONTAINER, "mode": "rw"},
-            str(self.log_dir): {"bind": LOG_DIR_IN_CONTAINER, "mode": "rw"},
+            str(self.config_dir): CONFIG_DIR_IN_CONTAINER,
+            str(self.run_dir): RUN_DIR_IN_CONTAINER,
+            str(self.log_dir): LOG_DIR_IN_CONTAINER,
         }
+
+    @property
+    def writable(self) -> list[str]:
+        """The mounts HAProxy writes to (the socket, the log); config and state are read-only inside."""
+        return [str(self.run_dir), str(self.log_dir)]
 
 
 def _write_atomically(path: Path, text: str) -> None:

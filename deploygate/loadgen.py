@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
+from deploygate.haproxy import COLOR_HEADER
 from deploygate.policy import percentile
 
-COLOR_HEADER = "X-Deploygate-Color"
 _ERROR_CHARS = 200
 
 
@@ -47,10 +47,6 @@ class Sample:
         return self.status != 0
 
 
-def _default_body(client: int, n: int) -> dict:
-    return {"full_name": f"Load Client {client} {n}", "email": f"load-{client}-{n}@loadgen.invalid"}
-
-
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:_ERROR_CHARS]
@@ -60,7 +56,7 @@ class KeepAliveLoad:
     """``clients`` threads against ``base_url``, each holding one keep-alive connection.
 
     Client k sends GET ``get_path`` and, as its every ``post_every``-th request (0: never),
-    POST ``post_path`` with ``post_body(k, n)`` as JSON. The run stops by itself after
+    POST ``post_path`` with ``post_body(k, n)`` as JSON (default ``{}``). The run stops by itself after
     ``max_requests`` requests in all or ``max_duration_s`` seconds, whichever comes first
     (both are required: every load loop here is bounded). ``timeout_s`` bounds connect and
     each read. Raises ``ValueError`` for an unusable URL, path or number.
@@ -73,9 +69,9 @@ class KeepAliveLoad:
         clients: int,
         max_requests: int,
         max_duration_s: float,
+        get_path: str,
+        post_path: str = "",
         post_every: int = 4,
-        get_path: str = "/health/",
-        post_path: str = "/api/links/",
         post_body: Callable[[int, int], dict] | None = None,
         pause_s: float = 0.0,
         timeout_s: float = 10.0,
@@ -83,7 +79,7 @@ class KeepAliveLoad:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query:
             raise ValueError(f"base_url must be http://host[:port], got {base_url!r}")
-        for path in (get_path, post_path):
+        for path in (get_path, post_path) if post_every else (get_path,):
             if not path.startswith("/") or path.startswith("//"):
                 raise ValueError(f"paths must start with a single '/', got {path!r}")
         if clients < 1 or max_requests < 1 or max_duration_s <= 0 or timeout_s <= 0 or pause_s < 0 or post_every < 0:
@@ -96,7 +92,7 @@ class KeepAliveLoad:
         self.post_every = post_every
         self.get_path = get_path
         self.post_path = post_path
-        self.post_body = post_body or _default_body
+        self.post_body = post_body or (lambda client, n: {})
         self.pause_s = pause_s
         self.timeout_s = timeout_s
         self._lock = threading.Lock()

@@ -2,6 +2,8 @@
 
 The rig (project ``dghaproxy``) is a network, one small keep-alive app per colour, and the
 proxy, all labelled and removed afterwards. Each test starts from blue serving, no hold.
+The rig is the test's own, not a production: it is built with the docker SDK directly
+(the Platform runs production's parts, not a proxy beside two throwaway apps).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from deploygate import config, haproxy, images
-from deploygate.containers import PROJECT_LABEL, container_ip, remove_labelled
+from deploygate import config, haproxy
 from deploygate.errors import ProxyError
 from deploygate.haproxy import ProxyDirs, RoutingState
 from deploygate.loadgen import KeepAliveLoad
+from deploygate.platform import images
+from deploygate.platform.docker_host import PROJECT_LABEL, remove_labelled
+from deploygate.platform.engine import ensure_engine
 from deploygate.proxy import read_access_log
 from deploygate.waiting import wait_until
 from tests.support import free_port, project_name
@@ -75,12 +79,17 @@ def _get(conn: http.client.HTTPConnection, method: str, path: str) -> tuple[int,
     return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
 
 
+def container_ip(container: docker.models.containers.Container, network: str) -> str:
+    container.reload()
+    return container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
 @pytest.fixture(scope="module")
-def rig(docker_client: docker.DockerClient, settings: config.Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+def rig(settings: config.Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    docker_client = ensure_engine(say=print)
     remove_labelled(docker_client, PROJECT)
-    say = lambda message: None  # noqa: E731
-    python = images.python_image(docker_client, settings, say)
-    proxy_image = images.haproxy_image(docker_client, settings, say)
+    python = images.python_image(docker_client, settings, print)
+    proxy_image = images.haproxy_image(docker_client, settings, print)
     network = f"{PROJECT}_net"
     docker_client.networks.create(network, driver="bridge", labels={PROJECT_LABEL: PROJECT})
     dirs = ProxyDirs(tmp_path_factory.mktemp("haproxy"))
@@ -96,7 +105,7 @@ def rig(docker_client: docker.DockerClient, settings: config.Settings, tmp_path_
             network=network,
             user=haproxy.container_user(),
             ports={f"{haproxy.HTTP_PORT}/tcp": ("127.0.0.1", port)},
-            volumes=dirs.volumes(),
+            volumes={path: {"bind": inside, "mode": "rw" if path in dirs.writable else "ro"} for path, inside in dirs.mounts().items()},
             labels={PROJECT_LABEL: PROJECT},
         )
         rig = Rig(docker_client, dirs, network, proxy, port, python.tag)

@@ -125,13 +125,14 @@ def test_prepare_refuses_a_state_naming_an_undeclared_colour(tmp_path: Path) -> 
         haproxy.prepare(dirs, TWO_COLOURS, "blue")
 
 
-def test_volumes_mount_config_read_only_and_nothing_else_of_the_host(tmp_path: Path) -> None:
+def test_mounts_keep_config_read_only_and_nothing_else_of_the_host(tmp_path: Path) -> None:
     dirs = ProxyDirs(tmp_path)
-    assert dirs.volumes() == {
-        str(tmp_path / "conf"): {"bind": "/usr/local/etc/haproxy", "mode": "ro"},
-        str(tmp_path / "run"): {"bind": "/var/run/deploygate", "mode": "rw"},
-        str(tmp_path / "logs"): {"bind": "/var/log/deploygate", "mode": "rw"},
+    assert dirs.mounts() == {
+        str(tmp_path / "conf"): "/usr/local/etc/haproxy",
+        str(tmp_path / "run"): "/var/run/deploygate",
+        str(tmp_path / "logs"): "/var/log/deploygate",
     }
+    assert dirs.writable == [str(tmp_path / "run"), str(tmp_path / "logs")]
 
 
 def test_command_positions_the_log_at_its_end_before_haproxy_starts() -> None:

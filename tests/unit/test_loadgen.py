@@ -15,6 +15,13 @@ from deploygate import loadgen
 from deploygate.loadgen import KeepAliveLoad, Sample
 
 
+PATHS = {
+    "get_path": "/read",
+    "post_path": "/write",
+    "post_body": lambda client, n: {"email": f"load-{client}-{n}@loadgen.invalid"},
+}
+
+
 @dataclass
 class FakeServer:
     """Counts connections and requests; ``drop_every`` > 0 closes every n-th request's connection unanswered."""
@@ -48,7 +55,7 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True  # no answer, as a proxy closing a kept-alive connection
                 return
             if method == "POST":
-                assert json.loads(body)["email"].endswith("@loadgen.invalid")
+                assert json.loads(body)["email"].endswith("@loadgen.invalid")  # post_body arrives as JSON
             data = b'{"ok": true}'
             self.send_response(201 if method == "POST" else 200)
             self.send_header("Content-Length", str(len(data)))
@@ -80,7 +87,7 @@ def fake_server() -> Iterator[FakeServer]:
 
 
 def test_each_client_keeps_one_connection_and_every_fourth_request_posts(fake_server: FakeServer) -> None:
-    load = KeepAliveLoad(fake_server.url, clients=4, max_requests=200, max_duration_s=30)
+    load = KeepAliveLoad(fake_server.url, clients=4, max_requests=200, max_duration_s=30, **PATHS)
     samples = load.start().wait()
     assert len(samples) == 200 == len(fake_server.requests)  # bounded by count, every request recorded
     assert fake_server.connections == 4 == load.connections_opened
@@ -93,7 +100,7 @@ def test_each_client_keeps_one_connection_and_every_fourth_request_posts(fake_se
 
 def test_unanswered_requests_are_recorded_and_never_sent_again(fake_server: FakeServer) -> None:
     fake_server.drop_every = 5
-    samples = KeepAliveLoad(fake_server.url, clients=3, max_requests=60, max_duration_s=30).start().wait()
+    samples = KeepAliveLoad(fake_server.url, clients=3, max_requests=60, max_duration_s=30, **PATHS).start().wait()
     failed = [s for s in samples if not s.answered]
     assert len(samples) == 60 == len(fake_server.requests)  # one server request per sample: no retry
     assert len(failed) == 12
@@ -105,7 +112,7 @@ def test_unanswered_requests_are_recorded_and_never_sent_again(fake_server: Fake
 
 
 def test_the_run_stops_at_its_time_bound(fake_server: FakeServer) -> None:
-    load = KeepAliveLoad(fake_server.url, clients=2, max_requests=10**9, max_duration_s=0.5, pause_s=0.01).start()
+    load = KeepAliveLoad(fake_server.url, clients=2, max_requests=10**9, max_duration_s=0.5, pause_s=0.01, **PATHS).start()
     time.sleep(1.0)
     count = len(load.samples())
     assert 0 < count < 200
@@ -113,7 +120,7 @@ def test_the_run_stops_at_its_time_bound(fake_server: FakeServer) -> None:
 
 
 def test_a_refused_connection_is_a_status_0_sample() -> None:
-    samples = KeepAliveLoad("http://127.0.0.1:9", clients=1, max_requests=3, max_duration_s=5).start().wait()
+    samples = KeepAliveLoad("http://127.0.0.1:9", clients=1, max_requests=3, max_duration_s=5, **PATHS).start().wait()
     assert len(samples) == 3 and all(s.status == 0 and "ConnectionRefused" in (s.error or "") for s in samples)
 
 
@@ -130,7 +137,7 @@ def test_a_refused_connection_is_a_status_0_sample() -> None:
     ],
 )
 def test_unusable_arguments_are_refused(kwargs: dict) -> None:
-    args = {"base_url": "http://127.0.0.1:1", "clients": 1, "max_requests": 1, "max_duration_s": 1.0, **kwargs}
+    args = {"base_url": "http://127.0.0.1:1", "clients": 1, "max_requests": 1, "max_duration_s": 1.0, **PATHS, **kwargs}
     with pytest.raises(ValueError):
         KeepAliveLoad(args.pop("base_url"), **args)
 
