@@ -19,12 +19,12 @@ import io
 import os
 import re
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from deploygate.errors import ProxyError
+from deploygate.errors import ProxyError, WaitTimeout
+from deploygate.waiting import wait_until
 
 # Inside the container. The config directory is the official image's, and the local image
 # (images/haproxy) uses the same, so both run the same command on the same mounts.
@@ -501,34 +501,20 @@ def in_flight(dirs: ProxyDirs, color: str) -> int:
     raise ProxyError(f"the running proxy has no backend {color!r}")
 
 
-def _wait(predicate, *, timeout_s: float, interval_s: float = 0.1) -> tuple[bool, str]:
-    """Poll ``predicate`` (True when done) until ``timeout_s``; returns (done, last error text)."""
-    deadline = time.monotonic() + timeout_s
-    last = "nothing yet"
-    while True:
-        try:
-            if predicate():
-                return True, last
-            last = "not yet"
-        except ProxyError as exc:
-            last = str(exc)
-        if time.monotonic() >= deadline:
-            return False, last
-        time.sleep(interval_s)
+def _wait(probe, *, timeout_s: float, interval_s: float, what: str, failure: str):
+    """deploygate's one polling helper, with a proxy that does not answer yet counted as "not yet".
+
+    Returns what ``probe`` returned; raises ``ProxyError`` starting with ``failure`` at the deadline.
+    """
+    try:
+        return wait_until(probe, timeout=timeout_s, interval=interval_s, what=what, transient=(ProxyError,))
+    except WaitTimeout as exc:
+        raise ProxyError(f"{failure}: {exc}") from None
 
 
 def wait_answering(dirs: ProxyDirs, *, timeout_s: float = 30.0) -> dict[str, str]:
     """Wait until the proxy's runtime API answers; returns ``show info``. Raises ``ProxyError`` naming the last failure."""
-    found: dict[str, str] = {}
-
-    def answers() -> bool:
-        found.update(api(dirs).info())
-        return bool(found)
-
-    done, last = _wait(answers, timeout_s=timeout_s, interval_s=0.2)
-    if not done:
-        raise ProxyError(f"HAProxy's runtime API did not answer within {timeout_s:.0f}s: {last}")
-    return found
+    return _wait(lambda: api(dirs).info(), timeout_s=timeout_s, interval_s=0.2, what="HAProxy's runtime API", failure="HAProxy does not answer")
 
 
 def wait_drained(dirs: ProxyDirs, color: str, *, timeout_s: float = 30.0) -> None:
@@ -536,9 +522,10 @@ def wait_drained(dirs: ProxyDirs, color: str, *, timeout_s: float = 30.0) -> Non
 
     Raises ``ProxyError`` if requests are still in flight after ``timeout_s``.
     """
-    done, last = _wait(lambda: in_flight(dirs, color) == 0, timeout_s=timeout_s)
-    if not done:
-        raise ProxyError(f"{color} still had requests in flight after {timeout_s:.0f}s ({last})")
+    _wait(
+        lambda: in_flight(dirs, color) == 0, timeout_s=timeout_s, interval_s=0.1,
+        what=f"no request in flight at {color}", failure=f"{color} still has requests in flight",
+    )  # fmt: skip
 
 
 def _apply(dirs: ProxyDirs, state: RoutingState) -> None:
@@ -587,9 +574,10 @@ def route(dirs: ProxyDirs, color: str, *, ready_timeout_s: float = 30.0) -> Rout
     Raises ``ProxyError``.
     """
     _check_color(color)
-    done, last = _wait(lambda: bool(ready_servers(dirs, color)), timeout_s=ready_timeout_s, interval_s=0.2)
-    if not done:
-        raise ProxyError(f"not routing to {color}: no server of it is up in the proxy after {ready_timeout_s:.0f}s ({last})")
+    _wait(
+        lambda: ready_servers(dirs, color), timeout_s=ready_timeout_s, interval_s=0.2,
+        what=f"a server of {color} to be up in the proxy", failure=f"not routing to {color}, nothing changed",
+    )  # fmt: skip
     return _change(dirs, RoutingState(color=color, hold_s=_on_disk(dirs).hold_s))
 
 
