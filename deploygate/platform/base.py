@@ -165,14 +165,23 @@ class Platform(Protocol):
         """Scratch databases a crashed run left behind, removed."""
 
     # --- the proxy's container(s)
-    def ensure_proxy(self, image: Image, command: Sequence[str], mounts: Mapping[str, str], writable: Sequence[str]) -> list[str]:
-        """The proxy runs, published on the configured address; returns what changed."""
+    def ensure_proxy(
+        self,
+        image: Image,
+        command: Sequence[str],
+        mounts: Mapping[str, str],
+        writable: Sequence[str],
+        *,
+        user: str,
+        port_in_container: int,
+    ) -> list[str]:
+        """The proxy runs (as ``user``), ``port_in_container`` published on the configured address; returns what changed."""
 
     def proxy_exists(self) -> bool:
         """Whether the proxy exists (running or not)."""
 
-    def proxy_exec(self, argv: Sequence[str]) -> tuple[int, str]:
-        """Run a command inside the proxy (every proxy, on a cluster); raises when there is none."""
+    def proxy_running(self) -> bool:
+        """Whether the proxy runs now."""
 
     # --- the whole of production
     def inventory(self) -> dict[str, str]:

@@ -34,7 +34,6 @@ COLOR_LABEL = "deploygate.color"
 RELEASE_LABEL = "deploygate.release"
 DIGEST_LABEL = "deploygate.image_digest"
 DB_PORT = 5432
-PROXY_PORT_IN_CONTAINER = 80
 # testcontainers' default network: jobs against a scratch database join it.
 SCRATCH_NETWORK = "bridge"
 _LOG_LINES = 3
@@ -160,7 +159,7 @@ class DockerHost:
         return images.resolve_candidate(self.client, self.settings, reference, say=say)
 
     def service_image(self, name: str, say: Say) -> Image:
-        builders = {"postgres": images.postgres_image, "proxy": images.nginx_image}
+        builders = {"postgres": images.postgres_image, "proxy": images.haproxy_image}
         return builders[name](self.client, self.settings, say)
 
     def prune_releases(self, keep: set[str]) -> list[str]:
@@ -392,7 +391,16 @@ class DockerHost:
 
     # --- the proxy -------------------------------------------------------------------------------
 
-    def ensure_proxy(self, image: Image, command: Sequence[str], mounts: Mapping[str, str], writable: Sequence[str]) -> list[str]:
+    def ensure_proxy(
+        self,
+        image: Image,
+        command: Sequence[str],
+        mounts: Mapping[str, str],
+        writable: Sequence[str],
+        *,
+        user: str,
+        port_in_container: int,
+    ) -> list[str]:
         changes: list[str] = []
         self._ensure_network(changes)
         container = self._get(self.names.proxy)
@@ -401,8 +409,9 @@ class DockerHost:
                 self.names.proxy,
                 image.tag,
                 command=list(command),
+                user=user,
                 network=self.names.network,
-                ports={f"{PROXY_PORT_IN_CONTAINER}/tcp": (self.settings.proxy_bind, self.settings.proxy_port)},
+                ports={f"{port_in_container}/tcp": (self.settings.proxy_bind, self.settings.proxy_port)},
                 volumes={host: {"bind": inside, "mode": "rw" if host in writable else "ro"} for host, inside in mounts.items()},
                 labels=self._labels("proxy", **{DIGEST_LABEL: image.id}),
             )
@@ -414,15 +423,9 @@ class DockerHost:
     def proxy_exists(self) -> bool:
         return self._get(self.names.proxy) is not None
 
-    def proxy_exec(self, argv: Sequence[str]) -> tuple[int, str]:
+    def proxy_running(self) -> bool:
         container = self._get(self.names.proxy)
-        if container is None or container.status != "running":
-            raise StackError(f"the proxy {self.names.proxy} is not running")
-        try:
-            code, output = container.exec_run(list(argv))
-        except docker.errors.APIError as exc:
-            raise _api_error(f"`{' '.join(argv)}` in {self.names.proxy}", exc) from None
-        return code, output.decode(errors="replace")
+        return container is not None and container.status == "running"
 
     # --- the whole of production -----------------------------------------------------------------
 

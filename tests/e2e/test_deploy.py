@@ -26,9 +26,6 @@ def _served_throughout(probe: TrafficProbe, *, allow_5xx: bool = False) -> list[
     """Every request got an answer (no refused connection, no timeout), and without 5xx unless allowed."""
     responses = probe.stop()
     assert len(responses) > 50, f"only {len(responses)} requests were sent"
-    retried = sum(r.retried for r in responses)
-    if retried:
-        print(f"{retried} GET(s) re-sent after the proxy closed an idle keep-alive connection on reload")
     unanswered = [r for r in responses if r.status == 0]
     assert not unanswered, f"{len(unanswered)} requests got no answer, e.g. {unanswered[0]}"
     if not allow_5xx:

@@ -1,37 +1,11 @@
-"""Proxy configuration rendering and access-log parsing (pure logic)."""
+"""The proxy's access log: one JSON line per request, parsed (pure logic; HAProxy's config is in test_haproxy)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from deploygate import proxy
-
-
-def test_render_routes_to_upstream_and_records_it() -> None:
-    upstream = proxy.Upstream(color="green", servers=("proj_web_green:8000",), release="v2-safe")
-    text = proxy.render_config(upstream)
-    assert "server proj_web_green:8000;" in text
-    assert 'default "green";' in text
-    assert proxy.live_route(text) == proxy.Route(color="green", release="v2-safe")
-    held = proxy.render_config(upstream, hold_s=10)
-    assert proxy.live_route(held) == proxy.Route(color="green", release="v2-safe", hold=True)
-
-
-def test_render_rejects_odd_colour() -> None:
-    with pytest.raises(ValueError):
-        proxy.render_config(proxy.Upstream(color='blue";', servers=("h:1",), release="r"))
-
-
-def test_write_config_is_atomic_and_readable(tmp_path: Path) -> None:
-    paths = proxy.ProxyPaths(config_dir=tmp_path / "conf", log_dir=tmp_path / "logs")
-    assert paths.current() is None
-    upstream = proxy.Upstream(color="blue", servers=("h:8000",), release="v1")
-    proxy.write_config(paths, upstream)
-    assert paths.current() == proxy.Route(color="blue", release="v1")
-    assert paths.log_dir.is_dir()
-    assert not list(paths.config_dir.glob(".*.tmp"))
 
 
 def test_parse_access_line() -> None:
