@@ -94,6 +94,33 @@ def test_the_new_colour_vanishing_after_migrate_rolls_back(dg, traffic, assert_b
     assert_back_on_v1(created)
 
 
+def test_proxy_killed_in_the_monitoring_window_converges(dg, traffic, assert_back_on_v1, platform) -> None:
+    # `docker kill` is a manual stop: no restart policy brings it back. The monitor sees health fail,
+    # the rollback finds the proxy stopped and starts it again, routing as its state on disk says.
+    killed = {}
+
+    def kill_proxy() -> None:
+        killed["at"] = time.time()
+        platform.client.containers.get(platform.proxy_name).kill()
+
+    run = dg.act_after("== monitor", kill_proxy, "deploy", "--candidate", "v2-safe")
+    assert run.code == 1, run.output[-3000:]
+    assert "monitor FAILED" in run.output and "health check failed" in run.output
+    report = _report(dg, run.output)
+    assert report["record"]["outcome"] == "rolled_back"
+    responses = traffic.stop()
+    # Back: the rollback started the proxy again and routed it to blue.
+    back = report["record"]["rollback"]["traffic_on_previous_ts"]
+    gap = [r for r in responses if killed["at"] <= r.ts < back]
+    assert not [r for r in responses if r.failed and not killed["at"] <= r.ts < back], "a request failed outside the outage"
+    assert all(r.status == 0 for r in gap if r.failed), "the outage's failures are the dead proxy's refusals, never a 5xx"
+    after = [r for r in responses if r.ts >= back]
+    assert after and not [r for r in after if r.failed], f"a request failed after the proxy was back: {[r for r in after if r.failed][:1]}"
+    print(f"proxy killed: {sum(r.failed for r in gap)} of {len(gap)} requests unanswered during {back - killed['at']:.1f}s until the rollback restarted it; "
+          f"{len(after)} served after it was back, 0 failed")  # fmt: skip
+    assert_back_on_v1([r.created_id for r in responses if r.created_id is not None] + report["record"]["traffic_created_ids"])
+
+
 @pytest.mark.parametrize(
     "marker",
     ["   green ok", "   migrate ok", "   switch ok"],
