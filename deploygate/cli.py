@@ -127,8 +127,6 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result = deploy.deploy(connect(settings, _say), settings, request)
     _say(f"{result.outcome.value}{': ' + result.detail if result.detail else ''}")
-    if result.report:
-        _say(f"report: {result.report}")
     return 0 if result.outcome in (Outcome.SUCCEEDED, Outcome.DRY_RUN) else 1
 
 
@@ -138,8 +136,6 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     settings = _settings(args)
     result = deploy.rollback(connect(settings, _say), settings, force=args.force)
     _say(f"{result.outcome.value}: {result.detail}")
-    if result.report:
-        _say(f"report: {result.report}")
     return 0
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from deploygate import ledger
 from deploygate.config import Settings
 from deploygate.deploy import runner, steps, undo
-from deploygate.deploy.runner import AfterStep
 from deploygate.deploy.state import Checkpoint, DeployRun, Request, unfinished
 from deploygate.errors import DeployGateError
 from deploygate.lock import DeployLock
@@ -39,20 +38,17 @@ class Result:
     detail: str
 
 
-def deploy(
-    platform: Platform, settings: Settings, request: Request, *, echo: bool = True, after_step: AfterStep | None = None
-) -> Result:
+def deploy(platform: Platform, settings: Settings, request: Request, *, echo: bool = True) -> Result:
     """Deploy ``request.candidate_ref`` blue-green; roll back by itself on any failure after production was touched.
 
     Raises ``LockHeld`` when another deploy runs, ``runner.Refused`` when it stopped before
     touching production, ``runner.RollbackFailed`` when a rollback could not finish.
-    ``after_step`` is called with each step's name once it passed (the crash tests kill the process there).
     """
     run = DeployRun.create(platform, settings, request, echo=echo)
     with DeployLock(run.db, settings.project):
         run.log(f"deploy of {request.candidate_ref} to {settings.project}; lock held")
         try:
-            outcome = runner.execute(steps.DEPLOY, run, undo.roll_back, after_step=after_step)
+            outcome = runner.execute(steps.DEPLOY, run, undo.roll_back)
             if outcome is Outcome.SUCCEEDED:
                 run.log(f"DEPLOYMENT SUCCESSFUL: {run.candidate.tag} serves on {run.new_color}")
         finally:

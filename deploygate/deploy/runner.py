@@ -18,9 +18,6 @@ from deploygate.deploy.state import DeployRun, one_line
 from deploygate.errors import DeployGateError
 from deploygate.record import Outcome, RollbackRecord
 
-AfterStep = Callable[[str], None]
-
-
 class StageFailed(DeployGateError):
     """A step found a reason not to go on (a gate failed, a colour never became healthy...)."""
 
@@ -61,7 +58,7 @@ class Step:
     when: Callable[[DeployRun], bool] = always
 
 
-def run_steps(steps: Sequence[Step], run: DeployRun, *, after_step: AfterStep | None = None) -> None:
+def run_steps(steps: Sequence[Step], run: DeployRun) -> None:
     """Run the steps in order, each as a stage; raises the first failure unchanged."""
     for step in steps:
         if not (step.dry_run if run.request.dry_run else step.deploy) or not step.when(run):
@@ -73,16 +70,12 @@ def run_steps(steps: Sequence[Step], run: DeployRun, *, after_step: AfterStep | 
             step.run(run)
         if step.checkpoint:
             run.record_in_ledger(step.checkpoint)
-        if after_step is not None:
-            after_step(step.name)
 
 
 def execute(
     steps: Sequence[Step],
     run: DeployRun,
     roll_back: Callable[[DeployRun, str], None],
-    *,
-    after_step: AfterStep | None = None,
 ) -> Outcome:
     """Run a deploy table; on failure refuse (untouched) or roll back (touched). Returns the outcome.
 
@@ -90,7 +83,7 @@ def execute(
     ``RollbackFailed`` when the rollback after a failure failed as well.
     """
     try:
-        run_steps(steps, run, after_step=after_step)
+        run_steps(steps, run)
     except Exception as exc:  # noqa: BLE001 - every failure after production was touched must roll back
         cause = one_line(exc)
         if not run.touched:
