@@ -51,7 +51,7 @@ def _deploygate(session: nox.Session, *args: str) -> None:
 
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
-    """Run deploygate's own tests: unit (no engine) and integration (real engine, Postgres, nginx)."""
+    """Run deploygate's own tests: unit (no engine) and integration (real engine, Postgres, HAProxy)."""
     _shared_env(session)
     _deploygate(session, "engine")
     # Built here, with progress on screen, rather than silently inside pytest's captured fixtures.
@@ -119,7 +119,7 @@ def unit(session: nox.Session) -> None:
 
 @nox.session(python=False, default=False)
 def up(session: nox.Session) -> None:
-    """Bring the demo production up (idempotent): Postgres, app v1 as blue, nginx on 127.0.0.1:8080."""
+    """Bring the demo production up (idempotent): Postgres, app v1 as blue, HAProxy on 127.0.0.1:8080."""
     _shared_env(session)
     _deploygate(session, *session.posargs, "up")
 

@@ -23,8 +23,8 @@ def _say(message: str) -> None:
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
-    overrides = config.parse_assignments(args.set or [])
-    return config.load(args.config, overrides=overrides)
+    overrides = config.parse_assignments([*getattr(args, "set_before", []), *getattr(args, "set_after", [])])
+    return config.load(getattr(args, "config", None), overrides=overrides)
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
@@ -118,12 +118,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     reason = (args.reason or "").strip()
-    if (args.accept_incompatible or args.skip_predeploy) and not reason:
-        raise config.ConfigError('--accept-incompatible and --skip-predeploy need --reason "why" (it is recorded)')
+    if (args.accept_incompatible or args.skip_predeploy or args.skip_check) and not reason:
+        raise config.ConfigError('--accept-incompatible, --skip-predeploy and --skip-check need --reason "why" (it is recorded)')
     request = deploy.Request(
         candidate_ref=args.candidate, dry_run=args.dry_run,
         accept_incompatible=reason if args.accept_incompatible else None,
         skip_predeploy=reason if args.skip_predeploy else None, gate_args=tuple(args.gate_arg or ()),
+        skip_checks={name: reason for name in args.skip_check or ()},
     )  # fmt: skip
     result = deploy.deploy(connect(settings, _say), settings, request)
     _say(f"{result.outcome.value}{': ' + result.detail if result.detail else ''}")
@@ -139,32 +140,48 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _common(where: str) -> argparse.ArgumentParser:
+    """--config and --set, accepted before the command and after it (`nox -s deploy -- --config FILE`).
+
+    A subcommand's values land in the namespace over the main parser's, so each place keeps
+    its own ``--set`` list (``_settings`` joins them) and a ``--config`` after the command wins.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help=f"configuration file (default {config.DEFAULT_CONFIG_FILE}, env {config.CONFIG_ENV})")  # fmt: skip
+    common.add_argument("--set", dest=f"set_{where}", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one setting (repeatable)")  # fmt: skip
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m deploygate", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help=f"configuration file (default {config.DEFAULT_CONFIG_FILE}, env {config.CONFIG_ENV})")
-    parser.add_argument("--set", action="append", metavar="NAME=VALUE", help="override one setting (repeatable)")
+    common = _common("after")
+    parser = argparse.ArgumentParser(prog="python -m deploygate", description=__doc__.splitlines()[0], parents=[_common("before")])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("engine", help="make sure a Docker engine answers (installs/starts one if needed)").set_defaults(func=cmd_engine)
-    p_images = sub.add_parser("images", help="build (or reuse) the images production needs")
-    p_images.add_argument("--release", action="append", help="app release(s) to build (default: the configured one)")
-    p_images.set_defaults(func=cmd_images)
-    sub.add_parser("up", help="bring production up; idempotent").set_defaults(func=cmd_up)
-    p_down = sub.add_parser("down", help="remove production's containers and network")
-    p_down.add_argument("--volumes", action="store_true", help="also remove the database volume")
-    p_down.set_defaults(func=cmd_down)
-    sub.add_parser("status", help="live release and colour, containers, health").set_defaults(func=cmd_status)
-    p_deploy = sub.add_parser("deploy", help="gated blue-green deploy of a candidate, rolling back on any failure")
-    p_deploy.add_argument("--candidate", required=True, help="a release of the app source, or an image reference")
+
+    def command(name: str, func, help: str) -> argparse.ArgumentParser:
+        child = sub.add_parser(name, help=help, parents=[common])
+        child.set_defaults(func=func)
+        return child
+
+    command("engine", cmd_engine, "make sure a Docker engine answers (installs/starts one if needed)")
+    p_images = command("images", cmd_images, "build (or reuse) the images production needs")
+    p_images.add_argument("--release", action="append", help="app release(s) or image reference(s) (default: the configured one)")
+    command("up", cmd_up, "bring production up; idempotent")
+    p_down = command("down", cmd_down, "remove production's containers and network")
+    p_down.add_argument("--volumes", action="store_true", help="also remove the database volume (never an existing server's data)")
+    command("status", cmd_status, "live release and colour, containers, health")
+    p_deploy = command("deploy", cmd_deploy, "gated blue-green deploy of a candidate, rolling back on any failure")
+    p_deploy.add_argument("--candidate", required=True, help="an image reference, or a release of the app source")
     p_deploy.add_argument("--dry-run", action="store_true", help="run the read-only gates and print the plan; change nothing")
     p_deploy.add_argument("--accept-incompatible", action="store_true", help="deploy an incompatible candidate behind a maintenance hold")
     p_deploy.add_argument("--skip-predeploy", action="store_true", help="emergency only: deploy without the predeploy gate")
-    p_deploy.add_argument("--reason", help="why --accept-incompatible / --skip-predeploy is justified (recorded)")
+    p_deploy.add_argument("--skip-check", action="append", metavar="NAME", help="deselect one gate or post check by name (repeatable; needs --reason)")
+    p_deploy.add_argument("--reason", help="why --accept-incompatible / --skip-predeploy / --skip-check is justified (recorded)")
     p_deploy.add_argument("--gate-arg", action="append", help="extra pytest argument for the predeploy gate (repeatable)")
-    p_deploy.set_defaults(func=cmd_deploy)
-    p_rollback = sub.add_parser("rollback", help="roll back an unfinished deploy, or the last one within the forward-fix threshold")
+    p_rollback = command("rollback", cmd_rollback, "roll back an unfinished deploy, or the last one within the forward-fix threshold")
     p_rollback.add_argument("--force", action="store_true", help="roll back even past the forward-fix threshold")
-    p_rollback.set_defaults(func=cmd_rollback)
-    p_bench = sub.add_parser("bench", help="benchmarks, as ratios to a baseline measured in the same run")
+    p_bench = command("bench", cmd_bench, "benchmarks, as ratios to a baseline measured in the same run")
     p_bench.add_argument("what", choices=["predeploy", "switch"], help="what to measure")
     p_bench.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: PersonLinks per run")
     p_bench.add_argument("--candidate", default="v2-safe", help="predeploy: candidate the gate is run for")
@@ -172,7 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--switches", type=int, default=50, help="switch: colour switches per run")
     p_bench.add_argument("--interval", type=float, default=1.5, help="switch: seconds between switches")
     p_bench.add_argument("--get-path", help="switch: the clients' GET path (default: health_path; POSTs use traffic_write_path/body)")
-    p_bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -8,6 +8,7 @@ which keeps it testable.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -25,6 +26,17 @@ def _parse_int(text: str) -> int:
         return int(text)
     except ValueError:
         raise ValueError(f"expected an integer, got {text!r}") from None
+
+
+def _parse_table(text: str) -> dict[str, str]:
+    """A table given on the command line or in the environment: a JSON object of strings."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValueError(f"expected a JSON object of strings, got {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object of strings, got {text!r}")
+    return value
 
 
 def _parse_bool(text: str) -> bool:
@@ -64,7 +76,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "db_password", "database.password", "", "production database password (generated when empty)", secret=True
     ),
-    Option("postgres_major", "database.postgres_major", 15, "PostgreSQL major version of production", _parse_int),
+    Option("postgres_major", "database.postgres_major", 15, "PostgreSQL major version of the database deploygate runs", _parse_int),
+    Option(
+        "db_host", "database.host", "",
+        "an existing PostgreSQL server (as this host and the app's containers reach it); empty: deploygate runs one",
+    ),  # fmt: skip
+    Option("db_port", "database.port", 5432, "port of the existing server", _parse_int),
+    Option("db_password_file", "database.password_file", "", "a file holding the database password (instead of DEPLOYGATE_DB_PASSWORD)"),
     Option("backup_dir", "backup.dir", "backups", "where backups and their manifests are written"),
     Option("backup_keep", "backup.keep", 5, "backups kept by retention (older ones are deleted)", _parse_int),
     Option("lock_timeout_ms", "migrate.lock_timeout_ms", 5000, "lock_timeout of migrate, in the rehearsal and the deploy", _parse_int),
@@ -96,11 +114,26 @@ OPTIONS: tuple[Option, ...] = (
     Option("hold_retry_after_s", "deploy.hold_retry_after_s", 10, "Retry-After of the proxy's maintenance-hold answers", _parse_int),
     Option("logs_dir", "report.logs_dir", "logs", "deploy logs and reports"),
     Option("reports_dir", "report.dir", "reports", "where gate results (JUnit, JSON) are written"),
-    Option("app_source", "app.source", "demo", "directory holding the app source and releases.toml"),
-    Option("release", "app.release", "v1", "release production runs after `up`"),
-    Option("app_image", "app.image", "bmparliament", "image repository of the releases built from app.source"),
+    Option("app_source", "app.source", "", "a directory with the app source and releases.toml, built by deploygate (the demo's way)"),
+    Option("release", "app.release", "v1", "what production runs after `up`: an image reference, or a release of app.source"),
+    Option("app_image", "app.image", "", "image repository of the releases deploygate builds from app.source"),
     Option("app_port", "app.port", 8000, "port the app listens on inside its container", _parse_int),
+    Option("app_python", "app.python", "python3", "the Python of the app's image (deploygate's probe runs on it)"),
+    Option(
+        "app_database_url", "app.database_url", "",
+        "a variable that gets the database as one postgres:// URL (e.g. DATABASE_URL); empty: <db_env_prefix>HOST, PORT, ...",
+    ),  # fmt: skip
     Option("app_db_env_prefix", "app.db_env_prefix", "DB_", "the app reads <prefix>HOST/PORT/NAME/USER/PASSWORD"),
+    Option("app_env", "app.env", {}, "plain environment of every app container (web, processes, migrate, probes)", _parse_table),
+    Option(
+        "app_secrets", "app.secrets", {},
+        'secret environment: NAME = "env:VARIABLE" or "file:/path"; resolved when needed, never logged', _parse_table,
+    ),  # fmt: skip
+    Option(
+        "app_processes", "app.processes", {},
+        'long-running processes from the app\'s image beside the web server, e.g. worker = "python manage.py process_queue"',
+        _parse_table,
+    ),  # fmt: skip
     Option("health_path", "app.health_path", "/health/", "the app's health URL: 2xx is healthy; a JSON body may add detail"),
     Option("health_timeout", "app.health_timeout", 60, "seconds a new app container has to become healthy", _parse_int),
     Option(
@@ -122,6 +155,8 @@ OPTIONS: tuple[Option, ...] = (
 )
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
 _BY_TOML = {opt.toml: opt for opt in OPTIONS}
+# Options whose value is a whole TOML table ([app.env] ...), not a table of options.
+_TABLES = {opt.toml for opt in OPTIONS if isinstance(opt.default, dict)}
 
 
 @dataclass(frozen=True)
@@ -161,7 +196,7 @@ class Settings:
         lines = []
         for opt in OPTIONS:
             shown = "***" if opt.secret and self.values[opt.name] else self.values[opt.name]
-            lines.append(f"{opt.name}: {shown} (from {self.sources[opt.name]})")
+            lines.append(f"{opt.name}: {as_text(shown)} (from {self.sources[opt.name]})")
         return lines
 
 
@@ -169,7 +204,7 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in table.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and dotted not in _TABLES:
             flat.update(_flatten(value, dotted + "."))
         else:
             flat[dotted] = value
@@ -178,7 +213,11 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _coerce(opt: Option, raw: Any, source: str) -> Any:
     try:
-        if isinstance(raw, str) and not isinstance(opt.default, str):
+        if isinstance(opt.default, dict):
+            value = opt.parse(raw) if isinstance(raw, str) else raw
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ValueError(f"expected a table of strings, got {raw!r}")
+        elif isinstance(raw, str) and not isinstance(opt.default, str):
             value = opt.parse(raw)
         elif isinstance(opt.default, bool) != isinstance(raw, bool) or not isinstance(raw, type(opt.default)):
             raise ValueError(f"expected {type(opt.default).__name__}, got {raw!r}")
@@ -238,6 +277,11 @@ def load(
             values[opt.name] = opt.default
             sources[opt.name] = "default"
     return Settings(values=values, sources=sources, config_file=path if path.exists() else None, root=root)
+
+
+def as_text(value: Any) -> str:
+    """A setting as it is written on a command line (``--set name=<this>``): tables as JSON."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:

@@ -50,6 +50,14 @@ def db_password(settings: Settings, *, create: bool = False) -> str:
     """
     if settings.db_password:
         return settings.db_password
+    if settings.db_password_file:
+        given = settings.path(settings.db_password_file)
+        try:
+            return given.read_text().strip()
+        except OSError as exc:
+            raise StackError(f"cannot read the database password from {given}: {exc.strerror or exc}") from None
+    if settings.db_host and not create:
+        raise StackError("an existing database server needs its password: set DEPLOYGATE_DB_PASSWORD or database.password_file")
     path = password_file(settings)
     if path.exists():
         return path.read_text().strip()

@@ -21,6 +21,8 @@ PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 # The app does not report what the check needs (e.g. no error count in its health body):
 # shown as such, never counted as passed, and not a failure either.
 NOT_REPORTED = "not reported"
+# Deselected by name with a recorded reason (--skip-check NAME --reason): an exception granted, not a failure.
+SKIPPED_ON_REQUEST = "skipped on request"
 
 
 class GateResultError(DeployGateError):
@@ -47,7 +49,7 @@ class CheckResult:
     @property
     def failed(self) -> bool:
         """Anything but passed or not reported: a skipped check was not proven either."""
-        return self.outcome not in (PASSED, NOT_REPORTED)
+        return self.outcome not in (PASSED, NOT_REPORTED, SKIPPED_ON_REQUEST)
 
     @property
     def summary(self) -> str:

@@ -17,6 +17,7 @@ from deploygate.log import Say
 from deploygate.probes import DJANGO_PROBE, RESULT_MARKER
 
 if TYPE_CHECKING:
+    from deploygate.config import Settings
     from deploygate.platform.base import Platform
     from deploygate.platform.images import Image
 
@@ -27,9 +28,10 @@ class ProbeError(DeployGateError):
     """The probe could not run at all (as opposed to running and finding a problem)."""
 
 
-def argv(command: str, argument: Any = None) -> list[str]:
-    """The probe's command line inside the image (the probe directory mounted at ``PROBE_DIR_IN_CONTAINER``)."""
-    line = ["python", f"{PROBE_DIR_IN_CONTAINER}/{DJANGO_PROBE.name}", command]
+def argv(command: str, argument: Any = None, *, python: str = "python3") -> list[str]:
+    """The probe's command line inside the image (the probe directory mounted at ``PROBE_DIR_IN_CONTAINER``),
+    run by the image's own ``python``."""
+    line = [python, f"{PROBE_DIR_IN_CONTAINER}/{DJANGO_PROBE.name}", command]
     if argument is not None:
         line.append(json.dumps(argument))
     return line
@@ -248,19 +250,29 @@ class Prober:
         lock_timeout_ms: int,
         network: str | None = None,
         say: Say | None = None,
+        python: str = "python3",
     ) -> None:
         self.platform = platform
         self.image = image
+        self.python = python
         self.environment = {**environment, "PGOPTIONS": f"-c lock_timeout={lock_timeout_ms}"}
         self.network = network
         self.say = say
+
+    @classmethod
+    def configured(
+        cls, platform: Platform, settings: Settings, image: Image, environment: Mapping[str, str], *,
+        network: str | None = None, say: Say | None = None,
+    ) -> Prober:  # fmt: skip
+        """The probe as ``settings`` configure it: their lock_timeout and the app's Python."""
+        return cls(platform, image, environment, lock_timeout_ms=settings.lock_timeout_ms, network=network, say=say, python=settings.app_python)
 
     def run(self, command: str, argument: Any = None) -> tuple[dict, int]:
         """The probe's raw JSON result and exit code (lines it prints go to ``say``, the result line does not)."""
         say = self.say
         result = self.platform.run_job(
             self.image.id,
-            argv(command, argument),
+            argv(command, argument, python=self.python),
             environment=self.environment,
             mounts=mounts(),
             network=self.network,

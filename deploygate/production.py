@@ -19,6 +19,7 @@ from deploygate.health import HealthSample, sample
 from deploygate.log import Say
 from deploygate.platform.base import Platform
 from deploygate.platform.images import Image
+from deploygate.probe import Prober
 from deploygate.proxy import Proxy, Route
 
 
@@ -68,7 +69,9 @@ def _ensure_app(platform: Platform, settings: Settings, proxy: Proxy, image: Ima
     if state is None:
         say(f"migrating the database with {image.tag}...")
         started = time.monotonic()
-        manage(platform, settings, image, ["python", "manage.py", "migrate", "--no-input"], say)
+        migrated = Prober.configured(platform, settings, image, app_environment(platform, settings), say=say).migrate()
+        if not migrated.ok:
+            raise StackError(f"migrating production with {image.tag} failed: {migrated.error}")
         report.timings["migrate_s"] = time.monotonic() - started
         seed = seed_argv(settings)
         if seed:
@@ -76,7 +79,7 @@ def _ensure_app(platform: Platform, settings: Settings, proxy: Proxy, image: Ima
             started = time.monotonic()
             manage(platform, settings, image, seed, say)
             report.timings["seed_s"] = time.monotonic() - started
-        state = platform.start_colour(color, image, app_environment(platform, settings))
+        state = platform.start_colour(color, image, app_environment(platform, settings), settings.app_processes)
         report.changes.append(f"created {color} ({state.release})")
     elif not state.running:
         platform.resume_colour(color)

@@ -45,10 +45,7 @@ class DatabaseCopy:
 
     def prober(self, platform: Platform, settings: Settings, image: Image, say: Say | None = None) -> Prober:
         """The probe in ``image`` against this copy."""
-        return Prober(
-            platform, image, self.app_environment(settings),
-            lock_timeout_ms=settings.lock_timeout_ms, network=self.scratch.database.network, say=say,
-        )  # fmt: skip
+        return Prober.configured(platform, settings, image, self.app_environment(settings), network=self.scratch.database.network, say=say)
 
 
 def _scratch(platform: Platform, settings: Settings, image_id: str, mounts: dict[str, str]) -> AbstractContextManager[Scratch]:

@@ -17,11 +17,14 @@ from psycopg import sql
 
 from deploygate.database import DatabaseAddress, connect
 
+# django_migrations is left out: its rows are the migration itself, which a restore undoes;
+# re-applying them would tell Django the old schema is the new one.
 _INTEGER_PKS = """
 SELECT c.relname, a.attname FROM pg_index i
 JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
 WHERE i.indisprimary AND i.indnatts = 1 AND n.nspname = 'public' AND a.atttypid IN (20, 21, 23)
+  AND c.relname <> 'django_migrations'
 """
 _COLUMNS = """
 SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum

@@ -50,4 +50,4 @@ def target(pytestconfig: pytest.Config, platform: Platform, settings: Settings, 
 @pytest.fixture(scope="session")
 def production_probe(platform: Platform, settings: Settings, target: Target) -> Prober:
     """The probe in the new colour's image against production (reads, or writes rolled back)."""
-    return Prober(platform, target.image, app_environment(platform, settings), lock_timeout_ms=settings.lock_timeout_ms)
+    return Prober.configured(platform, settings, target.image, app_environment(platform, settings))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Mapping
 
 from deploygate import gate_result
-from deploygate.config import OPTIONS, Settings
+from deploygate.config import OPTIONS, Settings, as_text
 from deploygate.gate_result import GateResult
 from deploygate.log import DeployLog
 from deploygate.record import GateRow
@@ -27,10 +28,29 @@ def settings_args(settings: Settings) -> list[str]:
     args = []
     for option in OPTIONS:
         if not option.secret:
-            args += ["--dg-set", f"{option.name}={settings.values[option.name]}"]
+            args += ["--dg-set", f"{option.name}={as_text(settings.values[option.name])}"]
     if settings.config_file is not None:
         args += ["--dg-config", str(settings.config_file)]
     return args
+
+
+def check_names(gate: str) -> set[str]:
+    """The names of the checks a gate's suite holds (collected by pytest, nothing run)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", SUITES[gate], "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    return {line.split("::")[-1].split("[")[0] for line in done.stdout.splitlines() if "::" in line}
+
+
+def skip_args(gate: str, skips: Mapping[str, str]) -> list[str]:
+    """pytest arguments deselecting, with their reason, the checks of ``skips`` this gate holds."""
+    if not skips:
+        return []
+    names = sorted(set(skips) & check_names(gate))
+    if not names:
+        return []
+    return [arg for name in names for arg in ("--skip-check", name)] + ["--reason", skips[names[0]]]
 
 
 def run_gate(settings: Settings, gate: str, args: list[str], *, result_path: Path, log: DeployLog) -> GateResult:

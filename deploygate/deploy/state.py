@@ -13,9 +13,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Mapping
+from urllib.parse import quote
 
 from deploygate import ledger
+from deploygate.app import secret_values
 from deploygate.backup import Backup, load_backup
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, db_password
@@ -43,6 +45,7 @@ class Request:
     accept_incompatible: str | None = None  # the reason given: deploy behind a maintenance hold
     skip_predeploy: str | None = None  # the reason given
     gate_args: tuple[str, ...] = ()
+    skip_checks: Mapping[str, str] = field(default_factory=dict)  # check name -> the reason given
 
 
 @dataclass
@@ -120,7 +123,7 @@ class DeployRun:
     def create(cls, platform: Platform, settings: Settings, request: Request, *, kind: str = "deploy", echo: bool = True) -> DeployRun:
         stamp = new_stamp()
         db = platform.database()
-        log = DeployLog(settings.path(settings.logs_dir) / f"deployment_{stamp}.log", [db.password, db_password(settings)], echo=echo)
+        log = DeployLog(settings.path(settings.logs_dir) / f"deployment_{stamp}.log", secrets_of(settings, db), echo=echo)
         record = DeployRecord(kind=kind, outcome=Outcome.RUNNING, candidate=ImageRecord(ref=request.candidate_ref) if request.candidate_ref else None)
         return cls(platform=platform, settings=settings, proxy=Proxy(settings, platform), log=log, stamp=stamp, db=db, request=request, record=record)
 
@@ -146,10 +149,7 @@ class DeployRun:
 
     def prober(self, image: Image) -> Prober:
         """The probe in ``image`` against production (reads, or writes it rolls back; migrations)."""
-        return Prober(
-            self.platform, image, app_environment(self.platform, self.settings),
-            lock_timeout_ms=self.settings.lock_timeout_ms, say=self.log,
-        )  # fmt: skip
+        return Prober.configured(self.platform, self.settings, image, app_environment(self.platform, self.settings), say=self.log)
 
     # --- the ledger ------------------------------------------------------------------------------
 
@@ -195,6 +195,12 @@ class DeployRun:
         if checkpoint.backup_manifest and Path(checkpoint.backup_manifest).exists():
             self.backup = load_backup(Path(checkpoint.backup_manifest))
         self.touched = True
+
+
+def secrets_of(settings: Settings, db: DatabaseAddress) -> list[str]:
+    """Every value the deploy's log must never show: the database password (also as a URL has it) and the app's secrets."""
+    passwords = {db.password, db_password(settings)}
+    return [*passwords, *(quote(p, safe="") for p in passwords), *secret_values(settings).values()]
 
 
 def one_line(exc: BaseException) -> str:

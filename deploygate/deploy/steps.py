@@ -30,6 +30,17 @@ from deploygate.traffic import TrafficProbe, body_template
 PREDEPLOY_REUSE_MIN = 60
 
 
+def validate_request(run: DeployRun) -> None:
+    """Every argument is checked before anything happens: checks to skip must exist."""
+    if run.request.skip_checks:
+        known = set().union(*(gates.check_names(gate) for gate in gates.SUITES))
+        unknown = sorted(set(run.request.skip_checks) - known)
+        if unknown:
+            raise StageFailed(f"--skip-check: no gate or post check named {', '.join(unknown)}")
+        for name, reason in run.request.skip_checks.items():
+            run.record.exceptions[f"skip check {name}"] = reason
+
+
 def resolve_candidate(run: DeployRun) -> None:
     """The candidate exists (a demo release is built): checked before anything else happens."""
     run.candidate = run.platform.resolve_image(run.request.candidate_ref, run.log)
@@ -70,6 +81,7 @@ def run_predeploy(run: DeployRun) -> None:
     result = load_or_none(path)
     reusable = (
         result is not None and result.passed and result.complete and not run.request.gate_args
+        and not run.request.skip_checks
         and dt.datetime.now(dt.timezone.utc) - result.finished_at() < dt.timedelta(minutes=PREDEPLOY_REUSE_MIN)
         and result.production == production_identity(run.db)
     )  # fmt: skip
@@ -77,7 +89,7 @@ def run_predeploy(run: DeployRun) -> None:
         run.log(f"   predeploy already passed for {run.candidate.id[:19]} on this production at {result.finished}: not repeated")
         gates.log_checks(result, run.log)
     else:
-        args = ["--candidate", run.request.candidate_ref, *run.request.gate_args]
+        args = ["--candidate", run.request.candidate_ref, *gates.skip_args("predeploy", run.request.skip_checks), *run.request.gate_args]
         result = gates.run_gate(run.settings, "predeploy", args, result_path=path, log=run.log)
     run.record.exceptions.update({f"override {k}": v for k, v in result.overrides.items()})
     run.record.gates += gates.rows(result)
@@ -160,22 +172,41 @@ def start_traffic(run: DeployRun) -> TrafficProbe:
 
 
 def start_new_colour(run: DeployRun) -> None:
-    """The candidate on the new colour, not yet routed to (a stale one from an earlier deploy goes first)."""
+    """The candidate on the new colour, not yet routed to (a stale one from an earlier deploy goes first).
+
+    Its processes (workers) start with it when old and new code run on either schema;
+    behind a hold they wait for the migration (``start_new_processes``).
+    """
     stale = run.platform.colour(run.new_color)
     if stale is not None:
         run.log(f"   removing the previous {run.new_color} ({stale.release})")
         run.platform.remove_colour(run.new_color)
-    run.platform.start_colour(run.new_color, run.candidate, app_environment(run.platform, run.settings))
+    processes = {} if run.hold else run.settings.app_processes
+    run.platform.start_colour(run.new_color, run.candidate, app_environment(run.platform, run.settings), processes)
 
 
 def holding(run: DeployRun) -> bool:
     return bool(run.hold)
 
 
+def holding_with_processes(run: DeployRun) -> bool:
+    return bool(run.hold and run.settings.app_processes)
+
+
 def hold_traffic(run: DeployRun) -> None:
-    """The accepted incompatibility: the proxy answers 503 + Retry-After while the schema changes."""
+    """The accepted incompatibility: the proxy answers 503 + Retry-After while the schema changes.
+
+    The serving release's processes stop too: incompatible means they cannot work on the new schema.
+    """
     run.proxy.hold(run.old_color, run.previous.release)
-    run.log("   proxy -> maintenance hold")
+    run.platform.stop_processes(run.old_color)
+    run.log("   proxy -> maintenance hold; the serving release's processes stopped")
+
+
+def start_new_processes(run: DeployRun) -> None:
+    """Behind a hold, the candidate's processes start once the schema is theirs."""
+    env = app_environment(run.platform, run.settings)
+    run.platform.start_processes(run.new_color, run.candidate, env, run.settings.app_processes)
 
 
 def migrate_production(run: DeployRun) -> None:
@@ -201,6 +232,7 @@ def wait_new_colour_healthy(run: DeployRun) -> None:
 def _post_checks(run: DeployRun, target: str, since: float | None = None) -> None:
     gate = f"post_{target}"
     args = ["--target", target, "--deploy-color", run.new_color] + (["--since", str(since)] if since else [])
+    args += gates.skip_args(gate, run.request.skip_checks)
     path = run.settings.path(run.settings.reports_dir) / gate / f"{run.stamp}.json"
     result = gates.run_gate(run.settings, gate, args, result_path=path, log=run.log)
     run.record.gates += gates.rows(result)
@@ -277,6 +309,7 @@ def finish(run: DeployRun) -> None:
 
 
 DEPLOY: tuple[Step, ...] = (
+    Step("request", validate_request, dry_run=True),
     Step("candidate", resolve_candidate, dry_run=True),
     Step("converge", converge_unfinished, dry_run=True),
     Step("predeploy", run_predeploy, dry_run=True),
@@ -287,6 +320,7 @@ DEPLOY: tuple[Step, ...] = (
     Step("green", start_new_colour, touches_production=True),
     Step("hold", hold_traffic, touches_production=True, when=holding),
     Step("migrate", migrate_production, touches_production=True, checkpoint="migrated"),
+    Step("processes", start_new_processes, when=holding_with_processes),
     Step("green_healthy", wait_new_colour_healthy),
     Step("post_green", post_checks_on_new_colour),
     Step("switch", switch_traffic, checkpoint="switched"),

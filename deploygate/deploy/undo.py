@@ -38,12 +38,17 @@ def _release(run: DeployRun) -> str:
 
 
 def traffic_to_previous(run: DeployRun) -> None:
-    """The previous colour serves again, or a hold answers while it cannot serve the current schema."""
+    """The previous colour serves again, or a hold answers while it cannot serve the current schema.
+
+    The candidate's processes stop first (their release is going); the previous release's
+    wait behind a hold until the schema is theirs again.
+    """
     state = run.platform.colour(run.old_color)
     if state is None:
         raise StageFailed(f"cannot roll back: {run.platform.colour_name(run.old_color)} no longer exists")
-    if not state.running:
-        run.platform.resume_colour(run.old_color)
+    if run.platform.colour(run.new_color) is not None:
+        run.platform.stop_processes(run.new_color)
+    run.platform.resume_colour(run.old_color, processes=not run.hold)
     run.holding = bool(run.hold)
     if not run.holding:
         try:
@@ -52,6 +57,7 @@ def traffic_to_previous(run: DeployRun) -> None:
             # The old release cannot serve the schema as it is now: hold traffic while it goes back.
             run.log(f"   {run.old_color} is not healthy on the current schema ({exc}): holding traffic")
             run.holding = True
+            run.platform.stop_processes(run.old_color)
     if run.holding:
         run.proxy.hold(run.old_color, state.release)
         run.log("   proxy -> maintenance hold")
@@ -78,6 +84,7 @@ def undo_plan(run: DeployRun) -> None:
     run.record.rollback.method = method
     run.log(f"   {method}")
     if run.holding:
+        run.platform.resume_colour(run.old_color)  # its processes too, now that the schema is theirs
         state = run.platform.wait_healthy(run.old_color, run.settings.health_timeout)
         run.proxy.route(run.old_color, state.release)
         run.log(f"   proxy -> {run.old_color} ({state.release})")

@@ -11,7 +11,7 @@ same shape: several replicas, on several hosts, each with its own address.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence
 
 from deploygate.config import Settings
@@ -41,6 +41,7 @@ class ColourState:
     release: str
     image_id: str
     replicas: tuple[Replica, ...]
+    processes: Mapping[str, str] = field(default_factory=dict)  # process name (worker...) -> its state
 
     @property
     def running(self) -> bool:
@@ -124,20 +125,29 @@ class Platform(Protocol):
     def colour(self, colour: str) -> ColourState | None:
         """The colour as it is now, or None when it has no replica at all."""
 
-    def start_colour(self, colour: str, image: Image, environment: Mapping[str, str]) -> ColourState:
-        """Start ``colour`` from ``image`` on production's network (not routed to yet)."""
+    def start_colour(
+        self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None
+    ) -> ColourState:
+        """Start ``colour`` from ``image`` on production's network (not routed to yet), with its ``processes``
+        (name -> command, e.g. a worker) beside the web server."""
 
-    def resume_colour(self, colour: str) -> ColourState:
-        """Start a colour that was stopped (kept for rollback)."""
+    def start_processes(self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
+        """Start a colour's processes on their own (when they must wait for a migration)."""
+
+    def stop_processes(self, colour: str) -> None:
+        """Stop a colour's processes, keeping its web server (no worker on a schema it cannot handle)."""
+
+    def resume_colour(self, colour: str, *, processes: bool = True) -> ColourState:
+        """Start a colour that was stopped (kept for rollback); its processes too unless ``processes`` is false."""
 
     def stop_colour(self, colour: str) -> None:
-        """Stop a colour, keeping it for a rollback."""
+        """Stop a colour (processes first), keeping it for a rollback."""
 
     def remove_colour(self, colour: str) -> None:
-        """Remove a colour for good (nothing when it does not exist)."""
+        """Remove a colour and its processes for good (nothing when it does not exist)."""
 
     def wait_healthy(self, colour: str, timeout: float) -> ColourState:
-        """Wait until every replica is healthy; fails at once (with its last log lines) when one has exited."""
+        """Wait until every replica is healthy; fails at once (with its last log lines) when one, or a process, has exited."""
 
     def upstreams(self, colour: str) -> list[str]:
         """``host:port`` of the colour's replicas as the proxy reaches them."""

@@ -9,6 +9,7 @@ library that speaks to the docker SDK.
 from __future__ import annotations
 
 import secrets
+import shlex
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ import docker.models.containers
 import requests
 
 from deploygate.config import Settings
-from deploygate.database import DatabaseAddress, db_password
+from deploygate.database import DatabaseAddress, connect, db_password
 from deploygate.errors import StackError
-from deploygate.log import Say
+from deploygate.log import Say, quiet
 from deploygate.platform import engine, images
 from deploygate.platform.base import COLOURS, ColourState, JobResult, Replica, ScratchDatabase
 from deploygate.platform.images import Image
@@ -33,6 +34,7 @@ ROLE_LABEL = "deploygate.role"
 COLOR_LABEL = "deploygate.color"
 RELEASE_LABEL = "deploygate.release"
 DIGEST_LABEL = "deploygate.image_digest"
+PROCESS_LABEL = "deploygate.process"
 DB_PORT = 5432
 # testcontainers' default network: jobs against a scratch database join it.
 SCRATCH_NETWORK = "bridge"
@@ -70,6 +72,9 @@ class Names:
     def web(self, colour: str) -> str:
         return f"{self.project}_web_{colour}"
 
+    def process(self, name: str, colour: str) -> str:
+        return f"{self.project}_{name}_{colour}"
+
 
 def log_tail(container: Container, lines: int = _LOG_LINES) -> str:
     """The container's last log lines on one line (``no logs`` when it has none or cannot be asked)."""
@@ -88,6 +93,32 @@ def _health(container: Container) -> str:
     """Docker's HEALTHCHECK verdict, or "none" when the image declares no healthcheck."""
     health = (container.attrs.get("State") or {}).get("Health")
     return health.get("Status", "unknown") if health else "none"
+
+
+def _status(container: Container) -> str:
+    return (container.attrs.get("State") or {}).get("Status", "unknown")
+
+
+def _replica(container: Container, network: str) -> Replica:
+    return Replica(name=container.name, state=_status(container), health=_health(container), address=_address(container, network))
+
+
+def _fail_if_dead(container: Container) -> None:
+    """Raise ``StackError`` (with its last log lines) when the container's process died.
+
+    Not transient: a process that died will not become healthy (its restart policy only
+    makes it crash again), so a wait fails now, not at its deadline.
+    """
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        raise StackError(f"{container.name} was removed while deploygate waited for it") from None
+    state, restarts = _status(container), container.attrs.get("RestartCount", 0)
+    if state in ("exited", "dead"):
+        code = (container.attrs.get("State") or {}).get("ExitCode")
+        raise StackError(f"{container.name} exited (code {code}): {log_tail(container)}")
+    if state == "restarting" or restarts > 0:
+        raise StackError(f"{container.name} exited and keeps being restarted ({restarts} so far): {log_tail(container)}")
 
 
 def _api_error(what: str, exc: docker.errors.APIError) -> StackError:
@@ -167,9 +198,17 @@ class DockerHost:
 
     # --- production's database -------------------------------------------------------------------
 
+    @property
+    def _external_database(self) -> bool:
+        """An existing server the user named: deploygate never creates, changes the settings of, or removes it."""
+        return bool(self.settings.db_host)
+
     def ensure_database(self, image: Image, password: str) -> list[str]:
         changes: list[str] = []
         self._ensure_network(changes)
+        if self._external_database:
+            connect(self.database()).close()  # answers, with these credentials: else a one-line StackError now
+            return changes
         try:
             self.client.volumes.get(self.names.db_volume)
         except docker.errors.NotFound:
@@ -206,16 +245,26 @@ class DockerHost:
         return container
 
     def database(self) -> DatabaseAddress:
+        s = self.settings
+        if self._external_database:
+            return DatabaseAddress(host=s.db_host, port=s.db_port, name=s.db_name, user=s.db_user, password=db_password(s))
         address = _address(self._db_container(), self.names.network)
         if not address:
             raise StackError(f"{self.names.db} has no address on {self.names.network}")
-        s = self.settings
         return DatabaseAddress(host=address, port=DB_PORT, name=s.db_name, user=s.db_user, password=db_password(s))
 
     def database_endpoint(self) -> tuple[str, int]:
+        if self._external_database:
+            return self.settings.db_host, self.settings.db_port
         return self.names.db, DB_PORT
 
     def database_image(self) -> str:
+        if self._external_database:
+            # pg_dump and the rehearsal copy must be the server's own major version, whatever was configured.
+            with connect(self.database()) as conn:
+                major = conn.execute("SHOW server_version_num").fetchone()[0]
+            settings = self.settings.replace(postgres_major=int(major) // 10000)
+            return images.postgres_image(self.client, settings, quiet).id
         return self._db_container().image.id
 
     # --- the app's colours -----------------------------------------------------------------------
@@ -225,33 +274,60 @@ class DockerHost:
             raise StackError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
         return self._get(self.names.web(colour))
 
+    def _processes(self, colour: str) -> list[Container]:
+        """The colour's process containers (workers...), found by label."""
+        selector = [f"{PROJECT_LABEL}={self.settings.project}", f"{COLOR_LABEL}={colour}", f"{ROLE_LABEL}=process"]
+        return self.client.containers.list(all=True, filters={"label": selector})
+
     def _state(self, colour: str, container: Container) -> ColourState:
         container.reload()
-        state = (container.attrs.get("State") or {}).get("Status", "unknown")
-        replica = Replica(name=container.name, state=state, health=_health(container), address=_address(container, self.names.network))
+        processes = {c.labels.get(PROCESS_LABEL, c.name): _status(c) for c in self._processes(colour)}
         return ColourState(
             colour=colour,
             release=container.labels.get(RELEASE_LABEL, ""),
             image_id=container.image.id,
-            replicas=(replica,),
+            replicas=(_replica(container, self.names.network),),
+            processes=processes,
         )
 
     def colour(self, colour: str) -> ColourState | None:
         container = self._web(colour)
         return self._state(colour, container) if container is not None else None
 
-    def start_colour(self, colour: str, image: Image, environment: Mapping[str, str]) -> ColourState:
+    def _labels_of(self, role: str, colour: str, image: Image, **extra: str) -> dict[str, str]:
+        release = image.tag.rsplit(":", 1)[-1]
+        return self._labels(role, **{COLOR_LABEL: colour, RELEASE_LABEL: release, DIGEST_LABEL: image.id, **extra})
+
+    def start_colour(
+        self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None
+    ) -> ColourState:
         if self._web(colour) is not None:
             raise StackError(f"{self.names.web(colour)} exists already; remove it first")
-        release = image.tag.rsplit(":", 1)[-1]
         container = self._run_service(
             self.names.web(colour),
             image.tag,
             network=self.names.network,
             environment=dict(environment),
-            labels=self._labels("web", **{COLOR_LABEL: colour, RELEASE_LABEL: release, DIGEST_LABEL: image.id}),
+            labels=self._labels_of("web", colour, image),
         )
+        self.start_processes(colour, image, environment, processes or {})
         return self._state(colour, container)
+
+    def start_processes(self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
+        for name, command in processes.items():
+            self._run_service(
+                self.names.process(name, colour),
+                image.tag,
+                command=shlex.split(command),
+                network=self.names.network,
+                environment=dict(environment),
+                labels=self._labels_of("process", colour, image, **{PROCESS_LABEL: name}),
+            )
+
+    def stop_processes(self, colour: str) -> None:
+        for container in self._processes(colour):
+            if container.status == "running":
+                container.stop(timeout=30)
 
     def _existing_web(self, colour: str) -> Container:
         container = self._web(colour)
@@ -259,47 +335,37 @@ class DockerHost:
             raise StackError(f"{self.names.web(colour)} does not exist")
         return container
 
-    def resume_colour(self, colour: str) -> ColourState:
-        container = self._existing_web(colour)
-        if container.status != "running":
-            container.start()
-        return self._state(colour, container)
+    def resume_colour(self, colour: str, *, processes: bool = True) -> ColourState:
+        for container in [self._existing_web(colour), *(self._processes(colour) if processes else [])]:
+            if container.status != "running":
+                container.start()
+        return self._state(colour, self._existing_web(colour))
 
     def stop_colour(self, colour: str) -> None:
+        # Processes first: a worker must not outlive the web server of its release.
+        self.stop_processes(colour)
         self._existing_web(colour).stop(timeout=30)
 
     def remove_colour(self, colour: str) -> None:
-        container = self._web(colour)
-        if container is not None:
-            container.remove(force=True, v=True)
+        for container in [*self._processes(colour), self._web(colour)]:
+            if container is not None:
+                container.remove(force=True, v=True)
 
     def wait_healthy(self, colour: str, timeout: float) -> ColourState:
-        container = self._existing_web(colour)
-        health_url = self.settings.health_path
+        web = self._existing_web(colour)
 
         def healthy() -> ColourState | None:
-            try:
-                state = self._state(colour, container)
-            except docker.errors.NotFound:
-                raise StackError(f"{container.name} was removed while deploygate waited for it") from None
+            for container in [web, *self._processes(colour)]:
+                _fail_if_dead(container)
+            state = self._state(colour, web)
             replica = state.replicas[0]
-            # Not transient: a process that died will not become healthy (its restart policy only
-            # makes it crash again), so fail now, not at the deadline.
-            restarts = container.attrs.get("RestartCount", 0)
-            if replica.state in ("exited", "dead"):
-                code = (container.attrs.get("State") or {}).get("ExitCode")
-                raise StackError(f"{container.name} exited (code {code}): {log_tail(container)}")
-            if replica.state == "restarting" or restarts > 0:
-                raise StackError(f"{container.name} exited and keeps being restarted ({restarts} so far): {log_tail(container)}")
             if replica.health == "none":
                 # No HEALTHCHECK in the image: the app's health URL answering 2xx is the verdict.
-                answer = requests.get(f"http://{replica.address}:{self.settings.app_port}{health_url}", timeout=3)
+                answer = requests.get(f"http://{replica.address}:{self.settings.app_port}{self.settings.health_path}", timeout=3)
                 return state if replica.state == "running" and answer.ok else None
             return state if state.healthy else None
 
-        return wait_until(
-            healthy, timeout=timeout, interval=0.5, what=f"{container.name} to become healthy", last_seen=lambda: log_tail(container)
-        )
+        return wait_until(healthy, timeout=timeout, interval=0.5, what=f"{web.name} to become healthy", last_seen=lambda: log_tail(web))
 
     def upstreams(self, colour: str) -> list[str]:
         return [f"{self.names.web(colour)}:{self.settings.app_port}"]

@@ -301,7 +301,12 @@ class Release:
 
 
 def releases(settings: Settings) -> dict[str, Release]:
-    """Every release declared by the app source, by name. Raises ``ConfigError`` if none can be read."""
+    """Every release declared by the app source, by name (none without an app source).
+
+    Raises ``ConfigError`` if the source's releases.toml cannot be read.
+    """
+    if not settings.app_source:
+        return {}
     path = settings.path(settings.app_source) / "releases.toml"
     try:
         table = tomllib.loads(path.read_text())
@@ -382,20 +387,33 @@ def release_image(client: docker.DockerClient, settings: Settings, release_name:
 
 
 def resolve_candidate(client: docker.DockerClient, settings: Settings, candidate: str, say: Say = print) -> Image:
-    """A candidate given as a demo release name (built on demand) or an existing image reference."""
+    """An image reference (the engine's, or pulled where a registry answers), or a release of app.source (built).
+
+    Raises ``ConfigError`` when it is neither, in one line.
+    """
     if candidate in releases(settings):
         return release_image(client, settings, candidate, say)
     found = _existing(client, candidate)
+    if found is None and settings.image_source != "local":
+        try:
+            found = client.images.pull(candidate)
+            say(f"pulled {candidate}")
+        except docker.errors.APIError:
+            found = None
     if found is None:
-        raise ConfigError(f"candidate {candidate!r} is neither a release of {settings.app_source} nor an image the engine has")
+        where = f"a release of {settings.app_source} nor " if settings.app_source else ""
+        raise ConfigError(f"candidate {candidate!r} is neither {where}an image the engine has (nor one a registry gave)")
     return Image(tag=candidate, id=found.id, built=False)
 
 
 def prune_releases(client: docker.DockerClient, settings: Settings, *, keep: set[str]) -> list[str]:
-    """Remove release images of ``app_image`` whose id is not in ``keep``; returns the tags removed.
+    """Remove release images deploygate built from app.source (``app_image``) whose id is not in ``keep``.
 
-    Images still used by a container are never removed (the engine refuses, and we skip them).
+    Images deploygate did not build (a user's, from their CI) are never touched, nor is an
+    image still used by a container (the engine refuses, and we skip it). Returns the tags removed.
     """
+    if not (settings.app_source and settings.app_image):
+        return []
     removed = []
     for image in client.images.list(name=settings.app_image, filters={"label": "deploygate.release"}):
         if image.id in keep:
