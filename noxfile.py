@@ -90,6 +90,13 @@ def rollback(session: nox.Session) -> None:
 
 
 @nox.session(python=False, default=False)
+def abort(session: nox.Session) -> None:
+    """Stop the deploy another process or CI job runs (it rolls back): `-- --reason "why"`."""
+    _shared_env(session)
+    _deploygate(session, "abort", *session.posargs)
+
+
+@nox.session(python=False, default=False)
 def demo(session: nox.Session) -> None:
     """The whole story on the embedded production: reset to v1, show why v2 is stopped, deploy v2-safe."""
     _shared_env(session)

@@ -13,6 +13,7 @@ import time
 from typing import Sequence
 
 from deploygate import config, production
+from deploygate.deploy.abort import Aborted
 from deploygate.errors import DeployGateError
 from deploygate.platform import connect
 from deploygate.platform.engine import ensure_engine
@@ -154,6 +155,33 @@ def _common(where: str) -> argparse.ArgumentParser:
     return common
 
 
+def cmd_abort(args: argparse.Namespace) -> int:
+    from deploygate import ledger
+    from deploygate.deploy import abort
+    from deploygate.lock import DeployLock, LockHeld
+
+    settings = _settings(args)
+    db = connect(settings, _say).database()
+    try:
+        with DeployLock(db, settings.project):
+            raise config.ConfigError("no deploy or rollback is running on this production: nothing to abort")
+    except LockHeld:
+        pass
+    abort.request(db, settings.path(settings.logs_dir), args.reason or "")
+    _say("abort requested through the ledger; waiting for the deploy to roll back...")
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        try:
+            with DeployLock(db, settings.project):
+                last = ledger.entries(db, "deploy")[-1]
+                _say(f"the deploy has stopped: {last.outcome} ({last.detail.get('reason', '')})")
+                return 0
+        except LockHeld:
+            time.sleep(1)
+    _say(f"the deploy still runs after {args.wait:.0f}s; it was asked to abort and will when it next can")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common("after")
     parser = argparse.ArgumentParser(prog="python -m deploygate", description=__doc__.splitlines()[0], parents=[_common("before")])
@@ -179,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_deploy.add_argument("--skip-check", action="append", metavar="NAME", help="deselect one gate or post check by name (repeatable; needs --reason)")
     p_deploy.add_argument("--reason", help="why --accept-incompatible / --skip-predeploy / --skip-check is justified (recorded)")
     p_deploy.add_argument("--gate-arg", action="append", help="extra pytest argument for the predeploy gate (repeatable)")
+    p_abort = command("abort", cmd_abort, "stop the deploy another process or CI job runs on this production: it rolls back")
+    p_abort.add_argument("--reason", help="why (recorded with the request)")
+    p_abort.add_argument("--wait", type=float, default=900, help="seconds to wait for the deploy to stop")
     p_rollback = command("rollback", cmd_rollback, "roll back an unfinished deploy, or the last one within the forward-fix threshold")
     p_rollback.add_argument("--force", action="store_true", help="roll back even past the forward-fix threshold")
     p_bench = command("bench", cmd_bench, "benchmarks, as ratios to a baseline measured in the same run")
@@ -199,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeployGateError as exc:
         print(f"deploygate: {exc}", file=sys.stderr)
         return 2
+    except Aborted as exc:
+        print(f"deploygate: {exc.why}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("deploygate: interrupted", file=sys.stderr)
         return 130

@@ -18,6 +18,7 @@ class Outcome(str, Enum):
     ROLLED_BACK = "rolled_back"  # production is back on the previous release
     REFUSED = "refused"  # stopped before production was touched
     FAILED = "failed"  # the rollback itself failed: the ledger keeps the deploy open
+    ABORTED = "aborted"  # stopped by a signal or an abort request: rolled back if production was touched
     DRY_RUN = "dry_run"
 
 

@@ -78,13 +78,14 @@ def redact(value: Any) -> Any:
 
 
 def outcome_line(record: DeployRecord) -> str:
-    """"DEPLOYMENT SUCCESSFUL", "ROLLED BACK", "DRY RUN", "REFUSED" or "FAILED"."""
+    """The report's title: DEPLOYMENT SUCCESSFUL, ROLLED BACK, ABORTED, DRY RUN, REFUSED or FAILED."""
     if record.outcome is Outcome.ROLLED_BACK or (record.kind == "rollback" and record.outcome is Outcome.SUCCEEDED):
         return "ROLLED BACK"
     return {
         Outcome.SUCCEEDED: "DEPLOYMENT SUCCESSFUL",
         Outcome.DRY_RUN: "DRY RUN",
         Outcome.REFUSED: "REFUSED",
+        Outcome.ABORTED: "ABORTED",
     }.get(record.outcome, "FAILED")
 
 

@@ -11,13 +11,14 @@ Both hold the deploy lock for their whole run and end with a report, whatever ha
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploygate import ledger
 from deploygate.config import Settings
-from deploygate.deploy import runner, steps, undo
+from deploygate.deploy import abort, runner, steps, undo
 from deploygate.deploy.state import Checkpoint, DeployRun, Request, unfinished
 from deploygate.errors import DeployGateError
 from deploygate.lock import DeployLock
@@ -42,13 +43,16 @@ def deploy(platform: Platform, settings: Settings, request: Request, *, echo: bo
     """Deploy ``request.candidate_ref`` blue-green; roll back by itself on any failure after production was touched.
 
     Raises ``LockHeld`` when another deploy runs, ``runner.Refused`` when it stopped before
-    touching production, ``runner.RollbackFailed`` when a rollback could not finish.
+    touching production, ``runner.RollbackFailed`` when a rollback could not finish, and
+    ``abort.Aborted`` when a signal or an abort request stopped it (rolled back by then).
     """
     run = DeployRun.create(platform, settings, request, echo=echo)
+    started = dt.datetime.now(dt.timezone.utc)
     with DeployLock(run.db, settings.project):
         run.log(f"deploy of {request.candidate_ref} to {settings.project}; lock held")
         try:
-            outcome = runner.execute(steps.DEPLOY, run, undo.roll_back)
+            with abort.watching(run.db, started, run.log):
+                outcome = runner.execute(steps.DEPLOY, run, undo.roll_back)
             if outcome is Outcome.SUCCEEDED:
                 run.log(f"DEPLOYMENT SUCCESSFUL: {run.candidate.tag} serves on {run.new_color}")
         finally:
@@ -95,7 +99,8 @@ def rollback(platform: Platform, settings: Settings, *, force: bool = False, ech
         try:
             if settings.traffic_rate > 0:
                 run.traffic = steps.start_traffic(run)
-            undo.roll_back(run, reason)
+            with abort.deferred(run.log):
+                undo.roll_back(run, reason)
             run.record.outcome = Outcome.ROLLED_BACK
         except BaseException:
             run.record.outcome = Outcome.FAILED

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from deploygate.deploy import abort
 from deploygate.deploy.state import DeployRun, one_line
 from deploygate.errors import DeployGateError
 from deploygate.record import Outcome, RollbackRecord
@@ -79,25 +80,40 @@ def execute(
 ) -> Outcome:
     """Run a deploy table; on failure refuse (untouched) or roll back (touched). Returns the outcome.
 
-    Raises ``Refused`` when a step failed before production was touched, and
+    SIGINT / SIGTERM during the steps abort it the same way (``abort.Aborted`` is re-raised,
+    naming the step, once the rollback is done); during the rollback they are noted and
+    ignored. Raises ``Refused`` when a step failed before production was touched, and
     ``RollbackFailed`` when the rollback after a failure failed as well.
     """
-    try:
-        run_steps(steps, run)
-    except Exception as exc:  # noqa: BLE001 - every failure after production was touched must roll back
-        cause = one_line(exc)
-        if not run.touched:
-            run.record.outcome = Outcome.REFUSED
-            raise Refused(cause) from exc
+    with abort.deferred(run.log):
         try:
-            roll_back(run, cause)
-        except Exception as second:  # noqa: BLE001 - reported attached to the first, never instead of it
-            run.record.outcome = Outcome.FAILED
-            if run.record.rollback is None:
-                run.record.rollback = RollbackRecord(reason=cause, trigger_ts=0.0)
-            run.record.rollback.error = one_line(second)
-            raise RollbackFailed(cause, one_line(second)) from exc
-        run.record.outcome = Outcome.ROLLED_BACK
-        return run.record.outcome
+            with abort.raising(run.log):
+                run_steps(steps, run)
+        except (Exception, abort.Aborted) as exc:  # noqa: BLE001 - every failure after production was touched must roll back
+            aborted = isinstance(exc, abort.Aborted)
+            step = run.record.stages[-1].name if run.record.stages else "start"
+            cause = f"aborted by {exc.why} during {step}" if aborted else one_line(exc)
+            if run.touched:
+                _roll_back(run, roll_back, cause, exc)
+            if aborted:
+                run.record.outcome = Outcome.ABORTED
+                done = "rolled back" if run.touched else "production untouched"
+                raise abort.Aborted(f"{cause}; {done}") from exc
+            if not run.touched:
+                run.record.outcome = Outcome.REFUSED
+                raise Refused(cause) from exc
+            run.record.outcome = Outcome.ROLLED_BACK
+            return run.record.outcome
     run.record.outcome = Outcome.DRY_RUN if run.request.dry_run else Outcome.SUCCEEDED
     return run.record.outcome
+
+
+def _roll_back(run: DeployRun, roll_back: Callable[[DeployRun, str], None], cause: str, first: BaseException) -> None:
+    try:
+        roll_back(run, cause)
+    except Exception as second:  # noqa: BLE001 - reported attached to the first, never instead of it
+        run.record.outcome = Outcome.FAILED
+        if run.record.rollback is None:
+            run.record.rollback = RollbackRecord(reason=cause, trigger_ts=0.0)
+        run.record.rollback.error = one_line(second)
+        raise RollbackFailed(cause, one_line(second)) from first

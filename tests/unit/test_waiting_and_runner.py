@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -9,10 +12,11 @@ import docker.errors
 import pytest
 
 from deploygate.deploy import runner
+from deploygate.deploy.abort import Aborted
 from deploygate.deploy.runner import Refused, RollbackFailed, Step
 from deploygate.deploy.state import Request
 from deploygate.errors import StackError, WaitTimeout
-from deploygate.record import DeployRecord, Outcome
+from deploygate.record import DeployRecord, Outcome, StageRecord
 from deploygate.waiting import wait_until
 
 
@@ -54,14 +58,21 @@ class FakeRun:
     record: DeployRecord = field(default_factory=lambda: DeployRecord(kind="deploy", outcome=Outcome.RUNNING))
     touched: bool = False
     ledger: list[str] = field(default_factory=list)
-    stages: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
 
     def record_in_ledger(self, outcome: str) -> None:
         self.ledger.append(outcome)
 
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+
+    @property
+    def stages(self) -> list[str]:
+        return [stage.name for stage in self.record.stages]
+
     @contextmanager
     def stage(self, name: str):
-        self.stages.append(name)
+        self.record.stages.append(StageRecord(name=name, started=0.0))
         yield
 
 
@@ -124,3 +135,48 @@ def test_a_step_runs_only_when_its_condition_holds() -> None:
     steps = (Step("hold", lambda r: seen.append("hold"), when=lambda r: False), Step("switch", lambda r: seen.append("switch")))
     runner.execute(steps, FakeRun(), lambda r, c: None)
     assert seen == ["switch"]
+
+
+def _signal_self(signum: int):
+    def step(_run) -> None:
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler interrupts this at once
+        pytest.fail("the signal did not abort the step")
+
+    return step
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_step_rolls_back_and_says_where(signum: int) -> None:
+    rolled_back = []
+    steps = (Step("green", _ok, touches_production=True), Step("monitor", _signal_self(signum)), Step("finish", _ok))
+    run = FakeRun()
+    with pytest.raises(Aborted, match=rf"aborted by {signal.Signals(signum).name} during monitor; rolled back"):
+        runner.execute(steps, run, lambda r, cause: rolled_back.append(cause))
+    assert rolled_back == [f"aborted by {signal.Signals(signum).name} during monitor"]
+    assert run.record.outcome is Outcome.ABORTED and run.stages == ["green", "monitor"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers put back
+
+
+def test_a_second_signal_does_not_stop_the_rollback() -> None:
+    finished = []
+
+    def rollback_interrupted(_run, _cause) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        finished.append(True)
+
+    steps = (Step("green", _ok, touches_production=True), Step("migrate", _signal_self(signal.SIGINT)))
+    run = FakeRun()
+    with pytest.raises(Aborted):
+        runner.execute(steps, run, rollback_interrupted)
+    assert finished == [True]
+    assert any("received during the rollback: it finishes first" in line for line in run.lines)
+
+
+def test_a_signal_before_production_was_touched_changes_nothing() -> None:
+    steps = (Step("predeploy", _signal_self(signal.SIGTERM)), Step("green", _ok, touches_production=True))
+    run = FakeRun()
+    with pytest.raises(Aborted, match="during predeploy; production untouched"):
+        runner.execute(steps, run, lambda r, c: pytest.fail("nothing to roll back"))
+    assert run.ledger == []
