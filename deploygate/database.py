@@ -16,7 +16,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from deploygate.config import Settings
-from deploygate.errors import StackError
+from deploygate.errors import DatabaseUnavailable, StackError
+from deploygate.waiting import wait_until
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def connect(address: DatabaseAddress, *, autocommit: bool = True) -> psycopg.Con
         return psycopg.connect(address.conninfo(), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StackError(f"cannot connect to {address.user}@{address.host}:{address.port}/{address.name}: {first}") from None
+        raise DatabaseUnavailable(f"cannot connect to {address.user}@{address.host}:{address.port}/{address.name}: {first}") from None
 
 
 def table_count(address: DatabaseAddress, table: str) -> int:
@@ -92,3 +93,14 @@ def production_identity(address: DatabaseAddress) -> str:
     with connect(address) as conn:
         system_id = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
     return f"{system_id}/{address.name}"
+
+
+def wait_connectable(address: DatabaseAddress, *, timeout: float = 60) -> None:
+    """Wait until the database accepts connections (after a restart); raises ``WaitTimeout`` naming the last error."""
+
+    def answers() -> bool:
+        connect(address).close()
+        return True
+
+    wait_until(answers, timeout=timeout, interval=0.5, what=f"{address.host}:{address.port}/{address.name} to accept connections",
+               transient=(DatabaseUnavailable,))  # fmt: skip

@@ -34,3 +34,7 @@ class WaitTimeout(DeployGateError):
 
 class ProxyError(DeployGateError):
     """The proxy's runtime API could not be reached, refused a command, or routes otherwise than told."""
+
+
+class DatabaseUnavailable(StackError):
+    """A database refused or dropped the connection (down, restarting, wrong credentials): one line, no password."""

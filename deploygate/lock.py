@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
+import psycopg
+
 from deploygate.database import DatabaseAddress, connect
 from deploygate.errors import DeployGateError
 
@@ -43,6 +45,8 @@ class DeployLock:
         if self._conn is not None:
             try:
                 self._conn.execute("SELECT pg_advisory_unlock(%s)", [self._key])
+            except psycopg.Error:
+                pass  # the connection died (the database restarted): the lock died with it
             finally:
                 self._conn.close()
                 self._conn = None

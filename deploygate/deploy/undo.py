@@ -14,6 +14,7 @@ from pathlib import Path
 from deploygate import ledger, window
 from deploygate.backup import restore_production
 from deploygate.config import Settings
+from deploygate.database import wait_connectable
 from deploygate.deploy.runner import Step, StageFailed, run_steps
 from deploygate.deploy.state import Checkpoint, DeployRun, Request
 from deploygate.errors import DeployGateError
@@ -22,6 +23,11 @@ from deploygate.platform import Platform
 from deploygate.platform.images import Image
 from deploygate.proxy import Route
 from deploygate.record import RollbackRecord
+
+
+def database_answers(run: DeployRun) -> None:
+    """Production's database accepts connections (it may be restarting: that may be why we roll back)."""
+    wait_connectable(run.db, timeout=run.settings.health_timeout)
 
 
 def export_window_rows(run: DeployRun) -> None:
@@ -129,6 +135,7 @@ def record_rolled_back(run: DeployRun) -> None:
 
 
 ROLLBACK: tuple[Step, ...] = (
+    Step("rollback_database", database_answers),
     Step("rollback_export", export_window_rows),
     Step("rollback_traffic", traffic_to_previous),
     Step("rollback_schema", undo_plan),

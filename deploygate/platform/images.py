@@ -293,6 +293,7 @@ class Release:
     keep_db_names: bool
     behaviour: str
     description: str
+    extra_overlay: str = ""  # a second overlay on top of the first (a release that adds one migration)
 
     def manifest(self) -> bytes:
         """The release.json baked into the image: the app reads it to pick its ORM names and behaviour."""
@@ -316,6 +317,7 @@ def releases(settings: Settings) -> dict[str, Release]:
         name: Release(
             name=name,
             overlay=spec.get("overlay", ""),
+            extra_overlay=spec.get("extra_overlay", ""),
             renamed=bool(spec.get("renamed", False)),
             keep_db_names=bool(spec.get("keep_db_names", False)),
             behaviour=spec.get("behaviour", "normal"),
@@ -372,8 +374,9 @@ def release_image(client: docker.DockerClient, settings: Settings, release_name:
         .add_tree(wheels, "wheels/")
         .add_tree(source / "app", "app/")
     )
-    if release.overlay:
-        context.add_tree(source / "releases" / release.overlay, "app/")
+    for overlay in (release.overlay, release.extra_overlay):
+        if overlay:
+            context.add_tree(source / "releases" / overlay, "app/")
     context.add_bytes("app/release.json", release.manifest())
     return _build(
         client,

@@ -17,6 +17,9 @@ import requests
 from deploygate import config, production
 from deploygate.database import connect
 from deploygate.platform import Platform
+from deploygate.platform.images import Image
+from deploygate.probe import Prober
+from deploygate.production import app_environment
 from deploygate.platform import connect as connect_platform
 from deploygate.proxy import Proxy
 from deploygate.traffic import TrafficProbe, body_template
@@ -177,5 +180,28 @@ def assert_back_on_v1(platform: Platform, e2e_stack: config.Settings, proxy: Pro
             if created_ids:
                 found = conn.execute("SELECT count(*) FROM unified_db_personlink WHERE id = ANY(%s)", [created_ids]).fetchone()[0]
                 assert found == len(set(created_ids)), f"{len(set(created_ids)) - found} rows written during the deploy are gone"
+
+    return check
+
+
+@pytest.fixture
+def assert_converged(platform: Platform, e2e_stack: config.Settings, proxy: Proxy):
+    """Whatever the deploy decided: one healthy colour serves, the schema is its release's, no written row lost.
+
+    Returns the colour that serves.
+    """
+
+    def check(created_ids: list[int]) -> str:
+        live = proxy.current()
+        assert live is not None and not live.hold, live
+        proxy.verify(live.color)
+        serving = platform.colour(live.color)
+        image = Image(tag=serving.release, id=serving.image_id, built=False)
+        plan = Prober.configured(platform, e2e_stack, image, app_environment(platform, e2e_stack)).plan()
+        assert plan.at_release, f"schema does not match {live.color} ({serving.release}): pending {plan.labels}, unknown {plan.unknown_applied}"
+        with connect(platform.database()) as conn:
+            found = conn.execute("SELECT count(*) FROM unified_db_personlink WHERE id = ANY(%s)", [created_ids]).fetchone()[0]
+        assert found == len(set(created_ids)), f"{len(set(created_ids)) - found} rows written during the deploy are gone"
+        return live.color
 
     return check

@@ -45,8 +45,9 @@ def test_demo_declares_the_releases_the_gates_need() -> None:
     assert not found["v1"].renamed and found["v2"].renamed and not found["v2"].keep_db_names
     assert found["v2-safe"].keep_db_names and found["v2-unhealthy"].behaviour == "unhealthy"
     for release in found.values():
-        if release.overlay:
-            assert (ROOT / "demo" / "releases" / release.overlay).is_dir(), release.name
+        for overlay in (release.overlay, release.extra_overlay):
+            if overlay:
+                assert (ROOT / "demo" / "releases" / overlay).is_dir(), release.name
 
 
 def test_unknown_app_source_is_a_config_error(tmp_path: Path) -> None:

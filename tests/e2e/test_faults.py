@@ -1,0 +1,73 @@
+"""Faults of production's own parts, injected during a deploy: deploygate decides, converges, and says why.
+
+Each test leaves production on v1 (blue), as the next one expects.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from deploygate.fingerprint import fingerprint
+
+
+def _report_of(output: str) -> dict:
+    line = next(l for l in reversed(output.splitlines()) if "report: " in l)
+    return json.loads(Path(line.split("report: ", 1)[1].strip()).with_suffix(".json").read_text())
+
+
+def _created(responses: list, report: dict) -> list[int]:
+    return [r.created_id for r in responses if r.created_id is not None] + report["record"]["traffic_created_ids"]
+
+
+def test_database_restarted_during_migrate_converges(dg, traffic, platform, assert_converged) -> None:
+    # v2-slow-migration's plan takes 8 s: the restart lands inside it, whatever the machine's speed.
+    def restart_database() -> None:
+        time.sleep(2)
+        platform.client.containers.get(platform.names.db).restart(timeout=5)
+
+    run = dg.act_after("== migrate", restart_database, "deploy", "--candidate", "v2-slow-migration",
+                       "--skip-predeploy", "--reason", "e2e: the fault is production's, not the candidate's")  # fmt: skip
+    assert run.code == 1 and "migrate FAILED" in run.output, run.output[-3000:]
+    report = _report_of(run.output)
+    outcome = report["record"]["outcome"]
+    assert outcome == "rolled_back" and "migrate" in report["record"]["rollback"]["reason"]
+    cause = (report["record"]["rollback"] or {}).get("reason", "")
+    responses = traffic.stop()
+    # While the database restarts, the app answers (a 5xx from a release whose database is gone);
+    # the proxy never refuses a connection and no request hangs.
+    assert not [r for r in responses if r.status == 0], "a request got no answer"
+    serving = assert_converged(_created(responses, report))
+    assert serving == "blue"
+    print(f"database restarted during migrate: {outcome} ({cause}); {serving} serves; "
+          f"{sum(r.status >= 500 for r in responses)} answers were 5xx while it restarted")  # fmt: skip
+
+
+def test_no_room_for_the_backup_refuses_without_touching_production(dg, platform, tmp_path) -> None:
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)], check=True)
+    before = fingerprint(platform.database())
+    try:
+        run = dg.run("deploy", "--candidate", "v2-safe", backup_dir=str(tiny))
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
+    assert run.code == 2 and "no room for the backup" in run.output, run.output[-3000:]
+    assert "rolling back" not in run.output
+    after = fingerprint(platform.database(), schemas=("public",))
+    assert {t.name: (t.rows, t.row_hash) for t in before.values()} == {t.name: (t.rows, t.row_hash) for t in after.values()}
+    assert platform.colour("green") is None and _report_of(run.output)["record"]["outcome"] == "refused"
+
+
+def test_candidate_removed_between_predeploy_and_deploy_is_refused(dg, platform, assert_back_on_v1) -> None:
+    tag = f"{dg.overrides['project']}-candidate:1"
+    platform.client.images.get("bmparliament:v2-safe").tag(tag)
+    proven = dg.run("deploy", "--candidate", tag, "--dry-run")
+    assert proven.code == 0, proven.output[-3000:]
+    platform.client.images.remove(tag)
+    run = dg.run("deploy", "--candidate", tag)
+    assert run.code == 2 and f"candidate {tag!r}" in run.output, run.output[-3000:]
+    assert "== green" not in run.output
+    assert_back_on_v1([])
