@@ -17,7 +17,8 @@ from deploygate.config import Settings
 from deploygate.database import wait_connectable
 from deploygate.deploy.runner import Step, StageFailed, run_steps
 from deploygate.deploy.state import Checkpoint, DeployRun, Request
-from deploygate.errors import DeployGateError
+from deploygate.errors import DeployGateError, StackError
+from deploygate.waiting import wait_until
 from deploygate.log import DeployLog
 from deploygate.platform import Platform
 from deploygate.platform.images import Image
@@ -25,8 +26,15 @@ from deploygate.proxy import Route
 from deploygate.record import RollbackRecord
 
 
-def database_answers(run: DeployRun) -> None:
-    """Production's database accepts connections (it may be restarting: that may be why we roll back)."""
+def production_answers(run: DeployRun) -> None:
+    """The platform and production's database answer (either may be restarting: that may be why we roll back).
+
+    The database's address is read again: a restarted engine may have given it another.
+    """
+    run.platform.wait_ready(timeout=run.settings.health_timeout)
+    wait_until(lambda: run.platform.database(), timeout=run.settings.health_timeout, interval=1.0,
+               what="production's database to run again", transient=(OSError, StackError))  # fmt: skip
+    run.db = run.platform.database()
     wait_connectable(run.db, timeout=run.settings.health_timeout)
 
 
@@ -135,7 +143,7 @@ def record_rolled_back(run: DeployRun) -> None:
 
 
 ROLLBACK: tuple[Step, ...] = (
-    Step("rollback_database", database_answers),
+    Step("rollback_production", production_answers),
     Step("rollback_export", export_window_rows),
     Step("rollback_traffic", traffic_to_previous),
     Step("rollback_schema", undo_plan),

@@ -98,6 +98,9 @@ class Platform(Protocol):
     def colour_name(self, colour: str) -> str:
         """The colour's object name, as people see it (a container, a service)."""
 
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until the platform answers again (its engine restarted); raises ``WaitTimeout``."""
+
     # --- images
     def resolve_image(self, reference: str, say: Say) -> Image:
         """A release of the demo source (built if needed) or an image reference the platform has."""

@@ -184,6 +184,10 @@ class DockerHost:
             container.start()
             changes.append(f"started {container.name}")
 
+    def wait_ready(self, timeout: float) -> None:
+        # The engine's socket refusing (restarting) is an OSError (requests' errors are): transient.
+        wait_until(self.client.ping, timeout=timeout, interval=1.0, what="the Docker engine to answer")
+
     # --- images ----------------------------------------------------------------------------------
 
     def resolve_image(self, reference: str, say: Say) -> Image:

@@ -6,11 +6,19 @@ Each test leaves production on v1 (blue), as the next one expects.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from deploygate.fingerprint import fingerprint
+from deploygate.platform.engine import ensure_engine
+from deploygate.waiting import wait_until
+
+DOCKER_PIDFILE = Path("/var/run/docker.pid")
 
 
 def _report_of(output: str) -> dict:
@@ -71,3 +79,39 @@ def test_candidate_removed_between_predeploy_and_deploy_is_refused(dg, platform,
     assert run.code == 2 and f"candidate {tag!r}" in run.output, run.output[-3000:]
     assert "== green" not in run.output
     assert_back_on_v1([])
+
+
+def _restart_engine() -> None:
+    """Stop dockerd as a host reboot or an upgrade would (its containers stop), then start it again."""
+    pid = int(DOCKER_PIDFILE.read_text())
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=120, interval=0.5, what="dockerd to stop")
+    ensure_engine(say=lambda message: None)
+
+
+def test_engine_restarted_in_the_monitoring_window_converges(dg, traffic, platform, assert_converged) -> None:
+    if not DOCKER_PIDFILE.exists():
+        pytest.skip(f"no {DOCKER_PIDFILE}: this engine is not one this test may restart")
+    restarted = {}
+
+    def restart() -> None:
+        restarted["at"] = time.time()
+        _restart_engine()
+        restarted["back"] = time.time()
+
+    run = dg.act_after("== monitor", restart, "deploy", "--candidate", "v2-safe")
+    assert run.code in (0, 1), run.output[-3000:]
+    report = _report_of(run.output)
+    record = report["record"]
+    decided = record["outcome"] + (f" ({record['rollback']['reason']})" if record["rollback"] else "")
+    responses = traffic.stop()
+    # Every container stops with its engine: requests in that gap get no answer. Once the
+    # deploy has decided, every request is answered again.
+    ended = max(stage["finished"] or 0 for stage in record["stages"])
+    assert not [r for r in responses if r.failed and r.ts >= ended], "a request failed after the deploy converged"
+    serving = assert_converged(_created(responses, report))
+    gap = [r for r in responses if restarted["at"] <= r.ts < ended and r.failed]
+    print(f"engine restarted in the monitoring window ({restarted['back'] - restarted['at']:.1f}s): {decided}; "
+          f"{serving} serves; {len(gap)} requests unanswered while the engine and its containers were down")  # fmt: skip
+    if run.code == 0:  # kept: the teardown removes it all, but leave v1 as the other tests do
+        assert dg.run("rollback").code == 0
