@@ -27,7 +27,8 @@ from deploygate.platform import Platform, connect
 BENCH_PROJECT = "dgbench"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on right now (each bench production publishes its own)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -107,7 +108,7 @@ def bench_predeploy(root: Path, rows_list: list[int], candidate: str = "v2-safe"
     for rows in rows_list:
         with tempfile.TemporaryDirectory(prefix="dgbench-") as tmp:
             overrides = {
-                "project": BENCH_PROJECT, "proxy_port": str(_free_port()), "state_dir": f"{tmp}/state",
+                "project": BENCH_PROJECT, "proxy_port": str(free_port()), "state_dir": f"{tmp}/state",
                 "backup_dir": f"{tmp}/backups", "reports_dir": f"{tmp}/reports", "seed_rows": str(rows),
                 "seed_members": str(max(200, rows // 100)),
             }  # fmt: skip

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploygate import config, haproxy, production
+from deploygate.bench import free_port
 from deploygate.errors import StackError
 from deploygate.loadgen import KeepAliveLoad, WindowStats, window_stats
 from deploygate.log import Say, quiet
@@ -37,12 +37,6 @@ HALF_WINDOW_S = 0.5
 P99_RATIO_GOAL = 2.0
 NGINX = "nginx reload"
 HAPROXY = "haproxy runtime API"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the old mechanism: nginx, one graceful reload per switch (deploygate's proxy before HAProxy) --------
@@ -260,7 +254,7 @@ def bench_switch(
     results = []
     with tempfile.TemporaryDirectory(prefix="dgswitch-") as tmp:
         overrides = {
-            "project": SWITCH_PROJECT, "proxy_port": str(_free_port()), "state_dir": f"{tmp}/state",
+            "project": SWITCH_PROJECT, "proxy_port": str(free_port()), "state_dir": f"{tmp}/state",
             "backup_dir": f"{tmp}/backups", "reports_dir": f"{tmp}/reports", "seed_rows": "2000", "seed_members": "200",
         }  # fmt: skip
         settings = config.load(root=root, environ={}, overrides=overrides)
@@ -279,8 +273,8 @@ def bench_switch(
             platform.start_colour("green", release, production.app_environment(platform, settings))
             platform.wait_healthy("green", settings.health_timeout)
             upstreams = {color: platform.upstreams(color)[0] for color in COLOURS}
-            nginx = NginxBaseline(platform, Path(tmp) / "nginx", upstreams, _free_port(), say)
-            hap = HAProxyMechanism(platform, Path(tmp) / "haproxy", upstreams, _free_port(), say)
+            nginx = NginxBaseline(platform, Path(tmp) / "nginx", upstreams, free_port(), say)
+            hap = HAProxyMechanism(platform, Path(tmp) / "haproxy", upstreams, free_port(), say)
             for clients in clients_list:
                 for mechanism in (nginx, hap):
                     say(f"[{clients} clients] {mechanism.name}: {switches} switches, one every {interval_s:.1f}s...")

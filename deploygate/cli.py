@@ -90,19 +90,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.what == "switch":
         return _bench_switch(args, settings)
-    if args.what != "predeploy":
-        raise config.ConfigError(f"unknown benchmark {args.what!r}; known: predeploy, switch")
+    if args.what == "soak":
+        return _bench_soak(args, settings)
     results = bench.bench_predeploy(settings.root, args.rows, candidate=args.candidate, say=_say)
     print(bench.render(results))
     _say(f"saved {bench.save(results, settings.path(settings.reports_dir) / 'bench')}")
     return 0 if all(r.gate_passed for r in results) else 1
 
 
+def _bench_soak(args: argparse.Namespace, settings: config.Settings) -> int:
+    from deploygate import bench_soak
+
+    result = bench_soak.soak(settings.root, cycles=args.cycles, clients=(args.clients or [8])[0], candidate=args.candidate, say=_say)
+    print(bench_soak.render(result))
+    _say(f"saved {bench_soak.save(result, settings.path(settings.reports_dir) / 'bench')}")
+    clean = not (result.no_answer or result.server_errors or result.leaked) and result.rows_present == result.rows_written
+    return 0 if clean else 1
+
+
 def _bench_switch(args: argparse.Namespace, settings: config.Settings) -> int:
     from deploygate import bench_switch
 
     results = bench_switch.bench_switch(
-        settings.root, clients_list=args.clients, switches=args.switches, interval_s=args.interval,
+        settings.root, clients_list=args.clients or [16, 64], switches=args.switches, interval_s=args.interval,
         get_path=args.get_path, say=_say,
     )  # fmt: skip
     print(bench_switch.render(results))
@@ -213,10 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_rollback = command("rollback", cmd_rollback, "roll back an unfinished deploy, or the last one within the forward-fix threshold")
     p_rollback.add_argument("--force", action="store_true", help="roll back even past the forward-fix threshold")
     p_bench = command("bench", cmd_bench, "benchmarks, as ratios to a baseline measured in the same run")
-    p_bench.add_argument("what", choices=["predeploy", "switch"], help="what to measure")
+    p_bench.add_argument("what", choices=["predeploy", "switch", "soak"], help="what to measure")
     p_bench.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: PersonLinks per run")
-    p_bench.add_argument("--candidate", default="v2-safe", help="predeploy: candidate the gate is run for")
-    p_bench.add_argument("--clients", type=int, nargs="+", default=[16, 64], help="switch: keep-alive client counts")
+    p_bench.add_argument("--candidate", default="v2-safe", help="predeploy, soak: the candidate deployed")
+    p_bench.add_argument("--clients", type=int, nargs="+", help="switch: keep-alive client counts (16 64); soak: clients (8)")
+    p_bench.add_argument("--cycles", type=int, default=20, help="soak: deploy + rollback cycles")
     p_bench.add_argument("--switches", type=int, default=50, help="switch: colour switches per run")
     p_bench.add_argument("--interval", type=float, default=1.5, help="switch: seconds between switches")
     p_bench.add_argument("--get-path", help="switch: the clients' GET path (default: health_path; POSTs use traffic_write_path/body)")

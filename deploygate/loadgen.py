@@ -41,6 +41,7 @@ class Sample:
     latency_ms: float
     color: str | None  # the proxy's X-Deploygate-Color header
     error: str | None  # one line, for status 0
+    created_id: int | None = None  # the "id" a successful POST's JSON answer gave (a row that must survive)
 
     @property
     def answered(self) -> bool:
@@ -191,13 +192,22 @@ class KeepAliveLoad:
         try:
             conn.request(method, path, body=body, headers=headers)
             answer = conn.getresponse()
-            answer.read()
+            payload = answer.read()
             latency_ms = (time.perf_counter() - started) * 1000.0
-            sample = Sample(ts, client, method, path, answer.status, latency_ms, answer.getheader(COLOR_HEADER), None)
+            created = _created_id(payload) if method == "POST" and 200 <= answer.status < 300 else None
+            sample = Sample(ts, client, method, path, answer.status, latency_ms, answer.getheader(COLOR_HEADER), None, created)
             return sample, not answer.will_close
         except Exception as exc:  # noqa: BLE001 - any failure to get an answer is a status-0 sample, never a lost one
             latency_ms = (time.perf_counter() - started) * 1000.0
             return Sample(ts, client, method, path, 0, latency_ms, None, _one_line(exc)), False
+
+
+def _created_id(payload: bytes) -> int | None:
+    try:
+        value = json.loads(payload).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 # -- pure helpers -----------------------------------------------------------------------------------

@@ -200,5 +200,9 @@ class Platform(Protocol):
     def inventory(self) -> dict[str, str]:
         """Every long-running part of production (not one-off jobs): name -> state."""
 
+    def footprint(self) -> set[str]:
+        """Every object production holds on the platform (containers with their state, networks, volumes,
+        scratch databases, unnamed volumes nobody uses): what a leak check compares."""
+
     def down(self, *, volumes: bool = False) -> list[str]:
         """Remove production's containers and network (and its data with ``volumes``)."""

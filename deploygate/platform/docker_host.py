@@ -510,6 +510,17 @@ class DockerHost:
             found[container.name] = state + (f" (release {release})" if release else "")
         return found
 
+    def footprint(self) -> set[str]:
+        selector = {"label": f"{PROJECT_LABEL}={self.settings.project}"}
+        found = {f"container {c.name} ({c.status})" for c in self.client.containers.list(all=True, filters=selector)}
+        found |= {f"network {n.name}" for n in self.client.networks.list(filters=selector)}
+        found |= {f"volume {v.name}" for v in self.client.volumes.list(filters=selector)}
+        found |= {f"scratch {c.name}" for c in self.client.containers.list(all=True, filters={"label": "org.testcontainers=true"})
+                  if c.name.startswith(self.names.scratch_prefix)}  # fmt: skip
+        # Unnamed volumes nobody uses: a one-off removed without its volume leaves one each (engine-wide).
+        found |= {f"dangling volume {v.name}" for v in self.client.volumes.list(filters={"dangling": True})}
+        return found
+
     def down(self, *, volumes: bool = False) -> list[str]:
         return remove_labelled(self.client, self.settings.project, volumes=volumes)
 
