@@ -228,8 +228,10 @@ OFFICIAL = {
     "postgres": "postgres:{major}-bookworm",
     "nginx": "nginx:stable-bookworm",
     "haproxy": "haproxy:2.6",
-    "python": "python:3.11-slim-bookworm",
+    "python": "python:{python}-slim-{suite}",
 }
+# The python3 of each Debian suite the local Python image can be built on.
+DEBIAN_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
 
 
 def _service_image(
@@ -237,11 +239,12 @@ def _service_image(
 ) -> Image:
     alias = f"deploygate/{name}:{version}"
     if settings.image_source in ("auto", "registry"):
-        pulled = _try_pull(client, OFFICIAL[name].format(major=settings.postgres_major), alias, say)
+        reference = OFFICIAL[name].format(major=settings.postgres_major, python=version, suite=settings.debian_suite)
+        pulled = _try_pull(client, reference, alias, say)
         if pulled is not None:
             return pulled
         if settings.image_source == "registry":
-            raise ImageBuildError(f"image_source is 'registry' but {OFFICIAL[name]} could not be pulled")
+            raise ImageBuildError(f"image_source is 'registry' but {reference} could not be pulled")
     base = base_image(client, settings, say)
     context = BuildContext.empty().add_tree(IMAGES_DIR / name)
     return _build(
@@ -275,9 +278,17 @@ def haproxy_image(client: docker.DockerClient, settings: Settings, say: Say = pr
     return _service_image(client, settings, "haproxy", "2.6", {}, say)
 
 
+def python_version(settings: Settings) -> str:
+    """The Python version ``python_image`` gives for ``settings.debian_suite``; ``ConfigError`` for a suite it does not know."""
+    try:
+        return DEBIAN_PYTHON[settings.debian_suite]
+    except KeyError:
+        raise ConfigError(f"no Python version known for Debian {settings.debian_suite}; known: {', '.join(DEBIAN_PYTHON)}") from None
+
+
 def python_image(client: docker.DockerClient, settings: Settings, say: Say = print) -> Image:
-    """Python 3.11 on Debian bookworm, the app image's parent."""
-    return _service_image(client, settings, "python", "3.11", {}, say)
+    """The app image's parent: Debian's python3 of ``settings.debian_suite`` (3.11 on bookworm, 3.13 on trixie)."""
+    return _service_image(client, settings, "python", python_version(settings), {}, say)
 
 
 # --- the app's releases --------------------------------------------------------------------------
@@ -327,14 +338,17 @@ def releases(settings: Settings) -> dict[str, Release]:
     }
 
 
-def _wheelhouse(settings: Settings, requirements: Path, say: Say) -> Path:
-    """Wheels for the app's pinned requirements, downloaded on the host once per requirements file.
+def _wheelhouse(settings: Settings, requirements: Path, say: Say, *, python: str) -> Path:
+    """Wheels of the pinned ``requirements`` for CPython ``python``, downloaded on the host once per file and version.
 
     pip inside a container cannot verify PyPI's certificate here, so the image installs
-    from this host-built wheelhouse with ``--no-index``.
+    from this host-built wheelhouse with ``--no-index``. Raises ``ImageBuildError`` when
+    pip cannot download them.
     """
     key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:HASH_LEN]
-    target = settings.path(settings.cache_dir) / f"wheelhouse-{key}"
+    # The version is in the directory's name, not in the key: the key is also written into
+    # the wheelhouse (.complete), so changing it would change every app image's content hash.
+    target = settings.path(settings.cache_dir) / f"wheelhouse-py{python}-{key}"
     if (target / ".complete").exists():
         return target
     say(f"downloading wheels for {requirements.relative_to(settings.root) if requirements.is_relative_to(settings.root) else requirements}...")
@@ -342,7 +356,7 @@ def _wheelhouse(settings: Settings, requirements: Path, say: Say) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     argv = [
         "python3", "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-        "--python-version", "3.11", "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
+        "--python-version", python, "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
         "--implementation", "cp", "-r", str(requirements), "-d", str(partial),
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -353,6 +367,21 @@ def _wheelhouse(settings: Settings, requirements: Path, say: Say) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target
+
+
+def app_context(settings: Settings, source: Path, say: Say) -> BuildContext:
+    """The start of an app image's context: ``source``'s Dockerfile and requirements.txt, and their wheels in ``wheels/``.
+
+    The wheels are for the Python of ``python_image`` on ``settings.debian_suite``; the
+    caller adds the app's own files. Raises ``ImageBuildError`` when they cannot be downloaded.
+    """
+    wheels = _wheelhouse(settings, source / "requirements.txt", say, python=python_version(settings))
+    return (
+        BuildContext.empty()
+        .add_bytes("Dockerfile", (source / "Dockerfile").read_bytes())
+        .add_bytes("requirements.txt", (source / "requirements.txt").read_bytes())
+        .add_tree(wheels, "wheels/")
+    )
 
 
 def release_image(client: docker.DockerClient, settings: Settings, release_name: str, say: Say = print) -> Image:
@@ -366,14 +395,7 @@ def release_image(client: docker.DockerClient, settings: Settings, release_name:
     release = known[release_name]
     source = settings.path(settings.app_source)
     parent = python_image(client, settings, say)
-    wheels = _wheelhouse(settings, source / "requirements.txt", say)
-    context = (
-        BuildContext.empty()
-        .add_bytes("Dockerfile", (source / "Dockerfile").read_bytes())
-        .add_bytes("requirements.txt", (source / "requirements.txt").read_bytes())
-        .add_tree(wheels, "wheels/")
-        .add_tree(source / "app", "app/")
-    )
+    context = app_context(settings, source, say).add_tree(source / "app", "app/")
     for overlay in (release.overlay, release.extra_overlay):
         if overlay:
             context.add_tree(source / "releases" / overlay, "app/")

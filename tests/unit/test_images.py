@@ -54,3 +54,11 @@ def test_unknown_app_source_is_a_config_error(tmp_path: Path) -> None:
     settings = config.load(root=tmp_path, environ={}, overrides={"app_source": "nowhere"})
     with pytest.raises(ConfigError, match="cannot read the releases"):
         images.releases(settings)
+
+
+def test_python_version_follows_the_debian_suite(tmp_path: Path) -> None:
+    settings = config.load(root=tmp_path, environ={})
+    assert images.python_version(settings) == "3.11"  # bookworm, the default
+    assert images.python_version(settings.replace(debian_suite="trixie")) == "3.13"
+    with pytest.raises(ConfigError, match="no Python version known for Debian sid"):
+        images.python_version(settings.replace(debian_suite="sid"))
