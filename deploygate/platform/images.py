@@ -225,13 +225,16 @@ def base_image(client: docker.DockerClient, settings: Settings, say: Say = print
 # --- service images ------------------------------------------------------------------------------
 
 OFFICIAL = {
-    "postgres": "postgres:{major}-bookworm",
+    "postgres": "postgres:{major}",
     "nginx": "nginx:stable-bookworm",
     "haproxy": "haproxy:2.6",
     "python": "python:{python}-slim-{suite}",
 }
 # The python3 of each Debian suite the local Python image can be built on.
 DEBIAN_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
+# The PostgreSQL major each Debian suite ships: a server of another major gets its client
+# tools (pg_dump, pg_restore) and its rehearsal copy from the suite that has that major.
+DEBIAN_POSTGRES = {"bookworm": 15, "trixie": 17}
 
 
 def _service_image(
@@ -259,9 +262,19 @@ def _service_image(
 
 
 def postgres_image(client: docker.DockerClient, settings: Settings, say: Say = print) -> Image:
-    """Postgres of production's major version; honours POSTGRES_USER/PASSWORD/DB like the official one."""
-    major = str(settings.postgres_major)
-    return _service_image(client, settings, "postgres", major, {"PG_MAJOR": major}, say)
+    """Postgres of ``settings.postgres_major``; honours POSTGRES_USER/PASSWORD/DB like the official one.
+
+    Built locally on the Debian suite that ships that major. Raises ``ConfigError`` for a
+    major no known suite ships (where a registry answers, the official image is pulled instead).
+    """
+    major = settings.postgres_major
+    if DEBIAN_POSTGRES.get(settings.debian_suite) != major:
+        suite = next((s for s, m in DEBIAN_POSTGRES.items() if m == major), None)
+        if suite is None and settings.image_source == "local":
+            known = ", ".join(f"{m} ({s})" for s, m in DEBIAN_POSTGRES.items())
+            raise ConfigError(f"PostgreSQL {major} cannot be built here: Debian ships {known}")
+        settings = settings.replace(debian_suite=suite or settings.debian_suite)
+    return _service_image(client, settings, "postgres", str(major), {"PG_MAJOR": str(major)}, say)
 
 
 def nginx_image(client: docker.DockerClient, settings: Settings, say: Say = print) -> Image:

@@ -88,19 +88,23 @@ class CliRun:
 
 
 class Deploygate:
-    """Runs ``python -m deploygate`` as the user does, with the e2e settings."""
+    """Runs ``python -m deploygate`` as the user does: a configuration file (``--config``, after the
+    command as a user of nox writes it), the tests' overrides, and the environment given."""
 
-    def __init__(self, overrides: dict[str, str]) -> None:
+    def __init__(self, overrides: dict[str, str], *, config_file: Path | None = None, environ: dict[str, str] | None = None) -> None:
         self.overrides = overrides
+        self.config_file = config_file
+        self.environ = environ or {}
 
     def argv(self, *args: str, **extra: str) -> list[str]:
         argv = [sys.executable, "-m", "deploygate"]
         for name, value in {**self.overrides, **extra}.items():
             argv += ["--set", f"{name}={value}"]
-        return [*argv, *args]
+        config_file = ["--config", str(self.config_file)] if self.config_file else []
+        return [*argv, *args[:1], *config_file, *args[1:]]
 
     def env(self) -> dict[str, str]:
-        return {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYGATE_")}
+        return {**{k: v for k, v in os.environ.items() if not k.startswith("DEPLOYGATE_")}, **self.environ}
 
     def run(self, *args: str, **extra: str) -> CliRun:
         done = subprocess.run(self.argv(*args, **extra), cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=900)

@@ -1,0 +1,165 @@
+"""A Django app that is not the demo, deployed by configuration alone (tests/targets/shop/deploy.toml).
+
+The shop brings its images as tags (built here as its CI would), reads its settings from
+the environment (SECRET_KEY as a secret, one DATABASE_URL), answers its health URL in
+plain text, runs a worker beside its web server, and has contrib apps whose post_migrate
+handlers add rows. Nothing of deploygate is told about it but that file and a few
+overrides that give the test its own names, ports and a deploy window open all day.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from deploygate import config, production
+from deploygate.database import connect
+from deploygate.gate_result import FAILED, ERROR
+from deploygate.platform import Platform
+from deploygate.platform import connect as connect_platform
+from deploygate.platform.images import Image
+from deploygate.probe import Prober
+from deploygate.proxy import Proxy
+from deploygate.traffic import TrafficProbe, body_template
+from tests.e2e.conftest import ROOT, Deploygate
+from tests.support import free_port, project_name
+from tests.targets.build import build_shop
+
+SHOP_CONFIG = ROOT / "tests" / "targets" / "shop" / "deploy.toml"
+SECRET_ENV = "DGSHOP_SECRET_KEY"
+
+
+@pytest.fixture(scope="module")
+def shop_overrides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    state = tmp_path_factory.mktemp("shop")
+    return {
+        "project": project_name("dgshop"),
+        "proxy_port": str(free_port()),
+        "state_dir": str(state / "state"),
+        "backup_dir": str(state / "backups"),
+        "reports_dir": str(state / "reports"),
+        "logs_dir": str(state / "logs"),
+        # The team's own policy would say when; the test deploys now, twice within minutes.
+        "deploy_window": "00:00-24:00",
+        "min_hours_between_deploys": "0",
+        "monitor_window_s": "10",
+        "traffic_rate": "20",
+    }
+
+
+@pytest.fixture(scope="module")
+def shop_environ() -> dict[str, str]:
+    return {SECRET_ENV: secrets.token_urlsafe(32)}
+
+
+@pytest.fixture(scope="module")
+def shop_settings(shop_overrides: dict[str, str], shop_environ: dict[str, str]) -> config.Settings:
+    return config.load(SHOP_CONFIG, environ=shop_environ, overrides=shop_overrides, root=ROOT)
+
+
+@pytest.fixture(scope="module")
+def shop_images(shop_settings: config.Settings) -> list[Image]:
+    """dgshop:1 and dgshop:2, as the team's CI tags them (built offline here)."""
+    platform = connect_platform(shop_settings, say=print)
+    return [build_shop(platform.client, shop_settings, release, say=print) for release in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def shop(shop_images: list[Image], shop_settings: config.Settings, shop_overrides, shop_environ, monkeypatch_module) -> Iterator[Platform]:
+    """The shop's production, from nothing; removed afterwards."""
+    monkeypatch_module.setenv(SECRET_ENV, shop_environ[SECRET_ENV])  # the library resolves the secret from the environment
+    platform = connect_platform(shop_settings, say=print)
+    production.down(platform, shop_settings, volumes=True)
+    yield platform
+    production.down(platform, shop_settings, volumes=True)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def dgs(shop_overrides: dict[str, str], shop_environ: dict[str, str]) -> Deploygate:
+    return Deploygate(shop_overrides, config_file=SHOP_CONFIG, environ=shop_environ)
+
+
+def _thing_ids_present(platform: Platform, ids: list[int]) -> int:
+    with connect(platform.database()) as conn:
+        return conn.execute("SELECT count(*) FROM catalog_thing WHERE id = ANY(%s)", [ids]).fetchone()[0]
+
+
+def _at_release(platform: Platform, settings: config.Settings, colour: str) -> bool:
+    state = platform.colour(colour)
+    image = Image(tag=state.release, id=state.image_id, built=False)
+    return Prober.configured(platform, settings, image, production.app_environment(platform, settings)).plan().at_release
+
+
+def test_up_from_an_image_reference_with_a_worker_and_plain_text_health(dgs, shop, shop_settings) -> None:
+    run = dgs.run("up")
+    assert run.code == 0, run.output[-3000:]
+    proxy = Proxy(shop_settings, shop)
+    answer = requests.get(f"{proxy.url}/healthz", timeout=10)
+    assert answer.status_code == 200 and answer.text.strip() == "ok" and answer.headers["Content-Type"].startswith("text/plain")
+    blue = shop.colour("blue")
+    assert blue.release == "1" and blue.processes == {"worker": "running"}, blue
+    status = dgs.run("status")
+    assert status.code == 0 and "(no detail reported)" in status.output, status.output
+    # No seed command is configured: `up` seeded nothing, and said nothing about seeding.
+    assert "seeding" not in run.output
+    assert dgs.run("up").code == 0, "a second up must change nothing and succeed"
+
+
+def test_predeploy_of_release_2_has_no_false_failure(dgs, shop, shop_overrides, shop_environ) -> None:
+    argv = [sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--gate", "predeploy",
+            "--candidate", "dgshop:2", "--dg-config", str(SHOP_CONFIG)]  # fmt: skip
+    for name, value in shop_overrides.items():
+        argv += ["--dg-set", f"{name}={value}"]
+    done = subprocess.run(argv, cwd=ROOT, env=dgs.env(), capture_output=True, text=True, timeout=900)
+    reports = Path(shop_overrides["reports_dir"]) / "predeploy"
+    result = json.loads(sorted(reports.glob("*.json"))[-1].read_text())
+    table = "\n".join(f"  {c['outcome']:<14} {c['name']:<52} {c['value']}" for c in result["checks"])
+    print(f"predeploy of dgshop:2:\n{table}")
+    failed = [c for c in result["checks"] if c["outcome"] in (FAILED, ERROR)]
+    assert done.returncode == 0 and not failed, f"{failed}\n{done.stdout[-3000:]}"
+    assert {c["name"] for c in result["checks"] if c["outcome"] == "not reported"} == {
+        "test_error_count_within_limit", "test_db_connections_in_range",
+    }, "only what a plain-text health URL cannot tell is not reported"  # fmt: skip
+
+
+def test_release_2_deploys_under_traffic_then_a_forced_rollback_restores_release_1(dgs, shop, shop_settings) -> None:
+    proxy = Proxy(shop_settings, shop)
+    probe = TrafficProbe(
+        proxy.url, rate_per_s=20, read_paths=["/api/things/", "/api/things/{id}/"], write_path="/api/things/",
+        write_body=body_template(shop_settings.traffic_write_body), max_duration_s=900,
+    ).start()  # fmt: skip
+    try:
+        deployed = dgs.run("deploy", "--candidate", "dgshop:2")
+        assert deployed.code == 0, deployed.output[-3000:]
+        green = shop.colour("green")
+        assert green.release == "2" and green.processes == {"worker": "running"}
+        assert shop.colour("blue").processes == {"worker": "exited"}, "release 1's worker must stop with it"
+        assert _at_release(shop, shop_settings, "green")
+        assert "post_proxy ok" in deployed.output
+        back = dgs.run("rollback")
+        assert back.code == 0, back.output[-3000:]
+    finally:
+        responses = probe.stop()
+    failed = [r for r in responses if r.failed]
+    created = [r.created_id for r in responses if r.created_id is not None]
+    print(f"shop: {len(responses)} requests (keep-alive, 1 in 5 a POST) through deploy and rollback, {len(failed)} failed; "
+          f"{len(created)} things written")  # fmt: skip
+    assert len(responses) > 100 and not failed, failed[:3]
+    live = proxy.current()
+    assert (live.color, live.release, live.hold) == ("blue", "1", False)
+    assert shop.colour("green") is None and shop.colour("blue").processes == {"worker": "running"}
+    assert _at_release(shop, shop_settings, "blue")
+    assert _thing_ids_present(shop, created) == len(created), "a thing written during the deploy is gone"
