@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploygate import config, production, rehearsal
+from deploygate import app_checks, config, production, rehearsal
 from deploygate.backup import take_backup
 from deploygate.errors import DeployGateError
 from deploygate.log import Say, quiet
@@ -92,6 +92,10 @@ def _stage_times(platform: Platform, settings: config.Settings, candidate: str) 
     with rehearsal.database_copy(platform, settings, platform.database_image(), backup, say=quiet) as copy:
         times["copy_restore_verify"] = time.monotonic() - started
         done = rehearsal.rehearse(platform, settings, image, copy, say=quiet)
+        if app_checks.configured(settings):
+            started = time.monotonic()
+            app_checks.run(platform, settings, image, copy.app_environment(settings), network=copy.scratch.database.network)
+            times["app_checks"] = time.monotonic() - started
         for name, seconds in done.timings.items():
             # Inside the probe batches: shown for the split, not added again to the sum.
             prefix = "  of which " if name.startswith(("compat_", "orm_", "migrate_in_")) else "rehearsal_"

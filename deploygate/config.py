@@ -134,6 +134,11 @@ OPTIONS: tuple[Option, ...] = (
         'long-running processes from the app\'s image beside the web server, e.g. worker = "python manage.py process_queue"',
         _parse_table,
     ),  # fmt: skip
+    Option(
+        "app_checks", "app.checks", "",
+        "a directory of the app's own pytest-django checks, mounted into its image and run there (empty: none)",
+    ),  # fmt: skip
+    Option("app_checks_in_image", "app.checks_in_image", "", "the app's checks as a path inside its image, instead of app.checks"),
     Option("health_path", "app.health_path", "/health/", "the app's health URL: 2xx is healthy; a JSON body may add detail"),
     Option("health_timeout", "app.health_timeout", 60, "seconds a new app container has to become healthy", _parse_int),
     Option(

@@ -34,6 +34,7 @@ class DatabaseCopy:
     """A scratch copy of production: how this host and the candidate's jobs reach it."""
 
     scratch: Scratch
+    restored_rows: dict[str, int] = field(default_factory=dict)  # per table, counted right after the restore
 
     @property
     def host_address(self) -> DatabaseAddress:
@@ -119,6 +120,7 @@ def restore(copy: DatabaseCopy, backup: Backup, say: Say = print) -> None:
         raise BackupError(f"restoring {backup.path.name} failed: {lines[-1] if lines else f'exit {code}'}")
     with connect(copy.host_address) as conn:
         restored = count_rows(conn, user_tables(conn))
+    copy.restored_rows = restored
     missing = {t: n for t, n in backup.tables.items() if restored.get(t) != n}
     if missing:
         table, expected = next(iter(missing.items()))

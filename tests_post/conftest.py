@@ -51,3 +51,19 @@ def target(pytestconfig: pytest.Config, platform: Platform, settings: Settings, 
 def production_probe(platform: Platform, settings: Settings, target: Target) -> Prober:
     """The probe in the new colour's image against production (reads, or writes rolled back)."""
     return Prober.configured(platform, settings, target.image, app_environment(platform, settings))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``app_check``: the ids of the app's own checks, as the new colour's image collects them."""
+    if "app_check" not in metafunc.fixturenames:
+        return
+    from fixtures import app_checks
+
+    def new_colour(config: pytest.Config, platform: Platform) -> Image:
+        colour = config.getoption("--deploy-color") or Proxy(platform.settings, platform).current().color
+        state = platform.colour(colour)
+        if state is None:
+            raise pytest.UsageError(f"{platform.colour_name(colour)} does not exist")
+        return Image(tag=state.release, id=state.image_id, built=False)
+
+    app_checks.parametrize(metafunc, new_colour, app_environment)

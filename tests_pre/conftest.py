@@ -35,3 +35,19 @@ def policy_gate(policy_overrides: dict[str, str], gate_results: GateResults) -> 
         pytest.fail(f"{message} (to go ahead anyway: --override {name} --reason \"...\")", pytrace=False)
 
     return judge
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``app_check``: the ids of the app's own checks, as the candidate's image collects them."""
+    if "app_check" not in metafunc.fixturenames:
+        return
+    from deploygate.production import app_environment
+    from fixtures import app_checks
+
+    def candidate(config: pytest.Config, platform):
+        ref = config.getoption("--candidate") or os.environ.get("DEPLOYGATE_CANDIDATE")
+        if not ref:
+            raise pytest.UsageError("no candidate: pass --candidate <release|image>")
+        return platform.resolve_image(ref, say=lambda message: None)
+
+    app_checks.parametrize(metafunc, candidate, app_environment)

@@ -82,6 +82,20 @@ def test_failing_post_check_rolls_back(dg, traffic, assert_back_on_v1) -> None:
     assert_back_on_v1(created)
 
 
+def test_a_failing_app_check_rolls_back_with_its_own_message(dg, traffic, assert_back_on_v1) -> None:
+    # The predeploy gate would refuse it on the copy (same check); skipped here so the check meets production.
+    run = dg.run("deploy", "--candidate", "v2-drops-member", "--skip-predeploy", "--reason", "e2e: the app check must catch it")
+    assert run.code == 1, run.output[-3000:]
+    assert "post_green FAILED" in run.output
+    assert "test_app_check[test_seed.py::test_the_api_keeps_the_member_of_a_link_it_creates]" in run.output
+    assert "the API dropped the member of the link it created" in run.output
+    report = _report(dg, run.output)
+    failed = [g for g in report["record"]["gates"] if g["verdict"] == "failed"]
+    assert [g["name"] for g in failed] == ["test_app_check[test_seed.py::test_the_api_keeps_the_member_of_a_link_it_creates]"]
+    created = _served_throughout(traffic) + report["record"]["traffic_created_ids"]
+    assert_back_on_v1(created)
+
+
 def test_the_new_colour_vanishing_after_migrate_rolls_back(dg, traffic, assert_back_on_v1, platform) -> None:
     # The engine, not a gate, fails the next step: green's container is gone (removed behind the deploy's back).
     run = dg.act_after("   migrate ok", lambda: platform.client.containers.get(platform.colour_name("green")).remove(force=True),

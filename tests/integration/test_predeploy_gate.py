@@ -91,6 +91,16 @@ def test_v2_is_stopped_by_the_compatibility_checks(run_gate, untouched) -> None:
     assert "fahanie_cares_member_id does not exist" in message
 
 
+def test_the_apps_own_checks_are_rows_of_the_gate_and_fail_it_with_their_message(run_gate, untouched) -> None:
+    run = run_gate("--candidate", "v2-drops-member", "-k", "app_check")
+    assert run.code == 1, run.output[-3000:]
+    checks = {c["name"]: c for c in run.result["checks"]}
+    assert len(checks) == 5 and all(name.startswith("test_app_check[test_seed.py::") for name in checks)
+    failed = [name for name, c in checks.items() if c["outcome"] == "failed"]
+    assert failed == ["test_app_check[test_seed.py::test_the_api_keeps_the_member_of_a_link_it_creates]"]
+    assert "the API dropped the member of the link it created" in checks[failed[0]]["message"]
+
+
 def test_broken_migration_fails_the_migration_check(run_gate, untouched) -> None:
     run = run_gate("--candidate", "v2-broken-migration", "-k", "every_migration_applies")
     assert run.code == 1

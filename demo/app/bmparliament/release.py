@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-BEHAVIOURS = ("normal", "unhealthy", "error-burst")
+BEHAVIOURS = ("normal", "unhealthy", "error-burst", "drops-member")
 DEFAULT_RELEASE_FILE = Path(__file__).resolve().parent.parent / "release.json"
 
 
