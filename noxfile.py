@@ -19,6 +19,7 @@ nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "none"
 ROOT = Path(__file__).parent
 REQUIREMENTS = ROOT / "requirements.txt"
+GATE_SPELLING = {"--config": "--dg-config", "--set": "--dg-set"}
 
 
 def _missing_requirements() -> list[str]:
@@ -68,9 +69,11 @@ def predeploy(session: nox.Session) -> None:
     stamp = time.strftime("%Y%m%d_%H%M%S")
     # A test id given by the user (tests_pre/test_x.py::test_y) replaces the whole suite.
     suite = [] if any(arg.startswith("tests_pre") for arg in session.posargs) else ["tests_pre"]
+    # The same --config / --set as every other session (pytest's own -c/--config-file is another thing).
+    args = [GATE_SPELLING.get(arg, arg) for arg in session.posargs]
     session.run(
         sys.executable, "-m", "pytest", *suite, "--gate", "predeploy",
-        f"--junitxml=reports/predeploy/junit_{stamp}.xml", "-p", "no:cacheprovider", *session.posargs,
+        f"--junitxml=reports/predeploy/junit_{stamp}.xml", "-p", "no:cacheprovider", *args,
         external=True,
     )  # fmt: skip
 
