@@ -22,9 +22,9 @@ import requests
 
 from deploygate import haproxy
 from deploygate.config import Settings
-from deploygate.errors import StackError
+from deploygate.errors import ProxyError, StackError
 from deploygate.log import quiet
-from deploygate.platform.base import COLOURS
+from deploygate.platform.base import COLOURS, INSTANCE
 from deploygate.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -91,96 +91,125 @@ def read_access_log(path: Path, *, since: float | None = None) -> Iterator[Acces
 
 
 class Proxy:
-    """The proxy of one production: ``route``, ``hold``, ``current``, ``verify``; its access log and URL.
+    """The proxy of one production: ``route``, ``hold``, ``current``, ``verify``; its access log and URLs.
 
-    Every change is written to the state on disk first, then applied to the running
-    proxy; a proxy found stopped is started again (it reads the state as it starts).
-    Raises ``ProxyError`` when a change cannot be applied.
+    One proxy per node of the platform (one on a single host): each has its own directories
+    (``<state_dir>/<project>/proxy[/<node>]``) with the configuration, the routing state, the
+    runtime socket and the access log. Every change is written to each state file first,
+    then applied to each running proxy; a proxy found stopped is started again (it reads its
+    state as it starts), and one whose node is down keeps the change on disk for its return.
+    Raises ``ProxyError`` when a change cannot be applied to any running proxy.
     """
 
     def __init__(self, settings: Settings, platform: Platform) -> None:
         self.settings = settings
         self.platform = platform
-        self.dirs = haproxy.ProxyDirs(settings.path(settings.state_dir) / settings.project / "proxy")
+        base = settings.path(settings.state_dir) / settings.project / "proxy"
+        self.base = base
+        self.instances = {name: haproxy.ProxyDirs(base / name) for name in platform.proxy_instances()}
+
+    @property
+    def urls(self) -> list[str]:
+        """Every proxy's published address: where users' requests arrive."""
+        return self.platform.proxy_urls()
 
     @property
     def url(self) -> str:
-        """The proxy's published address: what users reach."""
-        return f"http://{self.settings.proxy_bind}:{self.settings.proxy_port}"
+        return self.urls[0]
 
     @property
-    def access_log(self) -> Path:
-        return self.dirs.access_log
+    def _first(self) -> haproxy.ProxyDirs:
+        return next(iter(self.instances.values()))
+
+    @property
+    def access_logs(self) -> list[Path]:
+        return [dirs.access_log for dirs in self.instances.values()]
 
     def records(self, since: float | None = None) -> Iterator[AccessRecord]:
-        """What users saw: one record per request, optionally only those at or after ``since``."""
-        return read_access_log(self.dirs.access_log, since=since)
+        """What users saw, through every proxy: one record per request, optionally only those at or after ``since``."""
+        for log in self.access_logs:
+            yield from read_access_log(log, since=since)
 
     def current(self) -> Route | None:
         """Where traffic goes now, read from the proxy's state on disk (None: it routes nowhere yet)."""
-        state = haproxy.current(self.dirs)
+        state = haproxy.current(self._first)
         if state is None:
             return None
         colour = self.platform.colour(state.color)
         return Route(color=state.color, release=colour.release if colour else "", hold=state.held)
 
     def ensure(self, image: Image, route: Route) -> list[str]:
-        """The proxy runs and serves (routing to ``route`` when it has no state yet); returns what changed."""
-        changes = []
-        if haproxy.current(self.dirs) is None:
-            changes.append(f"proxy routing to {route.color}")
-        haproxy.prepare(self.dirs, {c: self.platform.upstreams(c) for c in COLOURS}, route.color)
+        """The proxies run and serve (routing to ``route`` when they have no state yet); returns what changed."""
+        changes = [] if haproxy.current(self._first) is not None else [f"proxy routing to {route.color}"]
+        backends = {c: self.platform.upstreams(c) for c in COLOURS}
+        for dirs in self.instances.values():
+            haproxy.prepare(dirs, backends, route.color)
         changes += self._start(image)
-        wait_until(self._serves, timeout=30, interval=0.5, what=f"{self.url}{self.settings.health_path} to answer 2xx")
+        for url in self.urls:
+            wait_until(lambda: requests.get(f"{url}{self.settings.health_path}", timeout=5).ok, timeout=30, interval=0.5,
+                       what=f"{url}{self.settings.health_path} to answer 2xx")  # fmt: skip
         return changes
 
     def _start(self, image: Image) -> list[str]:
+        template = haproxy.ProxyDirs(self.base / INSTANCE)
         changes = self.platform.ensure_proxy(
-            image, haproxy.command(), self.dirs.mounts(), self.dirs.writable,
+            image, haproxy.command(), template.mounts(), template.writable,
             user=haproxy.container_user(), port_in_container=haproxy.HTTP_PORT,
         )  # fmt: skip
-        haproxy.wait_answering(self.dirs)
-        # A proxy that was down while a change was written starts with it; one that ran needs it applied.
-        haproxy.reapply(self.dirs)
+        for name, dirs in self.instances.items():
+            if self.platform.proxy_running(name):
+                haproxy.wait_answering(dirs)
+                # A proxy that was down while a change was written starts with it; one that ran needs it applied.
+                haproxy.reapply(dirs)
         return changes
-
-    def _serves(self) -> bool:
-        return requests.get(f"{self.url}{self.settings.health_path}", timeout=5).ok
 
     def forget(self) -> list[str]:
         """Drop the routing state (production was removed): the next ``ensure`` starts afresh."""
-        if self.dirs.state_file.exists():
-            self.dirs.state_file.unlink()
-            return [f"proxy state {self.dirs.state_file}"]
-        return []
+        removed = []
+        for dirs in self.instances.values():
+            if dirs.state_file.exists():
+                dirs.state_file.unlink()
+                removed.append(f"proxy state {dirs.state_file}")
+        return removed
 
     def route(self, color: str, release: str) -> None:
         """Send every new request to ``color`` (ending a hold); in-flight requests finish where they started."""
-        self._change(lambda: haproxy.route(self.dirs, color))
-        if haproxy.current(self.dirs).held:
-            self._change(lambda: haproxy.release_hold(self.dirs))
+        self._change(lambda dirs: haproxy.route(dirs, color), haproxy.RoutingState(color))
+        if haproxy.current(self._first).held:
+            self._change(haproxy.release_hold, haproxy.RoutingState(color))
 
     def hold(self, color: str, release: str) -> None:
         """Answer every request 503 + Retry-After from the proxy itself, with ``color`` the target behind the hold."""
-        self._change(lambda: haproxy.hold(self.dirs, self.settings.hold_retry_after_s))
-        if haproxy.current(self.dirs).color != color:
-            self._change(lambda: haproxy.route(self.dirs, color))
+        held = haproxy.RoutingState(color, self.settings.hold_retry_after_s)
+        self._change(lambda dirs: haproxy.hold(dirs, self.settings.hold_retry_after_s), held)
+        if haproxy.current(self._first).color != color:
+            self._change(lambda dirs: haproxy.route(dirs, color), held)
 
-    def _change(self, change: Callable[[], object]) -> None:
-        """Apply ``change``; a proxy found stopped (killed, its engine restarted) is started first.
+    def _change(self, change: Callable[[haproxy.ProxyDirs], object], intended: haproxy.RoutingState) -> None:
+        """Apply ``change`` to every proxy; ``intended`` is what a proxy that cannot take it now finds on disk.
 
-        Started, it routes as the state on disk says; the change is then applied to it.
+        A stopped proxy (killed, its engine restarted) is started first; a proxy whose node is
+        down gets the state written for its return. Raises ``ProxyError`` when no proxy took it.
         """
-        if not self.platform.proxy_running():
+        if not all(self.platform.proxy_running(name) for name in self.instances):
             self._start(self.platform.service_image("proxy", quiet))
-        change()
+        applied = 0
+        for name, dirs in self.instances.items():
+            if self.platform.proxy_running(name):
+                change(dirs)
+                applied += 1
+            else:
+                haproxy.write_state(dirs, intended)
+        if not applied:
+            raise ProxyError(f"no proxy runs to take the change (written to {self.base} for their return)")
 
     def verify(self, color: str) -> None:
-        """A request through the proxy is answered 2xx by ``color``; raises ``StackError`` otherwise."""
-        try:
-            answer = requests.get(f"{self.url}{self.settings.health_path}", timeout=10)
-        except requests.RequestException as exc:
-            raise StackError(f"the proxy at {self.url} does not answer: {type(exc).__name__}") from None
-        served_by = answer.headers.get(COLOR_HEADER)
-        if not answer.ok or served_by != color:
-            raise StackError(f"through the proxy {self.settings.health_path} answers {answer.status_code} from {served_by}, expected {color}")
+        """A request through every proxy is answered 2xx by ``color``; raises ``StackError`` otherwise."""
+        for url in self.urls:
+            try:
+                answer = requests.get(f"{url}{self.settings.health_path}", timeout=10)
+            except requests.RequestException as exc:
+                raise StackError(f"the proxy at {url} does not answer: {type(exc).__name__}") from None
+            served_by = answer.headers.get(COLOR_HEADER)
+            if not answer.ok or served_by != color:
+                raise StackError(f"through {url} {self.settings.health_path} answers {answer.status_code} from {served_by}, expected {color}")

@@ -21,6 +21,8 @@ from deploygate.platform.images import Image
 
 COLOURS = ("blue", "green")
 OTHER_COLOUR = {"blue": "green", "green": "blue"}
+# In a proxy's mount paths: the instance (node) it runs on, filled in by the platform.
+INSTANCE = "{instance}"
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,12 @@ class Platform(Protocol):
         """Scratch databases a crashed run left behind, removed."""
 
     # --- the proxy's container(s)
+    def proxy_instances(self) -> list[str]:
+        """The proxies' names, one per node (``[""]``: the one proxy of a single host)."""
+
+    def proxy_urls(self) -> list[str]:
+        """Every proxy's published address, as users (and this host) reach it."""
+
     def ensure_proxy(
         self,
         image: Image,
@@ -188,13 +196,16 @@ class Platform(Protocol):
         user: str,
         port_in_container: int,
     ) -> list[str]:
-        """The proxy runs (as ``user``), ``port_in_container`` published on the configured address; returns what changed."""
+        """The proxies run (as ``user``), ``port_in_container`` published; returns what changed.
+
+        ``mounts`` may hold ``INSTANCE`` in their host paths: each proxy gets its own directories.
+        """
 
     def proxy_exists(self) -> bool:
         """Whether the proxy exists (running or not)."""
 
-    def proxy_running(self) -> bool:
-        """Whether the proxy runs now."""
+    def proxy_running(self, instance: str = "") -> bool:
+        """Whether the proxy ``instance`` runs now."""
 
     # --- the whole of production
     def inventory(self) -> dict[str, str]:

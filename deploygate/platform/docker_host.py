@@ -25,7 +25,7 @@ from deploygate.database import DatabaseAddress, connect, db_password
 from deploygate.errors import StackError
 from deploygate.log import Say, quiet
 from deploygate.platform import engine, images
-from deploygate.platform.base import COLOURS, ColourState, JobResult, Replica, ScratchDatabase
+from deploygate.platform.base import COLOURS, INSTANCE, ColourState, JobResult, Replica, ScratchDatabase
 from deploygate.platform.images import Image
 from deploygate.waiting import wait_until
 
@@ -473,6 +473,9 @@ class DockerHost:
     ) -> list[str]:
         changes: list[str] = []
         self._ensure_network(changes)
+        # One proxy: its directories are the instance-less ones.
+        mounts = {host.replace(f"/{INSTANCE}", ""): inside for host, inside in mounts.items()}
+        writable = [path.replace(f"/{INSTANCE}", "") for path in writable]
         container = self._get(self.names.proxy)
         if container is None:
             self._run_service(
@@ -493,7 +496,13 @@ class DockerHost:
     def proxy_exists(self) -> bool:
         return self._get(self.names.proxy) is not None
 
-    def proxy_running(self) -> bool:
+    def proxy_instances(self) -> list[str]:
+        return [""]
+
+    def proxy_urls(self) -> list[str]:
+        return [f"http://{self.settings.proxy_bind}:{self.settings.proxy_port}"]
+
+    def proxy_running(self, instance: str = "") -> bool:
         container = self._get(self.names.proxy)
         return container is not None and container.status == "running"
 
