@@ -8,6 +8,7 @@ will use, ORM exercises, and the reversal. Production is never touched here.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 import uuid
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import docker
+import psycopg
 
 from deploygate.backup import Backup, BackupError, check_integrity, count_rows, user_tables
 from deploygate.config import Settings
@@ -25,7 +27,9 @@ from deploygate.engine import configure_testcontainers
 from deploygate.database import DatabaseAddress, connect
 from deploygate.fingerprint import fingerprint
 from deploygate.images import Image
-from deploygate.probe import AppliedMigration, MigrationPlan, ModelExercise, parse_applied, parse_exercise, parse_plan
+from deploygate.migrations import offending_rows_query, qualify
+from deploygate.probe import AppliedMigration, MigrationFailure, MigrationPlan, ModelExercise, parse_applied, parse_exercise
+from deploygate.probe import parse_migrate, parse_plan
 from deploygate.probe import argv as probe_argv
 from deploygate.probe import mounts as probe_mounts
 from deploygate.probe import result_of
@@ -228,10 +232,17 @@ class Rehearsal:
     candidate_on_new_schema: list[ModelExercise]
     production_on_new_schema: list[ModelExercise]
     timings: dict[str, float] = field(default_factory=dict)
+    # The production release on its own schema: what its boundary values are judged against.
+    production_on_old_schema: list[ModelExercise] = field(default_factory=list)
+    migrate_failure: MigrationFailure | None = None  # the statement the plan failed on, with the rows in its way
+    post_migrate_tables: frozenset[str] = frozenset()  # schema.table that Django's post_migrate wrote to
 
 
 def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, copy: DatabaseCopy, say: Say = print) -> Rehearsal:
-    """Plan, exercise the candidate on the old schema, migrate, fingerprint, exercise both releases on the new one.
+    """Plan, exercise both releases on the old schema, migrate, fingerprint, exercise both releases on the new one.
+
+    Each release on its own schema is the reference its boundary values are judged against
+    on the other. A statement the plan fails on is kept with the count of rows in its way.
 
     Probe commands are batched (Django starts once per batch) and the host's fingerprints
     run beside them, since each container start costs about a second. A failing migration
@@ -242,12 +253,15 @@ def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, 
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Both read-only on the copy as restored.
         before_future = pool.submit(fingerprint, copy.host_address)
-        first, _ = run_probe(client, settings, candidate, copy, "batch", [["plan", None], ["exercise", {"state": "current"}]])
+        first, _ = run_probe(
+            client, settings, candidate, copy, "batch",
+            [["plan", None], ["exercise", {"state": "current"}], ["exercise", {"state": "applied"}]],
+        )  # fmt: skip
         before = before_future.result()
-    plan_payload, old_schema = first["results"]
+    plan_payload, old_schema, production_view_old = first["results"]
     plan = parse_plan(plan_payload)
     timings["plan_and_old_schema_s"] = round(time.monotonic() - started, 3)
-    timings["compat_candidate_on_old_schema_s"] = first["seconds"][1]
+    timings["compat_candidate_on_old_schema_s"], timings["compat_production_on_old_schema_s"] = first["seconds"][1:]
     say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}; migrating the copy with the candidate image...")
 
     started = time.monotonic()
@@ -266,18 +280,38 @@ def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, 
     started = time.monotonic()
     after = fingerprint(copy.host_address, reference=before)
     timings["fingerprint_after_s"] = round(time.monotonic() - started, 3)
+    migrated = parse_migrate(migrate_payload)
+    failure = migrated.failure
+    if failure is not None:
+        failure = dataclasses.replace(failure, offending_rows=count_offending_rows(copy, failure))
     return Rehearsal(
         candidate=candidate,
         plan=plan,
         before=before,
         candidate_on_old_schema=parse_exercise(old_schema),
-        applied=parse_applied(migrate_payload),
-        migrate_error=migrate_payload.get("error"),
+        applied=migrated.migrations,
+        migrate_error=migrated.error,
         after=after,
         candidate_on_new_schema=parse_exercise(new_schema),
         production_on_new_schema=parse_exercise(production_view),
         timings=timings,
+        production_on_old_schema=parse_exercise(production_view_old),
+        migrate_failure=failure,
+        post_migrate_tables=frozenset(qualify(table) for table in migrated.post_migrate_tables),
     )
+
+
+def count_offending_rows(copy: DatabaseCopy, failure: MigrationFailure) -> int | None:
+    """How many of the copy's rows are in the way of ``failure``'s statement (the plan rolled back, so the
+    copy holds production's rows as they are); None when that kind of failure names no countable condition."""
+    query = offending_rows_query(failure)
+    if query is None:
+        return None
+    try:
+        with connect(copy.host_address) as conn:
+            return conn.execute(query).fetchone()[0]
+    except psycopg.Error:  # e.g. the statement named a column an earlier, rolled-back migration created
+        return None
 
 
 @dataclass
