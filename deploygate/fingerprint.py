@@ -122,6 +122,16 @@ def fingerprint(
 
 
 @dataclass(frozen=True)
+class DjangoBookkeeping:
+    """Tables (schema.table) Django's own bookkeeping wrote to while migrating: post_migrate handlers
+    add rows (ContentType, Permission, ...), contenttypes' RenameContentType renames a ContentType
+    with its model. Neither is user data."""
+
+    post_migrate: frozenset[str] = frozenset()
+    content_type_renames: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class AddedRows:
     """Rows a table gained while every row it had stayed as it was; ``sample`` shows the first few."""
 
@@ -150,6 +160,8 @@ class ContentDiff:
     changed_columns: list[tuple[str, str]] = field(default_factory=list)
     retyped_columns: list[tuple[str, str]] = field(default_factory=list)  # table, "column (old -> new)"
     added_rows: list[AddedRows] = field(default_factory=list)
+    # Tables whose rows contenttypes' RenameContentType changed (a ContentType follows its renamed model).
+    content_type_renames: list[str] = field(default_factory=list)
     rewritten_tables: list[str] = field(default_factory=list)
 
     @property
@@ -163,7 +175,8 @@ class ContentDiff:
 
     @property
     def identical(self) -> bool:
-        """Same tables, columns, names and rows (renames included); only rows post_migrate added may differ."""
+        """Same tables, columns, names and rows (renames included); only Django's bookkeeping may differ
+        (rows post_migrate added, a ContentType renamed with its model)."""
         return self.data_intact and not (
             self.renamed_tables or self.renamed_columns or self.added_tables or self.added_columns
         )
@@ -188,12 +201,13 @@ def compare(
     after: dict[int, TableFingerprint],
     *,
     ignore: frozenset[str] = frozenset(),
-    post_migrate: frozenset[str] = frozenset(),
+    bookkeeping: DjangoBookkeeping = DjangoBookkeeping(),
 ) -> ContentDiff:
     """What changed between two fingerprints of the same database (tables named in ``ignore`` left out).
 
-    ``after`` should be taken with ``reference=before``. Rows added to a table named in
-    ``post_migrate`` (schema.table) are Django's own bookkeeping, listed but no problem.
+    ``after`` should be taken with ``reference=before``. Django's ``bookkeeping`` is listed
+    but no problem: rows added after intact ones in a table post_migrate wrote to, rows
+    changed in one RenameContentType wrote to (as long as none is lost).
     """
     before = {oid: t for oid, t in before.items() if t.name not in ignore}
     after = {oid: t for oid, t in after.items() if t.name not in ignore}
@@ -210,11 +224,17 @@ def compare(
             diff.renamed_tables.append((old.name, new.name))
         if new.relfilenode != old.relfilenode and new.oid == old.oid:
             diff.rewritten_tables.append(new.name)
+        comparable = new.projected_hash if new.projected_hash is not None else new.row_hash
+        renamed_by_django = new.name in bookkeeping.content_type_renames and comparable != old.row_hash and new.rows >= old.rows
         # Every old row still there as it was, and more rows after them.
         grown = new.rows > old.rows and new.kept_rows == old.rows and new.kept_hash == old.row_hash
-        if grown:
+        if renamed_by_django:
+            diff.content_type_renames.append(new.name)
+        if grown or renamed_by_django and new.rows > old.rows:
             sample = tuple(new.added_sample)
-            diff.added_rows.append(AddedRows(new.name, new.rows - old.rows, sample, by_post_migrate=new.name in post_migrate))
+            diff.added_rows.append(
+                AddedRows(new.name, new.rows - old.rows, sample, by_post_migrate=new.name in bookkeeping.post_migrate)
+            )
         elif new.rows != old.rows:
             diff.row_count_changes.append((new.name, old.rows, new.rows))
         # Columns by attnum when the table is the same object, by name when it was re-created.
@@ -235,10 +255,9 @@ def compare(
             if partner.type != column.type:
                 retyped.append(f"{partner.name} ({column.type} -> {partner.type})")
         diff.retyped_columns += [(new.name, text) for text in retyped]
-        comparable = new.projected_hash if new.projected_hash is not None else new.row_hash
         # (Grown: the old rows were compared above. With a dropped column the rest cannot be
         # compared: the drop itself is reported.)
-        if not (grown or dropped) and comparable != old.row_hash:
+        if not (grown or dropped or renamed_by_django) and comparable != old.row_hash:
             diff.changed_columns.append((new.name, ", ".join(retyped) if retyped else "row content"))
         diff.added_columns += [(new.name, c.name) for n, c in new.columns.items() if n not in seen_new]
     return diff

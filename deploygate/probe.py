@@ -221,8 +221,10 @@ class MigrateResult:
     error: str | None
     exit_code: int = 0
     failure: MigrationFailure | None = None
-    # Tables Django's post_migrate handlers wrote to (ContentType, Permission, ...), unqualified.
+    # Tables Django's own bookkeeping wrote to, unqualified: post_migrate handlers (ContentType,
+    # Permission, ...) and the RenameContentType contenttypes adds after a RenameModel.
     post_migrate_tables: list[str] = field(default_factory=list)
+    content_type_rename_tables: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -248,7 +250,8 @@ def parse_migrate(payload: dict, exit_code: int = 0) -> MigrateResult:
         error=payload.get("error"),
         exit_code=exit_code,
         failure=parse_failure(payload),
-        post_migrate_tables=payload.get("post_migrate_tables", []),
+        post_migrate_tables=payload.get("bookkeeping", {}).get("post_migrate", []),
+        content_type_rename_tables=payload.get("bookkeeping", {}).get("content_type_rename", []),
     )
 
 

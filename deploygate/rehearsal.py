@@ -25,7 +25,7 @@ from deploygate.config import Settings
 from deploygate.containers import container_ip, run_oneoff
 from deploygate.engine import configure_testcontainers
 from deploygate.database import DatabaseAddress, connect
-from deploygate.fingerprint import fingerprint
+from deploygate.fingerprint import DjangoBookkeeping, fingerprint
 from deploygate.images import Image
 from deploygate.migrations import offending_rows_query, qualify
 from deploygate.probe import AppliedMigration, MigrationFailure, MigrationPlan, ModelExercise, parse_applied, parse_exercise
@@ -235,7 +235,7 @@ class Rehearsal:
     # The production release on its own schema: what its boundary values are judged against.
     production_on_old_schema: list[ModelExercise] = field(default_factory=list)
     migrate_failure: MigrationFailure | None = None  # the statement the plan failed on, with the rows in its way
-    post_migrate_tables: frozenset[str] = frozenset()  # schema.table that Django's post_migrate wrote to
+    bookkeeping: DjangoBookkeeping = field(default_factory=DjangoBookkeeping)  # what Django itself wrote while migrating
 
 
 def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, copy: DatabaseCopy, say: Say = print) -> Rehearsal:
@@ -297,7 +297,10 @@ def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, 
         timings=timings,
         production_on_old_schema=parse_exercise(production_view_old),
         migrate_failure=failure,
-        post_migrate_tables=frozenset(qualify(table) for table in migrated.post_migrate_tables),
+        bookkeeping=DjangoBookkeeping(
+            post_migrate=frozenset(qualify(table) for table in migrated.post_migrate_tables),
+            content_type_renames=frozenset(qualify(table) for table in migrated.content_type_rename_tables),
+        ),
     )
 
 

@@ -35,7 +35,9 @@ import django  # noqa: E402
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
+from django.apps import apps as django_apps  # noqa: E402
 from django.core.management.commands import migrate as migrate_command  # noqa: E402
+from django.core.management.sql import emit_pre_migrate_signal  # noqa: E402
 from django.core.validators import MaxValueValidator, MinValueValidator  # noqa: E402
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, migrations, models, transaction  # noqa: E402
 from django.db.migrations.executor import MigrationExecutor  # noqa: E402
@@ -195,14 +197,16 @@ class LockRecorder:
     """Django execute wrapper: after each statement of a migration, the table locks this connection holds.
 
     It also keeps the statement that failed (with the database's diagnostics), and the
-    tables post_migrate handlers write to (contenttypes, auth and any app's own).
+    tables Django's own bookkeeping writes to, by who writes: "post_migrate" (handlers of
+    contenttypes, auth and any app) and "content_type_rename" (the RenameContentType that
+    contenttypes slips in after each RenameModel).
     """
 
     def __init__(self):
         self.current = None
         self.migrations = []
-        self.in_post_migrate = False
-        self.post_migrate_tables = set()
+        self.bookkeeper = None
+        self.bookkeeping = {"post_migrate": set(), "content_type_rename": set()}
 
     def begin(self, migration, direction):
         self.current = {
@@ -242,10 +246,10 @@ class LockRecorder:
         return None
 
     def __call__(self, execute, sql, params, many, context):
-        if self.in_post_migrate:
+        if self.bookkeeper is not None:
             written = WRITTEN_TABLE.match(sql)
             if written:
-                self.post_migrate_tables.add(written.group(1))
+                self.bookkeeping[self.bookkeeper].add(written.group(1))
         if self.current is None:
             return execute(sql, params, many, context)
         raw = context["connection"].connection
@@ -288,11 +292,30 @@ def _query(raw_connection, sql):
 _ORIGINAL_APPLY = MigrationExecutor.apply_migration
 _ORIGINAL_UNAPPLY = MigrationExecutor.unapply_migration
 _ORIGINAL_POST_MIGRATE = migrate_command.emit_post_migrate_signal
+if django_apps.is_installed("django.contrib.contenttypes"):
+    from django.contrib.contenttypes.management import RenameContentType  # noqa: E402
+
+    _ORIGINAL_RENAME_CONTENT_TYPE = RenameContentType._rename
+else:
+    RenameContentType = None
+
+
+def _as_bookkeeper(recorder, name, function):
+    """``function`` wrapped so the recorder knows its writes are Django's bookkeeping of kind ``name``."""
+
+    def wrapped(*args, **kwargs):
+        recorder.bookkeeper = name
+        try:
+            return function(*args, **kwargs)
+        finally:
+            recorder.bookkeeper = None
+
+    return wrapped
 
 
 def _recording(recorder):
     """Wrap Django's executor so every applied/unapplied migration is timed (commit included),
-    and the migrate command's post_migrate signal so the recorder knows when handlers run."""
+    and Django's bookkeeping (post_migrate, RenameContentType) so the recorder knows when it writes."""
     original_apply = _ORIGINAL_APPLY
     original_unapply = _ORIGINAL_UNAPPLY
 
@@ -316,16 +339,11 @@ def _recording(recorder):
         recorder.end()
         return result
 
-    def emit_post_migrate_signal(*args, **kwargs):
-        recorder.in_post_migrate = True
-        try:
-            return _ORIGINAL_POST_MIGRATE(*args, **kwargs)
-        finally:
-            recorder.in_post_migrate = False
-
     MigrationExecutor.apply_migration = apply_migration
     MigrationExecutor.unapply_migration = unapply_migration
-    migrate_command.emit_post_migrate_signal = emit_post_migrate_signal
+    migrate_command.emit_post_migrate_signal = _as_bookkeeper(recorder, "post_migrate", _ORIGINAL_POST_MIGRATE)
+    if RenameContentType is not None:
+        RenameContentType._rename = _as_bookkeeper(recorder, "content_type_rename", _ORIGINAL_RENAME_CONTENT_TYPE)
 
 
 def cmd_migrate(_arg):
@@ -356,12 +374,14 @@ def cmd_migrate(_arg):
         "error": error,
         "failure": recorder.failure(),
         "atomic_plan": whole_plan,
-        # Rolled back with the plan when it failed: only a committed run added rows.
-        "post_migrate_tables": sorted(recorder.post_migrate_tables) if error is None else [],
+        # Rolled back with the plan when it failed: only a committed run wrote them.
+        "bookkeeping": {name: sorted(tables) if error is None else [] for name, tables in recorder.bookkeeping.items()},
     }, (1 if error else 0)
 
 
 def cmd_migrate_to(arg):
+    """Migrate to the given targets, with the pre_migrate signal Django's `migrate` sends first: through it
+    contenttypes renames a model's ContentType back when a RenameModel is unapplied."""
     targets = [(app, name) for app, name in json.loads(arg).items()]
     recorder = LockRecorder()
     _recording(recorder)
@@ -370,6 +390,9 @@ def cmd_migrate_to(arg):
         try:
             executor = MigrationExecutor(connection)
             plan = executor.migration_plan(targets)
+            leaves = applied_leaves(executor.loader)
+            state = executor.loader.project_state(nodes=[(app, name) for app, name in leaves.items() if name], at_end=True)
+            emit_pre_migrate_signal(0, False, connection.alias, apps=state.apps, plan=plan)
             executor.migrate(targets, plan=plan)
         except Exception as exc:  # noqa: BLE001 - IrreversibleError among others: reported, not raised
             error = one_line(exc)

@@ -70,6 +70,9 @@ CASES = {
     # The old release asks for the old name; the candidate's new name is the plan's own.
     "rename_column": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
     "rename_table": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
+    # As rename_table, and contenttypes renames Category's ContentType (its row changes) while
+    # post_migrate adds Section's Permissions: Django's bookkeeping, not lost or altered data.
+    "rename_model": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
     # The old release compares quantity with an integer (varchar = integer: no operator),
     # the candidate with a string (invalid input syntax for type integer). No value changes:
     # 3 and '3' are the same text.
@@ -138,9 +141,10 @@ ADVICE_KINDS = {
     "make_not_null_with_python_default": "set_not_null",
     "change_type_int_to_varchar": "type_change",
 }
-# Rows Django's post_migrate adds when a case creates a model: its ContentType and 4 Permissions.
-POST_MIGRATE_ROWS = {"public.django_content_type": 1, "public.auth_permission": 4}
-CREATES_MODEL = {"add_many_to_many", "all_field_types"}
+# Rows Django's post_migrate adds: a new model's ContentType and its 4 Permissions; a renamed model
+# keeps its ContentType (renamed by RenameContentType) and gets 4 Permissions under its new name.
+NEW_MODEL_ROWS = {"public.django_content_type": 1, "public.auth_permission": 4}
+POST_MIGRATE_ROWS = {"add_many_to_many": NEW_MODEL_ROWS, "all_field_types": NEW_MODEL_ROWS, "rename_model": {"public.auth_permission": 4}}
 # What the probe must report unchecked, as "model: field".
 UNCHECKED = {"all_field_types": {"shop.Specimen: location"}}
 
@@ -332,9 +336,8 @@ def test_verdict(
     run = run_case(case)
     rehearsed, reversal = run.rehearsed, run.reversal
     verdict = compat.judge(rehearsed)
-    post_migrate = rehearsed.post_migrate_tables
-    forward = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES, post_migrate=post_migrate)
-    backward = compare(rehearsed.before, reversal.after, ignore=RECORDER_TABLES, post_migrate=post_migrate)
+    forward = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES, bookkeeping=rehearsed.bookkeeping)
+    backward = compare(rehearsed.before, reversal.after, ignore=RECORDER_TABLES, bookkeeping=rehearsed.bookkeeping)
     observed = Expected(
         production_on_new=not verdict.production_on_new,
         candidate_on_old=not verdict.candidate_on_old,
@@ -362,8 +365,11 @@ def test_verdict(
     if case in ADVICE_KINDS:
         assert any(compat.KIND_ADVICE[ADVICE_KINDS[case]] in line for line in verdict.advice), verdict.advice
     added = {rows.table: rows.count for rows in forward.post_migrate_rows}
-    assert added == (POST_MIGRATE_ROWS if case in CREATES_MODEL else {}), forward.post_migrate_rows
+    assert added == POST_MIGRATE_ROWS.get(case, {}), forward.post_migrate_rows
     assert {rows.table: rows.count for rows in backward.post_migrate_rows} == added, "reversal is judged the same way"
+    # Reversal renames the ContentType back, as Django's migrate does.
+    assert forward.content_type_renames == (["public.django_content_type"] if case == "rename_model" else [])
+    assert backward.content_type_renames == []
     unchecked = {": ".join(line.split(": ")[:2]) for line in verdict.unchecked}
     assert unchecked == UNCHECKED.get(case, set()), verdict.unchecked
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploygate.fingerprint import Column, TableFingerprint, compare
+from deploygate.fingerprint import Column, DjangoBookkeeping, TableFingerprint, compare
 
 
 def _table(oid: int, name: str, cols: dict[int, str], *, rows: int = 10, row_hash: int = 111, node: int = 1,
@@ -64,7 +64,8 @@ def test_rows_added_after_intact_ones_are_listed_by_who_added_them() -> None:
         table.kept_rows, table.kept_hash, table.added_sample = 3, kept_hash, ["(4,tag)"]
         return {1: table}
 
-    by_post_migrate = compare(before, grown(30), post_migrate=frozenset({"public.django_content_type"}))
+    bookkeeping = DjangoBookkeeping(post_migrate=frozenset({"public.django_content_type"}))
+    by_post_migrate = compare(before, grown(30), bookkeeping=bookkeeping)
     assert by_post_migrate.identical and by_post_migrate.problems() == []
     assert [rows.describe() for rows in by_post_migrate.post_migrate_rows] == [
         "public.django_content_type: 1 row added by post_migrate: (4,tag)"
@@ -72,11 +73,23 @@ def test_rows_added_after_intact_ones_are_listed_by_who_added_them() -> None:
     by_migration = compare(before, grown(30))
     assert by_migration.problems() == ["public.django_content_type: 1 row added: (4,tag)"]
     # An old row changed as well: the counts and the content are reported, nothing is excused.
-    altered = compare(before, grown(31), post_migrate=frozenset({"public.django_content_type"}))
+    altered = compare(before, grown(31), bookkeeping=bookkeeping)
     assert altered.problems() == [
         "public.django_content_type: 3 rows before, 4 after",
         "public.django_content_type.row content: values changed",
     ]
+
+
+def test_a_content_type_renamed_with_its_model_is_bookkeeping() -> None:
+    before = {1: _table(1, "public.django_content_type", {1: "id", 2: "model"}, rows=3, row_hash=30)}
+    renamed = {1: _table(1, "public.django_content_type", {1: "id", 2: "model"}, rows=3, row_hash=31)}
+    bookkeeping = DjangoBookkeeping(content_type_renames=frozenset({"public.django_content_type"}))
+    diff = compare(before, renamed, bookkeeping=bookkeeping)
+    assert diff.identical and diff.content_type_renames == ["public.django_content_type"]
+    assert compare(before, renamed).problems() == ["public.django_content_type.row content: values changed"]
+    # Losing a row is never bookkeeping.
+    lost = {1: _table(1, "public.django_content_type", {1: "id", 2: "model"}, rows=2, row_hash=20)}
+    assert not compare(before, lost, bookkeeping=bookkeeping).data_intact
 
 
 def test_rewrite_is_detected_and_ignore_applies() -> None:

@@ -19,7 +19,15 @@ from django.db import models
 from caseproj.release import CASE
 from shop.fields import PointField
 
-if CASE != "drop_table":
+if CASE == "rename_model":
+
+    class Section(models.Model):
+        """Category renamed: RenameModel renames its table, contenttypes its ContentType."""
+
+        title = models.CharField(max_length=100)
+
+    Category = Section
+elif CASE != "drop_table":
 
     class Category(models.Model):
         title = models.CharField(max_length=100)
