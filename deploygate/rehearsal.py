@@ -255,7 +255,8 @@ def rehearse(client: docker.DockerClient, settings: Settings, candidate: Image, 
         before_future = pool.submit(fingerprint, copy.host_address)
         first, _ = run_probe(
             client, settings, candidate, copy, "batch",
-            [["plan", None], ["exercise", {"state": "current"}], ["exercise", {"state": "applied"}]],
+            # The release serving now writes on its own schema: only the reference for its boundary values.
+            [["plan", None], ["exercise", {"state": "current"}], ["exercise", {"state": "applied", "reads": False}]],
         )  # fmt: skip
         before = before_future.result()
     plan_payload, old_schema, production_view_old = first["results"]

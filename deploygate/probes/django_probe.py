@@ -10,7 +10,8 @@ Usage: python django_probe.py <command> [json-argument]
                        write fresh values, then each field's boundary values and a duplicate row;
                        SPEC {"state": "current"} (this code's models), {"state": "applied"} (the historical
                        models at what the database has applied: the release serving it) or
-                       {"state": {"app": "name"}} (at those migrations), "apps": [...]
+                       {"state": {"app": "name"}} (at those migrations), "apps": [...], "reads": false
+                       (only the writes: the reference boundary values are judged against)
 
 Standalone on purpose: it runs in whatever Python and Django the target ships, so it
 imports nothing but the standard library and Django. It prints one line
@@ -697,12 +698,8 @@ def boundary_rows(model, builder, checks):
         _step(checks, entry, lambda v=values: _insert(model, v), keep=False)
 
 
-def exercise_model(model, created, timing):
-    """Select, filter, insert (fresh and boundary values, a duplicate), update: the checks, in order.
-
-    The inserted fresh row stays (for models pointing at this one) until the caller rolls back.
-    """
-    checks = []
+def read_checks(model, checks):
+    """Select, filter on every field (a typed comparison too), select_related."""
     manager = model._default_manager
     attnames = [f.attname for f in model._meta.concrete_fields]
     _step(checks, {"op": "select"}, lambda: list(manager.order_by().values(*attnames)[:5]))
@@ -720,6 +717,18 @@ def exercise_model(model, created, timing):
     relations = [f.name for f in model._meta.concrete_fields if f.is_relation]
     if relations:
         _step(checks, {"op": "select_related"}, lambda: list(manager.select_related(*relations).order_by()[:5]))
+
+
+def exercise_model(model, created, timing, reads=True):
+    """Reads (unless not ``reads``), then insert (fresh and boundary values, a duplicate) and update:
+    the checks, in order.
+
+    The inserted fresh row stays (for models pointing at this one) until the caller rolls back.
+    """
+    checks = []
+    manager = model._default_manager
+    if reads:
+        read_checks(model, checks)
     builder = RowBuilder(model, created)
 
     started = time.monotonic()
@@ -774,8 +783,9 @@ def ordered_models(all_models):
 
 
 def cmd_exercise(arg):
-    """SPEC {"state": "current" | "applied" | {"app": "name"}, "apps": [...]}: this code's models, the
-    historical models at what the database has applied (the release serving now), or at given migrations."""
+    """SPEC {"state": "current" | "applied" | {"app": "name"}, "apps": [...], "reads": true}: this code's
+    models, the historical models at what the database has applied (the release serving now), or at
+    given migrations; without reads only the writes (what boundary values are judged against)."""
     spec = json.loads(arg)
     state = spec.get("state", "current")
     if state == "current":
@@ -794,7 +804,8 @@ def cmd_exercise(arg):
             for model in ordered_models(chosen):
                 if model._meta.proxy or not model._meta.managed:
                     continue
-                results.append({"model": model._meta.label, "table": model._meta.db_table, "checks": exercise_model(model, created, timing)})
+                checks = exercise_model(model, created, timing, reads=spec.get("reads", True))
+                results.append({"model": model._meta.label, "table": model._meta.db_table, "checks": checks})
             for model in reversed(ordered_models(chosen)):
                 obj = created.get(model._meta.label)
                 if obj is not None:
