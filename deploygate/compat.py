@@ -314,10 +314,15 @@ def judge(rehearsal: Rehearsal) -> Verdict:
             rehearsal.production_on_new_schema, PRODUCTION_ON_NEW, rehearsal.production_on_old_schema
         )
         verdict.candidate_on_new = incompatibilities(rehearsal.candidate_on_new_schema, CANDIDATE_ON_NEW, own_schema=True)
-    verdict.unchecked = unchecked_fields(
-        rehearsal.production_on_old_schema + rehearsal.candidate_on_old_schema
-        + rehearsal.production_on_new_schema + rehearsal.candidate_on_new_schema
-    )  # fmt: skip
+    # (The candidate on the old schema may find no row to point at in a table its own plan changes.)
+    verdict.unchecked = [
+        line
+        for line in unchecked_fields(
+            rehearsal.production_on_old_schema + rehearsal.candidate_on_old_schema
+            + rehearsal.production_on_new_schema + rehearsal.candidate_on_new_schema
+        )
+        if not explained_by_plan(line, announced)
+    ]  # fmt: skip
     if verdict.overlap_breaks:
         advice = advice_for(rehearsal.plan) + ([MODELS_DISAGREE_ADVICE] if verdict.candidate_on_new else [])
         verdict.advice = advice or [GENERIC_ADVICE]
