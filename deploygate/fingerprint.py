@@ -3,9 +3,14 @@
 Tables are matched by OID and columns by attribute number, which survive renames: a
 RenameModel or RenameField maps itself, with no knowledge of the app. Each table gets an
 order-independent checksum of its rows' text (``t::text``), which names no column, so a
-rename leaves it unchanged while a changed cell or a lost row does not. When a migration
-adds columns, the table after it is also hashed over just the columns it had before
-(``ROW(...)::text`` of those equals the old ``t::text``), so old content is still proven.
+rename leaves it unchanged while a changed cell or a lost row does not. Values are
+compared as text, so a column whose type changed (varchar(100) -> varchar(120), integer
+-> varchar) still matches when no value changed, and does not when one did. When a
+migration adds columns, the table after it is also hashed over just the columns it had
+before (``ROW(...)::text`` of those equals the old ``t::text``), so old content is still
+proven. Where the primary key is an integer, the rows that existed before (key up to the
+old maximum) are hashed apart from the rest, so rows added since (such as the ContentType
+and Permission rows Django's post_migrate creates) are listed instead of hiding the proof.
 One scan per table, one hash per row: cheap enough at millions of rows.
 """
 
@@ -20,7 +25,8 @@ from deploygate.database import DatabaseAddress, connect
 _TABLES_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relfilenode,
        (SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-        WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1) AS pk
+        WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1
+          AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)) AS integer_pk
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
   AND n.nspname = ANY(%s)
@@ -30,6 +36,8 @@ _COLUMNS_SQL = """
 SELECT attnum, attname, format_type(atttypid, atttypmod) FROM pg_attribute
 WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum
 """
+# Rows added since the reference, shown as their text: enough to recognise them, never the whole table.
+ADDED_SAMPLE = 10
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,12 @@ class TableFingerprint:
     row_hash: int = 0
     # The content hashed over only the columns a reference fingerprint had (set when columns were added).
     projected_hash: int | None = None
+    max_pk: int | None = None  # the largest integer primary key (None: no rows, or no single integer key)
+    # With a reference that had max_pk: its rows (key up to that maximum), counted and hashed as it hashed them,
+    # and the first rows added after them.
+    kept_rows: int | None = None
+    kept_hash: int | None = None
+    added_sample: list[str] = field(default_factory=list)
 
 
 def fingerprint(
@@ -62,31 +76,74 @@ def fingerprint(
     """Every table of ``schemas`` with its row count and content hash, keyed by OID.
 
     With ``reference`` (an earlier fingerprint of the same database), a table that has
-    gained columns since is also hashed over the reference's columns.
+    gained columns since is also hashed over the reference's columns, and a table with an
+    integer primary key has its reference rows hashed apart from rows added since.
     """
     result: dict[int, TableFingerprint] = {}
     with connect(address) as conn:
-        for oid, schema, table, relfilenode, _pk in conn.execute(_TABLES_SQL, [list(schemas)]).fetchall():
+        for oid, schema, table, relfilenode, pk in conn.execute(_TABLES_SQL, [list(schemas)]).fetchall():
             columns = {n: Column(n, name, typ) for n, name, typ in conn.execute(_COLUMNS_SQL, [oid]).fetchall()}
-            # hashtext is Postgres' own fast 32-bit hash; summed as bigint it ignores row order.
-            pieces = [sql.SQL("count(*)"), sql.SQL("coalesce(sum(hashtext(t::text)::bigint), 0)")]
             old = reference.get(oid) if reference else None
             projected = old is not None and set(old.columns) < set(columns)
-            if projected:
-                row = sql.SQL(", ").join(sql.Identifier(columns[n].name) for n in sorted(old.columns))
-                pieces.append(sql.SQL("coalesce(sum(hashtext(ROW({})::text)::bigint), 0)").format(row))
-            query = sql.SQL("SELECT {} FROM {} t").format(sql.SQL(", ").join(pieces), sql.Identifier(schema, table))
-            values = conn.execute(query).fetchone()
-            result[oid] = TableFingerprint(
-                oid=oid,
-                name=f"{schema}.{table}",
-                relfilenode=relfilenode,
-                rows=values[0],
-                columns=columns,
-                row_hash=int(values[1]),
-                projected_hash=int(values[2]) if projected else None,
+            row_text = (
+                sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier(columns[n].name) for n in sorted(old.columns)))
+                if projected
+                else sql.SQL("t::text")
             )
+            # hashtext is Postgres' own fast 32-bit hash; summed as bigint it ignores row order.
+            pieces = [sql.SQL("count(*)"), sql.SQL("coalesce(sum(hashtext(t::text)::bigint), 0)")]
+            if projected:
+                pieces.append(sql.SQL("coalesce(sum(hashtext({})::bigint), 0)").format(row_text))
+            if pk:
+                pieces.append(sql.SQL("max({})").format(sql.Identifier(pk)))
+            split = pk is not None and old is not None and old.max_pk is not None
+            if split:
+                kept = sql.SQL("FILTER (WHERE {} <= {})").format(sql.Identifier(pk), sql.Literal(old.max_pk))
+                pieces.append(sql.SQL("count(*) {}").format(kept))
+                pieces.append(sql.SQL("coalesce(sum(hashtext({})::bigint) {}, 0)").format(row_text, kept))
+            query = sql.SQL("SELECT {} FROM {} t").format(sql.SQL(", ").join(pieces), sql.Identifier(schema, table))
+            values = list(conn.execute(query).fetchone())
+            rows, row_hash = values.pop(0), int(values.pop(0))
+            fingerprinted = TableFingerprint(
+                oid=oid, name=f"{schema}.{table}", relfilenode=relfilenode, rows=rows, columns=columns, row_hash=row_hash,
+                projected_hash=int(values.pop(0)) if projected else None,
+                max_pk=values.pop(0) if pk else None,
+            )  # fmt: skip
+            if split:
+                fingerprinted.kept_rows, fingerprinted.kept_hash = values.pop(0), int(values.pop(0))
+                if fingerprinted.kept_rows < rows:
+                    added = sql.SQL("SELECT t::text FROM {} t WHERE {} > {} ORDER BY {} LIMIT {}").format(
+                        sql.Identifier(schema, table), sql.Identifier(pk), sql.Literal(old.max_pk), sql.Identifier(pk),
+                        sql.Literal(ADDED_SAMPLE),
+                    )  # fmt: skip
+                    fingerprinted.added_sample = [text for (text,) in conn.execute(added).fetchall()]
+            result[oid] = fingerprinted
     return result
+
+
+@dataclass(frozen=True)
+class DjangoBookkeeping:
+    """Tables (schema.table) Django's own bookkeeping wrote to while migrating: post_migrate handlers
+    add rows (ContentType, Permission, ...), contenttypes' RenameContentType renames a ContentType
+    with its model. Neither is user data."""
+
+    post_migrate: frozenset[str] = frozenset()
+    content_type_renames: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class AddedRows:
+    """Rows a table gained while every row it had stayed as it was; ``sample`` shows the first few."""
+
+    table: str
+    count: int
+    sample: tuple[str, ...]
+    by_post_migrate: bool  # written by Django's post_migrate handlers, not by the migrations
+
+    def describe(self) -> str:
+        who = "added by post_migrate" if self.by_post_migrate else "added"
+        more = f" (+{self.count - len(self.sample)} more)" if self.count > len(self.sample) else ""
+        return f"{self.table}: {self.count} row{'s' if self.count != 1 else ''} {who}: {', '.join(self.sample)}{more}"
 
 
 @dataclass
@@ -101,16 +158,25 @@ class ContentDiff:
     dropped_columns: list[tuple[str, str]] = field(default_factory=list)
     row_count_changes: list[tuple[str, int, int]] = field(default_factory=list)
     changed_columns: list[tuple[str, str]] = field(default_factory=list)
+    retyped_columns: list[tuple[str, str]] = field(default_factory=list)  # table, "column (old -> new)"
+    added_rows: list[AddedRows] = field(default_factory=list)
+    # Tables whose rows contenttypes' RenameContentType changed (a ContentType follows its renamed model).
+    content_type_renames: list[str] = field(default_factory=list)
     rewritten_tables: list[str] = field(default_factory=list)
 
     @property
+    def post_migrate_rows(self) -> list[AddedRows]:
+        return [rows for rows in self.added_rows if rows.by_post_migrate]
+
+    @property
     def data_intact(self) -> bool:
-        """No table or column lost, no row count or value changed."""
-        return not (self.dropped_tables or self.dropped_columns or self.row_count_changes or self.changed_columns)
+        """No table, column or row lost, no value changed, no row added except by post_migrate."""
+        return not self.problems()
 
     @property
     def identical(self) -> bool:
-        """Same tables, columns, names and content (renames included)."""
+        """Same tables, columns, names and rows (renames included); only Django's bookkeeping may differ
+        (rows post_migrate added, a ContentType renamed with its model)."""
         return self.data_intact and not (
             self.renamed_tables or self.renamed_columns or self.added_tables or self.added_columns
         )
@@ -120,6 +186,7 @@ class ContentDiff:
         lines += [f"column {t}.{c} dropped" for t, c in self.dropped_columns]
         lines += [f"{t}: {a} rows before, {b} after" for t, a, b in self.row_count_changes]
         lines += [f"{t}.{c}: values changed" for t, c in self.changed_columns]
+        lines += [rows.describe() for rows in self.added_rows if not rows.by_post_migrate]
         return lines
 
 
@@ -130,9 +197,18 @@ def _match(before: dict[int, TableFingerprint], after: dict[int, TableFingerprin
 
 
 def compare(
-    before: dict[int, TableFingerprint], after: dict[int, TableFingerprint], *, ignore: frozenset[str] = frozenset()
+    before: dict[int, TableFingerprint],
+    after: dict[int, TableFingerprint],
+    *,
+    ignore: frozenset[str] = frozenset(),
+    bookkeeping: DjangoBookkeeping = DjangoBookkeeping(),
 ) -> ContentDiff:
-    """What changed between two fingerprints of the same database (tables named in ``ignore`` left out)."""
+    """What changed between two fingerprints of the same database (tables named in ``ignore`` left out).
+
+    ``after`` should be taken with ``reference=before``. Django's ``bookkeeping`` is listed
+    but no problem: rows added after intact ones in a table post_migrate wrote to, rows
+    changed in one RenameContentType wrote to (as long as none is lost).
+    """
     before = {oid: t for oid, t in before.items() if t.name not in ignore}
     after = {oid: t for oid, t in after.items() if t.name not in ignore}
     diff = ContentDiff()
@@ -148,28 +224,40 @@ def compare(
             diff.renamed_tables.append((old.name, new.name))
         if new.relfilenode != old.relfilenode and new.oid == old.oid:
             diff.rewritten_tables.append(new.name)
-        if new.rows != old.rows:
+        comparable = new.projected_hash if new.projected_hash is not None else new.row_hash
+        renamed_by_django = new.name in bookkeeping.content_type_renames and comparable != old.row_hash and new.rows >= old.rows
+        # Every old row still there as it was, and more rows after them.
+        grown = new.rows > old.rows and new.kept_rows == old.rows and new.kept_hash == old.row_hash
+        if renamed_by_django:
+            diff.content_type_renames.append(new.name)
+        if grown or renamed_by_django and new.rows > old.rows:
+            sample = tuple(new.added_sample)
+            diff.added_rows.append(
+                AddedRows(new.name, new.rows - old.rows, sample, by_post_migrate=new.name in bookkeeping.post_migrate)
+            )
+        elif new.rows != old.rows:
             diff.row_count_changes.append((new.name, old.rows, new.rows))
         # Columns by attnum when the table is the same object, by name when it was re-created.
         same_object = new.oid == old.oid
         new_by_name = {c.name: c for c in new.columns.values()}
         seen_new = set()
         retyped = []
+        dropped = False
         for attnum, column in old.columns.items():
             partner = new.columns.get(attnum) if same_object else new_by_name.get(column.name)
             if partner is None:
                 diff.dropped_columns.append((new.name, column.name))
+                dropped = True
                 continue
             seen_new.add(partner.attnum)
             if partner.name != column.name:
                 diff.renamed_columns.append((new.name, column.name, partner.name))
             if partner.type != column.type:
-                retyped.append(f"{partner.name} (type {column.type} -> {partner.type})")
-        comparable = new.projected_hash if new.projected_hash is not None else new.row_hash
-        if retyped:
-            diff.changed_columns += [(new.name, text) for text in retyped]
-        elif not any(t == new.name for t, _ in diff.dropped_columns) and comparable != old.row_hash:
-            # (With a dropped column the rest cannot be compared: the drop itself is reported.)
-            diff.changed_columns.append((new.name, "row content"))
+                retyped.append(f"{partner.name} ({column.type} -> {partner.type})")
+        diff.retyped_columns += [(new.name, text) for text in retyped]
+        # (Grown: the old rows were compared above. With a dropped column the rest cannot be
+        # compared: the drop itself is reported.)
+        if not (grown or dropped or renamed_by_django) and comparable != old.row_hash:
+            diff.changed_columns.append((new.name, ", ".join(retyped) if retyped else "row content"))
         diff.added_columns += [(new.name, c.name) for n, c in new.columns.items() if n not in seen_new]
     return diff

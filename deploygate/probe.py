@@ -43,10 +43,14 @@ def mounts() -> dict[str, str]:
 
 
 def result_of(output: str, *, command: str, image: str, exit_code: int) -> dict:
-    """The JSON the probe printed last; raises ``ProbeError`` when it printed none (it could not start)."""
+    """The JSON the probe printed last; raises ``ProbeError`` when it printed none (it could not start)
+    or reports that it could not do its work at all (``fatal``: the database went away, ...)."""
     for line in reversed(output.splitlines()):
         if RESULT_MARKER in line:
-            return json.loads(line.split(RESULT_MARKER, 1)[1])
+            data = json.loads(line.split(RESULT_MARKER, 1)[1])
+            if "fatal" in data:
+                raise ProbeError(f"the probe `{command}` in {image} failed: {data['fatal']}")
+            return data
     lines = [line for line in output.splitlines() if line.strip()]
     last = lines[-1] if lines else "no output"
     raise ProbeError(f"the probe `{command}` in {image} gave no result (exit {exit_code}): {last}")
@@ -62,8 +66,29 @@ def _pick(cls, data: dict) -> Any:
 
 
 @dataclass(frozen=True)
+class FieldFacts:
+    """A field as one side of an operation sees it: column type (None: not known), NULL, unique."""
+
+    db_type: str | None
+    null: bool
+    unique: bool
+
+
+@dataclass(frozen=True)
+class OperationChange:
+    """What one operation does to an existing model: the field before and after it (AddField,
+    AlterField, RemoveField), and how many unique sets (unique_together, UniqueConstraint) it adds or removes."""
+
+    type: str
+    before: FieldFacts | None = None
+    after: FieldFacts | None = None
+    unique_added: int = 0
+    unique_removed: int = 0
+
+
+@dataclass(frozen=True)
 class PlanStep:
-    """One migration the release would apply."""
+    """One migration the release would apply; ``changes`` has one entry per operation."""
 
     app: str
     name: str
@@ -72,6 +97,7 @@ class PlanStep:
     reversible: bool
     atomic: bool
     sql: list[str]
+    changes: list[OperationChange] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -109,9 +135,21 @@ class MigrationPlan:
         return not self.steps and not self.unknown_applied
 
 
+def _facts(data: dict | None) -> FieldFacts | None:
+    return None if data is None else _pick(FieldFacts, data)
+
+
+def _parse_step(step: dict) -> PlanStep:
+    changes = [
+        _pick(OperationChange, {**c, "before": _facts(c.get("before")), "after": _facts(c.get("after"))})
+        for c in step.get("changes", [])
+    ]
+    return _pick(PlanStep, {**step, "changes": changes})
+
+
 def parse_plan(payload: dict) -> MigrationPlan:
     return MigrationPlan(
-        steps=[_pick(PlanStep, step) for step in payload["plan"]],
+        steps=[_parse_step(step) for step in payload["plan"]],
         applied_leaves=payload["applied_leaves"],
         applied=payload.get("applied", []),
         unknown_applied=payload.get("unknown_applied", []),
@@ -168,12 +206,36 @@ def _mode_words(mode: str) -> str:
 
 
 @dataclass(frozen=True)
+class MigrationFailure:
+    """The statement a migration failed on, with what the database said about it.
+
+    ``offending_rows`` is filled in by the host, which counts on the copy the rows that
+    violate what the statement asked (None: not countable for this kind of failure).
+    """
+
+    migration: str
+    message: str
+    statement: str | None = None
+    sqlstate: str | None = None
+    table: str | None = None
+    column: str | None = None
+    constraint: str | None = None
+    detail: str | None = None
+    offending_rows: int | None = None
+
+
+@dataclass(frozen=True)
 class MigrateResult:
     """The outcome of ``migrate`` / ``migrate-to``: each migration, and the error that stopped it (if any)."""
 
     migrations: list[AppliedMigration]
     error: str | None
     exit_code: int = 0
+    failure: MigrationFailure | None = None
+    # Tables Django's own bookkeeping wrote to, unqualified: post_migrate handlers (ContentType,
+    # Permission, ...) and the RenameContentType contenttypes adds after a RenameModel.
+    post_migrate_tables: list[str] = field(default_factory=list)
+    content_type_rename_tables: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -188,8 +250,20 @@ def parse_applied(payload: dict) -> list[AppliedMigration]:
     return applied
 
 
+def parse_failure(payload: dict) -> MigrationFailure | None:
+    failure = payload.get("failure")
+    return None if failure is None else _pick(MigrationFailure, failure)
+
+
 def parse_migrate(payload: dict, exit_code: int = 0) -> MigrateResult:
-    return MigrateResult(migrations=parse_applied(payload), error=payload.get("error"), exit_code=exit_code)
+    return MigrateResult(
+        migrations=parse_applied(payload),
+        error=payload.get("error"),
+        exit_code=exit_code,
+        failure=parse_failure(payload),
+        post_migrate_tables=payload.get("bookkeeping", {}).get("post_migrate", []),
+        content_type_rename_tables=payload.get("bookkeeping", {}).get("content_type_rename", []),
+    )
 
 
 # --- exercise ---------------------------------------------------------------------------------------
@@ -197,12 +271,31 @@ def parse_migrate(payload: dict, exit_code: int = 0) -> MigrateResult:
 
 @dataclass(frozen=True)
 class ExerciseCheck:
-    """One ORM operation tried on a model (or one of its fields): ok, or the database's message."""
+    """One ORM operation tried on a model (or one of its fields): ok, or the database's message.
+
+    ``value`` is the class of value an insert wrote: "fresh" (short, unused values), a
+    boundary of the field ("max_length=100", "min=-2147483648", "null", "choice 'a'") or
+    "duplicate" (a row repeating another wherever the model allows it). ``unchecked`` says
+    why the probe could not try it (a field type it cannot fill); such a check is ok.
+    """
 
     op: str
     ok: bool
     field: str | None = None
     error: str | None = None
+    value: str | None = None
+    unchecked: str | None = None
+    sqlstate: str | None = None  # the database's error code when it refused
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None]:
+        """What was tried, to find the same check in another exercise."""
+        return self.op, self.field, self.value
+
+    @property
+    def boundary(self) -> bool:
+        """A value at a limit of what the model allows, or a duplicate: judged against the release's own schema."""
+        return self.value not in (None, "fresh")
 
 
 @dataclass(frozen=True)
@@ -217,6 +310,10 @@ class ModelExercise:
     def failures(self) -> list[ExerciseCheck]:
         return [check for check in self.checks if not check.ok]
 
+    @property
+    def unchecked(self) -> list[ExerciseCheck]:
+        return [check for check in self.checks if check.unchecked]
+
 
 def parse_exercise(payload: dict) -> list[ModelExercise]:
     return [
@@ -226,8 +323,17 @@ def parse_exercise(payload: dict) -> list[ModelExercise]:
 
 
 def exercise_failures(exercises: list[ModelExercise]) -> list[str]:
-    """One line per failed operation: ``model: op field -> error``."""
-    return [f"{m.model}: {c.op} {c.field or ''} -> {c.error}" for m in exercises for c in m.failures]
+    """One line per failed operation: ``model: op field [value] -> error``."""
+    return [
+        f"{m.model}: {c.op} {c.field or ''}{f' [{c.value}]' if c.boundary else ''} -> {c.error}"
+        for m in exercises
+        for c in m.failures
+    ]
+
+
+def unchecked_fields(exercises: list[ModelExercise]) -> list[str]:
+    """What the probe could not fill, each once: ``model: field: why`` (the probe's reason names the field)."""
+    return list(dict.fromkeys(f"{m.model}: {c.unchecked}" for m in exercises for c in m.unchecked))
 
 
 # --- running it ---------------------------------------------------------------------------------

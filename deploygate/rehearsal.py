@@ -9,21 +9,26 @@ reversal. Production is never touched here.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import psycopg
+
 from deploygate import app
 from deploygate.backup import Backup, BackupError, check_integrity, count_rows, user_tables
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, connect
-from deploygate.fingerprint import fingerprint
+from deploygate.fingerprint import DjangoBookkeeping, fingerprint
 from deploygate.log import Say
+from deploygate.migrations import offending_rows_query, qualify
 from deploygate.platform.base import Platform, Scratch
 from deploygate.platform.images import Image
-from deploygate.probe import AppliedMigration, MigrationPlan, ModelExercise, Prober, parse_applied, parse_exercise, parse_plan
+from deploygate.probe import AppliedMigration, MigrationFailure, MigrationPlan, ModelExercise, Prober, parse_exercise
+from deploygate.probe import parse_migrate, parse_plan
 
 _BACKUP_IN_CONTAINER = "/backup"
 _COPY_PORT = 5432
@@ -141,10 +146,17 @@ class Rehearsal:
     candidate_on_new_schema: list[ModelExercise]
     production_on_new_schema: list[ModelExercise]
     timings: dict[str, float] = field(default_factory=dict)
+    # The production release on its own schema: what its boundary values are judged against.
+    production_on_old_schema: list[ModelExercise] = field(default_factory=list)
+    migrate_failure: MigrationFailure | None = None  # the statement the plan failed on, with the rows in its way
+    bookkeeping: DjangoBookkeeping = field(default_factory=DjangoBookkeeping)  # what Django itself wrote while migrating
 
 
 def rehearse(platform: Platform, settings: Settings, candidate: Image, copy: DatabaseCopy, say: Say = print) -> Rehearsal:
-    """Plan, exercise the candidate on the old schema, migrate, fingerprint, exercise both releases on the new one.
+    """Plan, exercise both releases on the old schema, migrate, fingerprint, exercise both releases on the new one.
+
+    Each release on its own schema is the reference its boundary values are judged against
+    on the other. A statement the plan fails on is kept with the count of rows in its way.
 
     Probe commands are batched (Django starts once per batch) and the host's fingerprints
     run beside them, since each container start costs about a second. A failing migration
@@ -156,11 +168,14 @@ def rehearse(platform: Platform, settings: Settings, candidate: Image, copy: Dat
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Both read-only on the copy as restored.
         before_future = pool.submit(fingerprint, copy.host_address)
-        (plan_payload, old_schema), seconds = quiet_probe.batch([("plan", None), ("exercise", {"state": "current"})])
+        (plan_payload, old_schema, production_view_old), seconds = quiet_probe.batch(
+            # The release serving now writes on its own schema: only the reference for its boundary values.
+            [("plan", None), ("exercise", {"state": "current"}), ("exercise", {"state": "applied", "reads": False})]
+        )
         before = before_future.result()
     plan = parse_plan(plan_payload)
     timings["plan_and_old_schema_s"] = round(time.monotonic() - started, 3)
-    timings["compat_candidate_on_old_schema_s"] = seconds[1]
+    timings["compat_candidate_on_old_schema_s"], timings["compat_production_on_old_schema_s"] = seconds[1:]
     say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}; migrating the copy with the candidate image...")
 
     started = time.monotonic()
@@ -173,18 +188,41 @@ def rehearse(platform: Platform, settings: Settings, candidate: Image, copy: Dat
     started = time.monotonic()
     after = fingerprint(copy.host_address, reference=before)
     timings["fingerprint_after_s"] = round(time.monotonic() - started, 3)
+    migrated = parse_migrate(migrate_payload)
+    failure = migrated.failure
+    if failure is not None:
+        failure = dataclasses.replace(failure, offending_rows=count_offending_rows(copy, failure))
     return Rehearsal(
         candidate=candidate,
         plan=plan,
         before=before,
         candidate_on_old_schema=parse_exercise(old_schema),
-        applied=parse_applied(migrate_payload),
-        migrate_error=migrate_payload.get("error"),
+        applied=migrated.migrations,
+        migrate_error=migrated.error,
         after=after,
         candidate_on_new_schema=parse_exercise(new_schema),
         production_on_new_schema=parse_exercise(production_view),
         timings=timings,
+        production_on_old_schema=parse_exercise(production_view_old),
+        migrate_failure=failure,
+        bookkeeping=DjangoBookkeeping(
+            post_migrate=frozenset(qualify(table) for table in migrated.post_migrate_tables),
+            content_type_renames=frozenset(qualify(table) for table in migrated.content_type_rename_tables),
+        ),
     )
+
+
+def count_offending_rows(copy: DatabaseCopy, failure: MigrationFailure) -> int | None:
+    """How many of the copy's rows are in the way of ``failure``'s statement (the plan rolled back, so the
+    copy holds production's rows as they are); None when that kind of failure names no countable condition."""
+    query = offending_rows_query(failure)
+    if query is None:
+        return None
+    try:
+        with connect(copy.host_address) as conn:
+            return conn.execute(query).fetchone()[0]
+    except psycopg.Error:  # e.g. the statement named a column an earlier, rolled-back migration created
+        return None
 
 
 @dataclass

@@ -1,13 +1,14 @@
-"""The compatibility gate's verdict on thirteen kinds of schema change, each rehearsed for real.
+"""The compatibility gate's verdict on every kind of schema change of ``tests/compat_cases``, rehearsed for real.
 
-``tests/compat_cases`` is a small Django project: the release ``base`` (production) and
-one release per kind of change, each carrying a single migration ``shop.0002_<case>``.
-Every case is rehearsed the way deploygate rehearses a candidate: on an empty Postgres
-migrated by the base release and seeded, the candidate's plan is applied, the production
-release's models are exercised on the migrated schema and the candidate's models on the
-schema before migrating, then the migration is reversed and the content compared.
+``tests/compat_cases`` is a small Django project (its shop app beside contenttypes and
+auth): the release ``base`` (production) and one release per kind of change, each
+carrying a single migration ``shop.0002_<case>`` (``ignored_migration`` none: its model
+change never got one). Every case is rehearsed the way deploygate rehearses a candidate:
+on an empty Postgres migrated by the base release and seeded, the candidate's plan is
+applied, each release's models write fresh and boundary values on the other's schema,
+then the migration is reversed and the content compared.
 
-Run with ``-s`` to see the verdict table at the end of the module.
+Run with ``-s`` to see the verdict table (label, verdict, reversal) at the end of the module.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -35,15 +37,18 @@ BASE = "base"
 
 @dataclass(frozen=True)
 class Expected:
-    """What the gate should find: each direction of the blue-green overlap, and the reversal."""
+    """The truth about a case: each direction of the blue-green overlap, the migration, the data, the reversal."""
 
     production_on_new: bool  # the base release's models work on the migrated schema
     candidate_on_old: bool  # the candidate's models work on the schema before migrating
-    reversible: bool  # migrating back restores identical content
+    reversible: bool  # migrating back restores the content (rows post_migrate added aside)
+    candidate_on_new: bool = True  # the candidate's models work on its own migrated schema
+    migrates: bool = True  # the plan applies to production's rows
+    keeps_data: bool = True  # migrating loses or alters no existing row (rows post_migrate added aside)
 
     @property
     def compatible(self) -> bool:
-        return self.production_on_new and self.candidate_on_old
+        return self.production_on_new and self.candidate_on_old and self.candidate_on_new and self.migrates
 
 
 CASES = {
@@ -58,30 +63,91 @@ CASES = {
     "add_not_null_without_db_default": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
     # Reversal re-adds "note" as a new, empty column: the notes themselves are gone. Before
     # the drop, the candidate's INSERT omits the still NOT NULL "note".
-    "drop_column": Expected(production_on_new=False, candidate_on_old=False, reversible=False),
+    "drop_column": Expected(production_on_new=False, candidate_on_old=False, reversible=False, keeps_data=False),
     # The old release asks for the old name; the candidate's new name is the plan's own.
     "rename_column": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
     "rename_table": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
+    # As rename_table, and contenttypes renames Category's ContentType (its row changes) while
+    # post_migrate adds Section's Permissions: Django's bookkeeping, not lost or altered data.
+    "rename_model": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
     # The old release compares quantity with an integer (varchar = integer: no operator),
-    # the candidate with a string (invalid input syntax for type integer).
+    # the candidate with a string (invalid input syntax for type integer). No value changes:
+    # 3 and '3' are the same text.
     "change_type_int_to_varchar": Expected(production_on_new=False, candidate_on_old=False, reversible=True),
-    # The field made nullable is "note", which has default "": the candidate never writes
-    # NULL, so the old NOT NULL does not stop it. (A nullable field without a default,
-    # such as quantity, would be written as NULL by the probe and rejected before migrating.)
-    "drop_not_null": Expected(production_on_new=True, candidate_on_old=True, reversible=True),
-    "add_unique_constraint": Expected(production_on_new=True, candidate_on_old=True, reversible=True),
+    # Corrected (was compatible): the candidate's model allows NULL in "note", and the
+    # schema before migrating still refuses it. Safe as two releases (KIND_ADVICE["drop_not_null"]).
+    "drop_not_null": Expected(production_on_new=True, candidate_on_old=False, reversible=True),
+    # Corrected (was compatible): the release serving now may write a code that another
+    # row has, which the migrated schema rejects.
+    "add_unique_constraint": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
+    "add_unique_together": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
+    # The candidate may write a barcode another row has; the schema before still refuses it.
+    "drop_unique_constraint": Expected(production_on_new=True, candidate_on_old=False, reversible=True),
+    # The release serving now writes names of 100 characters into varchar(80)...
+    "shrink_varchar": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
+    # ...and the candidate names of 120 into the varchar(100) it finds before migrating.
+    # No stored value changes either way, so the content check passes both.
+    "widen_varchar": Expected(production_on_new=True, candidate_on_old=False, reversible=True),
     "add_index": Expected(production_on_new=True, candidate_on_old=True, reversible=True),
-    # A new table (and its through table): nothing the old release uses changes.
+    # A new table (and its through table): nothing the old release uses changes. post_migrate
+    # adds Tag's ContentType and its four Permissions: listed, not counted as altered data.
     "add_many_to_many": Expected(production_on_new=True, candidate_on_old=True, reversible=True),
+    # The old release selects a table and a column that are gone; the data goes with them.
+    "drop_table": Expected(production_on_new=False, candidate_on_old=True, reversible=False, keeps_data=False),
+    # Django backfills NULL prices with 0 and adds NOT NULL: the old release still writes
+    # NULL prices. Reversal drops NOT NULL but the NULLs are gone.
+    "make_not_null_with_python_default": Expected(
+        production_on_new=False, candidate_on_old=True, reversible=False, keeps_data=False
+    ),
+    # SET NOT NULL fails on the rows that hold NULL: the plan rolls back, no schema changes,
+    # the verdict is the failure itself (and the candidate is not blamed for it).
+    "make_not_null_on_null_rows": Expected(production_on_new=True, candidate_on_old=True, reversible=True, migrates=False),
+    # The model has "colour", no migration creates it: the candidate fails on every schema.
+    "ignored_migration": Expected(production_on_new=True, candidate_on_old=False, reversible=True, candidate_on_new=False),
     # The old release never notices (its schema is unchanged); the candidate's ORM asks
     # for a column "sku" that no migration creates, on either schema.
-    "state_only_rename_without_db_column": Expected(production_on_new=True, candidate_on_old=False, reversible=True),
-    # Compatible, but Django refuses to unapply RunPython without reverse_code.
-    "run_python_without_reverse": Expected(production_on_new=True, candidate_on_old=True, reversible=False),
+    "state_only_rename_without_db_column": Expected(
+        production_on_new=True, candidate_on_old=False, reversible=True, candidate_on_new=False
+    ),
+    # Compatible, but Django refuses to unapply RunPython without reverse_code; the backfill
+    # alters the notes it fills.
+    "run_python_without_reverse": Expected(production_on_new=True, candidate_on_old=True, reversible=False, keeps_data=False),
+    # A new table of every field type: all filled (PointField reported unchecked).
+    "all_field_types": Expected(production_on_new=True, candidate_on_old=True, reversible=True),
 }
+# The plan each case carries (default: its one migration).
+PLANS = {"ignored_migration": []}
+# Where a boundary value breaks: the direction, the field and the value class the verdict must name.
+BOUNDARY_BREAKS = {
+    "add_unique_constraint": ("production_on_new", "code", "duplicate"),
+    "add_unique_together": ("production_on_new", "name, category", "duplicate"),
+    "drop_unique_constraint": ("candidate_on_old", "barcode", "duplicate"),
+    "shrink_varchar": ("production_on_new", "name", "max_length=100"),
+    "widen_varchar": ("candidate_on_old", "name", "max_length=120"),
+    "drop_not_null": ("candidate_on_old", "note", "null"),
+    "make_not_null_with_python_default": ("production_on_new", "price", "null"),
+}
+# The advice the verdict must give (compat.KIND_ADVICE) for the kind of change.
+ADVICE_KINDS = {
+    "drop_not_null": "drop_not_null",
+    "add_unique_constraint": "add_unique",
+    "add_unique_together": "add_unique",
+    "drop_unique_constraint": "drop_unique",
+    "shrink_varchar": "shrink",
+    "widen_varchar": "widen",
+    "make_not_null_with_python_default": "set_not_null",
+    "change_type_int_to_varchar": "type_change",
+}
+# Rows Django's post_migrate adds: a new model's ContentType and its 4 Permissions; a renamed model
+# keeps its ContentType (renamed by RenameContentType) and gets 4 Permissions under its new name.
+NEW_MODEL_ROWS = {"public.django_content_type": 1, "public.auth_permission": 4}
+POST_MIGRATE_ROWS = {"add_many_to_many": NEW_MODEL_ROWS, "all_field_types": NEW_MODEL_ROWS, "rename_model": {"public.auth_permission": 4}}
+# What the probe must report unchecked, as "model: field".
+UNCHECKED = {"all_field_types": {"shop.Specimen: location"}}
 
 CATEGORIES = ("tools", "garden", "kitchen")
 ITEMS = 20
+PRICELESS = [n for n in range(1, ITEMS + 1) if n % 3 == 0]  # items seeded without a price
 
 
 def _quiet(message: str) -> None:
@@ -128,16 +194,57 @@ def base_image(compat_platform: Platform) -> images.Image:
     return compat_platform.resolve_image(BASE, say=_quiet)
 
 
+@dataclass(frozen=True)
+class CaseRun:
+    """One case rehearsed and reversed on its own seeded copy."""
+
+    rehearsed: rehearsal.Rehearsal
+    reversal: rehearsal.Reversal
+    seconds: float
+
+
 @pytest.fixture(scope="module")
-def verdict_table() -> Iterator[dict[str, tuple[bool, bool, float]]]:
-    """Observed (compatible, reversible, seconds) per case, printed when the module ends."""
-    observed: dict[str, tuple[bool, bool, float]] = {}
+def run_case(
+    compat_platform: Platform,
+    compat_settings: config.Settings,
+    postgres: images.Image,
+    base_image: images.Image,
+) -> Callable[[str], CaseRun]:
+    """``run_case(case)``: the case rehearsed and reversed, once per module (later tests reuse the run)."""
+    runs: dict[str, CaseRun] = {}
+
+    def run(case: str) -> CaseRun:
+        if case not in runs:
+            started = time.monotonic()
+            candidate = compat_platform.resolve_image(case, say=_quiet)
+            with rehearsal.empty_database(compat_platform, compat_settings, postgres.id) as copy:
+                _production_with_rows(compat_platform, compat_settings, base_image, copy)
+                rehearsed = rehearsal.rehearse(compat_platform, compat_settings, candidate, copy, say=_quiet)
+                reversal = rehearsal.reverse(compat_platform, compat_settings, rehearsed, copy, say=_quiet)
+            runs[case] = CaseRun(rehearsed, reversal, time.monotonic() - started)
+        return runs[case]
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def verdict_table() -> Iterator[dict[str, tuple[Expected, Expected, float, str]]]:
+    """Per case (label, observed, seconds, first reason), printed when the module ends."""
+    observed: dict[str, tuple[Expected, Expected, float, str]] = {}
     yield observed
     if observed:
         width = max(map(len, observed))
-        print(f"\n{'case':<{width}}  compatible  reversible  seconds")
-        for case, (compatible, reversible, seconds) in observed.items():
-            print(f"{case:<{width}}  {'yes' if compatible else 'no':<10}  {'yes' if reversible else 'no':<10}  {seconds:7.1f}")
+        print(f"\n{'case':<{width}}  label         verdict       reversible (label/seen)  agree  seconds  why")
+        for case, (label, seen, seconds, why) in observed.items():
+            def word(compatible: bool) -> str:
+                return "compatible" if compatible else "incompatible"
+
+            agree = "yes" if label == seen else "NO"
+            print(
+                f"{case:<{width}}  {word(label.compatible):<12}  {word(seen.compatible):<12}  "
+                f"{'yes' if label.reversible else 'no':>3} / {'yes' if seen.reversible else 'no':<3}              "
+                f"{agree:<5}  {seconds:7.1f}  {why}"
+            )
 
 
 def _production_with_rows(
@@ -145,8 +252,9 @@ def _production_with_rows(
 ) -> None:
     """Build the base schema with the base release's own migrate, then seed it.
 
-    Distinct codes, so a unique constraint can be added; half the notes empty, so the
-    data migration has rows to change and a dropped note column has content to lose.
+    Distinct codes and names, so a unique constraint can be added; half the notes empty,
+    so the data migration has rows to change and a dropped note column has content to
+    lose; every third price NULL, so making it NOT NULL meets real rows.
     """
     done = copy.prober(platform, settings, base).migrate()
     assert done.error is None, f"the base release's migrate failed: {done.error}"
@@ -156,12 +264,14 @@ def _production_with_rows(
             for title in CATEGORIES
         ]
         conn.cursor().executemany(
-            "INSERT INTO shop_item (name, quantity, code, note, category_id) VALUES (%s, %s, %s, %s, %s)",
+            "INSERT INTO shop_item (name, quantity, code, barcode, price, note, category_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             [
                 (
                     f"item {n}",
                     n * 3,
                     f"SKU-{n:04d}",
+                    f"BC-{n:06d}",
+                    None if n in PRICELESS else Decimal(n) + Decimal("0.5"),
                     "" if n % 2 else f"note {n}",
                     # every fourth item has no category: nullable foreign keys hold NULLs in real data
                     None if n % 4 == 0 else category_ids[n % len(CATEGORIES)],
@@ -188,7 +298,8 @@ def test_every_case_is_declared(compat_settings: config.Settings) -> None:
 
 @pytest.mark.parametrize("release", [BASE, *CASES])
 def test_models_match_migrations(release: str, tmp_path: Path, compat_settings: config.Settings) -> None:
-    """Each release's models are exactly what its migrations build: makemigrations finds nothing to write.
+    """Each release's models are exactly what its migrations build: makemigrations finds nothing to write
+    (except for ignored_migration, whose model change has no migration on purpose).
 
     Checked on the host, in the file tree the image build assembles (app, overlay, release.json).
     """
@@ -213,42 +324,91 @@ def test_models_match_migrations(release: str, tmp_path: Path, compat_settings: 
             text=True,
             check=False,
         )
-    assert done.returncode == 0, f"{release}'s models differ from its migrations:\n{done.stdout}{done.stderr}"
+    if release == "ignored_migration":
+        assert done.returncode != 0 and "colour" in done.stdout, f"makemigrations found no missing migration:\n{done.stdout}"
+    else:
+        assert done.returncode == 0, f"{release}'s models differ from its migrations:\n{done.stdout}{done.stderr}"
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_verdict(
-    case: str,
-    compat_platform: Platform,
-    compat_settings: config.Settings,
-    postgres: images.Image,
-    base_image: images.Image,
-    verdict_table: dict[str, tuple[bool, bool, float]],
+    case: str, run_case: Callable[[str], CaseRun], verdict_table: dict[str, tuple[Expected, Expected, float, str]]
 ) -> None:
-    """Rehearse one case on a seeded copy; the gate's verdict and the reversal match the table."""
-    started = time.monotonic()
-    candidate = compat_platform.resolve_image(case, say=_quiet)
-    with rehearsal.empty_database(compat_platform, compat_settings, postgres.id) as copy:
-        _production_with_rows(compat_platform, compat_settings, base_image, copy)
-        rehearsed = rehearsal.rehearse(compat_platform, compat_settings, candidate, copy, say=_quiet)
-        reversal = rehearsal.reverse(compat_platform, compat_settings, rehearsed, copy, say=_quiet)
+    """Rehearse one case on a seeded copy; the gate's verdict, the content check and the reversal match the truth."""
+    run = run_case(case)
+    rehearsed, reversal = run.rehearsed, run.reversal
     verdict = compat.judge(rehearsed)
-    diff = compare(rehearsed.before, reversal.after, ignore=RECORDER_TABLES)
-    reversible = reversal.error is None and diff.identical
-    verdict_table[case] = (verdict.compatible, reversible, time.monotonic() - started)
-
-    # A verdict on a migration that did not apply would judge the wrong schema.
-    assert rehearsed.plan.labels == [f"shop.0002_{case}"]
-    assert rehearsed.migrate_error is None, f"{case}: migrate failed on the copy: {rehearsed.migrate_error}"
-    expected = CASES[case]
+    forward = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES, bookkeeping=rehearsed.bookkeeping)
+    backward = compare(rehearsed.before, reversal.after, ignore=RECORDER_TABLES, bookkeeping=rehearsed.bookkeeping)
     observed = Expected(
-        production_on_new=not verdict.production_on_new, candidate_on_old=not verdict.candidate_on_old, reversible=reversible
+        production_on_new=not verdict.production_on_new,
+        candidate_on_old=not verdict.candidate_on_old,
+        reversible=reversal.error is None and backward.identical,
+        candidate_on_new=not verdict.candidate_on_new,
+        migrates=verdict.migration_failure is None,
+        keeps_data=forward.data_intact,
     )
-    assert observed == expected, (
-        f"{case}: expected compatible={expected.compatible} {expected}, observed compatible={observed.compatible} {observed}\n"
+    broken = verdict.production_on_new + verdict.candidate_on_old + verdict.candidate_on_new
+    why = compat.explain_failure(verdict.migration_failure) if verdict.migration_failure else broken[0].describe() if broken else "-"
+    verdict_table[case] = (CASES[case], observed, run.seconds, why[:120])
+
+    # A verdict on a plan other than the case's would judge the wrong change.
+    assert rehearsed.plan.labels == PLANS.get(case, [f"shop.0002_{case}"])
+    assert observed == CASES[case], (
+        f"{case}: expected compatible={CASES[case].compatible} {CASES[case]}, observed compatible={observed.compatible} {observed}\n"
         f"{verdict.explain(rehearsed.plan)}\n"
-        f"reversal: {reversal.error or 'no error'}; content after reversal: {_describe(diff)}"
+        f"forward content: {_describe(forward)}\n"
+        f"reversal: {reversal.error or 'no error'}; content after reversal: {_describe(backward)}"
     )
+    if case in BOUNDARY_BREAKS:
+        direction, field, value = BOUNDARY_BREAKS[case]
+        named = [(item.field, item.values) for item in getattr(verdict, direction)]
+        assert any(f == field and value in values for f, values in named), f"{case}: {direction} names {named}"
+    if case in ADVICE_KINDS:
+        assert any(compat.KIND_ADVICE[ADVICE_KINDS[case]] in line for line in verdict.advice), verdict.advice
+    added = {rows.table: rows.count for rows in forward.post_migrate_rows}
+    assert added == POST_MIGRATE_ROWS.get(case, {}), forward.post_migrate_rows
+    assert {rows.table: rows.count for rows in backward.post_migrate_rows} == added, "reversal is judged the same way"
+    # Reversal renames the ContentType back, as Django's migrate does.
+    assert forward.content_type_renames == (["public.django_content_type"] if case == "rename_model" else [])
+    assert backward.content_type_renames == []
+    unchecked = {": ".join(line.split(": ")[:2]) for line in verdict.unchecked}
+    assert unchecked == UNCHECKED.get(case, set()), verdict.unchecked
+
+
+def test_failing_migration_is_reported_as_such(run_case: Callable[[str], CaseRun]) -> None:
+    """SET NOT NULL on a column holding NULLs: the statement, the table and column, how many rows, the recipe."""
+    rehearsed = run_case("make_not_null_on_null_rows").rehearsed
+    failure = rehearsed.migrate_failure
+    assert failure is not None, rehearsed.migrate_error
+    assert (failure.migration, failure.table, failure.column) == ("shop.0002_make_not_null_on_null_rows", "shop_item", "price")
+    assert "SET NOT NULL" in failure.statement and failure.offending_rows == len(PRICELESS)
+    line = compat.explain_failure(failure)
+    assert f"{len(PRICELESS)} rows violate it" in line and compat.KIND_ADVICE["set_not_null"] in line, line
+    verdict = compat.judge(rehearsed)
+    assert not verdict.compatible and not verdict.candidate_on_new, "the candidate is blamed for the data"
+    assert "models and migrations disagree" not in verdict.explain(rehearsed.plan)
+
+
+def test_locks_name_dropped_tables(run_case: Callable[[str], CaseRun]) -> None:
+    """DROP TABLE holds ACCESS EXCLUSIVE on a table gone from pg_class: recorded under its name all the same."""
+    (migration,) = run_case("drop_table").rehearsed.applied
+    assert {"shop_category", "shop_item"} <= set(migration.exclusive_locks_ms()), migration.strongest_locks()
+
+
+def test_probe_fills_every_field_type(run_case: Callable[[str], CaseRun]) -> None:
+    """Every built-in field type of Specimen takes a fresh value and every boundary value, on its own schema."""
+    exercises = run_case("all_field_types").rehearsed.candidate_on_new_schema
+    (specimen,) = [m for m in exercises if m.model == "shop.Specimen"]
+    assert not specimen.failures, specimen.failures
+    inserted = {(c.field, c.value) for c in specimen.checks if c.op == "insert" and c.ok and not c.unchecked}
+    assert (None, "fresh") in inserted and (None, "duplicate") in inserted
+    for expected in [
+        ("small", "min=-32768"), ("positive_small", "max=32767"), ("positive_big", "max=9223372036854775807"),
+        ("amount", "min=-999.99"), ("email", "max_length=254"), ("kind", "choice 'b'"), ("level", "choice 2"),
+        ("maybe", "null"), ("category", "null"),
+    ]:  # fmt: skip
+        assert expected in inserted, f"{expected} not written; written: {sorted(inserted, key=str)}"
 
 
 def _migrate_with_file(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploygate.fingerprint import Column, TableFingerprint, compare
+from deploygate.fingerprint import Column, DjangoBookkeeping, TableFingerprint, compare
 
 
 def _table(oid: int, name: str, cols: dict[int, str], *, rows: int = 10, row_hash: int = 111, node: int = 1,
@@ -40,13 +40,56 @@ def test_added_column_uses_the_projected_hash() -> None:
     assert not changed.data_intact
 
 
-def test_dropped_table_and_column_and_type_change() -> None:
+def test_dropped_table_and_column() -> None:
     before = {1: _table(1, "public.a", {1: "id", 2: "x"}), 2: _table(2, "public.b", {1: "id"})}
     after = {1: _table(1, "public.a", {1: "id"})}
     diff = compare(before, after)
     assert diff.dropped_tables == ["public.b"] and diff.dropped_columns == [("public.a", "x")]
-    retyped = compare({1: _table(1, "public.a", {1: "q"})}, {1: _table(1, "public.a", {1: "q"}, types={1: "text"})})
-    assert retyped.changed_columns == [("public.a", "q (type integer -> text)")]
+
+
+def test_type_change_is_judged_by_the_values_as_text() -> None:
+    before = {1: _table(1, "public.a", {1: "q"}, types={1: "character varying(100)"}, row_hash=5)}
+    widened = compare(before, {1: _table(1, "public.a", {1: "q"}, types={1: "character varying(120)"}, row_hash=5)})
+    assert widened.data_intact and not widened.changed_columns
+    assert widened.retyped_columns == [("public.a", "q (character varying(100) -> character varying(120))")]
+    altered = compare(before, {1: _table(1, "public.a", {1: "q"}, types={1: "integer"}, row_hash=6)})
+    assert altered.problems() == ["public.a.q (character varying(100) -> integer): values changed"]
+
+
+def test_rows_added_after_intact_ones_are_listed_by_who_added_them() -> None:
+    before = {1: _table(1, "public.django_content_type", {1: "id", 2: "model"}, rows=3, row_hash=30)}
+
+    def grown(kept_hash: int) -> dict[int, TableFingerprint]:
+        table = _table(1, "public.django_content_type", {1: "id", 2: "model"}, rows=4, row_hash=41)
+        table.kept_rows, table.kept_hash, table.added_sample = 3, kept_hash, ["(4,tag)"]
+        return {1: table}
+
+    bookkeeping = DjangoBookkeeping(post_migrate=frozenset({"public.django_content_type"}))
+    by_post_migrate = compare(before, grown(30), bookkeeping=bookkeeping)
+    assert by_post_migrate.identical and by_post_migrate.problems() == []
+    assert [rows.describe() for rows in by_post_migrate.post_migrate_rows] == [
+        "public.django_content_type: 1 row added by post_migrate: (4,tag)"
+    ]
+    by_migration = compare(before, grown(30))
+    assert by_migration.problems() == ["public.django_content_type: 1 row added: (4,tag)"]
+    # An old row changed as well: the counts and the content are reported, nothing is excused.
+    altered = compare(before, grown(31), bookkeeping=bookkeeping)
+    assert altered.problems() == [
+        "public.django_content_type: 3 rows before, 4 after",
+        "public.django_content_type.row content: values changed",
+    ]
+
+
+def test_a_content_type_renamed_with_its_model_is_bookkeeping() -> None:
+    before = {1: _table(1, "public.django_content_type", {1: "id", 2: "model"}, rows=3, row_hash=30)}
+    renamed = {1: _table(1, "public.django_content_type", {1: "id", 2: "model"}, rows=3, row_hash=31)}
+    bookkeeping = DjangoBookkeeping(content_type_renames=frozenset({"public.django_content_type"}))
+    diff = compare(before, renamed, bookkeeping=bookkeeping)
+    assert diff.identical and diff.content_type_renames == ["public.django_content_type"]
+    assert compare(before, renamed).problems() == ["public.django_content_type.row content: values changed"]
+    # Losing a row is never bookkeeping.
+    lost = {1: _table(1, "public.django_content_type", {1: "id", 2: "model"}, rows=2, row_hash=20)}
+    assert not compare(before, lost, bookkeeping=bookkeeping).data_intact
 
 
 def test_rewrite_is_detected_and_ignore_applies() -> None:

@@ -7,7 +7,18 @@ import time
 from deploygate import compat, monitor
 from deploygate.lock import lock_key
 from deploygate.migrations import announced_changes
-from deploygate.probe import ExerciseCheck, MigrationPlan, ModelExercise, PlanStep
+from deploygate.platform.images import Image
+from deploygate.probe import (
+    AppliedMigration,
+    ExerciseCheck,
+    FieldFacts,
+    MigrationFailure,
+    MigrationPlan,
+    ModelExercise,
+    OperationChange,
+    PlanStep,
+)
+from deploygate.rehearsal import Rehearsal
 
 
 def test_monitor_rolls_back_over_the_threshold_or_on_health() -> None:
@@ -52,6 +63,104 @@ def test_advice_names_the_fix_per_operation() -> None:
     )
     (advice,) = compat.advice_for(plan)
     assert "db_column" in advice and "SeparateDatabaseAndState" in advice
+
+
+def _alter(before: FieldFacts, after: FieldFacts) -> OperationChange:
+    return OperationChange("AlterField", before=before, after=after)
+
+
+def test_change_kinds_read_the_field_before_and_after() -> None:
+    text = FieldFacts("varchar(100)", null=False, unique=False)
+    assert compat.change_kinds(_alter(text, FieldFacts("varchar(100)", null=True, unique=False))) == ["drop_not_null"]
+    assert compat.change_kinds(_alter(FieldFacts("numeric(8, 2)", True, False), FieldFacts("numeric(8, 2)", False, False))) == ["set_not_null"]
+    assert compat.change_kinds(_alter(text, FieldFacts("varchar(100)", False, True))) == ["add_unique"]
+    assert compat.change_kinds(_alter(FieldFacts("varchar(32)", False, True), FieldFacts("varchar(32)", False, False))) == ["drop_unique"]
+    assert compat.change_kinds(_alter(text, FieldFacts("varchar(120)", False, False))) == ["widen"]
+    assert compat.change_kinds(_alter(text, FieldFacts("varchar(80)", False, False))) == ["shrink"]
+    assert compat.change_kinds(_alter(FieldFacts("integer", False, False), FieldFacts("varchar(20)", False, False))) == ["type_change"]
+    assert compat.change_kinds(_alter(text, FieldFacts("varchar(100)", False, False))) == []  # e.g. db_index only
+    assert compat.change_kinds(OperationChange("AlterUniqueTogether", unique_added=1)) == ["add_unique"]
+    assert compat.change_kinds(OperationChange("RemoveConstraint", unique_removed=1)) == ["drop_unique"]
+
+
+def test_advice_fits_the_kind_of_change() -> None:
+    drop_not_null = _alter(FieldFacts("text", False, False), FieldFacts("text", True, False))
+    step = PlanStep("s", "0002_x", ["Alter field note on item"], ["AlterField"], True, True, [], [drop_not_null])
+    (advice,) = compat.advice_for(MigrationPlan(steps=[step], applied_leaves={}))
+    assert compat.KIND_ADVICE["drop_not_null"] in advice and "backfill" not in advice
+    # Without facts (an older probe, a third-party operation) the operation type decides.
+    bare = PlanStep("s", "0002_x", ["Alter field note on item"], ["AlterField"], True, True, [])
+    assert compat.advice_for(MigrationPlan(steps=[bare], applied_leaves={})) == [
+        f"s.0002_x (Alter field note on item): {compat.ADVICE['AlterField']}"
+    ]
+
+
+def _item(*checks: ExerciseCheck) -> list[ModelExercise]:
+    return [ModelExercise("shop.Item", "shop_item", [ExerciseCheck(op="select", ok=True), *checks])]
+
+
+def test_boundary_values_are_judged_against_the_release_on_its_own_schema() -> None:
+    too_long = ExerciseCheck(op="insert", field="name", value="max_length=100", ok=False,
+                             error="DataError: value too long for type character varying(80)", sqlstate="22001")  # fmt: skip
+    (item,) = compat.incompatibilities(_item(too_long), compat.PRODUCTION_ON_NEW, _item())
+    assert item.describe() == "shop.Item.name: insert with max_length=100 fail: DataError: value too long for type character varying(80)"
+    # The same value refused on the release's own schema too is the release's own limit.
+    refused_anyway = ExerciseCheck(op="insert", field="q", value="min=-2147483648", ok=False, error="check", sqlstate="23514")
+    assert compat.incompatibilities(_item(refused_anyway), compat.PRODUCTION_ON_NEW, _item(refused_anyway)) == []
+    # On its own schema, a CHECK or unique constraint of its own is its limit; anything else is not.
+    assert compat.incompatibilities(_item(refused_anyway), compat.CANDIDATE_ON_NEW, own_schema=True) == []
+    assert compat.incompatibilities(_item(too_long), compat.CANDIDATE_ON_NEW, own_schema=True)
+    # Fresh values are never excused.
+    fresh = ExerciseCheck(op="insert", value="fresh", ok=False, error="null value in column", sqlstate="23502")
+    assert compat.incompatibilities(_item(fresh), compat.PRODUCTION_ON_NEW, _item(fresh))
+
+
+def _rehearsal(
+    *, failure: MigrationFailure | None, candidate_on_new: list[ModelExercise], candidate_on_old: list[ModelExercise] | None = None
+) -> Rehearsal:
+    sql = ['ALTER TABLE "shop_item" ADD COLUMN "stock" integer NULL;']
+    plan = MigrationPlan(steps=[PlanStep("s", "0002_x", ["Alter field price on item"], ["AlterField"], True, True, sql)],
+                         applied_leaves={"s": "0001_initial"})  # fmt: skip
+    applied = [AppliedMigration("s", "0002_x", "forwards", 0.1, 1, {}, failure.message if failure else None)]
+    return Rehearsal(
+        candidate=Image(tag="t", id="sha256:0", built=False), plan=plan, before={},
+        candidate_on_old_schema=candidate_on_old or _item(), applied=applied, migrate_error=failure.message if failure else None,
+        after={}, candidate_on_new_schema=candidate_on_new, production_on_new_schema=_item(),
+        production_on_old_schema=_item(), migrate_failure=failure,
+    )  # fmt: skip
+
+
+def test_a_migration_failing_on_rows_is_the_verdict_not_the_candidate() -> None:
+    failure = MigrationFailure(
+        "s.0002_x", 'IntegrityError: column "price" of relation "shop_item" contains null values',
+        statement='ALTER TABLE "shop_item" ALTER COLUMN "price" SET NOT NULL', sqlstate="23502",
+        table="shop_item", column="price", offending_rows=6,
+    )  # fmt: skip
+    # The candidate "fails" on a schema that never migrated: not its models' fault.
+    missing = ExerciseCheck(op="insert", value="fresh", ok=False, error="null value in column", sqlstate="23502")
+    verdict = compat.judge(_rehearsal(failure=failure, candidate_on_new=_item(missing)))
+    assert not verdict.compatible and not verdict.candidate_on_new
+    (line,) = verdict.explain(MigrationPlan(steps=[], applied_leaves={})).splitlines()
+    assert line == (
+        "the migration cannot run on production's data: s.0002_x failed at "
+        '`ALTER TABLE "shop_item" ALTER COLUMN "price" SET NOT NULL`: on shop_item.price; 6 rows violate it '
+        f'(IntegrityError: column "price" of relation "shop_item" contains null values); fix: {compat.KIND_ADVICE["set_not_null"]}'
+    )
+    # Migrated, the same failure is the candidate's models disagreeing with its migrations.
+    verdict = compat.judge(_rehearsal(failure=None, candidate_on_new=_item(missing)))
+    assert verdict.candidate_on_new and compat.MODELS_DISAGREE_ADVICE in verdict.advice
+
+
+def test_unchecked_fields_are_listed_never_failed() -> None:
+    unfillable = ExerciseCheck(op="fill", field="location", ok=True, unchecked="location: no value for a PointField (column type point)")
+    rehearsed = _rehearsal(failure=None, candidate_on_new=_item(unfillable))
+    verdict = compat.judge(rehearsed)
+    assert verdict.compatible and verdict.unchecked == ["shop.Item: location: no value for a PointField (column type point)"]
+    assert "shop.Item: location: no value" in verdict.explain(rehearsed.plan)
+    # Before migrating, a row to point at may be unreadable only for a column the plan adds: not worth a line.
+    waiting = ExerciseCheck(op="insert", value="fresh", ok=True,
+                            unchecked="item: nothing to point at: shop.Item cannot be read (column shop_item.stock does not exist)")  # fmt: skip
+    assert compat.judge(_rehearsal(failure=None, candidate_on_new=_item(), candidate_on_old=_item(waiting))).unchecked == []
 
 
 def test_lock_key_is_stable_and_per_project() -> None:

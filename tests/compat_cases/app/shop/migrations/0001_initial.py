@@ -26,6 +26,8 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=100)),
                 ('quantity', models.IntegerField()),
                 ('code', models.CharField(max_length=20)),
+                ('barcode', models.CharField(max_length=32, unique=True)),
+                ('price', models.DecimalField(decimal_places=2, max_digits=8, null=True)),
                 ('note', models.TextField(blank=True, default='')),
                 ('category', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to='shop.category')),
             ],
