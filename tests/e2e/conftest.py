@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -115,18 +116,21 @@ class Deploygate:
             self.argv(*args, **extra), cwd=ROOT, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
 
-    def act_after(self, marker: str, action: Callable[[], None], *args: str, **extra: str) -> CliRun:
-        """Run a command, call ``action`` once ``marker`` appears in its output, and let it finish."""
+    def act_on(self, cues: list[tuple[str, Callable[[subprocess.Popen], None]]], *args: str, **extra: str) -> CliRun:
+        """Run a command; as each cue's marker appears in its output (in order), call its action with the
+        process (to signal it, or to act beside it); then let the command finish."""
         process = self.start(*args, **extra)
-        seen = []
+        seen, pending = [], list(cues)
         for line in process.stdout:
             seen.append(line)
-            if marker in line:
-                action()
-                break
-        seen.append(process.stdout.read())
+            if pending and pending[0][0] in line:
+                pending.pop(0)[1](process)
         process.wait(timeout=900)
         return CliRun(process.returncode, "".join(seen))
+
+    def act_after(self, marker: str, action: Callable[[], None], *args: str, **extra: str) -> CliRun:
+        """Run a command, call ``action`` once ``marker`` appears in its output, and let it finish."""
+        return self.act_on([(marker, lambda process: action())], *args, **extra)
 
     def kill_after(self, marker: str, *args: str, **extra: str) -> str:
         """Start a command and SIGKILL it as soon as ``marker`` appears in its output; returns the output so far."""
@@ -209,3 +213,9 @@ def assert_converged(platform: Platform, e2e_stack: config.Settings, proxy: Prox
         return live.color
 
     return check
+
+
+def report_of(output: str) -> dict:
+    """The JSON report of the run whose output is given (its path is printed as the markdown's)."""
+    line = next(line for line in reversed(output.splitlines()) if "report: " in line)
+    return json.loads(Path(line.split("report: ", 1)[1].strip()).with_suffix(".json").read_text())

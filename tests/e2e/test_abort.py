@@ -5,43 +5,28 @@ Each test leaves production on v1 (blue), as the deploy tests after it expect.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
-
-def _run_and_signal(dg, marker: str, signals: list[tuple[str, int]], *args: str) -> tuple[int, str, float]:
-    """Start a deploy; when ``marker`` shows, send the first signal; each later one when its own marker shows.
-
-    Returns the exit code, the output and when the first signal was sent.
-    """
-    process = dg.start("deploy", *args)
-    seen, sent_at = [], None
-    pending = [(marker, signals[0][1]), *signals[1:]]
-    for line in process.stdout:
-        seen.append(line)
-        if pending and pending[0][0] in line:
-            process.send_signal(pending.pop(0)[1])
-            sent_at = sent_at or time.time()
-    process.wait(timeout=600)
-    return process.returncode, "".join(seen), sent_at
-
-
-def _report_of(output: str) -> dict:
-    line = next(l for l in reversed(output.splitlines()) if "report: " in l)
-    return json.loads(Path(line.split("report: ", 1)[1].strip()).with_suffix(".json").read_text())
+from tests.e2e.conftest import report_of
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_in_the_monitoring_window_rolls_back_at_once(dg, traffic, assert_back_on_v1, signum) -> None:
-    code, output, sent_at = _run_and_signal(dg, "== monitor", [("", signum)], "--candidate", "v2-safe")
+    sent = []
+
+    def send(process) -> None:
+        sent.append(time.time())
+        process.send_signal(signum)
+
+    run = dg.act_on([("== monitor", send)], "deploy", "--candidate", "v2-safe")
+    code, output, sent_at = run.code, run.output, sent[0]
     assert code == 130, output[-3000:]
     name = signal.Signals(signum).name
     assert f"aborted by {name} during monitor; rolled back" in output
-    report = _report_of(output)
+    report = report_of(output)
     assert report["record"]["outcome"] == "aborted"
     rollback = report["record"]["rollback"]
     print(f"{name} in the monitoring window: traffic back on blue {rollback['traffic_on_previous_ts'] - sent_at:.2f}s after the signal")
@@ -51,33 +36,29 @@ def test_a_signal_in_the_monitoring_window_rolls_back_at_once(dg, traffic, asser
 
 
 def test_a_second_signal_does_not_stop_the_rollback_half_way(dg, traffic, assert_back_on_v1) -> None:
-    code, output, _ = _run_and_signal(
-        dg, "   migrate ok", [("", signal.SIGTERM), ("!! rolling back", signal.SIGTERM)], "--candidate", "v2-safe"
-    )
+    def term(process) -> None:
+        process.send_signal(signal.SIGTERM)
+
+    run = dg.act_on([("   migrate ok", term), ("!! rolling back", term)], "deploy", "--candidate", "v2-safe")
+    code, output = run.code, run.output
     assert code == 130, output[-3000:]
     assert "received during the rollback: it finishes first" in output
     assert "rollback_record ok" in output
     responses = traffic.stop()
     assert not [r for r in responses if r.failed]
-    assert_back_on_v1([r.created_id for r in responses if r.created_id] + _report_of(output)["record"]["traffic_created_ids"])
+    assert_back_on_v1([r.created_id for r in responses if r.created_id] + report_of(output)["record"]["traffic_created_ids"])
 
 
 def test_abort_from_another_process_rolls_the_deploy_back(dg, traffic, assert_back_on_v1) -> None:
-    deploy = dg.start("deploy", "--candidate", "v2-safe")
-    seen = []
-    for line in deploy.stdout:
-        seen.append(line)
-        if "== monitor" in line:
-            break
-    asked = dg.run("abort", "--reason", "e2e: stop it from elsewhere")
-    seen.append(deploy.stdout.read())
-    deploy.wait(timeout=600)
-    output = "".join(seen)
-    assert asked.code == 0 and "the deploy has stopped: rolled_back" in asked.output, asked.output[-2000:]
-    assert deploy.returncode == 130 and "abort requested by" in output, output[-3000:]
+    asked = []
+    deploy = dg.act_after("== monitor", lambda: asked.append(dg.run("abort", "--reason", "e2e: stop it from elsewhere")),
+                          "deploy", "--candidate", "v2-safe")  # fmt: skip
+    output = deploy.output
+    assert asked[0].code == 0 and "the deploy has stopped: rolled_back" in asked[0].output, asked[0].output[-2000:]
+    assert deploy.code == 130 and "abort requested by" in output, output[-3000:]
     responses = traffic.stop()
     assert not [r for r in responses if r.failed]
-    assert_back_on_v1([r.created_id for r in responses if r.created_id] + _report_of(output)["record"]["traffic_created_ids"])
+    assert_back_on_v1([r.created_id for r in responses if r.created_id] + report_of(output)["record"]["traffic_created_ids"])
     # Nothing runs now: a second abort says so and changes nothing.
     again = dg.run("abort")
     assert again.code == 2 and "nothing to abort" in again.output

@@ -5,7 +5,6 @@ Each test leaves production on v1 (blue), as the next one expects.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,13 +16,9 @@ import pytest
 from deploygate.fingerprint import fingerprint
 from deploygate.platform.engine import ensure_engine
 from deploygate.waiting import wait_until
+from tests.e2e.conftest import report_of
 
 DOCKER_PIDFILE = Path("/var/run/docker.pid")
-
-
-def _report_of(output: str) -> dict:
-    line = next(l for l in reversed(output.splitlines()) if "report: " in l)
-    return json.loads(Path(line.split("report: ", 1)[1].strip()).with_suffix(".json").read_text())
 
 
 def _created(responses: list, report: dict) -> list[int]:
@@ -39,7 +34,7 @@ def test_database_restarted_during_migrate_converges(dg, traffic, platform, asse
     run = dg.act_after("== migrate", restart_database, "deploy", "--candidate", "v2-slow-migration",
                        "--skip-predeploy", "--reason", "e2e: the fault is production's, not the candidate's")  # fmt: skip
     assert run.code == 1 and "migrate FAILED" in run.output, run.output[-3000:]
-    report = _report_of(run.output)
+    report = report_of(run.output)
     outcome = report["record"]["outcome"]
     assert outcome == "rolled_back" and "migrate" in report["record"]["rollback"]["reason"]
     cause = (report["record"]["rollback"] or {}).get("reason", "")
@@ -66,7 +61,7 @@ def test_no_room_for_the_backup_refuses_without_touching_production(dg, platform
     assert "rolling back" not in run.output
     after = fingerprint(platform.database(), schemas=("public",))
     assert {t.name: (t.rows, t.row_hash) for t in before.values()} == {t.name: (t.rows, t.row_hash) for t in after.values()}
-    assert platform.colour("green") is None and _report_of(run.output)["record"]["outcome"] == "refused"
+    assert platform.colour("green") is None and report_of(run.output)["record"]["outcome"] == "refused"
 
 
 def test_candidate_removed_between_predeploy_and_deploy_is_refused(dg, platform, assert_back_on_v1) -> None:
@@ -101,7 +96,7 @@ def test_engine_restarted_in_the_monitoring_window_converges(dg, traffic, platfo
 
     run = dg.act_after("== monitor", restart, "deploy", "--candidate", "v2-safe")
     assert run.code in (0, 1), run.output[-3000:]
-    report = _report_of(run.output)
+    report = report_of(run.output)
     record = report["record"]
     decided = record["outcome"] + (f" ({record['rollback']['reason']})" if record["rollback"] else "")
     responses = traffic.stop()

@@ -24,10 +24,12 @@ from deploygate.database import connect
 from deploygate.gate_result import FAILED, ERROR
 from deploygate.platform import Platform
 from deploygate.platform import connect as connect_platform
+from deploygate.platform import images
 from deploygate.platform.images import Image
 from deploygate.probe import Prober
 from deploygate.proxy import Proxy
 from deploygate.traffic import TrafficProbe, body_template
+from deploygate.waiting import wait_until
 from tests.e2e.conftest import ROOT, Deploygate
 from tests.support import free_port, project_name
 from tests.targets.build import build_shop
@@ -131,8 +133,9 @@ def test_predeploy_of_release_2_has_no_false_failure(dgs, shop, shop_overrides, 
     failed = [c for c in result["checks"] if c["outcome"] in (FAILED, ERROR)]
     assert done.returncode == 0 and not failed, f"{failed}\n{done.stdout[-3000:]}"
     assert {c["name"] for c in result["checks"] if c["outcome"] == "not reported"} == {
-        "test_error_count_within_limit", "test_db_connections_in_range",
-    }, "only what a plain-text health URL cannot tell is not reported"  # fmt: skip
+        "test_error_count_within_limit", "test_db_connections_in_range",  # a plain-text health URL tells neither
+        "test_app_check[none]",  # the shop declares no checks of its own
+    }, "only what the shop does not report is not reported"  # fmt: skip
 
 
 def test_release_2_deploys_under_traffic_then_a_forced_rollback_restores_release_1(dgs, shop, shop_settings) -> None:
@@ -163,3 +166,60 @@ def test_release_2_deploys_under_traffic_then_a_forced_rollback_restores_release
     assert shop.colour("green") is None and shop.colour("blue").processes == {"worker": "running"}
     assert _at_release(shop, shop_settings, "blue")
     assert _thing_ids_present(shop, created) == len(created), "a thing written during the deploy is gone"
+
+
+@pytest.fixture(scope="module")
+def existing_server(shop_settings: config.Settings) -> Iterator[dict[str, str]]:
+    """A PostgreSQL 17 server deploygate did not create (the shop's managed one would be 15): on the
+    host's network, listening on the Docker bridge's gateway, which this host and every container reach."""
+    platform = connect_platform(shop_settings, say=print)
+    client = platform.client
+    image = images.postgres_image(client, shop_settings.replace(postgres_major=17), say=print)
+    address = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    port, password = free_port(), secrets.token_urlsafe(16)
+    name = f"{project_name('dgshop')}_existing_pg17"
+    stale = [c for c in client.containers.list(all=True, filters={"name": name})]
+    for container in stale:
+        container.remove(force=True, v=True)
+    server = client.containers.run(
+        image.tag, ["postgres", "-c", f"listen_addresses={address}", "-c", f"port={port}"], name=name, detach=True,
+        network_mode="host", environment={"POSTGRES_USER": "shop", "POSTGRES_PASSWORD": password, "POSTGRES_DB": "shop"},
+        labels={"deploygate.test": "existing-server"},
+    )  # fmt: skip
+    try:
+        wait_until(lambda: server.exec_run(["pg_isready", "-q", "-h", address, "-p", str(port)])[0] == 0, timeout=60,
+                   what="the existing server to accept connections")  # fmt: skip
+        yield {"db_host": address, "db_port": str(port), "password": password, "container": name}
+    finally:
+        server.remove(force=True, v=True)
+
+
+def test_the_shop_on_an_existing_server_of_another_major(shop_images, shop_overrides, shop_environ, existing_server, tmp_path) -> None:
+    overrides = {
+        **shop_overrides, "project": project_name("dgshopx"), "proxy_port": str(free_port()),
+        "state_dir": str(tmp_path / "state"), "backup_dir": str(tmp_path / "backups"), "reports_dir": str(tmp_path / "reports"),
+        "logs_dir": str(tmp_path / "logs"), "db_host": existing_server["db_host"], "db_port": existing_server["db_port"],
+    }  # fmt: skip
+    environ = {**shop_environ, "DEPLOYGATE_DB_PASSWORD": existing_server["password"]}
+    dgx = Deploygate(overrides, config_file=SHOP_CONFIG, environ=environ)
+    settings = config.load(SHOP_CONFIG, environ=environ, overrides=overrides, root=ROOT)
+    platform = connect_platform(settings, say=print)
+    try:
+        up = dgx.run("up")
+        assert up.code == 0, up.output[-3000:]
+        parts = platform.inventory()
+        assert not [name for name in parts if name.endswith("_db")], f"deploygate created a database beside the existing one: {parts}"
+        deployed = dgx.run("deploy", "--candidate", "dgshop:2")
+        assert deployed.code == 0, deployed.output[-3000:]
+        # The backup and the rehearsal copy are the server's own major version, not the configured 15.
+        predeploy = json.loads(sorted((tmp_path / "reports" / "predeploy").glob("*.json"))[-1].read_text())
+        major = next(c for c in predeploy["checks"] if c["name"] == "test_backup_uses_the_servers_major_version")
+        assert major["outcome"] == "passed" and major["value"] == "pg_dump 17", major
+        down = dgx.run("down", "--volumes")
+        assert down.code == 0, down.output[-3000:]
+        # Never removed, and its data intact: the shop's tables and the ledger are still there.
+        with connect(platform.database()) as conn:
+            assert conn.execute("SELECT count(*) FROM deploygate.ledger WHERE outcome = 'succeeded'").fetchone()[0] == 1
+            assert conn.execute("SELECT to_regclass('catalog_review') IS NOT NULL").fetchone()[0]
+    finally:
+        production.down(platform, settings, volumes=True)

@@ -7,12 +7,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from deploygate import loadgen
 from deploygate.loadgen import KeepAliveLoad, Sample
+from tests.support import serving
 
 
 PATHS = {
@@ -75,15 +76,9 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def fake_server() -> Iterator[FakeServer]:
     state = FakeServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=2)
+    with serving(_handler(state)) as (_, url):
+        state.url = url
+        yield state
 
 
 def test_each_client_keeps_one_connection_and_every_fourth_request_posts(fake_server: FakeServer) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from deploygate import traffic
 from deploygate.traffic import PhaseStats, Response, TrafficProbe, body_template
+from tests.support import serving
 
 # The demo's write body, as deploy.toml gives it (the fake app checks it arrives).
 WRITE_BODY = body_template('{"full_name": "Traffic Probe {n}", "email": "probe-{n}@traffic.invalid"}')
@@ -91,14 +92,10 @@ def _handler(app: FakeApp) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def fake_app() -> Iterator[FakeApp]:
     app = FakeApp()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(app))
-    server.daemon_threads = True
-    app.server, app.url = server, f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield app
-    app.stop()
-    thread.join(timeout=2)
+    with serving(_handler(app)) as (server, url):
+        app.server, app.url = server, url
+        yield app
+        app.stop()
 
 
 def test_probe_keeps_rate_and_records_every_response(fake_app: FakeApp) -> None:
