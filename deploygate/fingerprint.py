@@ -16,6 +16,8 @@ One scan per table, one hash per row: cheap enough at millions of rows.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 from psycopg import sql
@@ -90,18 +92,24 @@ def fingerprint(
                 if projected
                 else sql.SQL("t::text")
             )
-            # hashtext is Postgres' own fast 32-bit hash; summed as bigint it ignores row order.
-            pieces = [sql.SQL("count(*)"), sql.SQL("coalesce(sum(hashtext(t::text)::bigint), 0)")]
+            # hashtext is Postgres' own fast 32-bit hash; summed as bigint it ignores row order. Each row
+            # is hashed once in the inner query (twice only when columns were added) and every sum reuses it.
+            inner = [sql.SQL("hashtext(t::text)::bigint AS h")]
+            pieces = [sql.SQL("count(*)"), sql.SQL("coalesce(sum(h), 0)")]
             if projected:
-                pieces.append(sql.SQL("coalesce(sum(hashtext({})::bigint), 0)").format(row_text))
+                inner.append(sql.SQL("hashtext({})::bigint AS hp").format(row_text))
+                pieces.append(sql.SQL("coalesce(sum(hp), 0)"))
             if pk:
-                pieces.append(sql.SQL("max({})").format(sql.Identifier(pk)))
+                inner.append(sql.SQL("{} AS pk").format(sql.Identifier(pk)))
+                pieces.append(sql.SQL("max(pk)"))
             split = pk is not None and old is not None and old.max_pk is not None
             if split:
-                kept = sql.SQL("FILTER (WHERE {} <= {})").format(sql.Identifier(pk), sql.Literal(old.max_pk))
+                kept = sql.SQL("FILTER (WHERE pk <= {})").format(sql.Literal(old.max_pk))
                 pieces.append(sql.SQL("count(*) {}").format(kept))
-                pieces.append(sql.SQL("coalesce(sum(hashtext({})::bigint) {}, 0)").format(row_text, kept))
-            query = sql.SQL("SELECT {} FROM {} t").format(sql.SQL(", ").join(pieces), sql.Identifier(schema, table))
+                pieces.append(sql.SQL("coalesce(sum({}) {}, 0)").format(sql.SQL("hp" if projected else "h"), kept))
+            query = sql.SQL("SELECT {} FROM (SELECT {} FROM {} t) rows").format(
+                sql.SQL(", ").join(pieces), sql.SQL(", ").join(inner), sql.Identifier(schema, table)
+            )
             values = list(conn.execute(query).fetchone())
             rows, row_hash = values.pop(0), int(values.pop(0))
             fingerprinted = TableFingerprint(
@@ -119,6 +127,13 @@ def fingerprint(
                     fingerprinted.added_sample = [text for (text,) in conn.execute(added).fetchall()]
             result[oid] = fingerprinted
     return result
+
+
+def content_checksum(address: DatabaseAddress) -> str:
+    """One hash over every table's row count and content hash: equal means the data is unchanged."""
+    prints = fingerprint(address)
+    text = json.dumps(sorted((t.name, t.rows, t.row_hash) for t in prints.values()))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

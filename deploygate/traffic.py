@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from deploygate.config import Settings
 from deploygate.policy import percentile
 from deploygate.proxy import COLOR_HEADER
 
@@ -70,6 +71,18 @@ def body_template(template: str) -> Callable[[int], dict]:
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:_ERROR_CHARS]
+
+
+def configured_probe(settings: Settings, base_url: str) -> TrafficProbe:
+    """The traffic probe ``settings`` describe (rate, read paths, write path and body), not started."""
+    return TrafficProbe(
+        base_url,
+        rate_per_s=float(settings.traffic_rate),
+        read_paths=[p.strip() for p in settings.traffic_read_paths.split(",") if p.strip()],
+        write_path=settings.traffic_write_path or "/",
+        write_every=5 if settings.traffic_write_path else 0,
+        write_body=body_template(settings.traffic_write_body),
+    )
 
 
 class TrafficProbe:

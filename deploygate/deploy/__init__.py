@@ -24,6 +24,7 @@ from deploygate.errors import DeployGateError
 from deploygate.lock import DeployLock
 from deploygate.platform import Platform
 from deploygate.record import Outcome
+from deploygate.traffic import configured_probe
 
 __all__ = ["Request", "Result", "RollbackRefused", "deploy", "rollback"]
 
@@ -98,7 +99,7 @@ def rollback(platform: Platform, settings: Settings, *, force: bool = False, ech
             reason = f"forced rollback {minutes:.1f} min after the switch"
         try:
             if settings.traffic_rate > 0:
-                run.traffic = steps.start_traffic(run)
+                run.traffic = configured_probe(settings, run.proxy.url).start()
             with abort.deferred(run.log):
                 undo.roll_back(run, reason)
             run.record.outcome = Outcome.ROLLED_BACK

@@ -8,8 +8,6 @@ the plan, the backup); from ``green`` on, production is touched and any failure 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import time
 
 from deploygate import backup as backups
@@ -18,13 +16,13 @@ from deploygate.database import production_identity
 from deploygate.deploy import gates, undo
 from deploygate.deploy.runner import Step, StageFailed
 from deploygate.deploy.state import DeployRun, unfinished
-from deploygate.fingerprint import fingerprint
+from deploygate.fingerprint import content_checksum
 from deploygate.gate_result import load_or_none, path_for
 from deploygate.health import sample
 from deploygate.platform import OTHER_COLOUR
 from deploygate.production import app_environment
 from deploygate.record import BackupRecord, ImageRecord, LockRecord, MigrationRecord, MonitoringRecord, PlanRecord, RouteRecord
-from deploygate.traffic import TrafficProbe, body_template
+from deploygate.traffic import configured_probe
 
 # A passed predeploy of the same image digest is reused this long: production moves on.
 PREDEPLOY_REUSE_MIN = 60
@@ -115,16 +113,9 @@ def plan_migrations(run: DeployRun) -> None:
     run.log(f"   plan: {plan.labels or 'no migrations'}; reversal targets {run.reversal_targets}")
 
 
-def content_checksum(run: DeployRun) -> str:
-    """One hash over every table's row count and content hash: equal means production's data is unchanged."""
-    prints = fingerprint(run.db)
-    text = json.dumps(sorted((t.name, t.rows, t.row_hash) for t in prints.values()))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def describe_dry_run(run: DeployRun) -> None:
     """Print what the deploy would do, and prove production unchanged while we looked."""
-    before = content_checksum(run)
+    before = content_checksum(run.db)
     s, where = run.settings, run.platform
     run.log("dry run: the deploy would")
     run.log(f"   take a backup into {s.path(s.backup_dir)}")
@@ -135,7 +126,7 @@ def describe_dry_run(run: DeployRun) -> None:
             run.log(f"      {statement}")
     run.log(f"   switch {where.proxy_name} from {run.previous.color} ({run.previous.release}) to {run.new_color}, "
             f"watch {s.monitor_window_s}s")  # fmt: skip
-    unchanged = content_checksum(run) == before
+    unchanged = content_checksum(run.db) == before
     run.log(f"   production content checksum {before[:16]}... {'unchanged' if unchanged else 'CHANGED'}")
     if not unchanged:
         raise StageFailed("production changed during the dry run")
@@ -155,20 +146,7 @@ def open_window(run: DeployRun) -> None:
     """Note where each table's ids stand (rows above are the window's), then start steady traffic."""
     run.started_ids = window.max_ids(run.db)
     if run.settings.traffic_rate > 0 and run.traffic is None:
-        run.traffic = start_traffic(run)
-
-
-def start_traffic(run: DeployRun) -> TrafficProbe:
-    """The deploy's own traffic probe through the proxy, for the whole deploy (the report's evidence)."""
-    s = run.settings
-    return TrafficProbe(
-        run.proxy.url,
-        rate_per_s=float(s.traffic_rate),
-        read_paths=[p.strip() for p in s.traffic_read_paths.split(",") if p.strip()],
-        write_path=s.traffic_write_path or "/",
-        write_every=5 if s.traffic_write_path else 0,
-        write_body=body_template(s.traffic_write_body),
-    ).start()
+        run.traffic = configured_probe(run.settings, run.proxy.url).start()
 
 
 def start_new_colour(run: DeployRun) -> None:

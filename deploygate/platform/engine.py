@@ -22,6 +22,7 @@ from deploygate.errors import EngineUnavailable
 from deploygate.packages import apt_install, can_apt_install
 
 DOCKERD_LOG = Path("/var/log/deploygate-dockerd.log")
+DOCKERD_PIDFILE = Path("/var/run/docker.pid")
 START_TIMEOUT_S = 60
 
 # testcontainers reads these at import time. Ryuk's image cannot be pulled offline (we
@@ -106,8 +107,31 @@ def ensure_engine(
     docker_host = os.environ.get("DOCKER_HOST", "")
     if docker_host and not docker_host.startswith("unix://"):
         raise EngineUnavailable(f"the Docker engine at DOCKER_HOST={docker_host} does not answer")
+    if _dockerd_alive():
+        # A dockerd runs but does not answer yet (starting, restarting): a second one would only fail on its pidfile.
+        say("dockerd is starting; waiting for it to answer...")
+        return _wait_for_engine(say, timeout)
     if shutil.which("dockerd") is None:
         _install_docker_io(say)
     if shutil.which("dockerd") is None:
         raise EngineUnavailable("docker.io was installed but dockerd is still not on PATH")
     return _start_dockerd(say, timeout)
+
+
+def _dockerd_alive() -> bool:
+    """Whether the dockerd of the default pidfile is a live process."""
+    try:
+        pid = int(DOCKERD_PIDFILE.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return Path(f"/proc/{pid}").exists()
+
+
+def _wait_for_engine(say: Callable[[str], None], timeout: float) -> docker.DockerClient:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client = _client_or_none()
+        if client is not None:
+            return client
+        time.sleep(0.5)
+    raise EngineUnavailable(f"dockerd runs but did not answer within {timeout:.0f}s: {_last_log_line()}")

@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 
 from deploygate.fingerprint import fingerprint
-from deploygate.platform.engine import ensure_engine
+from deploygate.platform.engine import DOCKERD_PIDFILE, ensure_engine
 from deploygate.waiting import wait_until
 from tests.e2e.conftest import report_of
 
-DOCKER_PIDFILE = Path("/var/run/docker.pid")
 
 
 def _created(responses: list, report: dict) -> list[int]:
@@ -78,15 +77,15 @@ def test_candidate_removed_between_predeploy_and_deploy_is_refused(dg, platform,
 
 def _restart_engine() -> None:
     """Stop dockerd as a host reboot or an upgrade would (its containers stop), then start it again."""
-    pid = int(DOCKER_PIDFILE.read_text())
+    pid = int(DOCKERD_PIDFILE.read_text())
     os.kill(pid, signal.SIGTERM)
     wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=120, interval=0.5, what="dockerd to stop")
     ensure_engine(say=lambda message: None)
 
 
 def test_engine_restarted_in_the_monitoring_window_converges(dg, traffic, platform, assert_converged) -> None:
-    if not DOCKER_PIDFILE.exists():
-        pytest.skip(f"no {DOCKER_PIDFILE}: this engine is not one this test may restart")
+    if not DOCKERD_PIDFILE.exists():
+        pytest.skip(f"no {DOCKERD_PIDFILE}: this engine is not one this test may restart")
     restarted = {}
 
     def restart() -> None:
