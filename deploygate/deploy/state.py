@@ -21,6 +21,7 @@ from deploygate.app import secret_values
 from deploygate.backup import Backup, load_backup
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, db_password
+from deploygate.errors import DeployGateError
 from deploygate.log import DeployLog
 from deploygate.platform import OTHER_COLOUR, Platform
 from deploygate.platform.images import Image
@@ -205,8 +206,6 @@ def secrets_of(settings: Settings, db: DatabaseAddress) -> list[str]:
 
 def one_line(exc: BaseException) -> str:
     """An exception as one line a user can act on: deploygate's own errors as they are, others with their type."""
-    from deploygate.errors import DeployGateError
-
     text = str(exc).strip().splitlines()
     if isinstance(exc, DeployGateError) and text:
         return text[0]
