@@ -23,6 +23,9 @@ from deploygate.packages import apt_install, can_apt_install
 
 DOCKERD_LOG = Path("/var/log/deploygate-dockerd.log")
 DOCKERD_PIDFILE = Path("/var/run/docker.pid")
+# --live-restore: containers keep running while the engine itself restarts; without the
+# userland proxy, published ports are the kernel's NAT alone, so they keep answering too.
+DOCKERD_ARGV = ("dockerd", "--live-restore", "--userland-proxy=false")
 START_TIMEOUT_S = 60
 
 # testcontainers reads these at import time. Ryuk's image cannot be pulled offline (we
@@ -69,7 +72,7 @@ def _start_dockerd(say: Callable[[str], None], timeout: float) -> docker.DockerC
         # A new session detaches dockerd from this process group, so it outlives
         # the nox session or CI step that started it.
         proc = subprocess.Popen(
-            ["dockerd"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            list(DOCKERD_ARGV), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -118,13 +121,26 @@ def ensure_engine(
     return _start_dockerd(say, timeout)
 
 
+def _dockerd_pid() -> int | None:
+    try:
+        return int(DOCKERD_PIDFILE.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def _dockerd_alive() -> bool:
     """Whether the dockerd of the default pidfile is a live process."""
+    pid = _dockerd_pid()
+    return pid is not None and Path(f"/proc/{pid}").exists()
+
+
+def started_here() -> bool:
+    """Whether the running dockerd is one deploygate started (with ``DOCKERD_ARGV``), not the host's own service."""
+    pid = _dockerd_pid()
     try:
-        pid = int(DOCKERD_PIDFILE.read_text().strip())
-    except (OSError, ValueError):
+        return pid is not None and Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1] == [a.encode() for a in DOCKERD_ARGV]
+    except OSError:
         return False
-    return Path(f"/proc/{pid}").exists()
 
 
 def _wait_for_engine(say: Callable[[str], None], timeout: float) -> docker.DockerClient:

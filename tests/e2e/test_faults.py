@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deploygate.fingerprint import fingerprint
-from deploygate.platform.engine import DOCKERD_PIDFILE, ensure_engine
+from deploygate.platform.engine import DOCKERD_PIDFILE, ensure_engine, started_here
 from deploygate.waiting import wait_until
 from tests.e2e.conftest import report_of
 
@@ -84,8 +84,8 @@ def _restart_engine() -> None:
 
 
 def test_engine_restarted_in_the_monitoring_window_converges(dg, traffic, platform, assert_converged) -> None:
-    if not DOCKERD_PIDFILE.exists():
-        pytest.skip(f"no {DOCKERD_PIDFILE}: this engine is not one this test may restart")
+    if not started_here():
+        pytest.skip("the engine is the host's own service, not one deploygate started: this test restarts only its own")
     restarted = {}
 
     def restart() -> None:
@@ -99,13 +99,12 @@ def test_engine_restarted_in_the_monitoring_window_converges(dg, traffic, platfo
     record = report["record"]
     decided = record["outcome"] + (f" ({record['rollback']['reason']})" if record["rollback"] else "")
     responses = traffic.stop()
-    # Every container stops with its engine: requests in that gap get no answer. Once the
-    # deploy has decided, every request is answered again.
-    ended = max(stage["finished"] or 0 for stage in record["stages"])
-    assert not [r for r in responses if r.failed and r.ts >= ended], "a request failed after the deploy converged"
+    # deploygate's engine keeps its containers running through its own restart (--live-restore) and
+    # publishes ports without a userland proxy: users see nothing of it.
+    failed = [r for r in responses if r.failed]
+    assert not failed, f"{len(failed)} requests failed across the engine's restart, e.g. {failed[0]}"
     serving = assert_converged(_created(responses, report))
-    gap = [r for r in responses if restarted["at"] <= r.ts < ended and r.failed]
     print(f"engine restarted in the monitoring window ({restarted['back'] - restarted['at']:.1f}s): {decided}; "
-          f"{serving} serves; {len(gap)} requests unanswered while the engine and its containers were down")  # fmt: skip
+          f"{serving} serves; {len(responses)} requests, 0 failed")  # fmt: skip
     if run.code == 0:  # kept: the teardown removes it all, but leave v1 as the other tests do
         assert dg.run("rollback").code == 0
