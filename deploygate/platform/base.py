@@ -33,6 +33,7 @@ class Replica:
     state: str  # running | exited | created | restarting | ...
     health: str  # healthy | unhealthy | starting | none (the image declares no HEALTHCHECK)
     address: str  # reachable from this host; "" when it has none
+    port: int | None = None  # where this host reaches it, when not the app's own port (a port published per task)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class ColourState:
 
     def urls(self, port: int) -> list[str]:
         """Base URLs of the replicas as this host reaches them (post checks look at the colour directly)."""
-        return [f"http://{r.address}:{port}" for r in self.replicas if r.address]
+        return [f"http://{r.address}:{r.port or port}" for r in self.replicas if r.address]
 
 
 @dataclass(frozen=True)
