@@ -156,7 +156,8 @@ class Platform(Protocol):
         """Wait until every replica is healthy; fails at once (with its last log lines) when one, or a process, has exited."""
 
     def upstreams(self, colour: str) -> list[str]:
-        """``host:port`` of the colour's replicas as the proxy reaches them."""
+        """``host:port`` of the colour's replicas as the proxy reaches them (or a ``haproxy.server_template``:
+        up to N replicas behind one DNS name)."""
 
     # --- one-off jobs (migrate, probes, pg_dump)
     def run_job(
@@ -185,7 +186,7 @@ class Platform(Protocol):
         """The proxies' names, one per node (``[""]``: the one proxy of a single host)."""
 
     def proxy_urls(self) -> list[str]:
-        """Every proxy's published address, as users (and this host) reach it."""
+        """Every proxy's published address, as users (and this host) reach it, in the order of ``proxy_instances``."""
 
     def ensure_proxy(
         self,

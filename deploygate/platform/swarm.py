@@ -93,10 +93,10 @@ class SwarmPlatform:
 
     kind = "swarm"
 
-    def __init__(self, manager: docker.DockerClient, local: DockerHost, nodes: Mapping[str, docker.DockerClient], settings: Settings) -> None:
+    def __init__(self, manager: docker.DockerClient, local: DockerHost, nodes: Sequence[str], settings: Settings) -> None:
         self.manager = manager
         self.local = local  # builds images; runs scratch databases and the jobs against them
-        self.nodes = dict(nodes)  # endpoint -> client of every node's engine (image copies)
+        self.nodes = list(nodes)  # every node's engine endpoint (image copies)
         self.settings = settings
         self.names = Names(settings.project)
         self.network_name = self.names.network
@@ -118,9 +118,7 @@ class SwarmPlatform:
             raise StackError(f"the swarm manager {endpoint or 'of DOCKER_HOST'} does not answer: {type(exc).__name__}") from None
         if not control:
             raise StackError(f"the engine at {endpoint or 'DOCKER_HOST'} is not a swarm manager (docker swarm init, or point swarm_manager at one)")
-        endpoints = [e.strip() for e in settings.swarm_nodes.split(",") if e.strip()]
-        nodes = {e: docker.DockerClient(base_url=e, timeout=300) for e in endpoints}
-        return cls(manager, local, nodes, settings)
+        return cls(manager, local, [e.strip() for e in settings.swarm_nodes.split(",") if e.strip()], settings)
 
     def colour_name(self, colour: str) -> str:
         return self.names.web(colour)
@@ -199,11 +197,21 @@ class SwarmPlatform:
 
     # --- images ----------------------------------------------------------------------------------
 
+    def _node_engines(self) -> dict[str, docker.DockerClient]:
+        """Every node's engine that answers now; one that does not (its node is down) cannot run a task anyway."""
+        engines = {}
+        for endpoint in self.nodes:
+            try:
+                engines[endpoint] = docker.DockerClient(base_url=endpoint, timeout=300)
+            except (docker.errors.DockerException, requests.RequestException):
+                continue
+        return engines
+
     def _distribute(self, image: Image) -> Image:
         """``image`` on every node of ``swarm_nodes`` under its tag (copied from the local engine where missing)."""
-        for endpoint, node in self.nodes.items():
-            key = (endpoint, image.id)
-            if key in self._copied:
+        missing = [e for e in self.nodes if (e, image.id) not in self._copied]
+        for endpoint, node in self._node_engines().items() if missing else ():
+            if endpoint not in missing:
                 continue
             try:
                 there = node.images.get(image.id)
@@ -215,7 +223,7 @@ class SwarmPlatform:
                     node.images.load(self.local.client.images.get(image.id).save(named=image.tag))
                 except (docker.errors.APIError, requests.RequestException) as exc:
                     raise StackError(f"copying {image.tag} to the node at {endpoint} failed: {exc}") from None
-            self._copied.add(key)
+            self._copied.add((endpoint, image.id))
         return image
 
     def _by_reference(self, reference: str) -> Image:
@@ -239,7 +247,7 @@ class SwarmPlatform:
 
     def prune_releases(self, keep: set[str]) -> list[str]:
         removed = self.local.prune_releases(keep)
-        for node in self.nodes.values():
+        for node in self._node_engines().values():
             # Best effort: a node's engine refuses to remove what a task still uses.
             images.prune_releases(node, self.settings, keep=keep)
         return removed
