@@ -137,13 +137,32 @@ class Node:
         return self.process is not None and self.process.poll() is None
 
     def memory_kib(self) -> dict[str, int]:
-        """Resident memory of this node's engine (dockerd + containerd) and of everything it runs, KiB."""
+        """Resident memory of this node, KiB: its engine (dockerd + containerd), and that plus its containers and their shims."""
         if not self.running():
             return {"engine": 0, "total": 0}
-        tree = _children()
-        pids = _descendants(self.process.pid, tree)
-        engine = [p for p in pids if _comm(p) in ("dockerd", "containerd")]
-        return {"engine": sum(map(_rss_kib, engine)), "total": sum(map(_rss_kib, pids))}
+        engine = [p for p in _descendants(self.process.pid, _children()) if _comm(p) in ("dockerd", "containerd")]
+        # Containers live in the node's cgroup parent; their shims name its exec root on their command line.
+        others = [p for p in _pids() if p not in engine and (self.cgroup_parent + "/" in _cgroups(p) or str(self.root) in _cmdline(p))]
+        used = sum(map(_rss_kib, engine))
+        return {"engine": used, "total": used + sum(map(_rss_kib, others))}
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _cgroups(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return ""
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _comm(pid: int) -> str:
@@ -336,20 +355,20 @@ class SwarmLab:
 
     def _kill_leftovers(self, node: Node) -> None:
         """Processes of the node that outlived its dockerd (a killed run): its engine's and its containers'."""
-        marker = str(node.root)
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
+        marker, tree = str(node.root), _children()
+        doomed: set[int] = set()
+        for pid in _pids():
+            argv, cgroups = _cmdline(pid).split(), _cgroups(pid)
+            # A dockerd of this node, even one a killed run started under another root, with everything it started.
+            if any(a == "--cgroup-parent" and b == node.cgroup_parent for a, b in zip(argv, argv[1:])):
+                doomed.update(_descendants(pid, tree))
+            if marker in " ".join(argv) or f":{node.cgroup_parent}/" in cgroups or cgroups.rstrip().endswith(f":{node.cgroup_parent}"):
+                doomed.add(pid)
+        for pid in doomed - {os.getpid()}:
             try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                cgroups = (entry / "cgroup").read_text()
+                os.kill(pid, signal.SIGKILL)
             except OSError:
-                continue
-            if marker in cmdline or f":{node.cgroup_parent}/" in cgroups or cgroups.rstrip().endswith(f":{node.cgroup_parent}"):
-                try:
-                    os.kill(int(entry.name), signal.SIGKILL)
-                except OSError:
-                    pass
+                pass
         time.sleep(0.2)
 
     @staticmethod

@@ -44,7 +44,7 @@ from deploygate import haproxy
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, connect, db_password
 from deploygate.errors import DatabaseUnavailable, StackError
-from deploygate.log import Say, quiet
+from deploygate.log import Say
 from deploygate.platform import images
 from deploygate.platform.base import COLOURS, INSTANCE, ColourState, JobResult, Replica, Scratch
 from deploygate.platform.docker_host import (
@@ -55,7 +55,6 @@ from deploygate.platform.docker_host import (
     PROJECT_LABEL,
     RELEASE_LABEL,
     ROLE_LABEL,
-    SCRATCH_NETWORK,
     DockerHost,
     Names,
 )
@@ -111,8 +110,8 @@ class SwarmPlatform:
         """
         local = DockerHost.connect(settings, say)
         endpoint = settings.swarm_manager or os.environ.get("DOCKER_HOST", "")
-        manager = docker.DockerClient(base_url=endpoint, timeout=120) if settings.swarm_manager else local.client
         try:
+            manager = docker.DockerClient(base_url=endpoint, timeout=120) if settings.swarm_manager else local.client
             control = manager.info().get("Swarm", {}).get("ControlAvailable")
         except (docker.errors.DockerException, requests.RequestException) as exc:
             raise StackError(f"the swarm manager {endpoint or 'of DOCKER_HOST'} does not answer: {type(exc).__name__}") from None

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -128,8 +128,6 @@ def nox_rollback(swarm_overrides: dict[str, str]):
     """``nox -s rollback`` as a user types it, with this run's settings after ``--``."""
 
     def run() -> CliRun:
-        import subprocess
-
         sets = [arg for name, value in swarm_overrides.items() for arg in ("--set", f"{name}={value}")]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYGATE_")}
         done = subprocess.run([sys.executable, "-m", "nox", "-s", "rollback", "--", *sets], cwd=ROOT, env=env,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from deploygate.proxy import COLOR_HEADER
+from deploygate.proxy import COLOR_HEADER, read_access_log
 from deploygate.traffic import TrafficProbe
 
 
@@ -104,17 +104,11 @@ def test_v2_safe_deploys_two_replicas_with_zero_failed_requests_through_both_nod
         assert requests.get(f"{url}/health/", timeout=10).headers.get(COLOR_HEADER) == "green", url
     counts, _created = _per_node(traffic)
     # What each node's proxy logged during the deploy, per colour: both served, both switched.
-    logged = {name: dict(Counter(r.color for r in _records(dirs.access_log, started))) for name, dirs in proxy.instances.items()}
+    logged = {name: dict(Counter(r.color for r in read_access_log(dirs.access_log, since=started))) for name, dirs in proxy.instances.items()}
     assert all(c.get("blue") and c.get("green") for c in logged.values()), logged
     summary = _report(run.output)["traffic"]["summary"]
     print(f"v2-safe on 2 replicas: the test's probes {counts}; proxies' logs {logged}; "
           f"the deploy's own probe {summary['requests']} requests, {summary['failed']} failed")  # fmt: skip
-
-
-def _records(path: Path, since: float):
-    from deploygate.proxy import read_access_log
-
-    return read_access_log(path, since=since)
 
 
 def test_a_node_engine_stopped_in_the_monitoring_window(dg, traffic, swarm_lab, platform, proxy, assert_converged) -> None:
