@@ -27,6 +27,7 @@ that local engine, exactly as on a single host: they never touch production.
 
 from __future__ import annotations
 
+import datetime
 import os
 import shlex
 import time
@@ -81,6 +82,14 @@ _SLOTS_PER_REPLICA = 2
 
 def _api_error(what: str, exc: docker.errors.APIError) -> StackError:
     return StackError(f"{what}: {exc.explanation or exc}")
+
+
+def _when(timestamp: str) -> datetime.datetime:
+    """An engine's RFC 3339 timestamp (nanoseconds, ``Z``) as an aware datetime; the epoch when there is none."""
+    if not timestamp:
+        return datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
+    head, _, fraction = timestamp.rstrip("Z").partition(".")
+    return datetime.datetime.fromisoformat(f"{head}.{(fraction or '0')[:6]:0<6}+00:00")
 
 
 def _one_line(text: str) -> str:
@@ -450,9 +459,12 @@ class SwarmPlatform:
         Not transient: Swarm restarts a failed task, and an unhealthy one is killed and
         failed the same way, so a wait fails now rather than at its deadline.
         """
+        service.reload()
+        # Only this version of the service (a scale is an update too): an older spec's failures were judged then.
+        since = _when(service.attrs.get("UpdatedAt") or service.attrs.get("CreatedAt", ""))
         for task in self._tasks(service, current=False):
             status = task["Status"]
-            if status["State"] in _FAILED:
+            if status["State"] in _FAILED and _when(task.get("CreatedAt", "")) >= since:
                 raise StackError(f"a task of {service.name} failed ({status.get('Err') or status['State']}): {self._log_tail(service)}")
 
     def wait_healthy(self, colour: str, timeout: float) -> ColourState:
