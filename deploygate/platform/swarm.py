@@ -228,7 +228,11 @@ class SwarmPlatform:
                     there.tag(repository, tag)
             except docker.errors.ImageNotFound:
                 try:
-                    node.images.load(self.local.client.images.get(image.id).save(named=image.tag))
+                    source = self.local.client.images.get(image.id)
+                except docker.errors.ImageNotFound:
+                    raise StackError(f"{image.tag} ({image.id[:19]}) is no longer on the local engine: removed while it was copied to the nodes") from None
+                try:
+                    node.images.load(source.save(named=image.tag))
                 except (docker.errors.APIError, requests.RequestException) as exc:
                     raise StackError(f"copying {image.tag} to the node at {endpoint} failed: {exc}") from None
             self._copied.add((endpoint, image.id))

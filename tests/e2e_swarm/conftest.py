@@ -37,16 +37,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _say(pytestconfig: pytest.Config, line: str) -> None:
     """A line on the terminal even when output is captured: the harness's figures belong in every run's log."""
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(line)
-    else:
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    if capture is None:
         print(line)
+        return
+    with capture.global_and_fixture_disabled():
+        print(f"\n{line}", flush=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def swarm_lab(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmLab]:
-    """Two nodes in network namespaces, each with its own dockerd, joined into a swarm; all of it removed afterwards."""
+    """Two nodes in network namespaces, each with its own dockerd, joined into a swarm; all of it removed afterwards.
+
+    Package-scoped, as every fixture of this tier: the lab is gone once its last test has run,
+    not at the end of the whole session (2 cores are shared with the tiers that follow).
+    """
     if os.geteuid() != 0 or not (shutil.which("ip") and shutil.which("dockerd") and shutil.which("unshare")):
         pytest.skip("the swarm lab needs root, iproute2, unshare and dockerd")
     lab = SwarmLab.for_tests(tmp_path_factory.mktemp("swarm", numbered=True))
@@ -61,7 +66,7 @@ def swarm_lab(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFact
         lab.down()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def swarm_overrides(swarm_lab: SwarmLab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     state = tmp_path_factory.mktemp("e2e_swarm")
     return {
@@ -90,17 +95,17 @@ def swarm_overrides(swarm_lab: SwarmLab, tmp_path_factory: pytest.TempPathFactor
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def settings(pytestconfig: pytest.Config, swarm_overrides: dict[str, str]) -> config.Settings:
     return config.load(root=pytestconfig.rootpath, environ={}, overrides=swarm_overrides)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def platform(settings: config.Settings) -> Platform:
     return connect_platform(settings, say=print)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_stack(pytestconfig: pytest.Config, platform: Platform, settings: config.Settings) -> Iterator[config.Settings]:
     """Production at v1 on blue (2 replicas), a proxy on each node; removed afterwards."""
     started = time.monotonic()
@@ -113,12 +118,12 @@ def e2e_stack(pytestconfig: pytest.Config, platform: Platform, settings: config.
         production.down(platform, settings, volumes=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def proxy(platform: Platform, e2e_stack: config.Settings) -> Proxy:
     return Proxy(e2e_stack, platform)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dg(e2e_stack: config.Settings, swarm_overrides: dict[str, str]) -> Deploygate:
     return Deploygate(swarm_overrides)
 
