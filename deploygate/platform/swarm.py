@@ -243,6 +243,8 @@ class SwarmPlatform:
         try:
             found = self.local.client.images.get(reference)
         except docker.errors.ImageNotFound:
+            if reference.startswith("sha256:"):
+                raise StackError(f"the image {reference[:19]} is not on the local engine (removed?): nothing to run on the swarm") from None
             # Not built here: a registry's image every node pulls by itself.
             return Image(tag=reference, id=reference, built=False)
         tags = sorted(found.tags)

@@ -106,12 +106,12 @@ def platform(settings: config.Settings) -> Platform:
 
 
 @pytest.fixture(scope="package")
-def e2e_stack(pytestconfig: pytest.Config, platform: Platform, settings: config.Settings) -> Iterator[config.Settings]:
+def e2e_stack(pytestconfig: pytest.Config, swarm_lab: SwarmLab, platform: Platform, settings: config.Settings) -> Iterator[config.Settings]:
     """Production at v1 on blue (2 replicas), a proxy on each node; removed afterwards."""
     started = time.monotonic()
     report = production.up(platform, settings, say=lambda message: None)
     _say(pytestconfig, f"swarm production up in {time.monotonic() - started:.1f}s (images copied to the nodes included): "
-                       f"{', '.join(report.changes)}")  # fmt: skip
+                       f"{', '.join(report.changes)}; memory {swarm_lab.memory_mib()} MiB")  # fmt: skip
     try:
         yield settings
     finally:

@@ -71,12 +71,15 @@ def test_failing_migration_job_rolls_back(dg, traffic, assert_back_on_v1) -> Non
     # The predeploy gate would stop it on the copy; skipped so the migrate job fails on production.
     run = dg.run("deploy", "--candidate", "v2-broken-migration", "--skip-predeploy", "--reason", "e2e: a failing migration job")
     assert run.code == 1, run.output[-3000:]
-    assert "migrate FAILED" in run.output and "fails halfway by design" in run.output
+    assert "migrate FAILED" in run.output, run.output[-3000:]
     report = _report(run.output)
     assert report["record"]["outcome"] == "rolled_back"
+    # The job failed either where the release fails by design or, when the traffic's writes meet its
+    # table rename first, on Postgres' deadlock detection: a failed migration job either way.
+    cause = next(line for line in run.output.splitlines() if "migrate FAILED" in line)
     # As on a single host: a request waiting on the failing plan's lock may get a 500 when it rolls back.
     counts, created = _per_node(traffic, allow_5xx=True)
-    print(f"failing migration job: {counts}")
+    print(f"failing migration job ({cause.strip()}): {counts}")
     assert_back_on_v1(created + report["record"]["traffic_created_ids"])
 
 
