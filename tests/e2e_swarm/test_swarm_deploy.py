@@ -6,20 +6,14 @@ successful deploy comes after them, and the node whose engine is stopped comes l
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
-from pathlib import Path
 
 import requests
 
 from deploygate.proxy import COLOR_HEADER, read_access_log
 from deploygate.traffic import TrafficProbe
-
-
-def _report(output: str) -> dict:
-    line = next(l for l in reversed(output.splitlines()) if "report: " in l)
-    return json.loads(Path(line.split("report: ", 1)[1].strip()).with_suffix(".json").read_text())
+from tests.e2e.conftest import report_of
 
 
 def _per_node(probes: dict[str, TrafficProbe], *, allow_5xx: bool = False) -> tuple[dict[str, str], list[int]]:
@@ -57,7 +51,7 @@ def test_unhealthy_candidate_never_receives_traffic_and_rolls_back(dg, traffic, 
     run = dg.run("deploy", "--candidate", "v2-unhealthy")
     assert run.code == 1, run.output[-3000:]
     assert "green_healthy FAILED" in run.output and "rolling back" in run.output
-    report = _report(run.output)
+    report = report_of(run.output)
     assert report["record"]["outcome"] == "rolled_back"
     # No node's proxy ever sent a request to the candidate.
     reached = [r for r in proxy.records(since=started) if r.color == "green"]
@@ -72,7 +66,7 @@ def test_failing_migration_job_rolls_back(dg, traffic, assert_back_on_v1) -> Non
     run = dg.run("deploy", "--candidate", "v2-broken-migration", "--skip-predeploy", "--reason", "e2e: a failing migration job")
     assert run.code == 1, run.output[-3000:]
     assert "migrate FAILED" in run.output, run.output[-3000:]
-    report = _report(run.output)
+    report = report_of(run.output)
     assert report["record"]["outcome"] == "rolled_back"
     # The job failed either where the release fails by design or, when the traffic's writes meet its
     # table rename first, on Postgres' deadlock detection: a failed migration job either way.
@@ -109,7 +103,7 @@ def test_v2_safe_deploys_two_replicas_with_zero_failed_requests_through_both_nod
     # What each node's proxy logged during the deploy, per colour: both served, both switched.
     logged = {name: dict(Counter(r.color for r in read_access_log(dirs.access_log, since=started))) for name, dirs in proxy.instances.items()}
     assert all(c.get("blue") and c.get("green") for c in logged.values()), logged
-    summary = _report(run.output)["traffic"]["summary"]
+    summary = report_of(run.output)["traffic"]["summary"]
     print(f"v2-safe on 2 replicas: the test's probes {counts}; proxies' logs {logged}; "
           f"the deploy's own probe {summary['requests']} requests, {summary['failed']} failed")  # fmt: skip
 
@@ -129,7 +123,7 @@ def test_a_node_engine_stopped_in_the_monitoring_window(dg, traffic, swarm_lab, 
 
     run = dg.act_after("== monitor", stop_worker, "deploy", "--candidate", "v2-safe", monitor_window_s="30")
     assert run.code in (0, 1), run.output[-3000:]
-    report = _report(run.output)["record"]
+    report = report_of(run.output)["record"]
     outcome = report["outcome"]
     assert outcome in ("succeeded", "rolled_back"), outcome
     # The decision is recorded with its cause: the window's verdict and the proxy that was lost, or the rollback's reason.
