@@ -54,6 +54,13 @@ _RESERVED = {HOLD, _HOLD_OFF}
 _SLOTS_SEP = "*"
 _MAX_SLOTS = 64
 _SOCKET_TIMEOUT_S = 5.0
+# Health checks of every server: a server that stops answering is taken out after
+# SERVER_DOWN_AFTER_S. Until then a request HAProxy sends to it fails (a replica that dies
+# under load: 502, or on a kept-alive client connection a close without answer, unlogged,
+# which HAProxy does so that the client retries).
+_CHECK_INTERVAL_S = 1
+_CHECK_FALL = 2
+SERVER_DOWN_AFTER_S = _CHECK_INTERVAL_S * _CHECK_FALL
 # sun_path holds 108 bytes with its NUL; longer paths are reached through /proc/self/fd.
 _SUN_PATH_MAX = 107
 
@@ -209,7 +216,7 @@ defaults
     timeout http-keep-alive 75s
     # TCP checks only: a colour is routable when something accepts connections; whether the
     # app is healthy is the deploy's question, not the proxy's.
-    default-server init-addr libc,none resolvers docker check inter 1s fall 2 rise 1
+    default-server init-addr libc,none resolvers docker check inter {_CHECK_INTERVAL_S}s fall {_CHECK_FALL} rise 1
 
 frontend http
     bind :{http_port}

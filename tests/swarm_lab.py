@@ -262,7 +262,8 @@ class SwarmLab:
             "dockerd", "--data-root", str(node.root / "data"), "--exec-root", str(node.root / "exec"),
             "-H", node.endpoint, "--pidfile", str(node.root / "docker.pid"), "--cgroup-parent", node.cgroup_parent,
             # No docker0: everything of the lab runs on overlay networks (swarm adds docker_gwbridge).
-            "--bridge=none", "--log-level=warn",
+            # No userland proxy: published ports are iptables rules only, as on the host's engine.
+            "--bridge=none", "--userland-proxy=false", "--log-level=warn",
         ]  # fmt: skip
         script = f"hostname {node.hostname} && {_remount_cgroups_script()} && exec {shlex.join(dockerd)}"
         with node.log.open("ab") as log:

@@ -11,6 +11,7 @@ from collections import Counter
 
 import requests
 
+from deploygate.haproxy import SERVER_DOWN_AFTER_S
 from deploygate.proxy import COLOR_HEADER, read_access_log
 from deploygate.traffic import TrafficProbe
 from tests.e2e.conftest import report_of
@@ -134,14 +135,20 @@ def test_a_node_engine_stopped_in_the_monitoring_window(dg, traffic, swarm_lab, 
     else:
         cause = report["rollback"]["reason"]
         assert cause, report["rollback"]
-    # Through the node that stayed up: every request answered, none failed, before and after the stop.
+    # Through the node that stayed up: every request answered, except one the surviving proxy had
+    # just sent to a replica on the stopped node, which dies under it (measured: 1 in about 650, a
+    # close without answer; no proxy can answer it: the app never read it). Such a failure can only
+    # begin between the stop and the proxy's health checks taking that replica out.
     survivor = [url for url in traffic if url != worker_url]
+    lost_window = (stopped["at"], stopped["done"] + SERVER_DOWN_AFTER_S)
     counts = {}
     for url in survivor:
         responses = traffic[url].stop()
         failed = [r for r in responses if r.failed]
-        assert len(responses) > 30 and not failed, f"{len(failed)} of {len(responses)} failed through {url}, e.g. {failed[:1]}"
-        counts[url] = f"{len(responses)} requests, 0 failed ({sum(r.ts >= stopped['at'] for r in responses)} after the stop)"
+        outside = [r for r in failed if not lost_window[0] <= r.ts <= lost_window[1]]
+        assert len(responses) > 30 and not outside, f"{len(outside)} of {len(responses)} failed through {url} outside the node's loss, e.g. {outside[:1]}"
+        counts[url] = (f"{len(responses)} requests, {len(failed)} failed (all within the node's loss: "
+                       f"{[f'{r.method} {r.status or r.error}' for r in failed]}), {sum(r.ts >= stopped['at'] for r in responses)} after the stop")  # fmt: skip
     # Through the stopped node: failures only once its engine was going down (its proxy went with it).
     lost = traffic[worker_url].stop()
     early = [r for r in lost if r.failed and r.ts + r.latency_ms / 1000 < stopped["at"]]
