@@ -52,7 +52,7 @@ def _deploygate(session: nox.Session, *args: str) -> None:
 
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
-    """Run deploygate's own tests: unit (no engine) and integration (real engine, Postgres, HAProxy)."""
+    """Run deploygate's own tests: unit (no engine), integration and end-to-end (real engine), e2e on a 2-node swarm of their own."""
     _shared_env(session)
     _deploygate(session, "engine")
     # Built here, with progress on screen, rather than silently inside pytest's captured fixtures.

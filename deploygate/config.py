@@ -71,6 +71,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("proxy_port", "stack.proxy_port", 8080, "port the proxy publishes on", _parse_int),
     Option("state_dir", "stack.state_dir", ".deploygate", "where proxy config, access logs and secrets live"),
     Option("cache_dir", "stack.cache_dir", ".deploygate/cache", "downloads reused across projects (the wheelhouse)"),
+    Option("platform", "platform.kind", "docker", "where production runs: one Docker host, or a Docker Swarm", choices=("docker", "swarm")),
+    Option(
+        "swarm_manager", "platform.swarm_manager", "",
+        "the swarm manager's engine (unix:///... or tcp://host:port); empty: DOCKER_HOST",
+    ),  # fmt: skip
+    Option(
+        "swarm_nodes", "platform.swarm_nodes", "",
+        "comma-separated engines of every swarm node, to copy images to where no registry serves them (empty: nodes pull)",
+    ),  # fmt: skip
+    Option("replicas", "platform.replicas", 2, "replicas of each colour of the app on a swarm", _parse_int),
     Option("db_name", "database.name", "bmparliament_prod", "production database name"),
     Option("db_user", "database.user", "bmparliament_user", "production database user"),
     Option(

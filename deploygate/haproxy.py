@@ -50,7 +50,17 @@ _HOLD_OFF = "off"
 _COLOR_RE = re.compile(r"^[a-z][a-z0-9]{0,30}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,252})$")
 _RESERVED = {HOLD, _HOLD_OFF}
+# Between an upstream and a number of slots: "tasks.proj_web_green:8000*4" (see ``server_template``).
+_SLOTS_SEP = "*"
+_MAX_SLOTS = 64
 _SOCKET_TIMEOUT_S = 5.0
+# Health checks of every server: a server that stops answering is taken out after
+# SERVER_DOWN_AFTER_S. Until then a request HAProxy sends to it fails (a replica that dies
+# under load: 502, or on a kept-alive client connection a close without answer, unlogged,
+# which HAProxy does so that the client retries).
+_CHECK_INTERVAL_S = 1
+_CHECK_FALL = 2
+SERVER_DOWN_AFTER_S = _CHECK_INTERVAL_S * _CHECK_FALL
 # sun_path holds 108 bytes with its NUL; longer paths are reached through /proc/self/fd.
 _SUN_PATH_MAX = 107
 
@@ -69,6 +79,35 @@ def _check_server(address: str) -> tuple[str, int]:
     if not sep or not _HOST_RE.match(host) or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"an upstream is host:port (a DNS name or IPv4 address), got {address!r}")
     return host, int(port)
+
+
+def server_template(address: str, slots: int) -> str:
+    """The upstream "up to ``slots`` servers, one per address the name in ``address`` resolves to".
+
+    For a cluster's replicas behind one DNS name (Docker Swarm's ``tasks.<service>``, DNS
+    round-robin): rendered as HAProxy's ``server-template``, whose servers follow the
+    name's A records at run time, no reload. Raises ``ValueError`` for a bad address or count.
+    """
+    _check_server(address)
+    _check_slots(str(slots))
+    return f"{address}{_SLOTS_SEP}{slots}"
+
+
+def _check_slots(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= _MAX_SLOTS:
+        raise ValueError(f"a server template has 1-{_MAX_SLOTS} slots, got {text!r}")
+    return int(text)
+
+
+def _server_lines(color: str, n: int, upstream: str) -> str:
+    """The backend line of one upstream: a server, or a server template (``server_template``)."""
+    address, sep, slots = upstream.partition(_SLOTS_SEP)
+    host, port = _check_server(address)
+    if sep:
+        # No libc lookup at start: a name that does not resolve yet (a colour with no task) would
+        # hold HAProxy's start for every slot in turn; the resolvers fill the slots within a second.
+        return f"    server-template {color}{n}_ 1-{_check_slots(slots)} {host}:{port} init-addr none"
+    return f"    server {color}{n} {host}:{port}"
 
 
 def _seconds(ms_expr: str) -> str:
@@ -113,7 +152,8 @@ def render_config(backends: Mapping[str, Sequence[str]], *, http_port: int = HTT
     """haproxy.cfg declaring one backend per colour, routed by the state map.
 
     ``backends`` maps each colour (in order; at least one) to its upstreams as
-    ``host:port`` strings, one server each, so a colour can be N replicas. Hosts are
+    ``host:port`` strings, one server each, so a colour can be N replicas, or
+    ``server_template`` upstreams (up to N servers behind one DNS name). Hosts are
     resolved at start (``init-addr libc,none``: a colour whose container does not exist
     yet does not stop HAProxy from starting) and then through the container's resolvers
     (Docker's DNS), so a recreated container is found at its new address.
@@ -131,9 +171,7 @@ def render_config(backends: Mapping[str, Sequence[str]], *, http_port: int = HTT
         if isinstance(servers, str) or not servers:
             raise ValueError(f"colour {color!r} needs a list of host:port upstreams, got {servers!r}")
         lines = [f"backend {color}"]
-        for n, address in enumerate(servers, start=1):
-            host, port = _check_server(address)
-            lines.append(f"    server {color}{n} {host}:{port}")
+        lines += [_server_lines(color, n, upstream) for n, upstream in enumerate(servers, start=1)]
         sections.append("\n".join(lines) + "\n")
     backend_text = "\n".join(sections)
     fallback = next(iter(backends))
@@ -178,7 +216,7 @@ defaults
     timeout http-keep-alive 75s
     # TCP checks only: a colour is routable when something accepts connections; whether the
     # app is healthy is the deploy's question, not the proxy's.
-    default-server init-addr libc,none resolvers docker check inter 1s fall 2 rise 1
+    default-server init-addr libc,none resolvers docker check inter {_CHECK_INTERVAL_S}s fall {_CHECK_FALL} rise 1
 
 frontend http
     bind :{http_port}

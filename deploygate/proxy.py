@@ -117,6 +117,10 @@ class Proxy:
     def url(self) -> str:
         return self.urls[0]
 
+    def serving_urls(self) -> list[str]:
+        """The addresses of the proxies that run now (a proxy whose node is down serves nobody)."""
+        return [url for name, url in zip(self.instances, self.urls) if self.platform.proxy_running(name)]
+
     @property
     def _first(self) -> haproxy.ProxyDirs:
         return next(iter(self.instances.values()))
@@ -204,8 +208,11 @@ class Proxy:
             raise ProxyError(f"no proxy runs to take the change (written to {self.base} for their return)")
 
     def verify(self, color: str) -> None:
-        """A request through every proxy is answered 2xx by ``color``; raises ``StackError`` otherwise."""
-        for url in self.urls:
+        """A request through every running proxy is answered 2xx by ``color``; raises ``StackError`` otherwise."""
+        urls = self.serving_urls()
+        if not urls:
+            raise StackError(f"no proxy runs: {', '.join(self.urls)} are all down")
+        for url in urls:
             try:
                 answer = requests.get(f"{url}{self.settings.health_path}", timeout=10)
             except requests.RequestException as exc:

@@ -23,13 +23,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @dataclass(frozen=True)
 class Target:
-    """What the post checks look at: the new colour and the URL requests go to."""
+    """What the post checks look at: the new colour and the URL requests go to (``urls``: every replica, or every running proxy)."""
 
     color: str
     state: ColourState
     image: Image
     url: str
     via_proxy: bool
+    urls: tuple[str, ...] = ()
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +43,12 @@ def target(pytestconfig: pytest.Config, platform: Platform, settings: Settings, 
     if state is None or not state.running:
         pytest.fail(f"{platform.colour_name(color)} is not running", pytrace=False)
     via_proxy = pytestconfig.getoption("--target") == "proxy"
-    url = proxy.url if via_proxy else state.urls(settings.app_port)[0]
+    # On a cluster: each of the colour's replicas, or each node's proxy that runs (one whose node is down serves nobody).
+    urls = proxy.serving_urls() if via_proxy else state.urls(settings.app_port)
+    if not urls:
+        pytest.fail(f"no address reaches {platform.colour_name(color)}" + (" (no proxy runs)" if via_proxy else ""), pytrace=False)
     image = Image(tag=state.release, id=state.image_id, built=False)
-    return Target(color=color, state=state, image=image, url=url, via_proxy=via_proxy)
+    return Target(color=color, state=state, image=image, url=urls[0], via_proxy=via_proxy, urls=tuple(urls))
 
 
 @pytest.fixture(scope="session")

@@ -32,12 +32,15 @@ def test_orm_reads_and_writes_on_the_new_names(production_probe, gate_measure) -
 
 
 def test_new_colour_is_healthy(target, settings, gate_measure) -> None:
-    sample = health.sample(f"{target.url}{settings.health_path}", timeout=10)
-    gate_measure(sample.describe(), "2xx, healthy")
-    assert sample.ok, f"{sample.url} answered {sample.describe()} {sample.detail or ''}"
+    # Every replica of the colour (several on a cluster), or every proxy in front of it.
+    samples = [health.sample(f"{url}{settings.health_path}", timeout=10) for url in target.urls]
+    bad = [sample for sample in samples if not sample.ok]
+    gate_measure(samples[0].describe() if len(samples) == 1 else f"{len(samples) - len(bad)}/{len(samples)} 2xx and healthy", "2xx, healthy")
+    assert not bad, f"{bad[0].url} answered {bad[0].describe()} {bad[0].detail or ''}"
     if target.via_proxy:
-        served_by = requests.get(f"{target.url}{settings.health_path}", timeout=10).headers.get(COLOR_HEADER)
-        assert served_by == target.color, "the proxy does not route to the new colour"
+        for url in target.urls:
+            served_by = requests.get(f"{url}{settings.health_path}", timeout=10).headers.get(COLOR_HEADER)
+            assert served_by == target.color, f"the proxy at {url} does not route to the new colour"
 
 
 def test_error_rate_of_new_colour(target, settings, pytestconfig, proxy, gate_measure, not_reported) -> None:

@@ -247,6 +247,12 @@ def monitor_window(run: DeployRun) -> None:
         threshold=s.monitor_max_errors,
         on_tick=tick,
     )
+    # A node lost in the window takes its proxy with it: the verdict is the other proxies'. Said, not hidden.
+    down = [name for name in run.proxy.instances if not run.platform.proxy_running(name)]
+    if down:
+        note = f"monitoring: the proxy on {', '.join(down)} did not run at the end of the window; {state.decision} through the others"
+        run.record.notes.append(note)
+        run.log(f"   {note}")
     run.record.monitoring = MonitoringRecord(
         window_s=s.monitor_window_s, threshold=s.monitor_max_errors,
         requests_by_color=dict(state.requests_by_color), errors_by_color=dict(state.errors_by_color),

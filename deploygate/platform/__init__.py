@@ -10,7 +10,11 @@ __all__ = ["COLOURS", "OTHER_COLOUR", "ColourState", "JobResult", "Platform", "R
 
 
 def connect(settings: Settings, say: Say = print) -> Platform:
-    """The platform of ``settings`` (a single Docker host today), its engine started when needed."""
+    """The platform of ``settings``: a single Docker host (its engine started when needed) or a Docker Swarm."""
+    if settings.platform == "swarm":
+        from deploygate.platform.swarm import SwarmPlatform
+
+        return SwarmPlatform.connect(settings, say)
     from deploygate.platform.docker_host import DockerHost
 
     return DockerHost.connect(settings, say)

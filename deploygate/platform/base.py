@@ -33,6 +33,7 @@ class Replica:
     state: str  # running | exited | created | restarting | ...
     health: str  # healthy | unhealthy | starting | none (the image declares no HEALTHCHECK)
     address: str  # reachable from this host; "" when it has none
+    port: int | None = None  # where this host reaches it, when not the app's own port (a port published per task)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class ColourState:
 
     def urls(self, port: int) -> list[str]:
         """Base URLs of the replicas as this host reaches them (post checks look at the colour directly)."""
-        return [f"http://{r.address}:{port}" for r in self.replicas if r.address]
+        return [f"http://{r.address}:{r.port or port}" for r in self.replicas if r.address]
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,8 @@ class Platform(Protocol):
         """Wait until every replica is healthy; fails at once (with its last log lines) when one, or a process, has exited."""
 
     def upstreams(self, colour: str) -> list[str]:
-        """``host:port`` of the colour's replicas as the proxy reaches them."""
+        """``host:port`` of the colour's replicas as the proxy reaches them (or a ``haproxy.server_template``:
+        up to N replicas behind one DNS name)."""
 
     # --- one-off jobs (migrate, probes, pg_dump)
     def run_job(
@@ -184,7 +186,7 @@ class Platform(Protocol):
         """The proxies' names, one per node (``[""]``: the one proxy of a single host)."""
 
     def proxy_urls(self) -> list[str]:
-        """Every proxy's published address, as users (and this host) reach it."""
+        """Every proxy's published address, as users (and this host) reach it, in the order of ``proxy_instances``."""
 
     def ensure_proxy(
         self,

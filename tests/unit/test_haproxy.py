@@ -56,11 +56,31 @@ def test_render_config_is_pure_and_declares_every_colour_and_replica() -> None:
         {"blue": ["h:70000"]},
         {"blue": ["h x:80"]},
         {"blue": ["h';x:80"]},
+        {"blue": ["h:80*0"]},
+        {"blue": ["h:80*65"]},
+        {"blue": ["h:80*x"]},
+        {"blue": ["h:80*"]},
     ],
 )
 def test_render_config_rejects_bad_colours_and_upstreams(backends: dict) -> None:
     with pytest.raises(ValueError):
         haproxy.render_config(backends)
+
+
+def test_a_server_template_follows_a_dns_name_for_up_to_n_replicas() -> None:
+    # A Swarm colour: its tasks behind tasks.<service> (DNS round-robin), up to 4 of them.
+    upstream = haproxy.server_template("tasks.proj_web_green:8000", 4)
+    text = haproxy.render_config({"blue": ["proj_web_blue:8000"], "green": [upstream]})
+    assert "backend green\n    server-template green1_ 1-4 tasks.proj_web_green:8000 init-addr none\n" in text
+    assert "backend blue\n    server blue1 proj_web_blue:8000\n" in text
+    # Its servers resolve at run time through Docker's DNS, like a single host's.
+    assert "default-server init-addr libc,none resolvers docker" in text
+
+
+@pytest.mark.parametrize("address, slots", [("h", 2), ("h:80", 0), ("h:80", 65), ("h:80*2", 2)])
+def test_a_bad_server_template_is_refused(address: str, slots: int) -> None:
+    with pytest.raises(ValueError):
+        haproxy.server_template(address, slots)
 
 
 def test_render_config_rejects_a_bad_port() -> None:
