@@ -530,6 +530,29 @@ def ready_servers(dirs: ProxyDirs, color: str) -> list[str]:
     ]
 
 
+def _answers(dirs: ProxyDirs) -> bool:
+    try:
+        api(dirs).info()
+    except ProxyError:
+        return False
+    return True
+
+
+def recheck(dirs: ProxyDirs, color: str) -> None:
+    """Forget what the running proxy knows of ``color``'s servers: each is down until a check made from now passes.
+
+    A colour stopped and started again (a rollback resumes the previous one) can still show its
+    old "UP" (HAProxy takes a server out only after ``fall`` failed checks) or sit at an address
+    its name no longer has until the name is resolved again: routing on that state answered
+    503 <NOSRV> for a second (seen in CI). Raises ``ProxyError``.
+    """
+    _check_color(color)
+    client = api(dirs)
+    for row in client.stats():
+        if row.get("pxname") == color and row.get("svname") not in ("BACKEND", "FRONTEND"):
+            client.set(f"set server {color}/{row['svname']} health down")
+
+
 def in_flight(dirs: ProxyDirs, color: str) -> int:
     """Requests the running proxy has at ``color``'s servers right now."""
     _check_color(color)
@@ -603,15 +626,20 @@ def _on_disk(dirs: ProxyDirs) -> RoutingState:
     return state
 
 
-def route(dirs: ProxyDirs, color: str, *, ready_timeout_s: float = 30.0) -> RoutingState:
+def route(dirs: ProxyDirs, color: str, *, ready_timeout_s: float = 30.0, fresh: bool = False) -> RoutingState:
     """Send every new request to ``color`` without reloading: in-flight requests finish where they are.
 
     Waits up to ``ready_timeout_s`` for the running proxy to answer and for ``color`` to
-    have a server accepting connections, and changes nothing if it never does. A hold
-    that is on stays on (``release_hold`` then serves ``color``). Returns the new state.
-    Raises ``ProxyError``.
+    have a server accepting connections, and changes nothing if it never does; ``fresh``:
+    only by a health check made after this call (``recheck``: for a colour just started
+    again). A hold that is on stays on (``release_hold`` then serves ``color``). Returns
+    the new state. Raises ``ProxyError``.
     """
     _check_color(color)
+    serving = current(dirs)
+    # A proxy that does not answer yet starts afresh anyway: it has no state to forget.
+    if fresh and serving is not None and serving.color != color and _answers(dirs):
+        recheck(dirs, color)
     _wait(
         lambda: ready_servers(dirs, color), timeout_s=ready_timeout_s, interval_s=0.2,
         what=f"a server of {color} to be up in the proxy", failure=f"not routing to {color}, nothing changed",

@@ -176,9 +176,12 @@ class Proxy:
                 removed.append(f"proxy state {dirs.state_file}")
         return removed
 
-    def route(self, color: str, release: str) -> None:
-        """Send every new request to ``color`` (ending a hold); in-flight requests finish where they started."""
-        self._change(lambda dirs: haproxy.route(dirs, color), haproxy.RoutingState(color))
+    def route(self, color: str, release: str, *, fresh: bool = False) -> None:
+        """Send every new request to ``color`` (ending a hold); in-flight requests finish where they started.
+
+        ``fresh``: ``color`` was just started again: only a health check made now lets requests go there.
+        """
+        self._change(lambda dirs: haproxy.route(dirs, color, fresh=fresh), haproxy.RoutingState(color))
         if haproxy.current(self._first).held:
             self._change(haproxy.release_hold, haproxy.RoutingState(color))
 

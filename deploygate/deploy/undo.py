@@ -77,7 +77,7 @@ def traffic_to_previous(run: DeployRun) -> None:
         run.log("   proxy -> maintenance hold")
         return
     if run.proxy.current() != Route(run.old_color, state.release):
-        run.proxy.route(run.old_color, state.release)
+        run.proxy.route(run.old_color, state.release, fresh=True)
         run.log(f"   proxy -> {run.old_color} ({state.release})")
     run.record.rollback.traffic_on_previous_ts = time.time()
 
@@ -100,7 +100,7 @@ def undo_plan(run: DeployRun) -> None:
     if run.holding:
         run.platform.resume_colour(run.old_color)  # its processes too, now that the schema is theirs
         state = run.platform.wait_healthy(run.old_color, run.settings.health_timeout)
-        run.proxy.route(run.old_color, state.release)
+        run.proxy.route(run.old_color, state.release, fresh=True)
         run.log(f"   proxy -> {run.old_color} ({state.release})")
         run.record.rollback.traffic_on_previous_ts = time.time()
 

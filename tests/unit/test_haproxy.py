@@ -196,6 +196,10 @@ class FakeHAProxy:
             for color, status in self.statuses.items():
                 rows += [f"{color},{color}1,0,0,{status},", f"{color},BACKEND,0,3,{'UP' if status.startswith('UP') else 'DOWN'},"]
             return "\n".join(rows) + "\n\n"
+        if words[:2] == ["set", "server"] and words[3:] == ["health", "down"]:
+            color = words[2].split("/")[0]
+            self.statuses[color] = "DOWN"
+            return "\n"
         if command == "show info":
             return "Name: HAProxy\nVersion: 2.6.12\nDroppedLogs: 0\n\n"
         return "Unknown command, but maybe one of the following ones is a better match:\n  help\n\n"
@@ -305,6 +309,23 @@ def test_route_to_a_colour_with_no_server_up_changes_nothing(fake_haproxy: FakeH
         haproxy.route(dirs, "green", ready_timeout_s=0.3)
     assert haproxy.current(dirs) == RoutingState("blue")
     assert not [c for c in fake_haproxy.commands if c.startswith("set ")]
+
+
+def test_a_fresh_route_waits_for_a_check_made_after_it(fake_haproxy: FakeHAProxy) -> None:
+    # green shows the "UP" of a container that has since been stopped and started again.
+    dirs = _dirs(fake_haproxy)
+    haproxy.write_state(dirs, RoutingState("blue"))
+    with pytest.raises(ProxyError, match="not routing to green, nothing changed"):
+        haproxy.route(dirs, "green", ready_timeout_s=0.3, fresh=True)
+    assert "set server green/green1 health down" in fake_haproxy.commands
+    assert haproxy.current(dirs) == RoutingState("blue")
+    # The next passing check brings it up: then it routes.
+    fake_haproxy.statuses["green"] = "UP"
+    assert haproxy.route(dirs, "green", fresh=False) == RoutingState("green")
+    # The colour already serving is never taken down.
+    fake_haproxy.commands.clear()
+    assert haproxy.route(dirs, "green", fresh=True) == RoutingState("green")
+    assert not [c for c in fake_haproxy.commands if c.startswith("set server")]
 
 
 def test_route_without_a_running_proxy_changes_nothing(tmp_path: Path) -> None:
