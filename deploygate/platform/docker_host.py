@@ -12,7 +12,6 @@ import secrets
 import shlex
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 import docker
@@ -27,53 +26,23 @@ from deploygate.log import Say, quiet
 from deploygate.platform import engine, images
 from deploygate.platform.base import COLOURS, INSTANCE, ColourState, JobResult, Replica, ScratchDatabase
 from deploygate.platform.images import Image
+from deploygate.platform.naming import (
+    COLOR_LABEL,
+    DB_PORT,
+    DIGEST_LABEL,
+    PROCESS_LABEL,
+    PROJECT_LABEL,
+    RELEASE_LABEL,
+    ROLE_LABEL,
+    ProjectObjects,
+)
 from deploygate.waiting import wait_until
 
-PROJECT_LABEL = "deploygate.project"
-ROLE_LABEL = "deploygate.role"
-COLOR_LABEL = "deploygate.color"
-RELEASE_LABEL = "deploygate.release"
-DIGEST_LABEL = "deploygate.image_digest"
-PROCESS_LABEL = "deploygate.process"
-DB_PORT = 5432
 # testcontainers' default network: jobs against a scratch database join it.
 SCRATCH_NETWORK = "bridge"
 _LOG_LINES = 3
 
 Container = docker.models.containers.Container
-
-
-@dataclass(frozen=True)
-class Names:
-    """Names of the project's Docker objects, all derived from the project name."""
-
-    project: str
-
-    @property
-    def network(self) -> str:
-        return f"{self.project}_net"
-
-    @property
-    def db(self) -> str:
-        return f"{self.project}_db"
-
-    @property
-    def db_volume(self) -> str:
-        return f"{self.project}_pgdata"
-
-    @property
-    def proxy(self) -> str:
-        return f"{self.project}_proxy"
-
-    @property
-    def scratch_prefix(self) -> str:
-        return f"{self.project}_copy_"
-
-    def web(self, colour: str) -> str:
-        return f"{self.project}_web_{colour}"
-
-    def process(self, name: str, colour: str) -> str:
-        return f"{self.project}_{name}_{colour}"
 
 
 def log_tail(container: Container, lines: int = _LOG_LINES) -> str:
@@ -137,20 +106,14 @@ class _Scratch:
         return code, output.decode(errors="replace")
 
 
-class DockerHost:
+class DockerHost(ProjectObjects):
     """Production on the one engine ``client`` talks to (the ``Platform`` of a single host)."""
 
     kind = "docker-host"
 
     def __init__(self, client: docker.DockerClient, settings: Settings) -> None:
+        super().__init__(settings)
         self.client = client
-        self.settings = settings
-        self.names = Names(settings.project)
-        self.network_name = self.names.network
-        self.proxy_name = self.names.proxy
-
-    def colour_name(self, colour: str) -> str:
-        return self.names.web(colour)
 
     @classmethod
     def connect(cls, settings: Settings, say: Say = print) -> DockerHost:
@@ -158,9 +121,6 @@ class DockerHost:
         return cls(engine.ensure_engine(say=say), settings)
 
     # --- helpers ---------------------------------------------------------------------------------
-
-    def _labels(self, role: str, **extra: str) -> dict[str, str]:
-        return {PROJECT_LABEL: self.settings.project, ROLE_LABEL: role, **extra}
 
     def _get(self, name: str) -> Container | None:
         try:
@@ -201,11 +161,6 @@ class DockerHost:
         return images.prune_releases(self.client, self.settings, keep=keep)
 
     # --- production's database -------------------------------------------------------------------
-
-    @property
-    def _external_database(self) -> bool:
-        """An existing server the user named: deploygate never creates, changes the settings of, or removes it."""
-        return bool(self.settings.db_host)
 
     def ensure_database(self, image: Image, password: str) -> list[str]:
         changes: list[str] = []
@@ -257,11 +212,6 @@ class DockerHost:
             raise StackError(f"{self.names.db} has no address on {self.names.network}")
         return DatabaseAddress(host=address, port=DB_PORT, name=s.db_name, user=s.db_user, password=db_password(s))
 
-    def database_endpoint(self) -> tuple[str, int]:
-        if self._external_database:
-            return self.settings.db_host, self.settings.db_port
-        return self.names.db, DB_PORT
-
     def database_image(self) -> str:
         if self._external_database:
             # pg_dump and the rehearsal copy must be the server's own major version, whatever was configured.
@@ -297,10 +247,6 @@ class DockerHost:
     def colour(self, colour: str) -> ColourState | None:
         container = self._web(colour)
         return self._state(colour, container) if container is not None else None
-
-    def _labels_of(self, role: str, colour: str, image: Image, **extra: str) -> dict[str, str]:
-        release = image.tag.rsplit(":", 1)[-1]
-        return self._labels(role, **{COLOR_LABEL: colour, RELEASE_LABEL: release, DIGEST_LABEL: image.id, **extra})
 
     def start_colour(
         self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None

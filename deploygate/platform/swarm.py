@@ -48,7 +48,9 @@ from deploygate.errors import DatabaseUnavailable, StackError
 from deploygate.log import Say
 from deploygate.platform import images
 from deploygate.platform.base import COLOURS, INSTANCE, ColourState, JobResult, Replica, Scratch
-from deploygate.platform.docker_host import (
+from deploygate.platform.docker_host import DockerHost
+from deploygate.platform.images import Image
+from deploygate.platform.naming import (
     COLOR_LABEL,
     DB_PORT,
     DIGEST_LABEL,
@@ -56,10 +58,8 @@ from deploygate.platform.docker_host import (
     PROJECT_LABEL,
     RELEASE_LABEL,
     ROLE_LABEL,
-    DockerHost,
-    Names,
+    ProjectObjects,
 )
-from deploygate.platform.images import Image
 from deploygate.waiting import wait_until
 
 Service = docker.models.services.Service
@@ -96,7 +96,7 @@ def _one_line(text: str) -> str:
     return " | ".join(line for line in text.splitlines() if line.strip()) or "no logs"
 
 
-class SwarmPlatform:
+class SwarmPlatform(ProjectObjects):
     """Production as services on the swarm whose manager ``manager`` talks to (the ``Platform`` of a cluster)."""
 
     kind = "swarm"
@@ -105,10 +105,7 @@ class SwarmPlatform:
         self.manager = manager
         self.local = local  # builds images; runs scratch databases and the jobs against them
         self.nodes = list(nodes)  # every node's engine endpoint (image copies)
-        self.settings = settings
-        self.names = Names(settings.project)
-        self.network_name = self.names.network
-        self.proxy_name = self.names.proxy
+        super().__init__(settings)
         self._copied: set[tuple[str, str]] = set()  # (node endpoint, image id) known to be there
 
     @classmethod
@@ -128,16 +125,10 @@ class SwarmPlatform:
             raise StackError(f"the engine at {endpoint or 'DOCKER_HOST'} is not a swarm manager (docker swarm init, or point swarm_manager at one)")
         return cls(manager, local, [e.strip() for e in settings.swarm_nodes.split(",") if e.strip()], settings)
 
-    def colour_name(self, colour: str) -> str:
-        return self.names.web(colour)
-
     def wait_ready(self, timeout: float) -> None:
         wait_until(self.manager.ping, timeout=timeout, interval=1.0, what="the swarm manager to answer")
 
     # --- helpers ---------------------------------------------------------------------------------
-
-    def _labels(self, role: str, **extra: str) -> dict[str, str]:
-        return {PROJECT_LABEL: self.settings.project, ROLE_LABEL: role, **extra}
 
     def _service(self, name: str) -> Service | None:
         # services.get also matches by id prefix: compare names exactly.
@@ -268,10 +259,6 @@ class SwarmPlatform:
 
     # --- production's database -------------------------------------------------------------------
 
-    @property
-    def _external_database(self) -> bool:
-        return bool(self.settings.db_host)
-
     def ensure_database(self, image: Image, password: str) -> list[str]:
         changes: list[str] = []
         self._ensure_network(changes)
@@ -330,11 +317,6 @@ class SwarmPlatform:
             raise StackError(f"{self.names.db} has no published address yet")
         return DatabaseAddress(host=address, port=port, name=s.db_name, user=s.db_user, password=db_password(s))
 
-    def database_endpoint(self) -> tuple[str, int]:
-        if self._external_database:
-            return self.settings.db_host, self.settings.db_port
-        return self.names.db, DB_PORT
-
     def database_image(self) -> str:
         if self._external_database:
             # The server's own major, built on the local engine; a job of it is copied to the nodes when it runs.
@@ -390,10 +372,6 @@ class SwarmPlatform:
     def colour(self, colour: str) -> ColourState | None:
         service = self._web(colour)
         return self._state(colour, service) if service is not None else None
-
-    def _labels_of(self, role: str, colour: str, image: Image, **extra: str) -> dict[str, str]:
-        release = image.tag.rsplit(":", 1)[-1]
-        return self._labels(role, **{COLOR_LABEL: colour, RELEASE_LABEL: release, DIGEST_LABEL: image.id, **extra})
 
     def start_colour(
         self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None
