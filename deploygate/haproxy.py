@@ -520,14 +520,15 @@ def runtime_state(dirs: ProxyDirs) -> RoutingState:
     return _state_from_entries(api(dirs).map_entries(), "the running proxy")
 
 
+def _server_rows(stats: list[dict[str, str]], color: str) -> list[dict[str, str]]:
+    """The rows of ``show stat`` that are ``color``'s servers (not its backend's or a frontend's totals)."""
+    return [row for row in stats if row.get("pxname") == color and row.get("svname") not in ("BACKEND", "FRONTEND")]
+
+
 def ready_servers(dirs: ProxyDirs, color: str) -> list[str]:
     """Servers of ``color`` the running proxy would send requests to now (resolved, accepting connections)."""
     _check_color(color)
-    return [
-        row["svname"]
-        for row in api(dirs).stats()
-        if row.get("pxname") == color and row.get("svname") not in ("BACKEND", "FRONTEND") and row.get("status", "").startswith("UP")
-    ]
+    return [row["svname"] for row in _server_rows(api(dirs).stats(), color) if row.get("status", "").startswith("UP")]
 
 
 def _answers(dirs: ProxyDirs) -> bool:
@@ -548,9 +549,8 @@ def recheck(dirs: ProxyDirs, color: str) -> None:
     """
     _check_color(color)
     client = api(dirs)
-    for row in client.stats():
-        if row.get("pxname") == color and row.get("svname") not in ("BACKEND", "FRONTEND"):
-            client.set(f"set server {color}/{row['svname']} health down")
+    for row in _server_rows(client.stats(), color):
+        client.set(f"set server {color}/{row['svname']} health down")
 
 
 def in_flight(dirs: ProxyDirs, color: str) -> int:
