@@ -50,6 +50,17 @@ def _deploygate(session: nox.Session, *args: str) -> None:
     session.run(sys.executable, "-m", "deploygate", *args, external=True)
 
 
+def _deploygate_to_the_end(session: nox.Session, *args: str) -> None:
+    """A command that changes production: every stop signal nox gets is passed on to it, and nox waits
+    for its rollback (nox's own 0.3 s before SIGTERM and SIGKILL would cut the rollback short)."""
+    if str(ROOT) not in sys.path:  # nox does not put the noxfile's folder on the path; the checkout's library is there
+        sys.path.insert(0, str(ROOT))
+    from deploygate.signal_relay import relaying_signals  # standard library only: safe before requirements
+
+    with relaying_signals():
+        session.run(sys.executable, "-m", "deploygate", *args, external=True, interrupt_timeout=None, terminate_timeout=None)
+
+
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
     """Run deploygate's own tests: unit (no engine), integration and end-to-end (real engine), e2e on a 2-node swarm of their own."""
@@ -82,14 +93,14 @@ def predeploy(session: nox.Session) -> None:
 def deploy(session: nox.Session) -> None:
     """Gated blue-green deploy: `-- --candidate v2-safe` [--dry-run] [--accept-incompatible --reason "why"]."""
     _shared_env(session)
-    _deploygate(session, "deploy", *session.posargs)
+    _deploygate_to_the_end(session, "deploy", *session.posargs)
 
 
 @nox.session(python=False, default=False)
 def rollback(session: nox.Session) -> None:
     """Roll back an unfinished deploy, or the last one (`-- --force` past the forward-fix threshold)."""
     _shared_env(session)
-    _deploygate(session, "rollback", *session.posargs)
+    _deploygate_to_the_end(session, "rollback", *session.posargs)
 
 
 @nox.session(python=False, default=False)
@@ -110,7 +121,7 @@ def demo(session: nox.Session) -> None:
         sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--candidate", "v2",
         "-k", "compat", "--no-header", "--tb=line", "--show-capture=no", external=True, success_codes=[0, 1],
     )  # fmt: skip
-    _deploygate(session, "deploy", "--candidate", "v2-safe", *session.posargs)
+    _deploygate_to_the_end(session, "deploy", "--candidate", "v2-safe", *session.posargs)
 
 
 @nox.session(python=False, default=False)

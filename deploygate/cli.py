@@ -68,9 +68,28 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+# `status` exits with this while a deploy is unfinished, whatever the health says.
+EXIT_UNFINISHED = 3
+
+
+def _say_unfinished(platform) -> bool:
+    """Say first, in one line, that a deploy is unfinished and what `rollback` will do; True if one is."""
+    from deploygate.deploy.state import unfinished_notice
+
+    try:
+        notice = unfinished_notice(platform.database())
+    except DeployGateError:
+        return False  # no production to ask yet: the command itself will say so
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
+    return notice is not None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    current = production.status(connect(settings, _say), settings)
+    platform = connect(settings, _say)
+    open_deploy = _say_unfinished(platform)
+    current = production.status(platform, settings)
     if current.live:
         hold = ", behind a maintenance hold" if current.live.hold else ""
         print(f"live: {current.live.color} (release {current.live.release}{hold}) via http://{settings.proxy_bind}:{settings.proxy_port}")
@@ -81,6 +100,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     health = current.health
     detail = f" {json.dumps(health.detail, sort_keys=True)}" if health.detail else " (no detail reported)"
     print(f"health: {health.url} {health.describe()}{detail if health.status_code else ''}")
+    if open_deploy:
+        return EXIT_UNFINISHED
     return 0 if health.ok else 1
 
 
@@ -137,7 +158,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         skip_predeploy=reason if args.skip_predeploy else None, gate_args=tuple(args.gate_arg or ()),
         skip_checks={name: reason for name in args.skip_check or ()},
     )  # fmt: skip
-    result = deploy.deploy(connect(settings, _say), settings, request)
+    platform = connect(settings, _say)
+    _say_unfinished(platform)
+    result = deploy.deploy(platform, settings, request)
     _say(f"{result.outcome.value}{': ' + result.detail if result.detail else ''}")
     return 0 if result.outcome in (Outcome.SUCCEEDED, Outcome.DRY_RUN) else 1
 
@@ -146,7 +169,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from deploygate import deploy
 
     settings = _settings(args)
-    result = deploy.rollback(connect(settings, _say), settings, force=args.force)
+    platform = connect(settings, _say)
+    _say_unfinished(platform)
+    result = deploy.rollback(platform, settings, force=args.force, only_unfinished=args.if_unfinished)
+    if result is None:
+        _say("no unfinished deploy: nothing to converge")
+        return 0
     _say(f"{result.outcome.value}: {result.detail}")
     return 0
 
@@ -222,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_abort.add_argument("--wait", type=float, default=900, help="seconds to wait for the deploy to stop")
     p_rollback = command("rollback", cmd_rollback, "roll back an unfinished deploy, or the last one within the forward-fix threshold")
     p_rollback.add_argument("--force", action="store_true", help="roll back even past the forward-fix threshold")
+    p_rollback.add_argument("--if-unfinished", action="store_true",
+                            help="only converge a deploy that never finished (a CI job's cleanup after a cancel); a finished one stays")  # fmt: skip
     p_bench = command("bench", cmd_bench, "benchmarks, as ratios to a baseline measured in the same run")
     p_bench.add_argument("what", choices=["predeploy", "switch", "soak"], help="what to measure")
     p_bench.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: PersonLinks per run")

@@ -31,6 +31,11 @@ class DeployLog:
     def __call__(self, message: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {self.redact(message)}"
         if self._echo:
-            print(line, flush=True)
+            try:
+                print(line, flush=True)
+            except OSError:
+                # The reader is gone (a closed terminal, a killed CI runner): the deploy, and
+                # its rollback, must go on; the log file below keeps every line.
+                self._echo = False
         with self.path.open("a") as handle:
             handle.write(line + "\n")

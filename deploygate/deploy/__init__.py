@@ -71,14 +71,20 @@ def _last_deploy_checkpoint(entries: list[ledger.Entry], last: ledger.Entry) -> 
     return Checkpoint.from_json(detail)
 
 
-def rollback(platform: Platform, settings: Settings, *, force: bool = False, echo: bool = True) -> Result:
+def rollback(platform: Platform, settings: Settings, *, force: bool = False, only_unfinished: bool = False, echo: bool = True) -> Result | None:
     """Forced rollback: of an unfinished deploy (crash), or of the last successful one within the forward-fix threshold.
 
-    Raises ``RollbackRefused`` when there is nothing to roll back or it is too late without ``force``.
+    With ``only_unfinished`` (a CI job's cleanup after a cancel), a finished deploy is left as it
+    is and None is returned when no deploy is open. Raises ``RollbackRefused`` when there is
+    nothing to roll back or it is too late without ``force``.
     """
+    if only_unfinished and unfinished(platform.database()) is None:
+        return None
     run = DeployRun.create(platform, settings, Request(candidate_ref=""), kind="rollback", echo=echo)
     with DeployLock(run.db, settings.project):
         leftover = unfinished(run.db)
+        if leftover is None and only_unfinished:  # another process closed it meanwhile
+            return None
         if leftover is not None:
             run.log(f"rolling back the unfinished deploy {leftover.detail.get('stamp')}")
             run.resume(Checkpoint.from_json(leftover.detail))

@@ -1,11 +1,15 @@
-"""Emergency stop: SIGINT, SIGTERM, or an abort requested through the ledger, rolls a deploy back at once.
+"""Emergency stop: SIGINT, SIGTERM, SIGHUP, or an abort requested through the ledger, rolls a deploy back at once.
 
-While a deploy's steps run, those signals raise ``Aborted`` wherever the deploy is; the
-runner rolls back exactly as after any failure. While the rollback runs, a signal is
-noted and ignored: a rollback stopped half way is worse than none (SIGKILL still stops
-it, and ``nox -s rollback`` converges from the ledger). ``request`` lets another process
-or CI job stop a deploy it does not own: it writes an abort request to the ledger, which
-the deploy's watcher sees within a second and turns into the same signal.
+While a deploy's steps run, the first of those signals raises ``Aborted`` wherever the
+deploy is; the runner rolls back exactly as after any failure, traffic first. Every later
+signal, and any signal while the rollback runs, is noted and ignored: senders repeat
+themselves (a terminal's Ctrl-C reaches nox and deploygate both, and nox relays it), and a
+rollback stopped half way is worse than none (SIGKILL still stops it, and the next
+command converges from the ledger). SIGHUP means the terminal is gone: the console is
+detached so that no later line can fail on it; the log file keeps everything.
+``request`` lets another process or CI job stop a deploy it does not own: it writes an
+abort request to the ledger, which the deploy's watcher sees within a second and turns
+into the same signal.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from deploygate.database import DatabaseAddress
 from deploygate.errors import DeployGateError
 from deploygate.log import Say
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Ctrl-C; CI runners, docker stop and Kubernetes; a closed terminal or a dropped ssh session.
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 ABORT_KIND = "abort"
 _POLL_S = 1.0
 
@@ -39,10 +44,16 @@ class Aborted(BaseException):
 
 @contextmanager
 def raising(say: Say) -> Iterator[None]:
-    """SIGINT and SIGTERM raise ``Aborted`` in the main thread for the duration."""
+    """The first SIGINT, SIGTERM or SIGHUP raises ``Aborted`` in the main thread; later ones are only noted."""
+    raised = []
 
     def handler(signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name
+        _detach_console_on_hangup(signum)
+        if raised:
+            say(f"!! {name} received: already aborting")
+            return
+        raised.append(name)
         say(f"!! {name} received: aborting")
         raise Aborted(name)
 
@@ -52,14 +63,28 @@ def raising(say: Say) -> Iterator[None]:
 
 @contextmanager
 def deferred(say: Say) -> Iterator[None]:
-    """SIGINT and SIGTERM are noted, not obeyed, for the duration (a rollback must finish)."""
+    """SIGINT, SIGTERM and SIGHUP are noted, not obeyed, for the duration (a rollback must finish)."""
 
     def handler(signum: int, _frame: object) -> None:
+        _detach_console_on_hangup(signum)
         say(f"!! {signal.Signals(signum).name} received during the rollback: it finishes first "
             "(SIGKILL stops it; `nox -s rollback` then converges)")  # fmt: skip
 
     with _handlers(handler):
         yield
+
+
+def _detach_console_on_hangup(signum: int) -> None:
+    """After SIGHUP the terminal is gone: writing to it fails (EIO), so stdout and stderr go to /dev/null."""
+    if signum != signal.SIGHUP:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        try:
+            os.dup2(devnull, fd)
+        except OSError:
+            pass
+    os.close(devnull)
 
 
 @contextmanager

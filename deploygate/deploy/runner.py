@@ -19,6 +19,7 @@ from deploygate.deploy.state import DeployRun, one_line
 from deploygate.errors import DeployGateError
 from deploygate.record import Outcome, RollbackRecord
 
+
 class StageFailed(DeployGateError):
     """A step found a reason not to go on (a gate failed, a colour never became healthy...)."""
 
@@ -70,7 +71,7 @@ def run_steps(steps: Sequence[Step], run: DeployRun) -> None:
         with run.stage(step.name):
             step.run(run)
         if step.checkpoint:
-            run.record_in_ledger(step.checkpoint)
+            run.record_in_ledger(step.checkpoint, step=step.name)
 
 
 def execute(

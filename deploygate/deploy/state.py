@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from deploygate.traffic import TrafficProbe
 
 # Ledger outcomes of a deploy that touched production and has not ended: another run must finish it.
-OPEN_OUTCOMES = ("started", "backed_up", "migrated", "switched")
+OPEN_OUTCOMES = ("started", "backed_up", "migrated", "switched", "rolling_back")
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,10 @@ class DeployRun:
     def record_in_ledger(self, outcome: str, **extra: object) -> None:
         """Append this deploy's checkpoint to the ledger with ``outcome`` (mirrored under logs/)."""
         detail = {**self.checkpoint().to_json(), **extra}
+        rollback = self.record.rollback
+        if rollback is not None:  # how far the rollback got, for the next command to say and finish
+            detail["rollback"] = {"reason": rollback.reason, "trigger_ts": rollback.trigger_ts,
+                                  "traffic_on_previous_ts": rollback.traffic_on_previous_ts}  # fmt: skip
         ledger.record(self.db, self.settings.path(self.settings.logs_dir), "deploy", outcome,
                       release=self.candidate.tag, image_digest=self.candidate.id, detail=detail)  # fmt: skip
 
@@ -218,3 +222,42 @@ def unfinished(db: DatabaseAddress) -> ledger.Entry | None:
     if deploys and deploys[-1].outcome in OPEN_OUTCOMES:
         return deploys[-1]
     return None
+
+
+def unfinished_notice(db: DatabaseAddress) -> str | None:
+    """One line for the start of any command: which deploy is unfinished, since when, where it stopped, and
+    what ``rollback`` will do; None when no deploy is open (or the ledger cannot be read: production is down)."""
+    try:
+        deploys = ledger.entries(db, "deploy")
+    except DeployGateError:
+        return None
+    if not deploys or deploys[-1].outcome not in OPEN_OUTCOMES:
+        return None
+    last = deploys[-1]
+    since = next((e.at for e in deploys if e.detail.get("stamp") == last.detail.get("stamp")), last.at)
+    return describe_unfinished(last, since)
+
+
+def _clock(at: dt.datetime | float) -> str:
+    moment = at if isinstance(at, dt.datetime) else dt.datetime.fromtimestamp(at, dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def describe_unfinished(last: ledger.Entry, since: dt.datetime) -> str:
+    """The notice for the open deploy whose last ledger entry is ``last`` (pure: unit-tested)."""
+    checkpoint = Checkpoint.from_json(last.detail)
+    release = checkpoint.candidate.tag or checkpoint.candidate.ref
+    previous = checkpoint.previous
+    back_to = f"{previous.color} ({previous.release})" if previous else "the previous colour"
+    where = f"last step {last.detail.get('step') or last.outcome}"
+    rollback = last.detail.get("rollback")
+    if last.outcome == "rolling_back" and rollback:
+        traffic = rollback.get("traffic_on_previous_ts")
+        where = (f"its rollback ({rollback.get('reason')}) stopped after {last.detail.get('step')}"
+                 + (f", traffic back on {back_to} since {_clock(traffic)}" if traffic else ""))  # fmt: skip
+    undo = [f"traffic on {back_to}"]
+    if checkpoint.plan:
+        undo.append(f"reverse {', '.join(checkpoint.plan)}" if checkpoint.reversible else "restore the backup")
+    undo.append(f"remove {checkpoint.new_color}")
+    return (f"!! deploy {checkpoint.stamp} of {release} is unfinished (since {_clock(since)}; {where}): "
+            f"`nox -s rollback` will: {'; '.join(undo)}")  # fmt: skip

@@ -1,9 +1,12 @@
 """The rollback, as one table of named steps (``ROLLBACK``), and the functions behind them.
 
-Keep what users wrote during the window (export it), put traffic back on the previous
-colour (behind a hold while the old release cannot serve the schema as it is), undo the
-plan (reverse it with the candidate's image, or restore the backup and put the window's
-rows back), verify the previous release serves on its own schema, remove the new colour.
+Traffic goes back on the previous colour first (behind a hold while the old release cannot
+serve the schema as it is): a deploy stopped by a CI runner or ``docker stop`` has seconds
+before SIGKILL, and users must be on the previous release by then. Then: keep what users
+wrote during the window (export it), undo the plan (reverse it with the candidate's image,
+or restore the backup and put the window's rows back), verify the previous release serves
+on its own schema, remove the new colour. After each step the ledger says how far the
+rollback got (``rolling_back``), so whatever kills it, the next command finishes it.
 """
 
 from __future__ import annotations
@@ -27,11 +30,10 @@ from deploygate.record import RollbackRecord
 
 
 def production_answers(run: DeployRun) -> None:
-    """The platform and production's database answer (either may be restarting: that may be why we roll back).
+    """Production's database answers (it may be restarting: that may be why we roll back).
 
     The database's address is read again: a restarted engine may have given it another.
     """
-    run.platform.wait_ready(timeout=run.settings.health_timeout)
     wait_until(lambda: run.platform.database(), timeout=run.settings.health_timeout, interval=1.0,
                what="production's database to run again", transient=(OSError, StackError))  # fmt: skip
     run.db = run.platform.database()
@@ -57,6 +59,7 @@ def traffic_to_previous(run: DeployRun) -> None:
     The candidate's processes stop first (their release is going); the previous release's
     wait behind a hold until the schema is theirs again.
     """
+    run.platform.wait_ready(timeout=run.settings.health_timeout)  # the engine may be restarting
     state = run.platform.colour(run.old_color)
     if state is None:
         raise StageFailed(f"cannot roll back: {run.platform.colour_name(run.old_color)} no longer exists")
@@ -142,21 +145,35 @@ def record_rolled_back(run: DeployRun) -> None:
         run.log(f"   traffic back on {run.old_color} {rollback.traffic_on_previous_ts - rollback.trigger_ts:.1f}s after the trigger")
 
 
+# Written after a rollback step passed: the deploy stays open, and says how far its rollback got.
+ROLLING_BACK = "rolling_back"
+
 ROLLBACK: tuple[Step, ...] = (
-    Step("rollback_production", production_answers),
-    Step("rollback_export", export_window_rows),
     Step("rollback_traffic", traffic_to_previous),
-    Step("rollback_schema", undo_plan),
-    Step("rollback_verify", verify_previous),
-    Step("rollback_cleanup", remove_new_colour),
+    Step("rollback_production", production_answers, checkpoint=ROLLING_BACK),
+    Step("rollback_export", export_window_rows, checkpoint=ROLLING_BACK),
+    Step("rollback_schema", undo_plan, checkpoint=ROLLING_BACK),
+    Step("rollback_verify", verify_previous, checkpoint=ROLLING_BACK),
+    Step("rollback_cleanup", remove_new_colour, checkpoint=ROLLING_BACK),
     Step("rollback_record", record_rolled_back),
 )
+
+
+def remaining(run: DeployRun) -> str:
+    """What the rollback still has to do once traffic is back, in words (said in case it is killed first)."""
+    work = ["export the window's rows"]
+    if run.plan_labels:
+        work.append(f"reverse {', '.join(run.plan_labels)}" if run.reversible else "restore the backup")
+    work.append(f"remove {run.new_color}")
+    return ", ".join(work)
 
 
 def roll_back(run: DeployRun, reason: str) -> None:
     """Run ``ROLLBACK`` for ``run`` (which touched production); raises what a step raised."""
     run.record.rollback = RollbackRecord(reason=reason, trigger_ts=time.time())
     run.log(f"!! rolling back: {reason}")
+    run.log(f"   traffic goes back to {run.old_color} first; then: {remaining(run)} "
+            "(if this process is killed before the end, the next deploygate command finishes it)")  # fmt: skip
     run_steps(ROLLBACK, run)
 
 

@@ -60,7 +60,7 @@ class FakeRun:
     ledger: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
-    def record_in_ledger(self, outcome: str) -> None:
+    def record_in_ledger(self, outcome: str, **_extra: object) -> None:
         self.ledger.append(outcome)
 
     def log(self, line: str) -> None:

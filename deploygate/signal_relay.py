@@ -1,0 +1,67 @@
+"""The process that runs a deploy (nox, a CI step's entry process) passes every stop signal on, then waits.
+
+Why: however a deploy is stopped, deploygate must hear it and be given the time to put
+traffic back. Left to itself, nox gives its child 0.3 s after Ctrl-C, then SIGTERM, then
+SIGKILL 0.2 s later; on SIGTERM or SIGHUP it dies at once (and as a container's PID 1,
+everything in the container dies with it); a CI runner's cancel signals only the step's
+entry process, so the deploy under it never hears of it. Inside ``relaying_signals()``
+the process instead passes SIGINT, SIGTERM and SIGHUP to its children and keeps waiting
+for them; deploygate takes the first as the order to roll back and notes the repeats.
+Standard library only: the noxfile imports it before anything else is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def children(pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """The live processes whose parent is ``pid``.
+
+    Read by hand from /proc/<pid>/stat (psutil is not a dependency, and its fourth field,
+    the parent's pid, is all it takes); a process that ends while being read is skipped.
+    """
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (command) state ppid ...": the command may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def relay(signum: int, _frame: object = None) -> None:
+    """Pass ``signum`` on to this process's children (those already gone are skipped)."""
+    for child in children(os.getpid()):
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+
+@contextmanager
+def relaying_signals() -> Iterator[None]:
+    """For the duration, SIGINT, SIGTERM and SIGHUP are passed on to this process's children and
+    do not stop it; the previous handlers are restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    previous = {signum: signal.signal(signum, relay) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
