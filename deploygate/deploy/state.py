@@ -33,8 +33,10 @@ from deploygate.record import DeployRecord, ImageRecord, Outcome, RouteRecord, S
 if TYPE_CHECKING:
     from deploygate.traffic import TrafficProbe
 
+# Written after each rollback step passed: the deploy stays open, and says how far its rollback got.
+ROLLING_BACK = "rolling_back"
 # Ledger outcomes of a deploy that touched production and has not ended: another run must finish it.
-OPEN_OUTCOMES = ("started", "backed_up", "migrated", "switched", "rolling_back")
+OPEN_OUTCOMES = ("started", "backed_up", "migrated", "switched", ROLLING_BACK)
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,12 @@ def unfinished_notice(db: DatabaseAddress) -> str | None:
     return describe_unfinished(last, since)
 
 
+def undo_after_traffic(plan: list[str], reversible: bool, new_color: str) -> list[str]:
+    """What a rollback does once traffic is back on the previous colour, in words."""
+    schema = [f"reverse {', '.join(plan)}" if reversible else "restore the backup"] if plan else []
+    return [*schema, f"remove {new_color}"]
+
+
 def _clock(at: dt.datetime | float) -> str:
     moment = at if isinstance(at, dt.datetime) else dt.datetime.fromtimestamp(at, dt.timezone.utc)
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -251,13 +259,10 @@ def describe_unfinished(last: ledger.Entry, since: dt.datetime) -> str:
     back_to = f"{previous.color} ({previous.release})" if previous else "the previous colour"
     where = f"last step {last.detail.get('step') or last.outcome}"
     rollback = last.detail.get("rollback")
-    if last.outcome == "rolling_back" and rollback:
+    if last.outcome == ROLLING_BACK and rollback:
         traffic = rollback.get("traffic_on_previous_ts")
         where = (f"its rollback ({rollback.get('reason')}) stopped after {last.detail.get('step')}"
                  + (f", traffic back on {back_to} since {_clock(traffic)}" if traffic else ""))  # fmt: skip
-    undo = [f"traffic on {back_to}"]
-    if checkpoint.plan:
-        undo.append(f"reverse {', '.join(checkpoint.plan)}" if checkpoint.reversible else "restore the backup")
-    undo.append(f"remove {checkpoint.new_color}")
+    undo = [f"traffic on {back_to}", *undo_after_traffic(checkpoint.plan, checkpoint.reversible, checkpoint.new_color)]
     return (f"!! deploy {checkpoint.stamp} of {release} is unfinished (since {_clock(since)}; {where}): "
             f"`nox -s rollback` will: {'; '.join(undo)}")  # fmt: skip

@@ -19,7 +19,7 @@ from deploygate.backup import restore_production
 from deploygate.config import Settings
 from deploygate.database import wait_connectable
 from deploygate.deploy.runner import Step, StageFailed, run_steps
-from deploygate.deploy.state import Checkpoint, DeployRun, Request
+from deploygate.deploy.state import ROLLING_BACK, Checkpoint, DeployRun, Request, undo_after_traffic
 from deploygate.errors import DeployGateError, StackError
 from deploygate.waiting import wait_until
 from deploygate.log import DeployLog
@@ -145,9 +145,6 @@ def record_rolled_back(run: DeployRun) -> None:
         run.log(f"   traffic back on {run.old_color} {rollback.traffic_on_previous_ts - rollback.trigger_ts:.1f}s after the trigger")
 
 
-# Written after a rollback step passed: the deploy stays open, and says how far its rollback got.
-ROLLING_BACK = "rolling_back"
-
 ROLLBACK: tuple[Step, ...] = (
     Step("rollback_traffic", traffic_to_previous),
     Step("rollback_production", production_answers, checkpoint=ROLLING_BACK),
@@ -159,20 +156,12 @@ ROLLBACK: tuple[Step, ...] = (
 )
 
 
-def remaining(run: DeployRun) -> str:
-    """What the rollback still has to do once traffic is back, in words (said in case it is killed first)."""
-    work = ["export the window's rows"]
-    if run.plan_labels:
-        work.append(f"reverse {', '.join(run.plan_labels)}" if run.reversible else "restore the backup")
-    work.append(f"remove {run.new_color}")
-    return ", ".join(work)
-
-
 def roll_back(run: DeployRun, reason: str) -> None:
     """Run ``ROLLBACK`` for ``run`` (which touched production); raises what a step raised."""
     run.record.rollback = RollbackRecord(reason=reason, trigger_ts=time.time())
     run.log(f"!! rolling back: {reason}")
-    run.log(f"   traffic goes back to {run.old_color} first; then: {remaining(run)} "
+    then = ["export the window's rows", *undo_after_traffic(run.plan_labels, run.reversible, run.new_color)]
+    run.log(f"   traffic goes back to {run.old_color} first; then: {', '.join(then)} "
             "(if this process is killed before the end, the next deploygate command finishes it)")  # fmt: skip
     run_steps(ROLLBACK, run)
 
