@@ -39,6 +39,17 @@ def _parse_table(text: str) -> dict[str, str]:
     return value
 
 
+def _parse_list(text: str) -> tuple[str, ...]:
+    """A list given on the command line or in the environment: a JSON array, or comma-separated names."""
+    if text.strip().startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ValueError(f"expected a JSON array of strings, got {text!r}") from None
+        return tuple(value) if isinstance(value, list) else value
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def _parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -149,6 +160,15 @@ OPTIONS: tuple[Option, ...] = (
         "a directory of the app's own pytest-django checks, mounted into its image and run there (empty: none)",
     ),  # fmt: skip
     Option("app_checks_in_image", "app.checks_in_image", "", "the app's checks as a path inside its image, instead of app.checks"),
+    Option(
+        "app_networks", "app.networks", (),
+        "existing Docker networks the app's containers join beside the project's own (e.g. the team's, for its Redis)",
+        _parse_list,
+    ),  # fmt: skip
+    Option(
+        "app_extra_hosts", "app.extra_hosts", {},
+        'host entries of the app\'s containers (/etc/hosts), e.g. "redis.internal" = "10.0.0.5"', _parse_table,
+    ),  # fmt: skip
     Option("health_path", "app.health_path", "/health/", "the app's health URL: 2xx is healthy; a JSON body may add detail"),
     Option("health_timeout", "app.health_timeout", 60, "seconds a new app container has to become healthy", _parse_int),
     Option(
@@ -228,7 +248,12 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _coerce(opt: Option, raw: Any, source: str) -> Any:
     try:
-        if isinstance(opt.default, dict):
+        if isinstance(opt.default, tuple):
+            value = opt.parse(raw) if isinstance(raw, str) else raw
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"expected a list of strings, got {raw!r}")
+            value = tuple(value)
+        elif isinstance(opt.default, dict):
             value = opt.parse(raw) if isinstance(raw, str) else raw
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise ValueError(f"expected a table of strings, got {raw!r}")
@@ -295,7 +320,9 @@ def load(
 
 
 def as_text(value: Any) -> str:
-    """A setting as it is written on a command line (``--set name=<this>``): tables as JSON."""
+    """A setting as it is written on a command line (``--set name=<this>``): tables and lists as JSON."""
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value))
     return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
 
 

@@ -135,7 +135,9 @@ class Platform(Protocol):
         self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None
     ) -> ColourState:
         """Start ``colour`` from ``image`` on production's network (not routed to yet), with its ``processes``
-        (name -> command, e.g. a worker) beside the web server."""
+        (name -> command, e.g. a worker) beside the web server. Every app container joins ``app.networks``
+        too and gets ``app.extra_hosts`` (and, on a single host, the database's pinned address); a network
+        that does not exist raises ``StackError`` before anything is created."""
 
     def start_processes(self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
         """Start a colour's processes on their own (when they must wait for a migration)."""
@@ -144,7 +146,8 @@ class Platform(Protocol):
         """Stop a colour's processes, keeping its web server (no worker on a schema it cannot handle)."""
 
     def resume_colour(self, colour: str, *, processes: bool = True) -> ColourState:
-        """Start a colour that was stopped (kept for rollback); its processes too unless ``processes`` is false."""
+        """Start a colour that was stopped (kept for rollback); its processes too unless ``processes`` is false.
+        A container whose pinned database address is stale is re-pinned first."""
 
     def stop_colour(self, colour: str) -> None:
         """Stop a colour (processes first), keeping it for a rollback."""
@@ -172,7 +175,8 @@ class Platform(Protocol):
         say: Say | None = None,
     ) -> JobResult:
         """Run ``argv`` in a fresh container of ``image`` and remove it. ``mounts`` are host path -> path
-        inside (read-only unless the host path is in ``writable``); ``network`` defaults to production's."""
+        inside (read-only unless the host path is in ``writable``); ``network`` defaults to production's,
+        where a job is attached as the app's containers are (``app.networks``, host entries)."""
 
     # --- scratch databases (the rehearsal copy)
     def scratch_postgres(self, image_id: str, *, user: str, dbname: str, mounts: Mapping[str, str]) -> AbstractContextManager[Scratch]:

@@ -26,6 +26,16 @@ from deploygate.log import Say, quiet
 from deploygate.platform import engine, images
 from deploygate.platform.base import COLOURS, INSTANCE, ColourState, JobResult, Replica, ScratchDatabase
 from deploygate.platform.images import Image
+from deploygate.platform.networking import (
+    Attachments,
+    app_attachments,
+    extra_hosts_of,
+    hosts_file_pinned,
+    missing_networks,
+    missing_networks_error,
+    pinned_addresses,
+    stale_pin,
+)
 from deploygate.platform.naming import (
     COLOR_LABEL,
     DB_PORT,
@@ -94,6 +104,17 @@ def _api_error(what: str, exc: docker.errors.APIError) -> StackError:
     return StackError(f"{what}: {exc.explanation or exc}")
 
 
+def recreate_spec(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a container of the app was created with, from its inspect ``attrs``: the keyword arguments
+    that create it again (by image id: the tag may have moved since).
+
+    Networks and host entries are not in it: they are today's (``Attachments``), which is the point.
+    """
+    config = attrs.get("Config") or {}
+    environment = dict(entry.partition("=")[::2] for entry in config.get("Env") or [])
+    return {"image": attrs["Image"], "command": config.get("Cmd"), "environment": environment, "labels": dict(config.get("Labels") or {})}
+
+
 class _Scratch:
     """A scratch Postgres started by testcontainers (the library made for throwaway databases in tests)."""
 
@@ -134,6 +155,93 @@ class DockerHost(ProjectObjects):
         except docker.errors.APIError as exc:
             raise _api_error(f"could not start {name}", exc) from None
 
+    def _db_pin(self) -> dict[str, str]:
+        """The database deploygate runs, its name -> its address on the project's network; {} for an
+        existing server (its resolution is the user's) or when none runs (DNS answers then, as before)."""
+        if self._external_database:
+            return {}
+        container = self._get(self.names.db)
+        address = _address(container, self.names.network) if container is not None and container.status == "running" else ""
+        return {self.names.db: address} if address else {}
+
+    def _attachments(self) -> Attachments:
+        """Networks and host entries of the app's containers now; raises ``StackError`` when a network of
+        ``app.networks`` does not exist (before anything is created), ``ConfigError`` for a bad host entry."""
+        s = self.settings
+        attachments = app_attachments(self.names.network, s.app_networks, s.app_extra_hosts, self._db_pin())
+        if attachments.extra_networks:
+            # The engine's name filter matches parts of names: compare them exactly.
+            existing = [n.name for n in self.client.networks.list(names=list(attachments.extra_networks))]
+            missing = missing_networks(attachments.extra_networks, existing)
+            if missing:
+                raise missing_networks_error(missing, "this Docker engine")
+        return attachments
+
+    def _create_app(
+        self, name: str | None, image: str, attachments: Attachments, *, service: bool, start: bool = True, **kwargs: Any
+    ) -> Container:
+        """A container of the app's image on its networks with its host entries, started unless ``start`` is false.
+
+        Created, joined to the other networks, then started: this engine's API (1.41) takes
+        one network at creation, and a process that started before joining could not reach
+        what it needs at its start. ``service``: restarted unless stopped (not a one-off job).
+        """
+        if service:
+            kwargs["restart_policy"] = {"Name": "unless-stopped"}
+        try:
+            container = self.client.containers.create(
+                image, name=name, network=attachments.primary, extra_hosts=dict(attachments.extra_hosts) or None, **kwargs
+            )
+        except docker.errors.APIError as exc:
+            raise _api_error(f"could not start {name or image}", exc) from None
+        try:
+            for network in attachments.extra_networks:
+                self.client.networks.get(network).connect(container)
+            if start:
+                container.start()
+        except docker.errors.APIError as exc:
+            container.remove(force=True, v=True)
+            raise _api_error(f"could not start {name or image}", exc) from None
+        return container
+
+    def _repinned(self, container: Container) -> Container:
+        """``container`` (an app container) with the database's address as it is now.
+
+        A running one has the entry rewritten in its hosts file (it may serve: it is not
+        replaced unless that fails); a stopped one is created again, stopped, from the same
+        image, command, environment and labels, with today's networks and host entries (its
+        spec is what the engine writes into its hosts file when it starts).
+        """
+        pin = self._db_pin()
+        container.reload()
+        if not pin:
+            return container
+        created_with = extra_hosts_of((container.attrs.get("HostConfig") or {}).get("ExtraHosts"))
+        if container.status == "running":
+            code, output = container.exec_run(["cat", "/etc/hosts"])
+            text = output.decode(errors="replace")
+            if code != 0:
+                # No cat in the image: nothing rewrote its hosts file, which is then what it was created with.
+                if not stale_pin(created_with, pin):
+                    return container
+            elif not stale_pin(pinned_addresses(text), pin):
+                return container
+            else:
+                hosts = hosts_file_pinned(text, pin)
+                # As root whatever the image's user; `>` keeps the file the engine bind-mounts (a rename would not).
+                code, _ = container.exec_run(["sh", "-c", 'printf "%s" "$HOSTS" > /etc/hosts'], user="0", environment={"HOSTS": hosts})
+                if code == 0:
+                    return container
+            # A stale pin that cannot be rewritten: the container cannot reach its database, replacing it costs less.
+        elif not stale_pin(created_with, pin):
+            return container
+        running, spec, name = container.status == "running", recreate_spec(container.attrs), container.name
+        container.remove(force=True, v=True)
+        image = spec.pop("image")
+        created = self._create_app(name, image, self._attachments(), service=True, start=running, **spec)
+        created.reload()
+        return created
+
     def _ensure_network(self, changes: list[str]) -> None:
         if not self.client.networks.list(names=[self.names.network]):
             self.client.networks.create(self.names.network, driver="bridge", labels=self._labels("network"))
@@ -164,6 +272,7 @@ class DockerHost(ProjectObjects):
 
     def ensure_database(self, image: Image, password: str) -> list[str]:
         changes: list[str] = []
+        self._attachments()  # the team's networks exist: said before anything is created
         self._ensure_network(changes)
         if self._external_database:
             connect(self.database()).close()  # answers, with these credentials: else a one-line StackError now
@@ -253,10 +362,11 @@ class DockerHost(ProjectObjects):
     ) -> ColourState:
         if self._web(colour) is not None:
             raise StackError(f"{self.names.web(colour)} exists already; remove it first")
-        container = self._run_service(
+        container = self._create_app(
             self.names.web(colour),
             image.tag,
-            network=self.names.network,
+            self._attachments(),
+            service=True,
             environment=dict(environment),
             labels=self._labels_of("web", colour, image),
         )
@@ -264,12 +374,16 @@ class DockerHost(ProjectObjects):
         return self._state(colour, container)
 
     def start_processes(self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
+        if not processes:
+            return
+        attachments = self._attachments()
         for name, command in processes.items():
-            self._run_service(
+            self._create_app(
                 self.names.process(name, colour),
                 image.tag,
+                attachments,
+                service=True,
                 command=shlex.split(command),
-                network=self.names.network,
                 environment=dict(environment),
                 labels=self._labels_of("process", colour, image, **{PROCESS_LABEL: name}),
             )
@@ -287,6 +401,8 @@ class DockerHost(ProjectObjects):
 
     def resume_colour(self, colour: str, *, processes: bool = True) -> ColourState:
         for container in [self._existing_web(colour), *(self._processes(colour) if processes else [])]:
+            # The database may have another address than when this colour was created or last ran.
+            container = self._repinned(container)
             if container.status != "running":
                 container.start()
         return self._state(colour, self._existing_web(colour))
@@ -335,16 +451,14 @@ class DockerHost(ProjectObjects):
     ) -> JobResult:
         """Lines the job prints go to ``say`` as they come (progress of long work); it is removed even when streaming fails."""
         volumes = {host: {"bind": inside, "mode": "rw" if host in writable else "ro"} for host, inside in (mounts or {}).items()}
+        spec = {"command": list(argv), "environment": dict(environment), "labels": self._labels("oneoff"), "volumes": volumes}
         try:
-            container = self.client.containers.run(
-                image,
-                list(argv),
-                detach=True,
-                network=network or self.names.network,
-                environment=dict(environment),
-                labels=self._labels("oneoff"),
-                volumes=volumes,
-            )
+            if network is None or network == self.names.network:
+                # Against production: attached as the app's containers are (the app's image reaches what the app
+                # reaches; pg_dump's gets the database's pin too).
+                container = self._create_app(None, image, self._attachments(), service=False, **spec)
+            else:
+                container = self.client.containers.run(image, detach=True, network=network, **spec)
         except docker.errors.APIError as exc:
             raise _api_error(f"could not start `{' '.join(argv)}` in {image}", exc) from None
         try:

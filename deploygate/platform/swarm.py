@@ -50,6 +50,7 @@ from deploygate.platform import images
 from deploygate.platform.base import COLOURS, INSTANCE, ColourState, JobResult, Replica, Scratch
 from deploygate.platform.docker_host import DockerHost
 from deploygate.platform.images import Image
+from deploygate.platform.networking import Attachments, app_attachments, missing_networks, missing_networks_error
 from deploygate.platform.naming import (
     COLOR_LABEL,
     DB_PORT,
@@ -167,13 +168,49 @@ class SwarmPlatform(ProjectObjects):
             self.manager.networks.create(self.names.network, driver="overlay", attachable=True, labels=self._labels("network"))
             changes.append(f"created overlay network {self.names.network}")
 
-    def _create(self, name: str, image: str, **kwargs: Any) -> Service:
+    def _swarm_networks(self, names: Sequence[str]) -> dict[str, str]:
+        """Name -> id of those of ``names`` the swarm has (swarm-scoped: a service joins no node's local network)."""
+        found = {}
+        for name in names:
+            try:
+                found[name] = self.manager.api.inspect_network(name, scope="swarm")["Id"]
+            except docker.errors.NotFound:
+                continue
+        return found
+
+    def _attachments(self) -> Attachments:
+        """Networks and host entries of the app's services; raises ``StackError`` when a network of
+        ``app.networks`` is not on the swarm (before anything is created), ``ConfigError`` for a bad host entry.
+
+        No pin of the database: its task gets another address whenever Swarm starts it again, and the
+        manager's restart is not the single engine's.
+        """
+        s = self.settings
+        attachments = app_attachments(self.names.network, s.app_networks, s.app_extra_hosts)
+        missing = missing_networks(attachments.extra_networks, self._swarm_networks(attachments.extra_networks))
+        if missing:
+            raise missing_networks_error(missing, "the swarm (an overlay network, created on a manager)")
+        return attachments
+
+    def _create(self, name: str, image: str, *, attachments: Attachments | None = None, **kwargs: Any) -> Service:
+        """A service on the project's overlay; with ``attachments`` (the app's services) on its other networks
+        too, with its host entries."""
         network = self._network_id()
         if network is None:
             raise StackError(f"the overlay network {self.names.network} does not exist; run `nox -s up`")
+        networks = [network]
+        if attachments is not None:
+            # By id, as the project's own: a name could match a node's stale local copy of a removed network.
+            ids = self._swarm_networks(attachments.extra_networks)
+            missing = missing_networks(attachments.extra_networks, ids)
+            if missing:  # removed since it was checked
+                raise missing_networks_error(missing, "the swarm")
+            networks += [ids[n] for n in attachments.extra_networks]
+            if attachments.extra_hosts:
+                kwargs["hosts"] = dict(attachments.extra_hosts)
         try:
             # By id: a name could also match a stale local copy of an earlier network of the same name.
-            return self.manager.services.create(image, name=name, networks=[network], **kwargs)
+            return self.manager.services.create(image, name=name, networks=networks, **kwargs)
         except docker.errors.APIError as exc:
             raise _api_error(f"could not create the service {name}", exc) from None
 
@@ -261,6 +298,7 @@ class SwarmPlatform(ProjectObjects):
 
     def ensure_database(self, image: Image, password: str) -> list[str]:
         changes: list[str] = []
+        self._attachments()  # the team's networks exist: said before anything is created
         self._ensure_network(changes)
         if self._external_database:
             connect(self.database()).close()
@@ -384,6 +422,7 @@ class SwarmPlatform(ProjectObjects):
         service = self._create(
             self.names.web(colour),
             image.tag,
+            attachments=self._attachments(),
             env=dict(environment),
             mode=ServiceMode("replicated", replicas=replicas),
             endpoint_spec=self._dnsrr(self.settings.app_port),
@@ -394,11 +433,15 @@ class SwarmPlatform(ProjectObjects):
         return self._state(colour, service)
 
     def start_processes(self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
+        if not processes:
+            return
         image = self._distribute(image)
+        attachments = self._attachments()
         for name, command in processes.items():
             self._create(
                 self.names.process(name, colour),
                 image.tag,
+                attachments=attachments,
                 args=shlex.split(command),
                 env=dict(environment),
                 mode=ServiceMode("replicated", replicas=1),
@@ -499,6 +542,8 @@ class SwarmPlatform(ProjectObjects):
         service = self._create(
             name,
             reference.tag,
+            # Against production: attached as the app's services are.
+            attachments=self._attachments(),
             args=list(argv),
             env=dict(environment),
             mode=ServiceMode("replicated-job"),

@@ -84,3 +84,23 @@ def test_replace_keeps_the_rest_and_names_the_source(tmp_path: Path) -> None:
     assert settings.project == "bmparliament"
     with pytest.raises(ConfigError):
         settings.replace(nope=1)
+
+
+def test_networks_and_extra_hosts_from_file_env_and_command_line(tmp_path: Path) -> None:
+    _write(tmp_path, '[app]\nnetworks = ["team_net"]\n[app.extra_hosts]\n"redis.internal" = "10.0.0.5"\n')
+    settings = config.load(root=tmp_path, environ={})
+    assert settings.app_networks == ("team_net",)
+    assert settings.app_extra_hosts == {"redis.internal": "10.0.0.5"}
+    # Env and --set take a JSON array or comma-separated names; what the gates forward (as_text) reads back the same.
+    assert config.load(root=tmp_path, environ={"DEPLOYGATE_APP_NETWORKS": "a, b"}).app_networks == ("a", "b")
+    forwarded = config.as_text(settings.app_networks)
+    assert config.load(root=tmp_path, environ={}, overrides={"app_networks": forwarded}).app_networks == ("team_net",)
+    assert config.load(root=tmp_path, environ={"DEPLOYGATE_APP_EXTRA_HOSTS": '{"db.team": "10.0.0.6"}'}).app_extra_hosts == {"db.team": "10.0.0.6"}
+
+
+def test_networks_must_be_a_list_of_names(tmp_path: Path) -> None:
+    _write(tmp_path, "[app]\nnetworks = [1]\n")
+    with pytest.raises(ConfigError, match=r"app_networks from deploy.toml: expected a list of strings"):
+        config.load(root=tmp_path, environ={})
+    with pytest.raises(ConfigError, match=r"app_networks from env"):
+        config.load(root=tmp_path, environ={"DEPLOYGATE_APP_NETWORKS": "[1, 2]"}, overrides={})
