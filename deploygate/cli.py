@@ -81,7 +81,7 @@ def _say_unfinished(platform) -> bool:
     except DeployGateError:
         return False  # no production to ask yet: the command itself will say so
     if notice:
-        print(notice, file=sys.stderr, flush=True)
+        print(notice, flush=True)
     return notice is not None
 
 
