@@ -210,6 +210,11 @@ class SwarmLab:
     def manager(self) -> Node:
         return self.nodes[0]
 
+    @property
+    def host_address(self) -> str:
+        """This host's address on the underlay: every node, and every container of a node, reaches it."""
+        return f"{UNDERLAY}.1"
+
     # --- build --------------------------------------------------------------------------------------
 
     def up(self) -> SwarmLab:
