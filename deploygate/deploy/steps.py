@@ -8,10 +8,11 @@ the plan, the backup); from ``green`` on, production is touched and any failure 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 from deploygate import backup as backups
-from deploygate import monitor, window
+from deploygate import monitor, scope, window
 from deploygate.database import production_identity
 from deploygate.deploy import gates, undo
 from deploygate.deploy.runner import Step, StageFailed
@@ -210,6 +211,9 @@ def wait_new_colour_healthy(run: DeployRun) -> None:
 def _post_checks(run: DeployRun, target: str, since: float | None = None) -> None:
     gate = f"post_{target}"
     args = ["--target", target, "--deploy-color", run.new_color] + (["--since", str(since)] if since else [])
+    if run.plan is not None and run.settings.compat_scope == scope.CHANGED:
+        # Production is migrated by now: only this run still knows what its plan changed.
+        args += ["--plan-scope", json.dumps(scope.changed_by(run.plan).as_spec())]
     args += gates.skip_args(gate, run.request.skip_checks)
     path = run.settings.path(run.settings.reports_dir) / gate / f"{run.stamp}.json"
     result = gates.run_gate(run.settings, gate, args, result_path=path, log=run.log)
