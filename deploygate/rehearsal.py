@@ -178,42 +178,39 @@ def rehearse(
     operations on the other are judged against, with the same seeded values.
     A statement the plan fails on is kept with the count of rows in its way.
 
-    Probe commands are batched (Django starts once per batch) and the host's fingerprints
-    run beside them. The exercises on the old schema run in a process of their own: the
-    app's code they run leaves nothing behind for ``migrate``. A failing migration does
-    not raise: it is recorded (``migrate_error``) for the gates to judge.
+    The plan runs first, beside the host's fingerprint, since the scope depends on it; then
+    one probe batch (Django starts once, each container start costs about a second) runs
+    the exercises on the old schema, ``migrate``, and the exercises on the new one. A
+    failing migration does not raise: it is recorded (``migrate_error``) for the gates to judge.
     """
     timings: dict[str, float] = {}
     started = time.monotonic()
-    quiet_probe = copy.prober(platform, settings, candidate)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Both read-only on the copy as restored.
         before_future = pool.submit(fingerprint, copy.host_address)
-        plan = quiet_probe.plan()
+        plan = copy.prober(platform, settings, candidate).plan()
         before = before_future.result()
+    timings["plan_s"] = round(time.monotonic() - started, 3)
     spec = scope.probe_scope(plan, settings.compat_scope)
     needed = exercises if spec is None or spec["tables"] or spec["apps"] else frozenset()
     described = "every model" if spec is None else scope.changed_by(plan).describe()
-    old_steps = _exercise_steps([(CANDIDATE_ON_OLD, "current"), (PRODUCTION_ON_OLD, "applied")], needed, spec)
-    old_results: dict[str, list[ModelExercise]] = {}
-    if old_steps:
-        payloads, seconds = quiet_probe.batch([("exercise", argument) for _, argument in old_steps])
-        for (name, _), payload, took in zip(old_steps, payloads, seconds):
-            old_results[name] = parse_exercise(payload)
-            timings[f"compat_{name}_schema_s"] = took
-    timings["plan_and_old_schema_s"] = round(time.monotonic() - started, 3)
     say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}; exercising {described}; migrating the copy with the candidate image...")
 
     started = time.monotonic()
+    old_steps = _exercise_steps([(CANDIDATE_ON_OLD, "current"), (PRODUCTION_ON_OLD, "applied")], needed, spec)
     new_steps = _exercise_steps([(CANDIDATE_ON_NEW, "current"), (PRODUCTION_ON_NEW, plan.applied_leaves)], needed, spec)
+    # One process (Django starts once): the exercises roll back all they write, so migrate meets the copy as restored.
     results, seconds = copy.prober(platform, settings, candidate, say=say).batch(
-        [("migrate", None)] + [("exercise", argument) for _, argument in new_steps]
+        [("exercise", argument) for _, argument in old_steps] + [("migrate", None)] + [("exercise", argument) for _, argument in new_steps]
     )
-    migrate_payload, new_results = results[0], {name: parse_exercise(p) for (name, _), p in zip(new_steps, results[1:])}
-    timings["migrate_in_probe_s"] = seconds[0]
-    for (name, _), took in zip(new_steps, seconds[1:]):
+    exercised: dict[str, list[ModelExercise]] = {}
+    for (name, _), payload, took in zip(old_steps + [("migrate", None)] + new_steps, results, seconds):
+        if name == "migrate":
+            migrate_payload, timings["migrate_in_probe_s"] = payload, took
+            continue
+        exercised[name] = parse_exercise(payload)
         timings[f"{'orm' if name == CANDIDATE_ON_NEW else 'compat'}_{name}_schema_s"] = took
-    timings["migrate_and_new_schema_s"] = round(time.monotonic() - started, 3)
+    timings["exercise_and_migrate_s"] = round(time.monotonic() - started, 3)
     started = time.monotonic()
     after = fingerprint(copy.host_address, reference=before)
     timings["fingerprint_after_s"] = round(time.monotonic() - started, 3)
@@ -225,14 +222,14 @@ def rehearse(
         candidate=candidate,
         plan=plan,
         before=before,
-        candidate_on_old_schema=old_results.get(CANDIDATE_ON_OLD, []),
+        candidate_on_old_schema=exercised.get(CANDIDATE_ON_OLD, []),
         applied=migrated.migrations,
         migrate_error=migrated.error,
         after=after,
-        candidate_on_new_schema=new_results.get(CANDIDATE_ON_NEW, []),
-        production_on_new_schema=new_results.get(PRODUCTION_ON_NEW, []),
+        candidate_on_new_schema=exercised.get(CANDIDATE_ON_NEW, []),
+        production_on_new_schema=exercised.get(PRODUCTION_ON_NEW, []),
         timings=timings,
-        production_on_old_schema=old_results.get(PRODUCTION_ON_OLD, []),
+        production_on_old_schema=exercised.get(PRODUCTION_ON_OLD, []),
         migrate_failure=failure,
         bookkeeping=DjangoBookkeeping(
             post_migrate=frozenset(qualify(table) for table in migrated.post_migrate_tables),
