@@ -194,6 +194,8 @@ def rehearse(
     spec = scope.probe_scope(plan, settings.compat_scope)
     needed = exercises if spec is None or spec["tables"] or spec["apps"] else frozenset()
     described = "every model" if spec is None else scope.changed_by(plan).describe()
+    if not exercises:
+        described = "no model (no check that runs consumes an ORM exercise)"
     say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}; exercising {described}; migrating the copy with the candidate image...")
 
     started = time.monotonic()
