@@ -14,6 +14,7 @@ whose foreign keys reach these (``deploygate_exercise.in_scope``).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -57,8 +58,11 @@ class Scope:
         return {"tables": sorted(self.tables), "apps": sorted(self.apps)}
 
     def describe(self) -> str:
-        parts = [f"tables {', '.join(sorted(self.tables))}" if self.tables else "", f"every model of {', '.join(sorted(self.apps))}" if self.apps else ""]
-        return "; ".join(p for p in parts if p) or "nothing (no table or column changes)"
+        """In words, e.g. "the models of tables a, b; every model of app x; and those whose foreign keys reach them"."""
+        parts = [f"the models of tables {', '.join(sorted(self.tables))}" if self.tables else "",
+                 f"every model of {', '.join(sorted(self.apps))}" if self.apps else ""]  # fmt: skip
+        found = "; ".join(p for p in parts if p)
+        return f"{found}, and the models whose foreign keys reach them" if found else "nothing (no table or column changes)"
 
 
 def _unquote(quoted: str | None, bare: str | None) -> str:
@@ -132,3 +136,13 @@ def changed_by(plan: MigrationPlan) -> Scope:
 def probe_scope(plan: MigrationPlan, setting: str) -> dict[str, list[str]] | None:
     """The probe's ``scope`` argument for ``gates.compat_scope``: None (every model) for "all"."""
     return None if setting == ALL else changed_by(plan).as_spec()
+
+
+def post_check_args(plan: MigrationPlan | None, setting: str) -> list[str]:
+    """The post gate's ``--plan-scope`` for a deploy's ``plan`` (none without a plan, or for "all": every model).
+
+    Production is migrated by the time the post checks run: only the deploy still knows what its plan changed.
+    """
+    if plan is None or setting == ALL:
+        return []
+    return ["--plan-scope", json.dumps(changed_by(plan).as_spec())]

@@ -8,7 +8,6 @@ the plan, the backup); from ``green`` on, production is touched and any failure 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 
 from deploygate import backup as backups
@@ -211,9 +210,7 @@ def wait_new_colour_healthy(run: DeployRun) -> None:
 def _post_checks(run: DeployRun, target: str, since: float | None = None) -> None:
     gate = f"post_{target}"
     args = ["--target", target, "--deploy-color", run.new_color] + (["--since", str(since)] if since else [])
-    if run.plan is not None and run.settings.compat_scope == scope.CHANGED:
-        # Production is migrated by now: only this run still knows what its plan changed.
-        args += ["--plan-scope", json.dumps(scope.changed_by(run.plan).as_spec())]
+    args += scope.post_check_args(run.plan, run.settings.compat_scope)
     args += gates.skip_args(gate, run.request.skip_checks)
     path = run.settings.path(run.settings.reports_dir) / gate / f"{run.stamp}.json"
     result = gates.run_gate(run.settings, gate, args, result_path=path, log=run.log)

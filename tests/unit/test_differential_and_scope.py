@@ -164,3 +164,10 @@ def test_only_the_exercises_of_checks_that_run_are_run() -> None:
     assert exercises_to_run([skipped, _Item(pytest.mark.rehearsal)]) == frozenset()
     with pytest.raises(pytest.UsageError, match="unknown exercises"):
         exercises_to_run([_Item(pytest.mark.exercises("everything"))])
+
+
+def test_the_deploy_tells_the_post_checks_what_its_plan_changed() -> None:
+    plan = MigrationPlan(steps=[_step(['ALTER TABLE "shop_item" ADD COLUMN "stock" integer NULL;'])], applied_leaves={})
+    assert scope.post_check_args(plan, scope.CHANGED) == ["--plan-scope", '{"tables": ["shop_item"], "apps": []}']
+    assert scope.post_check_args(plan, scope.ALL) == [] and scope.post_check_args(None, scope.CHANGED) == []
+    assert _scope(plan.steps[0]).describe() == "the models of tables shop_item, and the models whose foreign keys reach them"
