@@ -16,9 +16,9 @@ import uuid
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import DatabaseError, models, transaction
 
-from deploygate_common import connection
+from deploygate_common import connection, one_line
 
 
 class Unfillable(Exception):
@@ -165,7 +165,11 @@ def fresh_value(field, model=None, tops=None):
         return field.flatchoices[0][0]
     if model is not None and kind in ORDERED:
         if field.name not in tops:
-            tops[field.name] = model._default_manager.aggregate(top=models.Max(field.name))["top"]
+            try:
+                with transaction.atomic():  # a savepoint: the exercise's transaction survives a refusal
+                    tops[field.name] = model._default_manager.aggregate(top=models.Max(field.name))["top"]
+            except DatabaseError as exc:  # e.g. the column is not there on this schema: the reads report that
+                raise Unfillable(f"no unused value: its column's maximum cannot be read ({one_line(exc)})") from None
         top = tops[field.name]
         step = ORDERED[kind] * SEED.serial(field)
         return step if top is None else top + step
