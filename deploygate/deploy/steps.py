@@ -91,6 +91,7 @@ def run_predeploy(run: DeployRun) -> None:
         result = gates.run_gate(run.settings, "predeploy", args, result_path=path, log=run.log)
     run.record.exceptions.update({f"override {k}": v for k, v in result.overrides.items()})
     run.record.gates += gates.rows(result)
+    run.record.notes += gates.notes(result)
     failed = result.failed()
     run.reversible = not any(c.category == "reversal" for c in failed)
     if failed and run.request.accept_incompatible and all(c.category == "compat" for c in failed):
@@ -215,6 +216,7 @@ def _post_checks(run: DeployRun, target: str, since: float | None = None) -> Non
     path = run.settings.path(run.settings.reports_dir) / gate / f"{run.stamp}.json"
     result = gates.run_gate(run.settings, gate, args, result_path=path, log=run.log)
     run.record.gates += gates.rows(result)
+    run.record.notes += gates.notes(result)
     if not result.passed:
         raise StageFailed(f"post-deploy checks ({target}) failed: {', '.join(c.name for c in result.failed()) or 'see the log'}")
 
