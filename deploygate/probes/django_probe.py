@@ -2,6 +2,7 @@
 
 Usage: python django_probe.py <command> [json-argument]
   plan                 the migrations this code would apply, what each does, and production's leaves
+                       (see deploygate_plan.py)
   migrate              apply them with Django's own `migrate`, recording time and table locks per migration
   migrate-to TARGETS   migrate to {"app": "name" | null} (used to reverse the plan)
   safe-migrations LABELS  the given migrations with renames made state-only (db_column / db_table kept), as files
@@ -15,8 +16,9 @@ Usage: python django_probe.py <command> [json-argument]
                        "reads": false (only the writes). See deploygate_exercise.py.
 
 Standalone on purpose: it runs in whatever Python and Django the target ships, so it
-imports nothing but the standard library, Django and its sibling ``deploygate_*`` modules. It prints one line
-"DEPLOYGATE_RESULT <json>" for deploygate to read; everything else is Django's own output.
+imports nothing but the standard library, Django and its sibling ``deploygate_*`` modules
+(plan, exercise, values, common). It prints one line "DEPLOYGATE_RESULT <json>" for
+deploygate to read; everything else is Django's own output.
 """
 
 import json
@@ -34,11 +36,12 @@ django.setup()
 # The probe's own modules sit beside it (its directory is sys.path's second entry).
 from deploygate_common import applied_leaves, connection, database_error, one_line  # noqa: E402
 from deploygate_exercise import cmd_exercise  # noqa: E402
+from deploygate_plan import cmd_plan  # noqa: E402
 from django.apps import apps as django_apps  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.core.management.commands import migrate as migrate_command  # noqa: E402
 from django.core.management.sql import emit_pre_migrate_signal  # noqa: E402
-from django.db import migrations, models, transaction  # noqa: E402
+from django.db import transaction  # noqa: E402
 from django.db.migrations.executor import MigrationExecutor  # noqa: E402
 from django.db.migrations.loader import MigrationLoader  # noqa: E402
 
@@ -58,7 +61,6 @@ WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
 """
 # The table an INSERT / UPDATE / DELETE writes to (to tell which tables post_migrate handlers fill).
 WRITTEN_TABLE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?([\w.]+)"?', re.I)
-FIELD_CHANGES = (migrations.AddField, migrations.AlterField, migrations.RemoveField)
 LOCK_STRENGTH = [
     "AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
     "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
@@ -68,147 +70,6 @@ LOCK_STRENGTH = [
 def emit(result):
     # A newline first: Django's migrate may have left its "Applying ..." line unfinished.
     print("\n" + MARKER + json.dumps(result, default=str), flush=True)
-
-
-def describe(operation):
-    try:
-        return operation.describe()
-    except Exception:  # noqa: BLE001 - a third-party operation may not describe itself
-        return type(operation).__name__
-
-
-def _field_facts(field):
-    """A field's column type, NULL and uniqueness, as the advice needs them (None: no such field)."""
-    if field is None:
-        return None
-    try:
-        db_type = field.db_type(connection)
-    except Exception:  # noqa: BLE001 - an unbound relation cannot name its column type
-        db_type = None
-    return {"db_type": db_type, "null": bool(field.null), "unique": bool(field.unique)}
-
-
-def _unique_sets(model_state):
-    """The field-name sets a model state declares unique together (unique_together and UniqueConstraint)."""
-    together = model_state.options.get("unique_together") or ()
-    if together and all(isinstance(name, str) for name in together):
-        together = [together]  # the one-set shorthand unique_together = ("a", "b")
-    sets = {tuple(sorted(names)) for names in together}
-    constraints = model_state.options.get("constraints") or ()
-    return sets | {tuple(sorted(c.fields)) for c in constraints if isinstance(c, models.UniqueConstraint) and c.fields}
-
-
-def operation_changes(migration, state):
-    """Per operation of ``migration`` (``state``: the project state before it, consumed here), the field it
-    alters before and after, and how many unique sets it adds or removes on an existing model."""
-    changes = []
-    for op in migration.operations:
-        before = state.clone()
-        change = {"type": type(op).__name__}
-        changes.append(change)
-        try:
-            op.state_forwards(migration.app_label, state)
-        except Exception:  # noqa: BLE001 - a third-party operation: no facts, the advice falls back to its type
-            continue
-        model = getattr(op, "model_name_lower", None) or getattr(op, "name_lower", None)
-        old, new = before.models.get((migration.app_label, model)), state.models.get((migration.app_label, model))
-        if isinstance(op, FIELD_CHANGES):
-            change["before"] = _field_facts(old.fields.get(op.name) if old else None)
-            change["after"] = _field_facts(new.fields.get(op.name) if new else None)
-        if old is not None and new is not None:
-            change["unique_added"] = len(_unique_sets(new) - _unique_sets(old))
-            change["unique_removed"] = len(_unique_sets(old) - _unique_sets(new))
-    return changes
-
-
-def _table_of(state, app_label, model_name):
-    model_state = state.models.get((app_label, model_name))
-    if model_state is None:
-        return None
-    return model_state.options.get("db_table") or f"{app_label}_{model_name}"
-
-
-def state_only_tables(migration, state):
-    """The tables (before and after) of the models whose Django state a SeparateDatabaseAndState changes:
-    its SQL does not say what the models now expect of the database, so they are in the exercise's scope.
-    ``state`` (the project state before the migration) is consumed."""
-    tables = set()
-    for op in migration.operations:
-        before = state.clone()
-        try:
-            op.state_forwards(migration.app_label, state)
-        except Exception:  # noqa: BLE001 - a third-party operation: its SQL is all we know
-            continue
-        if not isinstance(op, migrations.SeparateDatabaseAndState):
-            continue
-        for inner in op.state_operations:
-            for name in {getattr(inner, "model_name_lower", None), getattr(inner, "name_lower", None),
-                         getattr(inner, "old_name_lower", None), getattr(inner, "new_name_lower", None)} - {None}:  # fmt: skip
-                tables |= {_table_of(before, migration.app_label, name), _table_of(state, migration.app_label, name)}
-    return sorted(tables - {None})
-
-
-def unmigrated_tables():
-    """The tables of models whose definition differs from what the migrations build (a change that got
-    no migration): what makemigrations would write. These models are in the exercise's scope too."""
-    from django.db.migrations.autodetector import MigrationAutodetector
-    from django.db.migrations.state import ProjectState
-
-    try:
-        loader = MigrationLoader(None, ignore_no_migrations=True)
-        changes = MigrationAutodetector(loader.project_state(), ProjectState.from_apps(django_apps)).changes(graph=loader.graph)
-    except Exception:  # noqa: BLE001 - a project the autodetector cannot read: the plan's SQL is all we know
-        return []
-    tables = set()
-    for app_label, found in changes.items():
-        for migration in found:
-            for op in migration.operations:
-                name = getattr(op, "model_name", None) or getattr(op, "name", None)
-                try:
-                    tables.add(django_apps.get_model(app_label, name)._meta.db_table)
-                except (LookupError, TypeError, ValueError):  # a deleted model: no table the code uses
-                    continue
-    return sorted(tables)
-
-
-def cmd_plan(_arg):
-    executor = MigrationExecutor(connection)
-    loader = executor.loader
-    plan = executor.migration_plan(loader.graph.leaf_nodes())
-    steps = []
-    for migration, backwards in plan:
-        sql = []
-        state = loader.project_state((migration.app_label, migration.name), at_end=False)
-        changes = operation_changes(migration, state.clone())
-        state_only = state_only_tables(migration, state.clone())
-        try:
-            with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
-                migration.apply(state, editor, collect_sql=True)
-            sql = editor.collected_sql
-        except Exception as exc:  # noqa: BLE001 - RunPython and friends cannot always render SQL
-            sql = [f"-- SQL not renderable: {one_line(exc)}"]
-        steps.append(
-            {
-                "app": migration.app_label,
-                "name": migration.name,
-                "atomic": migration.atomic,
-                "operations": [describe(op) for op in migration.operations],
-                "operation_types": [type(op).__name__ for op in migration.operations],
-                "reversible": all(op.reversible for op in migration.operations),
-                "sql": sql,
-                "changes": changes,
-                "state_only_tables": state_only,
-            }
-        )
-    unknown = sorted(f"{app}.{name}" for app, name in loader.applied_migrations if (app, name) not in loader.graph.nodes)
-    return {
-        "plan": steps,
-        "applied_leaves": applied_leaves(loader),
-        "leaves": dict(loader.graph.leaf_nodes()),
-        "unknown_applied": unknown,
-        "applied": sorted(f"{app}.{name}" for app, name in loader.applied_migrations),
-        "unmigrated_tables": unmigrated_tables(),
-    }, 0
 
 
 class LockRecorder:
