@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from deploygate import differential
 from deploygate.migrations import (
     CHECK_VIOLATION,
     FOREIGN_KEY_VIOLATION,
@@ -82,8 +83,6 @@ MODELS_DISAGREE_ADVICE = (
     "the candidate's models differ from its migrations: run `manage.py makemigrations` and ship the migration "
     "(`makemigrations --check` in CI catches this)"
 )
-# SQLSTATEs of a release's own declared limits: its CHECK constraints and its uniqueness.
-OWN_LIMITS = frozenset({CHECK_VIOLATION, UNIQUE_VIOLATION})
 _VARCHAR = re.compile(r"^(?:varchar|character varying)\((\d+)\)$")
 
 
@@ -105,34 +104,22 @@ class Incompatibility:
         return f"{what}: {', '.join(self.operations)}{written} fail: {self.error}"
 
 
-def incompatibilities(
-    exercises: list[ModelExercise],
-    direction: str,
-    reference: list[ModelExercise] | None = None,
-    *,
-    own_schema: bool = False,
-) -> list[Incompatibility]:
-    """Failures grouped by model: a model whose every query fails is one entry, else one per field and error.
+def judged(
+    exercises: list[ModelExercise], reference: list[ModelExercise] | None = None, *, own_schema: bool = False
+) -> differential.Judged:
+    """The failures that count and the coverage gaps: ``exercises`` on the other schema against
+    ``reference`` (the same release on its own), or with ``own_schema`` on its own schema."""
+    return differential.on_own_schema(exercises) if own_schema else differential.on_other_schema(exercises, reference)
 
-    A boundary value may break on a limit the release itself declares (a CHECK constraint,
-    a unique value already taken): that is no incompatibility. ``reference`` is the same
-    release on its own schema, whose boundary failures are left out here; with
-    ``own_schema`` (the exercises ARE the release on its own schema) boundary values
-    refused by a check or unique constraint are left out.
-    """
-    own_failures = {(m.model, c.key) for m in reference or [] for c in m.failures}
-    found = []
-    for exercise in exercises:
-        failures = [
-            c for c in exercise.failures
-            if not (c.boundary and ((exercise.model, c.key) in own_failures or own_schema and c.sqlstate in OWN_LIMITS))
-        ]  # fmt: skip
-        if not failures:
-            continue
+
+def group(found: differential.Judged, direction: str) -> list[Incompatibility]:
+    """Counted failures grouped by model: a model whose select fails is one entry, else one per field and error."""
+    items = []
+    for exercise, failures in found.failures:
         select = next((c for c in exercise.checks if c.op == "select"), None)
-        if select is not None and not select.ok:
+        if select is not None and not select.ok and select in failures:
             ops = tuple(sorted({c.op for c in failures}))
-            found.append(Incompatibility(direction, exercise.model, exercise.table, None, ops, select.error or ""))
+            items.append(Incompatibility(direction, exercise.model, exercise.table, None, ops, select.error or ""))
             continue
         by_field: dict[tuple[str | None, str], tuple[set[str], set[str]]] = {}
         for check in failures:
@@ -141,10 +128,21 @@ def incompatibilities(
             if check.boundary:
                 values.add(check.value)
         for (name, error), (ops, values) in sorted(by_field.items(), key=lambda item: (item[0][0] or "", item[0][1])):
-            found.append(
+            items.append(
                 Incompatibility(direction, exercise.model, exercise.table, name, tuple(sorted(ops)), error, tuple(sorted(values)))
             )
-    return found
+    return items
+
+
+def incompatibilities(
+    exercises: list[ModelExercise],
+    direction: str,
+    reference: list[ModelExercise] | None = None,
+    *,
+    own_schema: bool = False,
+) -> list[Incompatibility]:
+    """The failures that count (see ``deploygate.differential``), grouped by model and field."""
+    return group(judged(exercises, reference, own_schema=own_schema), direction)
 
 
 @dataclass
@@ -152,7 +150,9 @@ class Verdict:
     """Compatible: plain blue-green is safe. Otherwise the items say what breaks and ``advice`` how to fix it.
 
     ``migration_failure``: the migration itself fails on production's rows, so there is no
-    new schema to judge; ``unchecked``: fields the probe could not fill (never a failure).
+    new schema to judge; ``unchecked``: fields the probe could not fill, and ``gaps``:
+    operations a release cannot do even on its own schema (both never a failure);
+    ``scope``: which models were exercised.
     """
 
     production_on_new: list[Incompatibility] = field(default_factory=list)
@@ -161,6 +161,8 @@ class Verdict:
     advice: list[str] = field(default_factory=list)
     migration_failure: MigrationFailure | None = None
     unchecked: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)
+    scope: str = ""
 
     @property
     def overlap_breaks(self) -> bool:
@@ -178,6 +180,11 @@ class Verdict:
             lines.append("compatible: the release serving now and the candidate both work on either schema; blue-green as normal")
         if self.overlap_breaks:
             lines += self._overlap(plan)
+        if self.scope:
+            lines.append(f"  exercised: {self.scope}")
+        if self.gaps:
+            lines.append(f"  {len(self.gaps)} operations not exercisable (they fail on the release's own schema too: never a failure):")
+            lines += [f"    - {line}" for line in self.gaps]
         if self.unchecked:
             lines.append("  not checked (never a failure; each with the reason):")
             lines += [f"    - {line}" for line in self.unchecked]
@@ -292,28 +299,27 @@ def migration_failure(rehearsal: Rehearsal) -> MigrationFailure | None:
 
 
 def judge(rehearsal: Rehearsal) -> Verdict:
-    """The verdict of one rehearsal: both directions, the candidate's own failures, and the fix.
+    """The verdict of one rehearsal: both directions, the candidate's own failures, the gaps, and the fix.
 
-    Boundary values are judged against each release on its own schema. When the plan fails
-    on the copy, the schema never changed: only the candidate on the old schema is judged,
-    and the failure itself is the verdict's first line.
+    Each release on the other schema is judged against the same operations, with the same
+    values, on its own schema (``deploygate.differential``). When the plan fails on the copy,
+    the schema never changed: only the candidate on the old schema is judged, and the
+    failure itself is the verdict's first line.
     """
     announced = announced_changes(sql for step in rehearsal.plan.steps for sql in step.sql)
     failure = migration_failure(rehearsal)
     migrated = failure is None
-    candidate_on_old = [
-        item
-        for item in incompatibilities(
-            rehearsal.candidate_on_old_schema, CANDIDATE_ON_OLD, rehearsal.candidate_on_new_schema if migrated else None
-        )
-        if not explained_by_plan(item.error, announced)
-    ]
-    verdict = Verdict(candidate_on_old=candidate_on_old, migration_failure=failure)
+    on_old = judged(rehearsal.candidate_on_old_schema, rehearsal.candidate_on_new_schema if migrated else None)
+    candidate_on_old = [item for item in group(on_old, CANDIDATE_ON_OLD) if not explained_by_plan(item.error, announced)]
+    verdict = Verdict(candidate_on_old=candidate_on_old, migration_failure=failure, scope=rehearsal.scope_description)
+    gaps = on_old.gaps
     if migrated:
-        verdict.production_on_new = incompatibilities(
-            rehearsal.production_on_new_schema, PRODUCTION_ON_NEW, rehearsal.production_on_old_schema
-        )
-        verdict.candidate_on_new = incompatibilities(rehearsal.candidate_on_new_schema, CANDIDATE_ON_NEW, own_schema=True)
+        on_new = judged(rehearsal.production_on_new_schema, rehearsal.production_on_old_schema)
+        own = judged(rehearsal.candidate_on_new_schema, own_schema=True)
+        verdict.production_on_new = group(on_new, PRODUCTION_ON_NEW)
+        verdict.candidate_on_new = group(own, CANDIDATE_ON_NEW)
+        gaps = gaps + on_new.gaps + own.gaps + judged(rehearsal.production_on_old_schema, own_schema=True).gaps
+    verdict.gaps = [line for line in dict.fromkeys(gaps) if not explained_by_plan(line, announced)]
     # (The candidate on the old schema may find no row to point at in a table its own plan changes.)
     verdict.unchecked = [
         line

@@ -115,6 +115,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("health_samples", "gates.health_samples", 20, "requests sampled for the response-time check", _parse_int),
     Option("db_connections_min", "gates.db_connections_min", 3, "fewest database connections a healthy production has", _parse_int),
     Option("db_connections_max", "gates.db_connections_max", 10, "most database connections a healthy production has", _parse_int),
+    Option(
+        "compat_scope", "gates.compat_scope", "changed",
+        "models the ORM exercises cover: changed (those whose tables the plan changes, and those whose foreign keys reach them) or all",
+        choices=("changed", "all"),
+    ),  # fmt: skip
     Option("deploy_window", "policy.window", "02:00-04:00", "local time range deploys may start in (HH:MM-HH:MM)"),
     Option("deploy_timezone", "policy.timezone", "Asia/Manila", "time zone of the deploy window"),
     Option("min_hours_between_deploys", "policy.min_hours_between_deploys", 48, "no deploy within this many hours of the last", _parse_int),

@@ -98,6 +98,8 @@ class PlanStep:
     atomic: bool
     sql: list[str]
     changes: list[OperationChange] = field(default_factory=list)
+    # Tables of models whose state a SeparateDatabaseAndState changes (its SQL does not show them).
+    state_only_tables: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -112,6 +114,7 @@ class MigrationPlan:
     applied_leaves: dict[str, str | None]  # per app, the latest applied migration (what runs now)
     applied: list[str] = field(default_factory=list)  # every applied "app.name"
     unknown_applied: list[str] = field(default_factory=list)  # applied, but not in this release's graph
+    unmigrated_tables: list[str] = field(default_factory=list)  # of models changed without a migration
 
     @property
     def labels(self) -> list[str]:
@@ -153,6 +156,7 @@ def parse_plan(payload: dict) -> MigrationPlan:
         applied_leaves=payload["applied_leaves"],
         applied=payload.get("applied", []),
         unknown_applied=payload.get("unknown_applied", []),
+        unmigrated_tables=payload.get("unmigrated_tables", []),
     )
 
 
@@ -286,11 +290,14 @@ class ExerciseCheck:
     value: str | None = None
     unchecked: str | None = None
     sqlstate: str | None = None  # the database's error code when it refused
+    table: str | None = None  # the table and column the database named in its refusal, if any
+    column: str | None = None
 
     @property
     def key(self) -> tuple[str, str | None, str | None]:
-        """What was tried, to find the same check in another exercise."""
-        return self.op, self.field, self.value
+        """What was tried, to find the same check in another exercise. A duplicate row's field is named
+        only once the database refused it (the unique set it broke), so it is not part of what was tried."""
+        return self.op, None if self.value == "duplicate" else self.field, self.value
 
     @property
     def boundary(self) -> bool:
@@ -323,10 +330,10 @@ def parse_exercise(payload: dict) -> list[ModelExercise]:
 
 
 def exercise_failures(exercises: list[ModelExercise]) -> list[str]:
-    """One line per failed ORM operation of a release on its own schema: ``model: op field -> error``.
+    """One line per failed ORM operation other than a boundary value: ``model: op field -> error``.
 
-    A boundary value refused there is the release's own limit (a CHECK constraint, a range it
-    declares), not a broken ORM: those only matter across releases, where ``compat`` judges them.
+    Every failure, whatever its cause: the gates judge with ``deploygate.differential`` instead,
+    which tells a schema error from the app's own code.
     """
     return [f"{m.model}: {c.op} {c.field or ''} -> {c.error}" for m in exercises for c in m.failures if not c.boundary]
 
@@ -400,13 +407,14 @@ class Prober:
     def migrate_to(self, targets: dict[str, str | None]) -> MigrateResult:
         return parse_migrate(*self.run("migrate-to", targets))
 
-    def exercise(self, state: str | dict[str, str | None] = "current") -> list[ModelExercise]:
-        """select / filter / insert / update / delete on every model, all rolled back.
+    def exercise(self, state: str | dict[str, str | None] = "current", scope: dict | None = None) -> list[ModelExercise]:
+        """select / filter / insert / update / delete on the models in ``scope`` (None: every model), all
+        rolled back (see ``deploygate.scope``).
 
         ``state`` "current" uses this image's models; a ``{app: migration}`` uses the historical
         models at those migrations (another release's view of the schema).
         """
-        return parse_exercise(self.run("exercise", {"state": state})[0])
+        return parse_exercise(self.run("exercise", {"state": state, "scope": scope})[0])
 
     def safe_migrations(self, labels: list[str]) -> dict[str, str]:
         """The given migrations with renames made state-only, as ``{relative path: file text}``."""

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import psycopg
 
-from deploygate import app
+from deploygate import app, scope
 from deploygate.backup import Backup, BackupError, check_integrity, count_rows, user_tables
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, connect
@@ -28,7 +28,7 @@ from deploygate.migrations import offending_rows_query, qualify
 from deploygate.platform.base import Platform, Scratch
 from deploygate.platform.images import Image
 from deploygate.probe import AppliedMigration, MigrationFailure, MigrationPlan, ModelExercise, Prober, parse_exercise
-from deploygate.probe import parse_migrate, parse_plan
+from deploygate.probe import parse_migrate
 
 _BACKUP_IN_CONTAINER = "/backup"
 _COPY_PORT = 5432
@@ -150,41 +150,69 @@ class Rehearsal:
     production_on_old_schema: list[ModelExercise] = field(default_factory=list)
     migrate_failure: MigrationFailure | None = None  # the statement the plan failed on, with the rows in its way
     bookkeeping: DjangoBookkeeping = field(default_factory=DjangoBookkeeping)  # what Django itself wrote while migrating
+    exercised: frozenset[str] = frozenset()  # which of EXERCISES ran
+    scope_description: str = ""  # which models they covered, in words
+    full_sweep: bool = False  # every model (gates.compat_scope = "all"), not only what the plan changes
 
 
-def rehearse(platform: Platform, settings: Settings, candidate: Image, copy: DatabaseCopy, say: Say = print) -> Rehearsal:
+# The four ORM exercises a rehearsal can run: each release on the schema before and after migrating.
+CANDIDATE_ON_OLD, PRODUCTION_ON_OLD = "candidate_on_old", "production_on_old"
+CANDIDATE_ON_NEW, PRODUCTION_ON_NEW = "candidate_on_new", "production_on_new"
+EXERCISES = frozenset({CANDIDATE_ON_OLD, PRODUCTION_ON_OLD, CANDIDATE_ON_NEW, PRODUCTION_ON_NEW})
+
+
+def _exercise_steps(wanted: list[tuple[str, dict]], needed: frozenset[str], spec: dict | None) -> list[tuple[str, dict]]:
+    """The probe's exercise commands among ``wanted`` (name, state) that ``needed`` asks for, over ``spec``."""
+    return [(name, {"state": state, "scope": spec}) for name, state in wanted if name in needed]
+
+
+def rehearse(
+    platform: Platform, settings: Settings, candidate: Image, copy: DatabaseCopy, say: Say = print, *,
+    exercises: frozenset[str] = EXERCISES,
+) -> Rehearsal:  # fmt: skip
     """Plan, exercise both releases on the old schema, migrate, fingerprint, exercise both releases on the new one.
 
-    Each release on its own schema is the reference its boundary values are judged against
-    on the other. A statement the plan fails on is kept with the count of rows in its way.
+    Only the ``exercises`` asked for run (a check skipped by name costs nothing), over the
+    models ``gates.compat_scope`` selects (``deploygate.scope``): none at all when the plan
+    changes no table or column. Each release on its own schema is the reference its
+    operations on the other are judged against, with the same seeded values.
+    A statement the plan fails on is kept with the count of rows in its way.
 
-    Probe commands are batched (Django starts once per batch) and the host's fingerprints
-    run beside them, since each container start costs about a second. A failing migration
-    does not raise: it is recorded (``migrate_error``) for the gates to judge.
+    The plan runs first, beside the host's fingerprint, since the scope depends on it; then
+    one probe batch (Django starts once, each container start costs about a second) runs
+    the exercises on the old schema, ``migrate``, and the exercises on the new one. A
+    failing migration does not raise: it is recorded (``migrate_error``) for the gates to judge.
     """
     timings: dict[str, float] = {}
     started = time.monotonic()
-    quiet_probe = copy.prober(platform, settings, candidate)
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool:
         # Both read-only on the copy as restored.
         before_future = pool.submit(fingerprint, copy.host_address)
-        (plan_payload, old_schema, production_view_old), seconds = quiet_probe.batch(
-            # The release serving now writes on its own schema: only the reference for its boundary values.
-            [("plan", None), ("exercise", {"state": "current"}), ("exercise", {"state": "applied", "reads": False})]
-        )
+        plan = copy.prober(platform, settings, candidate).plan()
         before = before_future.result()
-    plan = parse_plan(plan_payload)
-    timings["plan_and_old_schema_s"] = round(time.monotonic() - started, 3)
-    timings["compat_candidate_on_old_schema_s"], timings["compat_production_on_old_schema_s"] = seconds[1:]
-    say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}; migrating the copy with the candidate image...")
+    timings["plan_s"] = round(time.monotonic() - started, 3)
+    spec = scope.probe_scope(plan, settings.compat_scope)
+    needed = exercises if spec is None or spec["tables"] or spec["apps"] else frozenset()
+    described = "every model" if spec is None else scope.changed_by(plan).describe()
+    if not exercises:
+        described = "no model (no check that runs consumes an ORM exercise)"
+    say(f"plan: {', '.join(plan.labels) or 'nothing to apply'}; exercising {described}; migrating the copy with the candidate image...")
 
     started = time.monotonic()
+    old_steps = _exercise_steps([(CANDIDATE_ON_OLD, "current"), (PRODUCTION_ON_OLD, "applied")], needed, spec)
+    new_steps = _exercise_steps([(CANDIDATE_ON_NEW, "current"), (PRODUCTION_ON_NEW, plan.applied_leaves)], needed, spec)
+    # One process (Django starts once): the exercises roll back all they write, so migrate meets the copy as restored.
     results, seconds = copy.prober(platform, settings, candidate, say=say).batch(
-        [("migrate", None), ("exercise", {"state": "current"}), ("exercise", {"state": plan.applied_leaves})]
+        [("exercise", argument) for _, argument in old_steps] + [("migrate", None)] + [("exercise", argument) for _, argument in new_steps]
     )
-    migrate_payload, new_schema, production_view = results
-    timings["migrate_in_probe_s"], timings["orm_candidate_on_new_schema_s"], timings["compat_production_on_new_schema_s"] = seconds
-    timings["migrate_and_new_schema_s"] = round(time.monotonic() - started, 3)
+    exercised: dict[str, list[ModelExercise]] = {}
+    for (name, _), payload, took in zip(old_steps + [("migrate", None)] + new_steps, results, seconds):
+        if name == "migrate":
+            migrate_payload, timings["migrate_in_probe_s"] = payload, took
+            continue
+        exercised[name] = parse_exercise(payload)
+        timings[f"{'orm' if name == CANDIDATE_ON_NEW else 'compat'}_{name}_schema_s"] = took
+    timings["exercise_and_migrate_s"] = round(time.monotonic() - started, 3)
     started = time.monotonic()
     after = fingerprint(copy.host_address, reference=before)
     timings["fingerprint_after_s"] = round(time.monotonic() - started, 3)
@@ -196,19 +224,22 @@ def rehearse(platform: Platform, settings: Settings, candidate: Image, copy: Dat
         candidate=candidate,
         plan=plan,
         before=before,
-        candidate_on_old_schema=parse_exercise(old_schema),
+        candidate_on_old_schema=exercised.get(CANDIDATE_ON_OLD, []),
         applied=migrated.migrations,
         migrate_error=migrated.error,
         after=after,
-        candidate_on_new_schema=parse_exercise(new_schema),
-        production_on_new_schema=parse_exercise(production_view),
+        candidate_on_new_schema=exercised.get(CANDIDATE_ON_NEW, []),
+        production_on_new_schema=exercised.get(PRODUCTION_ON_NEW, []),
         timings=timings,
-        production_on_old_schema=parse_exercise(production_view_old),
+        production_on_old_schema=exercised.get(PRODUCTION_ON_OLD, []),
         migrate_failure=failure,
         bookkeeping=DjangoBookkeeping(
             post_migrate=frozenset(qualify(table) for table in migrated.post_migrate_tables),
             content_type_renames=frozenset(qualify(table) for table in migrated.content_type_rename_tables),
         ),
+        exercised=needed,
+        scope_description=described,
+        full_sweep=spec is None,
     )
 
 

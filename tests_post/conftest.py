@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -19,6 +20,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--target", choices=("green", "proxy"), default="proxy", help="check the new colour directly or via the proxy")
     group.addoption("--deploy-color", default=None, help="the new colour (default: the colour the proxy routes to)")
     group.addoption("--since", type=float, default=None, help="epoch seconds the error count starts at (the switch)")
+    group.addoption(
+        "--plan-scope", default=None, metavar="JSON",
+        help='the models the ORM check exercises, {"tables": [...], "apps": [...]} as the deploy\'s plan changed them '
+        "(set by the deploy; absent: every model)",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,18 @@ def target(pytestconfig: pytest.Config, platform: Platform, settings: Settings, 
         pytest.fail(f"no address reaches {platform.colour_name(color)}" + (" (no proxy runs)" if via_proxy else ""), pytrace=False)
     image = Image(tag=state.release, id=state.image_id, built=False)
     return Target(color=color, state=state, image=image, url=urls[0], via_proxy=via_proxy, urls=tuple(urls))
+
+
+@pytest.fixture(scope="session")
+def plan_scope(pytestconfig: pytest.Config) -> dict | None:
+    """The probe's scope for the ORM check: what the deploy's plan changed, or None (every model)."""
+    given = pytestconfig.getoption("--plan-scope")
+    if not given:
+        return None
+    try:
+        return json.loads(given)
+    except ValueError:
+        raise pytest.UsageError(f"--plan-scope expects a JSON object, got {given!r}") from None
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,9 @@ import time
 import pytest
 import requests
 
-from deploygate import health
+from deploygate import differential, health
 from deploygate.migrations import parse_expected_plan
 from deploygate.policy import percentile
-from deploygate.probe import exercise_failures
 from deploygate.proxy import COLOR_HEADER
 
 pytestmark = pytest.mark.post
@@ -24,11 +23,24 @@ def test_plan_is_applied(production_probe, settings, gate_measure) -> None:
     assert not missing, f"expected migrations not applied: {missing}"
 
 
-def test_orm_reads_and_writes_on_the_new_names(production_probe, gate_measure) -> None:
-    models = production_probe.exercise("current")
-    failures = exercise_failures(models)
-    gate_measure(f"{len(failures)} failed ORM operations on {len(models)} models", "0")
-    assert models and not failures, "; ".join(failures[:5])
+def test_orm_reads_and_writes_on_the_new_names(production_probe, plan_scope, gate_measure, gate_results) -> None:
+    # Why classification and not a comparison: by now the rehearsal copy (where the same release ran the
+    # same seeded operations) is gone, and production's schema is the release's own. On its own schema an
+    # operation fails either because the schema lacks what the model names (an undefined column or table,
+    # a type mismatch, a NOT NULL or length the model does not declare): what this check exists to catch,
+    # after a migration on production's real state; or because the app's own code cannot work with the
+    # probe's rows (save() needing related rows, signals, settings): a coverage gap, which the rehearsal
+    # already judged differentially on a copy of the same data.
+    models = production_probe.exercise("current", scope=plan_scope)
+    judged = differential.on_own_schema(models)
+    gate_measure(f"{len(judged.failed)} failed ORM operations on {len(models)} models, {len(judged.gaps)} not exercisable", "0 failed")
+    for line in judged.gaps:
+        print(line)
+    if judged.gaps:
+        gate_results.notes.append(f"orm on the new names: {len(judged.gaps)} operations not exercisable: " + "; ".join(judged.gaps))
+    # Scoped to what the plan changed there may be nothing to exercise; over every model there must be something.
+    assert models or plan_scope is not None, "no model was exercised"
+    assert not judged.failed, "; ".join(judged.failed[:5])
 
 
 def test_new_colour_is_healthy(target, settings, gate_measure) -> None:

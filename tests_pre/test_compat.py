@@ -14,13 +14,18 @@ import pytest
 
 from deploygate import compat
 
-pytestmark = pytest.mark.compat
+from deploygate.rehearsal import EXERCISES
+
+# Every exercise: each release on the other schema is judged against itself on its own.
+pytestmark = [pytest.mark.compat, pytest.mark.exercises(*sorted(EXERCISES))]
 
 
 @pytest.fixture(scope="module")
-def verdict(rehearsed) -> compat.Verdict:
+def verdict(rehearsed, gate_results) -> compat.Verdict:
     judged = compat.judge(rehearsed)
     print(judged.explain(rehearsed.plan))
+    if judged.gaps:
+        gate_results.notes.append(f"compat: {len(judged.gaps)} operations not exercisable (never a failure): " + "; ".join(judged.gaps))
     return judged
 
 
@@ -38,10 +43,10 @@ def _write_safe_migrations(pytestconfig, verdict, platform, settings, rehearsed,
 
 
 def test_production_release_works_on_the_new_schema(verdict, rehearsed, _write_safe_migrations, gate_measure) -> None:
-    gate_measure(f"{len(verdict.production_on_new)} incompatibilities", "0")
+    gate_measure(f"{len(verdict.production_on_new)} incompatibilities, {len(verdict.gaps)} not exercisable", "0 incompatibilities")
     assert not verdict.production_on_new, verdict.explain(rehearsed.plan)
 
 
 def test_candidate_works_on_the_old_schema(verdict, rehearsed, _write_safe_migrations, gate_measure) -> None:
-    gate_measure(f"{len(verdict.candidate_on_old)} incompatibilities", "0")
+    gate_measure(f"{len(verdict.candidate_on_old)} incompatibilities, {len(verdict.gaps)} not exercisable", "0 incompatibilities")
     assert not verdict.candidate_on_old, verdict.explain(rehearsed.plan)

@@ -82,6 +82,11 @@ def log_checks(result: GateResult, log: DeployLog) -> None:
         log(f"   note: {note}")
 
 
+def notes(result: GateResult) -> list[str]:
+    """The gate's notes for the deploy record (e.g. the operations the ORM checks could not exercise), named by gate."""
+    return [f"{result.gate}: {note}" for note in result.notes]
+
+
 def rows(result: GateResult) -> list[GateRow]:
     """The gate's checks as rows of the deploy record."""
     return [

@@ -11,7 +11,7 @@ import datetime as dt
 import time
 
 from deploygate import backup as backups
-from deploygate import monitor, window
+from deploygate import monitor, scope, window
 from deploygate.database import production_identity
 from deploygate.deploy import gates, undo
 from deploygate.deploy.runner import Step, StageFailed
@@ -91,6 +91,7 @@ def run_predeploy(run: DeployRun) -> None:
         result = gates.run_gate(run.settings, "predeploy", args, result_path=path, log=run.log)
     run.record.exceptions.update({f"override {k}": v for k, v in result.overrides.items()})
     run.record.gates += gates.rows(result)
+    run.record.notes += gates.notes(result)
     failed = result.failed()
     run.reversible = not any(c.category == "reversal" for c in failed)
     if failed and run.request.accept_incompatible and all(c.category == "compat" for c in failed):
@@ -210,10 +211,12 @@ def wait_new_colour_healthy(run: DeployRun) -> None:
 def _post_checks(run: DeployRun, target: str, since: float | None = None) -> None:
     gate = f"post_{target}"
     args = ["--target", target, "--deploy-color", run.new_color] + (["--since", str(since)] if since else [])
+    args += scope.post_check_args(run.plan, run.settings.compat_scope)
     args += gates.skip_args(gate, run.request.skip_checks)
     path = run.settings.path(run.settings.reports_dir) / gate / f"{run.stamp}.json"
     result = gates.run_gate(run.settings, gate, args, result_path=path, log=run.log)
     run.record.gates += gates.rows(result)
+    run.record.notes += gates.notes(result)
     if not result.passed:
         raise StageFailed(f"post-deploy checks ({target}) failed: {', '.join(c.name for c in result.failed()) or 'see the log'}")
 

@@ -463,3 +463,14 @@ def test_safe_migrations_keep_the_renamed_column(
         exercised = copy.prober(compat_platform, compat_settings, base_image).exercise("current")
     failures = probe.exercise_failures(exercised)
     assert exercised and not failures, "the base release fails after the safe migration: " + "; ".join(failures)
+
+
+def test_an_index_only_plan_exercises_no_model(run_case: Callable[[str], CaseRun]) -> None:
+    """add_index changes no table or column: no model is exercised (gates.compat_scope = "changed"), and a
+    plan that changes a column exercises its model and the models reaching it, not every model."""
+    rehearsed = run_case("add_index").rehearsed
+    exercised = rehearsed.candidate_on_old_schema + rehearsed.candidate_on_new_schema
+    exercised += rehearsed.production_on_old_schema + rehearsed.production_on_new_schema
+    assert exercised == [] and rehearsed.scope_description == "nothing (no table or column changes)"
+    renamed = run_case("rename_column").rehearsed
+    assert {m.model for m in renamed.candidate_on_new_schema} == {"shop.Item"}, "contenttypes, auth and Category are not changed"
