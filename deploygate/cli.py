@@ -145,8 +145,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from deploygate import deploy
 
+    reason = (args.reason or "").strip()
+    if args.accept_schema_mismatch and not reason:
+        raise config.ConfigError('--accept-schema-mismatch needs --reason "why" (it is recorded)')
+    accepted = reason if args.accept_schema_mismatch else None
     settings = _settings(args)
-    result = deploy.rollback(connect(settings, _say), settings, force=args.force)
+    result = deploy.rollback(connect(settings, _say), settings, force=args.force, accept_schema_mismatch=accepted)
     _say(f"{result.outcome.value}: {result.detail}")
     return 0
 
@@ -222,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_abort.add_argument("--wait", type=float, default=900, help="seconds to wait for the deploy to stop")
     p_rollback = command("rollback", cmd_rollback, "roll back an unfinished deploy, or the last one within the forward-fix threshold")
     p_rollback.add_argument("--force", action="store_true", help="roll back even past the forward-fix threshold")
+    p_rollback.add_argument("--accept-schema-mismatch", action="store_true",
+                            help="close the deploy even if rollback_verify finds the schema not the previous release's (needs --reason)")  # fmt: skip
+    p_rollback.add_argument("--reason", help="why --accept-schema-mismatch is justified (recorded in the ledger and the report)")
     p_bench = command("bench", cmd_bench, "benchmarks, as ratios to a baseline measured in the same run")
     p_bench.add_argument("what", choices=["predeploy", "switch", "soak"], help="what to measure")
     p_bench.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: PersonLinks per run")

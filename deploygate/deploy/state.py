@@ -47,6 +47,8 @@ class Request:
     skip_predeploy: str | None = None  # the reason given
     gate_args: tuple[str, ...] = ()
     skip_checks: Mapping[str, str] = field(default_factory=dict)  # check name -> the reason given
+    # A rollback's way out of a schema its verify finds not to be the previous release's (the reason given).
+    accept_schema_mismatch: str | None = None
 
 
 @dataclass

@@ -132,7 +132,16 @@ def verify_previous(run: DeployRun) -> None:
         run.log(f"   applied migrations {run.old_color}'s graph explains: {outside.explained()}")
         run.record.notes.append(f"rollback verify: applied migrations outside {run.old_color}'s graph, not a mismatch: {outside.explained()}")
     if not plan.at_release:
-        raise StageFailed(f"schema does not match {run.old_color}: {plan.mismatch()}")
+        mismatch = f"schema does not match {run.old_color}: {plan.mismatch()}"
+        accepted = run.request.accept_schema_mismatch
+        if not accepted:
+            # Re-running cannot change what django_migrations records: without a way out the deploy stays open for good.
+            raise StageFailed(f'{mismatch}; if that is expected, `nox -s rollback -- --accept-schema-mismatch --reason "why"` '
+                              "closes the deploy (recorded)")  # fmt: skip
+        run.log(f"   {mismatch}: ACCEPTED ({accepted})")
+        run.record.notes.append(f"rollback verify: {mismatch}; accepted: {accepted}")
+        # The exceptions go to the ledger with the rolled_back entry: what was accepted, beside why.
+        run.record.exceptions["accept schema mismatch"] = f"{accepted} (accepted: {mismatch})"
     run.proxy.verify(run.old_color)
 
 
