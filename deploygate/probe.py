@@ -252,6 +252,8 @@ class MigrateResult:
     # Permission, ...) and the RenameContentType contenttypes adds after a RenameModel.
     post_migrate_tables: list[str] = field(default_factory=list)
     content_type_rename_tables: list[str] = field(default_factory=list)
+    # Per table, the (32-bit) ids of the transactions migrate inserted rows in: its own rows' xmin.
+    inserted_xids: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -279,6 +281,7 @@ def parse_migrate(payload: dict, exit_code: int = 0) -> MigrateResult:
         failure=parse_failure(payload),
         post_migrate_tables=payload.get("bookkeeping", {}).get("post_migrate", []),
         content_type_rename_tables=payload.get("bookkeeping", {}).get("content_type_rename", []),
+        inserted_xids=payload.get("inserted_xids", {}),
     )
 
 

@@ -29,6 +29,7 @@ from deploygate.probe import MigrationPlan, Prober
 from deploygate.production import app_environment
 from deploygate.proxy import Proxy, Route
 from deploygate.record import DeployRecord, ImageRecord, Outcome, RouteRecord, StageRecord
+from deploygate.window import MigrateWrites
 
 if TYPE_CHECKING:
     from deploygate.traffic import TrafficProbe
@@ -67,6 +68,8 @@ class Checkpoint:
     started_ids: dict[str, int]
     backup_manifest: str | None
     switched_at: float | None = None
+    # Rows the release's migrate inserted: bookkeeping, left out of the window's rows (window.MigrateWrites).
+    migrate_writes: MigrateWrites = field(default_factory=MigrateWrites)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -88,6 +91,7 @@ class Checkpoint:
             started_ids=data.get("started_ids", {}),
             backup_manifest=data.get("backup_manifest"),
             switched_at=data.get("switched_at"),
+            migrate_writes=MigrateWrites.from_json(data.get("migrate_writes")),
         )
 
 
@@ -117,6 +121,7 @@ class DeployRun:
     hold: str | None = None
     backup: Backup | None = None
     started_ids: dict[str, int] = field(default_factory=dict)
+    migrate_writes: MigrateWrites = field(default_factory=MigrateWrites)
     switched_at: float | None = None
     touched: bool = False  # production was changed by this run: a failure now means a rollback
     holding: bool = False  # a rollback holds traffic until the schema is the previous release's again
@@ -172,6 +177,7 @@ class DeployRun:
             started_ids=self.started_ids,
             backup_manifest=str(self.backup.manifest_path) if self.backup else None,
             switched_at=self.switched_at,
+            migrate_writes=self.migrate_writes,
         )
 
     def record_in_ledger(self, outcome: str, **extra: object) -> None:
@@ -193,6 +199,7 @@ class DeployRun:
         self.reversible = checkpoint.reversible
         self.hold = checkpoint.hold
         self.started_ids = checkpoint.started_ids
+        self.migrate_writes = checkpoint.migrate_writes
         self.switched_at = checkpoint.switched_at
         self.record.exceptions.update(checkpoint.exceptions)
         if checkpoint.backup_manifest and Path(checkpoint.backup_manifest).exists():

@@ -39,11 +39,17 @@ def production_answers(run: DeployRun) -> None:
 
 
 def export_window_rows(run: DeployRun) -> None:
-    """Every row written since the deploy started, to a 0600 CSV, before anything is undone."""
+    """Every row written since the deploy started, to a 0600 CSV, before anything is undone;
+    the rows the release's own migrate inserted are not the window's (a restore removes them, and
+    putting them back would give the previous release rows of models it does not have)."""
     export = run.settings.path(run.settings.backup_dir) / f"rollback_data_{run.stamp}.csv"
-    rows = window.export_rows(run.db, run.started_ids, export)
+    rows = window.export_rows(run.db, run.started_ids, export, run.migrate_writes)
     run.record.rollback.export_path, run.record.rollback.rows_exported = str(export), rows
     run.log(f"   exported {rows} rows written during the window to {export}")
+    if run.migrate_writes.floors:
+        own = window.describe_counts(window.migrate_rows(run.db, run.migrate_writes))
+        run.log(f"   left out {own} the release's migrate wrote (bookkeeping)")
+        run.record.notes.append(f"rollback export: left out {own} the release's migrate wrote (bookkeeping)")
 
 
 def _release(run: DeployRun) -> str:
