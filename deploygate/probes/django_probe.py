@@ -20,6 +20,7 @@ imports nothing but the standard library and Django. It prints one line
 
 import datetime
 import decimal
+import importlib.util
 import ipaddress
 import itertools
 import json
@@ -45,6 +46,18 @@ from django.db.migrations.executor import MigrationExecutor  # noqa: E402
 from django.db.migrations.loader import MigrationLoader  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+
+def _beside(name):
+    """A module of this script's directory, loaded by its path: the project's modules (first on the path) cannot shadow it."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"deploygate_probe_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+InsertTracker = _beside("migrate_writes").InsertTracker
+
 MARKER = "DEPLOYGATE_RESULT "
 connection = connections[DEFAULT_DB_ALIAS]
 # User tables by OID. Taken before each statement: a table the statement drops is gone
@@ -62,28 +75,6 @@ WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
 """
 # The table an INSERT / UPDATE / DELETE writes to (to tell which tables post_migrate handlers fill).
 WRITTEN_TABLE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?([\w.]+)"?', re.I)
-INSERTED_TABLE = re.compile(r'^\s*INSERT\s+INTO\s+"?([\w.]+)"?', re.I)
-# The 32-bit id of this connection's open transaction (what a row's xmin holds), NULL outside one.
-CURRENT_XID_SQL = "SELECT mod(txid_current_if_assigned(), 4294967296)"
-# A table's single integer primary key and its largest value now (no row: none).
-PK_FLOOR_SQL = """
-SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-WHERE i.indrelid = to_regclass(%s) AND i.indisprimary AND i.indnatts = 1 AND a.atttypid IN (20, 21, 23)
-"""
-# The xmins of rows above a floor that this open transaction wrote, its savepoints included: another
-# session's uncommitted rows are invisible, so a visible row whose transaction is in progress is ours.
-# txid_status needs the 64-bit id: the 32-bit xmin is taken as the nearest id to the snapshot's
-# (our own savepoints' ids may be a little past it, other rows' behind it, an epoch wrap either way);
-# the first three ids are special (bootstrap, frozen) and never ours. mod(), not %: the query has a
-# parameter, and the drivers read % as one.
-OWN_XIDS_SQL = """
-WITH s AS (SELECT txid_snapshot_xmax(txid_current_snapshot()) AS top),
-r AS (SELECT DISTINCT xmin::text::bigint AS x FROM {table} WHERE {pk} > %s),
-d AS (SELECT x, s.top, x - mod(s.top, 4294967296) AS ahead FROM r, s WHERE x >= 3),
-f AS (SELECT x, top + ahead + CASE WHEN ahead > 2147483648 THEN -4294967296 WHEN ahead < -2147483648 THEN 4294967296 ELSE 0 END
-      AS full_id FROM d)
-SELECT x FROM f WHERE full_id > 0 AND txid_status(full_id) = 'in progress'
-"""
 FIELD_CHANGES = (migrations.AddField, migrations.AlterField, migrations.RemoveField)
 LOCK_STRENGTH = [
     "AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
@@ -236,11 +227,8 @@ class LockRecorder:
         self.migrations = []
         self.bookkeeper = None
         self.bookkeeping = {"post_migrate": set(), "content_type_rename": set()}
-        # table -> ids of the transactions in which migrate (its migrations or Django's bookkeeping)
-        # inserted rows there: the host tells migrate's own rows from users' by their xmin.
-        self.inserted_xids = {}
-        self._xid_asked = set()
-        self.floors = {}  # table -> (primary key, its largest value before migrate first inserted there)
+        # Where migrate's own inserts went: the host tells its rows from users' by their xmin.
+        self.inserts = InsertTracker()
 
     def begin(self, migration, direction):
         self.current = {
@@ -279,51 +267,6 @@ class LockRecorder:
                 return dict(done["failure"], migration=f"{done['app']}.{done['name']}")
         return None
 
-    def before_statement(self, sql, raw_connection):
-        """Before migrate first inserts into a table: where its ids stand (``own_xids`` looks above)."""
-        inserted = INSERTED_TABLE.match(sql)
-        if inserted:
-            table = inserted.group(1).removeprefix("public.")
-            if table not in self.floors:
-                self.floors[table] = _pk_floor(raw_connection, table)
-
-    def note_insert(self, sql, raw_connection):
-        """After a statement of migrate: if it inserted, the id of the transaction it inserted in.
-
-        Asked once per migration and table (a migration is one transaction); Django's bookkeeping
-        asks every time (a few bulk inserts). Rows inserted in a savepoint (each migration of a
-        plan run in one transaction, a data migration's nested atomic) carry the savepoint's own
-        id: ``own_xids`` finds those before the plan commits. Otherwise they, and rows written
-        outside a transaction, stay the window's: the side on which no row is lost.
-        """
-        inserted = INSERTED_TABLE.match(sql)
-        if not inserted:
-            return
-        table = inserted.group(1).removeprefix("public.")
-        if self.current is not None:
-            key = (id(self.current), table)  # the migration's record lives as long as the run
-            if key in self._xid_asked:
-                return
-            self._xid_asked.add(key)
-        rows = _query(raw_connection, CURRENT_XID_SQL)
-        if rows and rows[0][0] is not None:
-            self.inserted_xids.setdefault(table, set()).add(int(rows[0][0]))
-
-    def own_xids(self, raw_connection):
-        """Before the plan's one transaction commits: per table migrate inserted into, the ids of its
-        transaction and savepoints that wrote rows there (a data migration writes in a savepoint)."""
-        for table, floor in self.floors.items():
-            if floor is None or table == "django_migrations":
-                continue
-            pk, value = floor
-            query = OWN_XIDS_SQL.format(table=_quoted(table), pk=_quoted(pk))
-            # In a savepoint: whatever goes wrong here must not abort the plan it only describes.
-            _command(raw_connection, "SAVEPOINT deploygate_own_xids")
-            rows = _query(raw_connection, query, [value])
-            _command(raw_connection, "RELEASE SAVEPOINT deploygate_own_xids" if rows is not None else "ROLLBACK TO SAVEPOINT deploygate_own_xids")
-            for (xid,) in rows or []:
-                self.inserted_xids.setdefault(table, set()).add(int(xid))
-
     def __call__(self, execute, sql, params, many, context):
         if self.bookkeeper is not None:
             written = WRITTEN_TABLE.match(sql)
@@ -333,16 +276,16 @@ class LockRecorder:
         if self.current is None:
             if self.bookkeeper is None:
                 return execute(sql, params, many, context)
-            self.before_statement(sql, raw)
+            self.inserts.before(sql, raw)
             result = execute(sql, params, many, context)
-            self.note_insert(sql, raw)
+            self.inserts.after(sql, raw, self.current)
             return result
-        self.before_statement(sql, raw)
+        self.inserts.before(sql, raw)
         names = dict(_query(raw, TABLES_SQL) or [])
         started = time.monotonic()
         try:
             result = execute(sql, params, many, context)
-            self.note_insert(sql, raw)
+            self.inserts.after(sql, raw, self.current)
             return result
         except Exception as exc:
             if not self.current["failure"]:
@@ -365,39 +308,15 @@ def _table_locks(raw_connection, names):
     return held
 
 
-def _query(raw_connection, sql, params=None):
+def _query(raw_connection, sql):
     """Rows of ``sql`` on the driver's connection, or None once the transaction is aborted
     (the statement's own error is what gets reported)."""
     try:
         with raw_connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql)
             return cursor.fetchall()
     except Exception:  # noqa: BLE001 - see the docstring
         return None
-
-
-def _command(raw_connection, sql):
-    """Run a statement that returns no rows (a savepoint's); False if it failed."""
-    try:
-        with raw_connection.cursor() as cursor:
-            cursor.execute(sql)
-        return True
-    except Exception:  # noqa: BLE001 - as _query
-        return False
-
-
-def _quoted(name):
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _pk_floor(raw_connection, table):
-    """(primary key, its largest value) of ``table`` before migrate inserts there; None without a single integer key."""
-    rows = _query(raw_connection, PK_FLOOR_SQL, [_quoted(table)])
-    if not rows:
-        return None
-    pk = rows[0][0]
-    found = _query(raw_connection, f"SELECT coalesce(max({_quoted(pk)}), 0) FROM {_quoted(table)}")
-    return (pk, found[0][0]) if found else None
 
 
 _ORIGINAL_APPLY = MigrationExecutor.apply_migration
@@ -475,7 +394,7 @@ def cmd_migrate(_arg):
             if whole_plan:
                 with transaction.atomic():
                     call_command("migrate", interactive=False, verbosity=1)
-                    recorder.own_xids(connection.connection)
+                    recorder.inserts.own_xids(connection.connection)
             else:
                 call_command("migrate", interactive=False, verbosity=1)
         except Exception as exc:  # noqa: BLE001 - reported to the host, which fails the gate
@@ -488,7 +407,7 @@ def cmd_migrate(_arg):
         "atomic_plan": whole_plan,
         # Rolled back with the plan when it failed: only a committed run wrote them.
         "bookkeeping": {name: sorted(tables) if error is None else [] for name, tables in recorder.bookkeeping.items()},
-        "inserted_xids": {table: sorted(xids) for table, xids in recorder.inserted_xids.items()} if error is None else {},
+        "inserted_xids": recorder.inserts.result() if error is None else {},
     }, (1 if error else 0)
 
 
