@@ -168,10 +168,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from deploygate import deploy
 
+    reason = (args.reason or "").strip()
+    if args.accept_schema_mismatch and not reason:
+        raise config.ConfigError('--accept-schema-mismatch needs --reason "why" (it is recorded)')
+    accepted = reason if args.accept_schema_mismatch else None
     settings = _settings(args)
     platform = connect(settings, _say)
     _say_unfinished(platform)
-    result = deploy.rollback(platform, settings, force=args.force, only_unfinished=args.if_unfinished)
+    result = deploy.rollback(platform, settings, force=args.force, only_unfinished=args.if_unfinished,
+                             accept_schema_mismatch=accepted)  # fmt: skip
     if result is None:
         _say("no unfinished deploy: nothing to converge")
         return 0
@@ -252,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_rollback.add_argument("--force", action="store_true", help="roll back even past the forward-fix threshold")
     p_rollback.add_argument("--if-unfinished", action="store_true",
                             help="only converge a deploy that never finished (a CI job's cleanup after a cancel); a finished one stays")  # fmt: skip
+    p_rollback.add_argument("--accept-schema-mismatch", action="store_true",
+                            help="close the deploy even if rollback_verify finds the schema not the previous release's (needs --reason)")  # fmt: skip
+    p_rollback.add_argument("--reason", help="why --accept-schema-mismatch is justified (recorded in the ledger and the report)")
     p_bench = command("bench", cmd_bench, "benchmarks, as ratios to a baseline measured in the same run")
     p_bench.add_argument("what", choices=["predeploy", "switch", "soak"], help="what to measure")
     p_bench.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: PersonLinks per run")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from deploygate.errors import DeployGateError
 from deploygate.log import Say
+from deploygate.migration_history import OutsideGraph, classify
 from deploygate.probes import DJANGO_PROBE, RESULT_MARKER
 
 if TYPE_CHECKING:
@@ -113,8 +114,14 @@ class MigrationPlan:
     steps: list[PlanStep]
     applied_leaves: dict[str, str | None]  # per app, the latest applied migration (what runs now)
     applied: list[str] = field(default_factory=list)  # every applied "app.name"
-    unknown_applied: list[str] = field(default_factory=list)  # applied, but not in this release's graph
+    # Applied but not in this release's graph, by reason: only ``outside.unknown`` is a mismatch.
+    outside: OutsideGraph = field(default_factory=OutsideGraph)
     unmigrated_tables: list[str] = field(default_factory=list)  # of models changed without a migration
+
+    @property
+    def unknown_applied(self) -> list[str]:
+        """Applied migrations this release neither has nor explains (not replaced by a squash, of an installed app)."""
+        return self.outside.unknown
 
     @property
     def labels(self) -> list[str]:
@@ -134,8 +141,17 @@ class MigrationPlan:
 
     @property
     def at_release(self) -> bool:
-        """Whether the database is exactly at this release's migrations (nothing pending, nothing unknown)."""
+        """Whether the database is exactly at this release's migrations (nothing pending, nothing unknown).
+
+        Names a squash replaces, and those of apps no longer installed, are history, not a mismatch.
+        """
         return not self.steps and not self.unknown_applied
+
+    def mismatch(self) -> str:
+        """Why the database is not at this release, in one line ("" when it is)."""
+        if self.at_release:
+            return ""
+        return f"pending {self.labels}, unknown {self.unknown_applied} (not a mismatch: {self.outside.explained()})"
 
 
 def _facts(data: dict | None) -> FieldFacts | None:
@@ -155,7 +171,7 @@ def parse_plan(payload: dict) -> MigrationPlan:
         steps=[_parse_step(step) for step in payload["plan"]],
         applied_leaves=payload["applied_leaves"],
         applied=payload.get("applied", []),
-        unknown_applied=payload.get("unknown_applied", []),
+        outside=classify(payload.get("outside_graph", []), payload.get("squash_replaces", {}), payload.get("installed_apps")),
         unmigrated_tables=payload.get("unmigrated_tables", []),
     )
 
@@ -240,6 +256,8 @@ class MigrateResult:
     # Permission, ...) and the RenameContentType contenttypes adds after a RenameModel.
     post_migrate_tables: list[str] = field(default_factory=list)
     content_type_rename_tables: list[str] = field(default_factory=list)
+    # Per table, the (32-bit) ids of the transactions migrate inserted rows in: its own rows' xmin.
+    inserted_xids: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -267,6 +285,7 @@ def parse_migrate(payload: dict, exit_code: int = 0) -> MigrateResult:
         failure=parse_failure(payload),
         post_migrate_tables=payload.get("bookkeeping", {}).get("post_migrate", []),
         content_type_rename_tables=payload.get("bookkeeping", {}).get("content_type_rename", []),
+        inserted_xids=payload.get("inserted_xids", {}),
     )
 
 

@@ -71,16 +71,24 @@ def _last_deploy_checkpoint(entries: list[ledger.Entry], last: ledger.Entry) -> 
     return Checkpoint.from_json(detail)
 
 
-def rollback(platform: Platform, settings: Settings, *, force: bool = False, only_unfinished: bool = False, echo: bool = True) -> Result | None:
+def rollback(
+    platform: Platform, settings: Settings, *, force: bool = False, only_unfinished: bool = False,
+    accept_schema_mismatch: str | None = None, echo: bool = True,
+) -> Result | None:
     """Forced rollback: of an unfinished deploy (crash), or of the last successful one within the forward-fix threshold.
 
     With ``only_unfinished`` (a CI job's cleanup after a cancel), a finished deploy is left as it
-    is and None is returned when no deploy is open. Raises ``RollbackRefused`` when there is
-    nothing to roll back or it is too late without ``force``.
+    is and None is returned when no deploy is open. ``accept_schema_mismatch`` (the reason,
+    recorded): a schema ``rollback_verify`` finds not to be the previous release's is noted
+    instead of keeping the deploy open. Raises ``RollbackRefused`` when there is nothing to roll
+    back or it is too late without ``force``.
     """
     if only_unfinished and unfinished(platform.database()) is None:
         return None
-    run = DeployRun.create(platform, settings, Request(candidate_ref=""), kind="rollback", echo=echo)
+    request = Request(candidate_ref="", accept_schema_mismatch=accept_schema_mismatch)
+    run = DeployRun.create(platform, settings, request, kind="rollback", echo=echo)
+    if accept_schema_mismatch:
+        run.record.exceptions["accept schema mismatch"] = accept_schema_mismatch
     with DeployLock(run.db, settings.project):
         leftover = unfinished(run.db)
         if leftover is None and only_unfinished:  # another process closed it meanwhile

@@ -29,6 +29,7 @@ from deploygate.probe import MigrationPlan, Prober
 from deploygate.production import app_environment
 from deploygate.proxy import Proxy, Route
 from deploygate.record import DeployRecord, ImageRecord, Outcome, RouteRecord, StageRecord
+from deploygate.window import MigrateWrites
 
 if TYPE_CHECKING:
     from deploygate.traffic import TrafficProbe
@@ -49,6 +50,8 @@ class Request:
     skip_predeploy: str | None = None  # the reason given
     gate_args: tuple[str, ...] = ()
     skip_checks: Mapping[str, str] = field(default_factory=dict)  # check name -> the reason given
+    # A rollback's way out of a schema its verify finds not to be the previous release's (the reason given).
+    accept_schema_mismatch: str | None = None
 
 
 @dataclass
@@ -67,6 +70,8 @@ class Checkpoint:
     started_ids: dict[str, int]
     backup_manifest: str | None
     switched_at: float | None = None
+    # Rows the release's migrate inserted: bookkeeping, left out of the window's rows (window.MigrateWrites).
+    migrate_writes: MigrateWrites = field(default_factory=MigrateWrites)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -88,6 +93,7 @@ class Checkpoint:
             started_ids=data.get("started_ids", {}),
             backup_manifest=data.get("backup_manifest"),
             switched_at=data.get("switched_at"),
+            migrate_writes=MigrateWrites.from_json(data.get("migrate_writes")),
         )
 
 
@@ -117,6 +123,7 @@ class DeployRun:
     hold: str | None = None
     backup: Backup | None = None
     started_ids: dict[str, int] = field(default_factory=dict)
+    migrate_writes: MigrateWrites = field(default_factory=MigrateWrites)
     switched_at: float | None = None
     touched: bool = False  # production was changed by this run: a failure now means a rollback
     holding: bool = False  # a rollback holds traffic until the schema is the previous release's again
@@ -172,6 +179,7 @@ class DeployRun:
             started_ids=self.started_ids,
             backup_manifest=str(self.backup.manifest_path) if self.backup else None,
             switched_at=self.switched_at,
+            migrate_writes=self.migrate_writes,
         )
 
     def record_in_ledger(self, outcome: str, **extra: object) -> None:
@@ -197,6 +205,7 @@ class DeployRun:
         self.reversible = checkpoint.reversible
         self.hold = checkpoint.hold
         self.started_ids = checkpoint.started_ids
+        self.migrate_writes = checkpoint.migrate_writes
         self.switched_at = checkpoint.switched_at
         self.record.exceptions.update(checkpoint.exceptions)
         if checkpoint.backup_manifest and Path(checkpoint.backup_manifest).exists():

@@ -41,11 +41,17 @@ def production_answers(run: DeployRun) -> None:
 
 
 def export_window_rows(run: DeployRun) -> None:
-    """Every row written since the deploy started, to a 0600 CSV, before anything is undone."""
+    """Every row written since the deploy started, to a 0600 CSV, before anything is undone;
+    the rows the release's own migrate inserted are not the window's (a restore removes them, and
+    putting them back would give the previous release rows of models it does not have)."""
     export = run.settings.path(run.settings.backup_dir) / f"rollback_data_{run.stamp}.csv"
-    rows = window.export_rows(run.db, run.started_ids, export)
+    rows = window.export_rows(run.db, run.started_ids, export, run.migrate_writes)
     run.record.rollback.export_path, run.record.rollback.rows_exported = str(export), rows
     run.log(f"   exported {rows} rows written during the window to {export}")
+    if run.migrate_writes.floors:
+        own = window.describe_counts(window.migrate_rows(run.db, run.migrate_writes))
+        run.log(f"   left out {own} the release's migrate wrote (bookkeeping)")
+        run.record.notes.append(f"rollback export: left out {own} the release's migrate wrote (bookkeeping)")
 
 
 def _release(run: DeployRun) -> str:
@@ -129,8 +135,22 @@ def verify_previous(run: DeployRun) -> None:
     state = run.platform.colour(run.old_color)
     image = Image(tag=state.release, id=state.image_id, built=False)
     plan = run.prober(image).plan()
+    outside = plan.outside
+    if outside.replaced_by_squash or outside.of_removed_apps:
+        # History, not a mismatch: said in the log and the report, so nobody wonders where they went.
+        run.log(f"   applied migrations {run.old_color}'s graph explains: {outside.explained()}")
+        run.record.notes.append(f"rollback verify: applied migrations outside {run.old_color}'s graph, not a mismatch: {outside.explained()}")
     if not plan.at_release:
-        raise StageFailed(f"schema does not match {run.old_color}: pending {plan.labels}, unknown {plan.unknown_applied}")
+        mismatch = f"schema does not match {run.old_color}: {plan.mismatch()}"
+        accepted = run.request.accept_schema_mismatch
+        if not accepted:
+            # Re-running cannot change what django_migrations records: without a way out the deploy stays open for good.
+            raise StageFailed(f'{mismatch}; if that is expected, `nox -s rollback -- --accept-schema-mismatch --reason "why"` '
+                              "closes the deploy (recorded)")  # fmt: skip
+        run.log(f"   {mismatch}: ACCEPTED ({accepted})")
+        run.record.notes.append(f"rollback verify: {mismatch}; accepted: {accepted}")
+        # The exceptions go to the ledger with the rolled_back entry: what was accepted, beside why.
+        run.record.exceptions["accept schema mismatch"] = f"{accepted} (accepted: {mismatch})"
     run.proxy.verify(run.old_color)
 
 

@@ -147,12 +147,18 @@ def cmd_plan(_arg):
                 "state_only_tables": state_only,
             }
         )
-    unknown = sorted(f"{app}.{name}" for app, name in loader.applied_migrations if (app, name) not in loader.graph.nodes)
+    # Applied names the graph lacks are sorted by the host (deploygate.migration_history): a squash
+    # that replaces them, or an app no longer installed, explains them; anything else is a mismatch.
+    outside = sorted(f"{app}.{name}" for app, name in loader.applied_migrations if (app, name) not in loader.graph.nodes)
     return {
         "plan": steps,
         "applied_leaves": applied_leaves(loader),
         "leaves": dict(loader.graph.leaf_nodes()),
-        "unknown_applied": unknown,
+        "outside_graph": outside,
+        "squash_replaces": {
+            f"{app}.{name}": [f"{a}.{n}" for a, n in migration.replaces] for (app, name), migration in loader.replacements.items()
+        },
+        "installed_apps": sorted(config.label for config in django_apps.get_app_configs()),
         "applied": sorted(f"{app}.{name}" for app, name in loader.applied_migrations),
         "unmigrated_tables": unmigrated_tables(),
     }, 0

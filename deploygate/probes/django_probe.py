@@ -44,6 +44,7 @@ from django.core.management.sql import emit_pre_migrate_signal  # noqa: E402
 from django.db import transaction  # noqa: E402
 from django.db.migrations.executor import MigrationExecutor  # noqa: E402
 from django.db.migrations.loader import MigrationLoader  # noqa: E402
+from deploygate_migrate_writes import InsertTracker  # noqa: E402
 
 MARKER = "DEPLOYGATE_RESULT "
 # User tables by OID. Taken before each statement: a table the statement drops is gone
@@ -86,6 +87,8 @@ class LockRecorder:
         self.migrations = []
         self.bookkeeper = None
         self.bookkeeping = {"post_migrate": set(), "content_type_rename": set()}
+        # Where migrate's own inserts went: the host tells its rows from users' by their xmin.
+        self.inserts = InsertTracker()
 
     def begin(self, migration, direction):
         self.current = {
@@ -129,13 +132,21 @@ class LockRecorder:
             written = WRITTEN_TABLE.match(sql)
             if written:
                 self.bookkeeping[self.bookkeeper].add(written.group(1))
-        if self.current is None:
-            return execute(sql, params, many, context)
         raw = context["connection"].connection
+        if self.current is None:
+            if self.bookkeeper is None:
+                return execute(sql, params, many, context)
+            self.inserts.before(sql, raw)
+            result = execute(sql, params, many, context)
+            self.inserts.after(sql, raw, self.current)
+            return result
+        self.inserts.before(sql, raw)
         names = dict(_query(raw, TABLES_SQL) or [])
         started = time.monotonic()
         try:
-            return execute(sql, params, many, context)
+            result = execute(sql, params, many, context)
+            self.inserts.after(sql, raw, self.current)
+            return result
         except Exception as exc:
             if not self.current["failure"]:
                 self.current["failure"] = dict(database_error(exc), statement=sql)
@@ -243,6 +254,7 @@ def cmd_migrate(_arg):
             if whole_plan:
                 with transaction.atomic():
                     call_command("migrate", interactive=False, verbosity=1)
+                    recorder.inserts.own_xids(connection.connection)
             else:
                 call_command("migrate", interactive=False, verbosity=1)
         except Exception as exc:  # noqa: BLE001 - reported to the host, which fails the gate
@@ -255,6 +267,7 @@ def cmd_migrate(_arg):
         "atomic_plan": whole_plan,
         # Rolled back with the plan when it failed: only a committed run wrote them.
         "bookkeeping": {name: sorted(tables) if error is None else [] for name, tables in recorder.bookkeeping.items()},
+        "inserted_xids": recorder.inserts.result() if error is None else {},
     }, (1 if error else 0)
 
 

@@ -1,0 +1,46 @@
+"""Applied migrations outside a release's graph, sorted by why (pure logic): only the unexplained are a mismatch."""
+
+from __future__ import annotations
+
+from deploygate.migration_history import classify
+from deploygate.probe import parse_plan
+
+# A squash of catalog's first three migrations; "legacy" was uninstalled; "catalog.0009_other" is another release's.
+REPLACES = {"catalog.0001_squashed_0003_x": ["catalog.0001_initial", "catalog.0002_a", "catalog.0003_x"]}
+OUTSIDE = ["catalog.0001_initial", "catalog.0002_a", "catalog.0003_x", "legacy.0001_initial", "catalog.0009_other"]
+
+
+def test_replaced_removed_and_unknown_are_told_apart() -> None:
+    outside = classify(OUTSIDE, REPLACES, installed_apps=["auth", "catalog", "contenttypes"])
+    assert outside.replaced_by_squash == ["catalog.0001_initial", "catalog.0002_a", "catalog.0003_x"]
+    assert outside.of_removed_apps == ["legacy.0001_initial"]
+    assert outside.unknown == ["catalog.0009_other"]
+    assert outside.describe() == "replaced by squash: 3, of apps no longer installed: 1, unknown: 1 (catalog.0009_other)"
+
+
+def test_a_replaced_name_of_an_uninstalled_app_counts_as_replaced() -> None:
+    outside = classify(["old.0001_initial"], {"old.0001_squashed": ["old.0001_initial"]}, installed_apps=[])
+    assert outside.replaced_by_squash == ["old.0001_initial"] and not outside.of_removed_apps
+
+
+def test_without_installed_apps_no_app_counts_as_removed() -> None:
+    outside = classify(["legacy.0001_initial"], {}, installed_apps=None)
+    assert outside.unknown == ["legacy.0001_initial"]
+
+
+def _payload(**extra) -> dict:
+    return {"plan": [], "applied_leaves": {"catalog": "0001_squashed_0003_x"}, "applied": OUTSIDE, **extra}
+
+
+def test_a_database_at_a_squashed_release_is_at_release() -> None:
+    plan = parse_plan(_payload(outside_graph=OUTSIDE[:4], squash_replaces=REPLACES, installed_apps=["catalog"]))
+    assert plan.at_release and plan.unknown_applied == [] and plan.mismatch() == ""
+    assert len(plan.outside.replaced_by_squash) == 3 and plan.outside.of_removed_apps == ["legacy.0001_initial"]
+
+
+def test_an_unexplained_name_is_a_mismatch_that_says_the_rest() -> None:
+    plan = parse_plan(_payload(outside_graph=OUTSIDE, squash_replaces=REPLACES, installed_apps=["catalog"]))
+    assert not plan.at_release and plan.unknown_applied == ["catalog.0009_other"]
+    assert plan.mismatch() == (
+        "pending [], unknown ['catalog.0009_other'] (not a mismatch: replaced by squash: 3, of apps no longer installed: 1)"
+    )
