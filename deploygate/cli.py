@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_rollback.add_argument("--force", action="store_true", help="roll back even past the forward-fix threshold")
     p_rollback.add_argument("--if-unfinished", action="store_true",
                             help="only converge a deploy that never finished (a CI job's cleanup after a cancel); a finished one stays")  # fmt: skip
+    from deploygate import cli_review
+
+    cli_review.register(command)
     p_bench = command("bench", cmd_bench, "benchmarks, as ratios to a baseline measured in the same run")
     p_bench.add_argument("what", choices=["predeploy", "switch", "soak"], help="what to measure")
     p_bench.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: PersonLinks per run")

@@ -12,15 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from deploygate import compat
+from deploygate import compat, plan_facts
 
 pytestmark = pytest.mark.compat
 
 
 @pytest.fixture(scope="module")
-def verdict(rehearsed) -> compat.Verdict:
+def verdict(rehearsed, gate_results) -> compat.Verdict:
     judged = compat.judge(rehearsed)
     print(judged.explain(rehearsed.plan))
+    gate_results.details[plan_facts.COMPAT] = plan_facts.compat_facts(judged, rehearsed.plan)
     return judged
 
 
