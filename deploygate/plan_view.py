@@ -41,8 +41,15 @@ def scrub(value: Any, secrets: Iterable[str] = ()) -> Any:
 
 
 def _check(check: CheckResult) -> dict[str, Any]:
+    # A check's assert already says what failed: the exception's name adds nothing for a reviewer.
+    why = check.summary.removeprefix("AssertionError: ")
     return {"name": check.name, "category": check.category, "outcome": check.outcome, "value": check.value,
-            "threshold": check.threshold, "why": check.summary}  # fmt: skip
+            "threshold": check.threshold, "why": why}  # fmt: skip
+
+
+def statements(sql: list[str]) -> list[str]:
+    """The SQL that runs: Django's ``--`` comment lines (one per operation) left out."""
+    return [s for s in sql if s.strip() and not s.strip().startswith("--")]
 
 
 def build(result: GateResult, *, reused: bool = False, secrets: Iterable[str] = ()) -> dict[str, Any]:
@@ -156,7 +163,7 @@ def _migrations(rehearsal: dict[str, Any] | None) -> list[str]:
         return out + ["None: production already has every migration of the candidate.", ""]
     rows = [
         [_code(m["label"]), MARKS[m["applied"]] + (f" {m['error']}" if m["error"] else ""), _seconds(m["duration_s"]),
-         "yes" if m["reversible"] else "**no**", len(m["sql"])]
+         "yes" if m["reversible"] else "**no**", len(statements(m["sql"]))]
         for m in migrations
     ]  # fmt: skip
     out += _table(["Migration", "Applied on the copy", "Duration", "Reversible", "SQL statements"], rows)
@@ -178,7 +185,7 @@ def _migrations(rehearsal: dict[str, Any] | None) -> list[str]:
         out += [f"#### `{m['label']}`", ""]
         out += [f"- {_cell(op)}" for op in m["operations"]] + [""]
         sql = [s for s in m["sql"] if s.strip()]
-        if not sql:
+        if not statements(sql):
             out += ["No SQL: a state-only or Python-only change.", ""]
             continue
         text = "\n".join(sql[:SQL_LINES_SHOWN])

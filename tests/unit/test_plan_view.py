@@ -36,7 +36,8 @@ def _table(oid: int, name: str, rows: int, relfilenode: int = 0) -> TableFingerp
 def _rehearsal() -> SimpleNamespace:
     applied = [
         AppliedMigration("members", "0002_rename", "forwards", 0.0213, 3,
-                         {"members_fahaniecaresmember": TableLock("AccessExclusiveLock", 0.0254)}, None),  # fmt: skip
+                         {"members_fahaniecaresmember": TableLock("AccessExclusiveLock", 0.0254),
+                          "django_migrations": TableLock("RowExclusiveLock", 0.03)}, None),  # fmt: skip
         AppliedMigration("unified_db", "0023_rename", "forwards", 0.0411, 2,
                          {"unified_db_personlink": TableLock("AccessExclusiveLock", 0.0125)}, None),  # fmt: skip
     ]
@@ -95,6 +96,7 @@ def test_rehearsal_facts_join_the_plan_with_what_was_applied() -> None:
     first, second = facts["migrations"]
     assert first["label"] == "members.0002_rename" and first["sql"] == [TABLE_SQL] and first["applied"]
     # The lock names the table as it was (before the rename); its rows come from whichever fingerprint knows it.
+    # Django's own django_migrations row is left out.
     assert first["locks"] == [{"table": "public.members_fahaniecaresmember", "mode": "ACCESS EXCLUSIVE", "held_ms": 25.4, "rows": 2000}]
     assert second["locks"][0]["rows"] == 200_000 and second["duration_s"] == 0.0411
     assert facts["duration_s"] == 0.0624 and facts["tables_rewritten"] == ["public.x"]
@@ -164,9 +166,10 @@ def test_json_is_the_same_view() -> None:
 
 def test_sql_fences_and_long_sql() -> None:
     result = _result()
-    result.details["rehearsal"]["migrations"][0]["sql"] = ["SELECT '```';"] + [f"SELECT {n};" for n in range(100)]
+    result.details["rehearsal"]["migrations"][0]["sql"] = ["--", "-- Raw SQL", "--", "SELECT '```';"] + [f"SELECT {n};" for n in range(97)]
     text = plan_view.render_markdown(plan_view.build(result))
-    assert "````sql\nSELECT '```';" in text
+    assert "| `members.0002_rename` | ✅ | 0.021 s | yes | 98 |" in text  # statements, not Django's comment lines
+    assert "````sql\n--\n-- Raw SQL\n--\nSELECT '```';" in text
     assert f"-- ... {101 - plan_view.SQL_LINES_SHOWN} more statements" in text
 
 
