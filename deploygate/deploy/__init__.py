@@ -24,7 +24,7 @@ from deploygate.errors import DeployGateError
 from deploygate.lock import DeployLock
 from deploygate.platform import Platform
 from deploygate.record import Outcome
-from deploygate.traffic import configured_probe
+from deploygate.traffic import Response, configured_probe
 
 __all__ = ["Request", "Result", "RollbackRefused", "deploy", "rollback"]
 
@@ -117,13 +117,20 @@ def rollback(platform: Platform, settings: Settings, *, force: bool = False, onl
     return Result(run.record.outcome, report, reason)
 
 
+def traffic_line(responses: list[Response]) -> str:
+    """``traffic probe: N requests, F failed, H held``: an accepted hold's 503 answers are their own class,
+    failed is no answer or a 5xx otherwise (as the report counts them); other non-2xx answers are named when there are any."""
+    failed, held = sum(r.failed for r in responses), sum(r.held for r in responses)
+    other = sum(not r.ok and not r.failed and not r.held for r in responses)
+    return f"traffic probe: {len(responses)} requests, {failed} failed, {held} held" + (f", {other} answered 4xx" if other else "")
+
+
 def _finish_report(run: DeployRun) -> Path | None:
     """Stop the traffic probe, put what it wrote into the record, and write the report."""
     responses = []
     if run.traffic is not None:
         responses = run.traffic.stop()
-        failed = sum(1 for r in responses if not r.ok)
-        run.log(f"traffic probe: {len(responses)} requests, {failed} failed")
+        run.log(traffic_line(responses))
     run.record.traffic_created_ids = [r.created_id for r in responses if r.created_id is not None]
     try:
         from deploygate.report import write_report

@@ -6,6 +6,7 @@ next one starts from; the successful deploy (and the concurrent one it refuses) 
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -160,6 +161,9 @@ def test_accepted_incompatibility_deploys_behind_a_maintenance_hold(dg, traffic,
     report = report_of(run.output)
     held = sum(p["colors"].get("hold", 0) for p in report["traffic"]["phases"] if p["name"] != "total")
     assert held > 0, "the report counts no maintenance-hold responses"
+    # The deploy's own probe counts the hold's answers as held, not failed (in its line and its report).
+    assert re.search(r"traffic probe: \d+ requests, 0 failed, [1-9]\d* held", run.output), run.output[-3000:]
+    assert report["traffic"]["summary"]["held"] > 0 and report["traffic"]["summary"]["failed"] == 0
     responses = traffic.responses()
     hold_answers = [r for r in responses if r.color == "hold"]
     assert hold_answers and all(r.status == 503 for r in hold_answers)
