@@ -112,7 +112,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("monitor_window_s", "deploy.monitor_window_s", 300, "seconds of watching after the switch (errors per colour, health) before the deploy is kept", _parse_int),
     Option("monitor_max_errors", "deploy.monitor_max_errors", 10, "5xx on the new colour that trigger a rollback", _parse_int),
     Option("post_p95_ms", "deploy.post_p95_ms", 500, "p95 response time budget of the new colour in the post checks", _parse_int),
-    Option("forward_fix_after_min", "deploy.forward_fix_after_min", 30, "minutes after the switch a forced rollback needs --force", _parse_int),
+    Option("forward_fix_after_min", "deploy.forward_fix_after_min", 30, "minutes after the switch within which `rollback` undoes a finished deploy on request; past them it needs --force", _parse_int),
     Option("keep_releases", "deploy.keep_releases", 3, "release images kept (older ones are removed)", _parse_int),
     Option("traffic_rate", "deploy.traffic_rate", 25, "requests/s of the traffic probe during a deploy (0: none)", _parse_int),
     Option(

@@ -62,6 +62,14 @@ def deploy(platform: Platform, settings: Settings, request: Request, *, echo: bo
     return Result(outcome, report, detail)
 
 
+def rollback_reason(minutes: float, limit_min: int, *, force: bool) -> str:
+    """Why a finished deploy is rolled back, as the log, report and ledger say it: "forced" only when
+    --force took it past the forward-fix limit; within the limit it is a rollback on request."""
+    if minutes > limit_min and force:
+        return f"forced rollback (--force), {minutes:.1f} min after the switch (past the {limit_min}-min forward-fix limit)"
+    return f"rollback on request, {minutes:.1f} min after the switch (within the {limit_min}-min forward-fix limit)"
+
+
 def _last_deploy_checkpoint(entries: list[ledger.Entry], last: ledger.Entry) -> Checkpoint:
     detail = last.detail
     if "candidate" not in detail:
@@ -102,7 +110,7 @@ def rollback(platform: Platform, settings: Settings, *, force: bool = False, onl
                     "rows written since depend on the new schema; fix forward, or pass --force to roll back anyway"
                 )
             run.resume(checkpoint)
-            reason = f"forced rollback {minutes:.1f} min after the switch"
+            reason = rollback_reason(minutes, settings.forward_fix_after_min, force=force)
         try:
             if settings.traffic_rate > 0:
                 run.traffic = configured_probe(settings, run.proxy.url).start()
