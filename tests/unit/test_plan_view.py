@@ -183,3 +183,23 @@ def test_a_stored_result_is_reused_only_when_whole_recent_on_this_production_and
     result.complete = False
     assert not reusable(result, "7345/bmparliament_prod", now)
     assert not reusable(None, "7345/bmparliament_prod", now)
+
+
+def test_a_migration_that_cannot_run_on_productions_rows_says_where_and_how_to_fix_it() -> None:
+    from deploygate.probe import MigrationFailure
+
+    rehearsal = _rehearsal()
+    rehearsal.applied[1] = AppliedMigration("unified_db", "0023_rename", "forwards", 0.01, 1, {}, "NotNullViolation: column x contains null values")
+    rehearsal.migrate_error = "NotNullViolation: column x contains null values"
+    failure = MigrationFailure(migration="unified_db.0023_rename", message="column x contains null values", sqlstate="23502",
+                               statement='ALTER TABLE "t" ALTER COLUMN "x" SET NOT NULL', table="t", column="x", offending_rows=12)  # fmt: skip
+    result = _result(compat_ok=True)
+    result.checks[2].outcome, result.checks[2].message = "failed", "on the copy, migration unified_db.0023_rename failed at ..."
+    result.details["rehearsal"] = plan_facts.rehearsal_facts(rehearsal, rewritten_tables=[], lock_timeout_ms=5000)
+    result.details["compat"] = plan_facts.compat_facts(Verdict(migration_failure=failure), rehearsal.plan)
+    view = plan_view.build(result)
+    text = plan_view.render_markdown(view)
+    assert not view["passes"] and "| `unified_db.0023_rename` | ❌ NotNullViolation: column x contains null values |" in text
+    assert "The migration cannot run on production's data: unified_db.0023_rename failed at" in text and "12 rows violate it" in text
+    assert "| production release on the migrated schema | ⚠️ not judged: no migrated schema |" in text
+    assert view["fix"] and "backfill" in view["fix"][0]
