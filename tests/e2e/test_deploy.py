@@ -171,6 +171,8 @@ def test_accepted_incompatibility_deploys_behind_a_maintenance_hold(dg, traffic,
     # Rolling back an incompatible release holds traffic again while the schema goes back.
     back = dg.run("rollback")
     assert back.code == 0, back.output[-3000:]
+    # Within the forward-fix limit and without --force: a rollback on request, not a forced one.
+    assert "rollback on request, " in back.output and "forced rollback" not in back.output, back.output[-3000:]
     responses = traffic.stop()
     assert not [r for r in responses if r.status == 0], "a request got no answer"
     assert not [r for r in responses if r.status >= 500 and r.color != "hold"], "a release answered 5xx"
