@@ -172,6 +172,8 @@ def _migrations(rehearsal: dict[str, Any] | None) -> list[str]:
     if locks:
         out += ["Strongest lock per table, held on the production-size copy:", ""]
         out += _table(["Migration", "Table", "Rows", "Strongest lock", "Held"], locks)
+    else:
+        out += ["No table of the app was locked (only Django's own record of applied migrations).", ""]
     rewritten = rehearsal.get("tables_rewritten") or []
     out += [
         f"Duration on the copy: {_seconds(rehearsal['duration_s'])} in all, with the deploy's lock_timeout "

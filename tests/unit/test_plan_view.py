@@ -135,6 +135,7 @@ def test_a_passing_change_passes_even_when_the_deploy_window_is_closed() -> None
     text = plan_view.render_markdown(view)
     assert view["passes"] and text.startswith("## deploygate plan: `v2` ✅ passes")
     assert "**Fix:**" not in text
+    assert "No table of the app was locked" not in text
     # The moment of a deploy is not the change's verdict: shown apart, folded.
     assert "Production today (health, policy, backup): ❌ 1 would stop a deploy right now" in text
     assert "outside the deploy window" in text
@@ -203,3 +204,12 @@ def test_a_migration_that_cannot_run_on_productions_rows_says_where_and_how_to_f
     assert "The migration cannot run on production's data: unified_db.0023_rename failed at" in text and "12 rows violate it" in text
     assert "| production release on the migrated schema | ⚠️ not judged: no migrated schema |" in text
     assert view["fix"] and "backfill" in view["fix"][0]
+
+
+def test_a_state_only_plan_says_no_sql_and_no_lock() -> None:
+    result = _result(compat_ok=True)
+    for migration in result.details["rehearsal"]["migrations"]:
+        migration["sql"], migration["locks"], migration["operations"] = [], [], ["Custom state/database change combination"]
+    text = plan_view.render_markdown(plan_view.build(result))
+    assert "No table of the app was locked (only Django's own record of applied migrations)." in text
+    assert text.count("No SQL: a state-only or Python-only change.") == 2
