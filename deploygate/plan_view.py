@@ -65,8 +65,8 @@ def build(result: GateResult, *, reused: bool = False, secrets: Iterable[str] = 
         fix.append(compat["migration_failure"].split("; fix: ", 1)[1])
     reversal_checks = [c for c in result.checks if c.category == "reversal"]
     view = {
+        # (Not production's identity: the cluster's system identifier is nobody's business on a public pull request.)
         "candidate": result.candidate or {},
-        "production": result.production,
         "gate_finished": result.finished,
         "gate_result_reused": reused,
         "verdict": VERDICT_WORDS[passes],

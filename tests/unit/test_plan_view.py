@@ -161,6 +161,7 @@ def test_json_is_the_same_view() -> None:
     view = plan_view.build(_result(), reused=True)
     data = json.loads(plan_view.render_json(view))
     assert data["verdict"] == "fails" and data["gate_result_reused"]
+    assert "7345" not in plan_view.render_json(view)  # production's system identifier stays out of a public body
     assert data["rehearsal"]["migrations"][1]["sql"] == [RENAME_SQL]
     assert "a gate result of this image on this production, reused" in plan_view.render_markdown(view)
 
