@@ -90,6 +90,14 @@ def predeploy(session: nox.Session) -> None:
 
 
 @nox.session(python=False, default=False)
+def plan(session: nox.Session) -> None:
+    """The reviewer's view of the predeploy gate: `-- --candidate v2-safe --format markdown [--output FILE]`."""
+    _shared_env(session)
+    _deploygate(session, "engine")
+    _deploygate(session, "plan", *session.posargs)
+
+
+@nox.session(python=False, default=False)
 def deploy(session: nox.Session) -> None:
     """Gated blue-green deploy: `-- --candidate v2-safe` [--dry-run] [--accept-incompatible --reason "why"]."""
     _shared_env(session)

@@ -260,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_rollback.add_argument("--accept-schema-mismatch", action="store_true",
                             help="close the deploy even if rollback_verify finds the schema not the previous release's (needs --reason)")  # fmt: skip
     p_rollback.add_argument("--reason", help="why --accept-schema-mismatch is justified (recorded in the ledger and the report)")
+    from deploygate import cli_review
+
+    cli_review.register(command)
     p_bench = command("bench", cmd_bench, "benchmarks, as ratios to a baseline measured in the same run")
     p_bench.add_argument("what", choices=["predeploy", "switch", "soak"], help="what to measure")
     p_bench.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: PersonLinks per run")

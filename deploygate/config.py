@@ -125,14 +125,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("min_hours_between_deploys", "policy.min_hours_between_deploys", 48, "no deploy within this many hours of the last", _parse_int),
     Option("max_error_rate_pct", "policy.max_error_rate_pct", 5, "most 5xx percentage of the last error_window_hours", _parse_int),
     Option("error_window_hours", "policy.error_window_hours", 24, "hours of traffic the error-rate policy looks at", _parse_int),
-    Option("monitor_window_s", "deploy.monitor_window_s", 300, "seconds of watching after the switch", _parse_int),
+    Option("monitor_window_s", "deploy.monitor_window_s", 300, "seconds of watching after the switch (errors per colour, health) before the deploy is kept", _parse_int),
     Option("monitor_max_errors", "deploy.monitor_max_errors", 10, "5xx on the new colour that trigger a rollback", _parse_int),
     Option("post_p95_ms", "deploy.post_p95_ms", 500, "p95 response time budget of the new colour in the post checks", _parse_int),
-    Option("forward_fix_after_min", "deploy.forward_fix_after_min", 30, "minutes after the switch a forced rollback needs --force", _parse_int),
+    Option("forward_fix_after_min", "deploy.forward_fix_after_min", 30, "minutes after the switch within which `rollback` undoes a finished deploy on request; past them it needs --force", _parse_int),
     Option("keep_releases", "deploy.keep_releases", 3, "release images kept (older ones are removed)", _parse_int),
     Option("traffic_rate", "deploy.traffic_rate", 25, "requests/s of the traffic probe during a deploy (0: none)", _parse_int),
-    Option("traffic_read_paths", "deploy.traffic_read_paths", "/health/", "comma-separated read paths of the traffic probe ({id}: an id it created)"),
-    Option("traffic_write_path", "deploy.traffic_write_path", "", "POST path of the traffic probe (empty: reads only)"),
+    Option(
+        "traffic_read_paths", "deploy.traffic_read_paths", "/health/",
+        "comma-separated GET paths of the traffic probe, in turn; {id} becomes an id a write created (skipped until one exists)",
+    ),  # fmt: skip
+    Option(
+        "traffic_write_path", "deploy.traffic_write_path", "",
+        "POST path of the traffic probe, one request in five (empty: reads only); a write counts as created when "
+        "its 2xx answer is JSON with an integer id (the report's \"N writes, M created\": M < N with no failures means "
+        "the app answers without an id, not lost rows)",
+    ),  # fmt: skip
     Option(
         "traffic_write_body", "deploy.traffic_write_body", "{}",
         "JSON body of the traffic probe's writes; {n} becomes the write's number",

@@ -73,6 +73,9 @@ class GateResult:
     # Only a run of the whole suite proves a candidate; a deploy reuses nothing less.
     complete: bool = False
     checks: list[CheckResult] = field(default_factory=list)
+    # What the checks observed beyond their verdicts, for the reviewer's plan (``deploygate.plan_facts``
+    # gives its shape): the migrations with their SQL and locks, the compatibility verdict, the reversal.
+    details: dict = field(default_factory=dict)
 
     def failed(self) -> list[CheckResult]:
         return [c for c in self.checks if c.failed]

@@ -16,10 +16,10 @@ from deploygate.config import Settings
 from deploygate.database import db_password
 from deploygate.errors import StackError
 from deploygate.health import HealthSample, sample
-from deploygate.log import Say
+from deploygate.log import DeployLog, Say
 from deploygate.platform.base import Platform
 from deploygate.platform.images import Image
-from deploygate.probe import Prober
+from deploygate.probe import MigrateResult, Prober
 from deploygate.proxy import Proxy, Route
 
 
@@ -47,6 +47,21 @@ def manage(platform: Platform, settings: Settings, image: Image, argv: list[str]
         raise StackError(f"`{' '.join(argv)}` exited {result.exit_code}: {result.last_line}")
 
 
+def migrate_summary(tag: str, migrated: MigrateResult, seconds: float) -> str:
+    """One line for the terminal: how many migrations ``tag`` applied, in how long, and the slowest."""
+    applied = [m for m in migrated.migrations if m.direction == "forwards" and not m.error]
+    if not applied:
+        return f"migrated with {tag}: nothing to apply ({seconds:.1f}s)"
+    slowest = max(applied, key=lambda m: m.duration_s)
+    return f"migrated with {tag}: {len(applied)} migrations applied in {seconds:.1f}s (slowest {slowest.label}, {slowest.duration_s:.2f}s)"
+
+
+def _secrets(platform: Platform, settings: Settings) -> list[str]:
+    from deploygate.deploy.state import secrets_of  # the deploy's list; imported here: deploy.state imports this module
+
+    return secrets_of(settings, platform.database())
+
+
 def seed_argv(settings: Settings) -> list[str]:
     """The configured seed command with its placeholders filled in (empty: no seeding)."""
     if not settings.seed_command.strip():
@@ -67,12 +82,19 @@ def _ensure_app(platform: Platform, settings: Settings, proxy: Proxy, image: Ima
     color = live.color if live else "blue"
     state = platform.colour(color)
     if state is None:
-        say(f"migrating the database with {image.tag}...")
+        # migrate's own output can run to hundreds of KB (every migration, the probe's result): the
+        # terminal gets one line, the log file all of it.
+        log = DeployLog(settings.path(settings.logs_dir) / f"up_{time.strftime('%Y%m%d_%H%M%S')}.log", _secrets(platform, settings), echo=False)
+        say(f"migrating the database with {image.tag} (its output: {log.path})...")
         started = time.monotonic()
-        migrated = Prober.configured(platform, settings, image, app_environment(platform, settings), say=say).migrate()
-        if not migrated.ok:
-            raise StackError(f"migrating production with {image.tag} failed: {migrated.error}")
+        migrated = Prober.configured(platform, settings, image, app_environment(platform, settings), say=log).migrate()
         report.timings["migrate_s"] = time.monotonic() - started
+        for migration in migrated.migrations:
+            log(f"{migration.label}: {migration.duration_s:.3f}s, {migration.strongest_locks()}{', ' + migration.error if migration.error else ''}")
+        log(migrate_summary(image.tag, migrated, report.timings["migrate_s"]))
+        if not migrated.ok:
+            raise StackError(f"migrating production with {image.tag} failed: {migrated.error} (its output: {log.path})")
+        say(migrate_summary(image.tag, migrated, report.timings["migrate_s"]))
         seed = seed_argv(settings)
         if seed:
             say(f"seeding: {' '.join(seed)}")

@@ -17,10 +17,12 @@ from typing import Any, Callable, Sequence
 
 from deploygate import traffic
 from deploygate.policy import percentile
+from deploygate.proxy import HOLD_COLOR
 from deploygate.record import DeployRecord, Outcome
 from deploygate.traffic import PhaseStats, Response
 
 REDACTED = "[redacted]"
+HELD_FACE = "tab:orange"  # the chart's colour of an accepted hold's answers (failures are tab:red)
 OUTSIDE_STAGES = "(outside stages)"
 
 
@@ -110,13 +112,14 @@ def _outside_stages(responses: Sequence[Response], phases: Sequence[PhaseStats])
 
 
 def by_color(responses: Sequence[Response]) -> dict[str, dict[str, int]]:
-    """Per serving colour (or "none" for no answer): requests, 5xx and requests that got no answer."""
+    """Per serving colour (or "none" for no answer): requests, 5xx, requests that got no answer, and hold answers."""
     table: dict[str, dict[str, int]] = {}
     for r in responses:
-        row = table.setdefault(r.color or "none", {"requests": 0, "5xx": 0, "no_answer": 0})
+        row = table.setdefault(r.color or "none", {"requests": 0, "5xx": 0, "no_answer": 0, "held": 0})
         row["requests"] += 1
-        row["5xx"] += r.status >= 500
+        row["5xx"] += r.status >= 500 and not r.held
         row["no_answer"] += r.status == 0
+        row["held"] += r.held
     return dict(sorted(table.items()))
 
 
@@ -224,26 +227,27 @@ def _traffic(phases: Sequence[PhaseStats], totals: dict, responses: Sequence[Res
     if not totals.get("requests"):
         return out + ["No traffic was recorded.", ""]
     rows = [
-        [p.name, p.requests, p.non_2xx, p.failed, _ms(p.p50_ms), _ms(p.p95_ms), _colors(p.colors)]
+        [p.name, p.requests, p.non_2xx, p.failed, p.held, _ms(p.p50_ms), _ms(p.p95_ms), _colors(p.colors)]
         for p in phases
     ]
     rows.append([
-        "**total**", totals["requests"], totals["non_2xx"], totals["failed"],
+        "**total**", totals["requests"], totals["non_2xx"], totals["failed"], totals.get("held", 0),
         _ms(totals["p50_ms"]), _ms(totals["p95_ms"]), _colors(totals["by_color"]),
     ])  # fmt: skip
-    out += _table(["Phase", "Requests", "Non-2xx", "Failed", "p50", "p95", "Colors"], rows)
+    out += _table(["Phase", "Requests", "Non-2xx", "Failed", "Held", "p50", "p95", "Colors"], rows)
     rate = totals.get("rate_per_s")
     out += [
         "",
-        f"Failed means no answer or a 5xx. Achieved rate: {_fmt(rate)} req/s; "
+        "Failed means no answer or a 5xx; held, a 503 + Retry-After of the accepted maintenance hold (announced, not a failure). "
+        f"Achieved rate: {_fmt(rate)} req/s; "
         f"{totals.get('writes', 0)} writes, {totals.get('created', 0)} created; "
         f"statuses: {_colors(totals.get('by_status') or {})}.",
         "",
         "### Errors per colour",
         "",
     ]
-    colour_rows = [[color, row["requests"], row["5xx"], row["no_answer"]] for color, row in by_color(responses).items()]
-    out += _table(["Colour", "Requests", "5xx", "No answer"], colour_rows)
+    colour_rows = [[color, row["requests"], row["5xx"], row["no_answer"], row["held"]] for color, row in by_color(responses).items()]
+    out += _table(["Colour", "Requests", "5xx", "No answer", "Held"], colour_rows)
     errors = totals.get("errors") or {}
     if errors:
         out += ["", "Most common errors without an answer:", ""]
@@ -328,8 +332,11 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
         x = np.arange(n_bins) + first_s
         total = np.bincount(bins, minlength=n_bins)
         failed = np.bincount(bins, weights=[float(r.failed) for r in responses], minlength=n_bins)
+        held = np.bincount(bins, weights=[float(r.held) for r in responses], minlength=n_bins)
         ax_rate.bar(x, total, width=1.0, align="edge", color="0.75", label="requests/s")
         ax_rate.bar(x, failed, width=1.0, align="edge", color="tab:red", label="failed/s (no answer or 5xx)")
+        if held.any():  # an accepted hold's answers: announced downtime, drawn apart from failures
+            ax_rate.bar(x, held, bottom=failed, width=1.0, align="edge", color=HELD_FACE, label="held/s (maintenance hold: 503 + Retry-After)")
         # Legends sit outside the axes; headroom for the stage labels is added once they are placed.
         ax_rate.set_ylim(0, max(1, int(total.max())))
         ax_rate.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8)
@@ -439,9 +446,11 @@ def place_labels(fig: Any, ax: Any, labels: list) -> int:
 
 
 def _face(color: str, is_color_like: Callable[[str], bool]) -> str:
-    """The fill for a serving colour: matplotlib's softer "tab:" shade when it has one, grey for none or unknown."""
+    """The fill for a serving colour: matplotlib's softer "tab:" shade when it has one, the hold's own, grey for none or unknown."""
     if color == "none":
         return "0.85"
+    if color == HOLD_COLOR:
+        return HELD_FACE
     for candidate in (f"tab:{color}", color):
         if is_color_like(candidate):
             return candidate

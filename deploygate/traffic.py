@@ -25,7 +25,7 @@ import requests
 
 from deploygate.config import Settings
 from deploygate.policy import percentile
-from deploygate.proxy import COLOR_HEADER
+from deploygate.proxy import COLOR_HEADER, HOLD_COLOR
 
 ID_PLACEHOLDER = "{id}"
 _ERROR_CHARS = 200
@@ -50,9 +50,14 @@ class Response:
         return 200 <= self.status < 400
 
     @property
+    def held(self) -> bool:
+        """Answered 503 + Retry-After by an accepted maintenance hold (colour "hold"): announced, not a failure."""
+        return self.status == 503 and self.color == HOLD_COLOR
+
+    @property
     def failed(self) -> bool:
-        """No answer at all, or a server error: what a user would call downtime."""
-        return self.status == 0 or self.status >= 500
+        """No answer at all, or a server error that was no hold's answer: what a user would call downtime."""
+        return (self.status == 0 or self.status >= 500) and not self.held
 
 
 def body_template(template: str) -> Callable[[int], dict]:
@@ -330,11 +335,12 @@ class PhaseStats:
     start: float
     end: float
     requests: int
-    failed: int  # status 0 or >= 500
+    failed: int  # status 0 or >= 500, hold answers excepted
     non_2xx: int  # every status outside 200-299, 0 included
     p50_ms: float | None  # over requests that got an HTTP answer; None if none did
     p95_ms: float | None
     colors: dict[str, int]  # X-Deploygate-Color -> requests it served
+    held: int = 0  # answered by an accepted maintenance hold (see Response.held)
 
 
 def _stats(name: str, start: float, end: float, responses: Sequence[Response]) -> PhaseStats:
@@ -343,16 +349,11 @@ def _stats(name: str, start: float, end: float, responses: Sequence[Response]) -
     latencies = [r.latency_ms for r in responses if r.status != 0]
     colors = Counter(r.color for r in responses if r.color)
     return PhaseStats(
-        name=name,
-        start=start,
-        end=end,
-        requests=len(responses),
-        failed=sum(r.failed for r in responses),
+        name=name, start=start, end=end, requests=len(responses), failed=sum(r.failed for r in responses),
         non_2xx=sum(not 200 <= r.status < 300 for r in responses),
-        p50_ms=percentile(latencies, 50) if latencies else None,
-        p95_ms=percentile(latencies, 95) if latencies else None,
-        colors=dict(sorted(colors.items())),
-    )
+        p50_ms=percentile(latencies, 50) if latencies else None, p95_ms=percentile(latencies, 95) if latencies else None,
+        colors=dict(sorted(colors.items())), held=sum(r.held for r in responses),
+    )  # fmt: skip
 
 
 def phase_stats(responses: Iterable[Response], phases: Sequence[tuple[str, float, float]]) -> list[PhaseStats]:
@@ -368,7 +369,7 @@ def phase_stats(responses: Iterable[Response], phases: Sequence[tuple[str, float
 def summary(responses: Iterable[Response]) -> dict:
     """JSON-ready totals of a probe run.
 
-    Keys: requests, failed, non_2xx, writes, created, rate_per_s (achieved: intervals
+    Keys: requests, failed, held, non_2xx, writes, created, rate_per_s (achieved: intervals
     between the first and last send per second; None for fewer than two requests),
     p50_ms, p95_ms, by_color, by_status (status as a string key), errors (the most
     common status-0 error lines), first_ts, last_ts.
@@ -382,6 +383,7 @@ def summary(responses: Iterable[Response]) -> dict:
     return {
         "requests": stats.requests,
         "failed": stats.failed,
+        "held": stats.held,
         "non_2xx": stats.non_2xx,
         "writes": sum(r.method == "POST" for r in responses),
         "created": sum(r.created_id is not None for r in responses),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploygate import compat
+from deploygate import compat, plan_facts
 
 from deploygate.rehearsal import EXERCISES
 
@@ -26,6 +26,7 @@ def verdict(rehearsed, gate_results) -> compat.Verdict:
     print(judged.explain(rehearsed.plan))
     if judged.gaps:
         gate_results.notes.append(f"compat: {len(judged.gaps)} operations not exercisable (never a failure): " + "; ".join(judged.gaps))
+    gate_results.details[plan_facts.COMPAT] = plan_facts.compat_facts(judged, rehearsed.plan)
     return judged
 
 

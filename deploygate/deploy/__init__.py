@@ -24,7 +24,7 @@ from deploygate.errors import DeployGateError
 from deploygate.lock import DeployLock
 from deploygate.platform import Platform
 from deploygate.record import Outcome
-from deploygate.traffic import configured_probe
+from deploygate.traffic import Response, configured_probe
 
 __all__ = ["Request", "Result", "RollbackRefused", "deploy", "rollback"]
 
@@ -60,6 +60,14 @@ def deploy(platform: Platform, settings: Settings, request: Request, *, echo: bo
             report = _finish_report(run)
     detail = run.record.rollback.reason if run.record.rollback else ("production untouched" if outcome is Outcome.DRY_RUN else "")
     return Result(outcome, report, detail)
+
+
+def rollback_reason(minutes: float, limit_min: int, *, force: bool) -> str:
+    """Why a finished deploy is rolled back, as the log, report and ledger say it: "forced" only when
+    --force took it past the forward-fix limit; within the limit it is a rollback on request."""
+    if minutes > limit_min and force:
+        return f"forced rollback (--force), {minutes:.1f} min after the switch (past the {limit_min}-min forward-fix limit)"
+    return f"rollback on request, {minutes:.1f} min after the switch (within the {limit_min}-min forward-fix limit)"
 
 
 def _last_deploy_checkpoint(entries: list[ledger.Entry], last: ledger.Entry) -> Checkpoint:
@@ -110,7 +118,7 @@ def rollback(
                     "rows written since depend on the new schema; fix forward, or pass --force to roll back anyway"
                 )
             run.resume(checkpoint)
-            reason = f"forced rollback {minutes:.1f} min after the switch"
+            reason = rollback_reason(minutes, settings.forward_fix_after_min, force=force)
         try:
             if settings.traffic_rate > 0:
                 run.traffic = configured_probe(settings, run.proxy.url).start()
@@ -125,13 +133,20 @@ def rollback(
     return Result(run.record.outcome, report, reason)
 
 
+def traffic_line(responses: list[Response]) -> str:
+    """``traffic probe: N requests, F failed, H held``: an accepted hold's 503 answers are their own class,
+    failed is no answer or a 5xx otherwise (as the report counts them); other non-2xx answers are named when there are any."""
+    failed, held = sum(r.failed for r in responses), sum(r.held for r in responses)
+    other = sum(not r.ok and not r.failed and not r.held for r in responses)
+    return f"traffic probe: {len(responses)} requests, {failed} failed, {held} held" + (f", {other} answered 4xx" if other else "")
+
+
 def _finish_report(run: DeployRun) -> Path | None:
     """Stop the traffic probe, put what it wrote into the record, and write the report."""
     responses = []
     if run.traffic is not None:
         responses = run.traffic.stop()
-        failed = sum(1 for r in responses if not r.ok)
-        run.log(f"traffic probe: {len(responses)} requests, {failed} failed")
+        run.log(traffic_line(responses))
     run.record.traffic_created_ids = [r.created_id for r in responses if r.created_id is not None]
     try:
         from deploygate.report import write_report

@@ -8,6 +8,7 @@ library that speaks to the docker SDK.
 
 from __future__ import annotations
 
+import codecs
 import secrets
 import shlex
 import uuid
@@ -113,6 +114,16 @@ def recreate_spec(attrs: Mapping[str, Any]) -> dict[str, Any]:
     config = attrs.get("Config") or {}
     environment = dict(entry.partition("=")[::2] for entry in config.get("Env") or [])
     return {"image": attrs["Image"], "command": config.get("Cmd"), "environment": environment, "labels": dict(config.get("Labels") or {})}
+
+
+def whole_lines(pending: str, text: str) -> tuple[list[str], str]:
+    """The complete lines of ``pending + text`` and what is left of an unfinished last line.
+
+    A log chunk may end mid-line (a long JSON result arrives in pieces): saying only whole
+    lines lets a caller that filters lines (the probe's result marker) see each one whole.
+    """
+    *lines, rest = (pending + text).split("\n")
+    return lines, rest
 
 
 class _Scratch:
@@ -462,14 +473,18 @@ class DockerHost(ProjectObjects):
         except docker.errors.APIError as exc:
             raise _api_error(f"could not start `{' '.join(argv)}` in {image}", exc) from None
         try:
-            chunks = []
+            chunks, pending = [], ""
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             for raw in container.logs(stream=True, follow=True):
-                text = raw.decode(errors="replace")
+                text = decoder.decode(raw)
                 chunks.append(text)
                 if say:
-                    for line in text.splitlines():
+                    lines, pending = whole_lines(pending, text)
+                    for line in lines:
                         if line.strip():
                             say(f"  | {line}")
+            if say and pending.strip():
+                say(f"  | {pending}")
             exit_code = container.wait().get("StatusCode", 1)
             return JobResult(exit_code=exit_code, output="".join(chunks))
         except docker.errors.APIError as exc:

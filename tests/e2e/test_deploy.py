@@ -6,6 +6,7 @@ next one starts from; the successful deploy (and the concurrent one it refuses) 
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -160,6 +161,9 @@ def test_accepted_incompatibility_deploys_behind_a_maintenance_hold(dg, traffic,
     report = report_of(run.output)
     held = sum(p["colors"].get("hold", 0) for p in report["traffic"]["phases"] if p["name"] != "total")
     assert held > 0, "the report counts no maintenance-hold responses"
+    # The deploy's own probe counts the hold's answers as held, not failed (in its line and its report).
+    assert re.search(r"traffic probe: \d+ requests, 0 failed, [1-9]\d* held", run.output), run.output[-3000:]
+    assert report["traffic"]["summary"]["held"] > 0 and report["traffic"]["summary"]["failed"] == 0
     responses = traffic.responses()
     hold_answers = [r for r in responses if r.color == "hold"]
     assert hold_answers and all(r.status == 503 for r in hold_answers)
@@ -167,6 +171,8 @@ def test_accepted_incompatibility_deploys_behind_a_maintenance_hold(dg, traffic,
     # Rolling back an incompatible release holds traffic again while the schema goes back.
     back = dg.run("rollback")
     assert back.code == 0, back.output[-3000:]
+    # Within the forward-fix limit and without --force: a rollback on request, not a forced one.
+    assert "rollback on request, " in back.output and "forced rollback" not in back.output, back.output[-3000:]
     responses = traffic.stop()
     assert not [r for r in responses if r.status == 0], "a request got no answer"
     assert not [r for r in responses if r.status >= 500 and r.color != "hold"], "a release answered 5xx"

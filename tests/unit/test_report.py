@@ -89,12 +89,12 @@ def test_write_report_writes_three_files(tmp_path: Path) -> None:
     assert "| predeploy | compat | no incompatible queries | 0 | passed |" in md
     assert "| predeploy | error_rate | < 1.0% | 0.25% | passed |" in md
     assert f"```sql\n{SQL}\n```" in md
-    assert "| Phase | Requests | Non-2xx | Failed | p50 | p95 | Colors |" in md
+    assert "| Phase | Requests | Non-2xx | Failed | Held | p50 | p95 | Colors |" in md
     assert "| switch | 10 | 3 | 3 |" in md  # 503s at +6.0 and +6.1, a reset at +6.5
     assert "| monitor | 30 | 0 | 0 |" in md
     assert "| (outside stages) | 1 |" in md
     assert "| unified_db.0021_add_member | 0.40 s | `unified_db_personlink` | AccessExclusiveLock | 10.0 ms |" in md
-    assert "| blue | 64 | 2 | 0 |" in md and "| none | 1 | 0 | 1 |" in md  # errors per colour
+    assert "| blue | 64 | 2 | 0 | 0 |" in md and "| none | 1 | 0 | 1 | 0 |" in md  # errors per colour
     assert "4242" not in md  # created ids stay in the JSON
     assert "nginx reload \\| ok" in md  # a pipe in a cell does not break the table
     assert "No rollback" in md
@@ -195,3 +195,19 @@ def test_chart_labels_of_close_stages_do_not_overlap(tmp_path: Path) -> None:
         assert box.x1 <= ax.get_window_extent(renderer).x1 + 0.5, "a label runs past the axes"
         for other in boxes[i + 1 :]:
             assert not box.overlaps(other), (box, other)
+
+
+def test_an_accepted_holds_answers_are_held_not_failed(tmp_path: Path) -> None:
+    responses = [
+        Response(T0 + 1.0, "GET", "/", 200, 5.0, "blue", None, None),
+        Response(T0 + 2.0, "GET", "/", 503, 1.0, "hold", None, None),
+        Response(T0 + 2.5, "POST", "/api/links/", 503, 1.0, "hold", None, None),
+        Response(T0 + 3.0, "GET", "/", 503, 1.0, "green", None, None),  # a release's own 503: a failure
+    ]
+    paths = report.write_report(_record(), responses, tmp_path, stamp="held")
+    md = paths.markdown.read_text()
+    assert "| hold | 2 | 0 | 0 | 2 |" in md and "| green | 1 | 1 | 0 | 0 |" in md
+    assert "held, a 503 + Retry-After of the accepted maintenance hold" in md
+    data = json.loads(paths.json.read_text())
+    assert (data["traffic"]["summary"]["failed"], data["traffic"]["summary"]["held"]) == (1, 2)
+    assert report._face("hold", lambda c: True) == report.HELD_FACE

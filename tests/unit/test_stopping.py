@@ -121,3 +121,13 @@ def test_an_interrupted_rollback_says_traffic_is_back_and_what_remains() -> None
     assert "its rollback (aborted by SIGINT during monitor) stopped after rollback_export" in notice
     assert "traffic back on blue (v1) since 2026-12-05 09:31:01 UTC" in notice
     assert notice.endswith("`nox -s rollback` will: traffic on blue (v1); restore the backup; remove green")
+
+
+def test_a_rollback_within_the_forward_fix_limit_is_on_request_and_forced_only_past_it() -> None:
+    from deploygate.deploy import rollback_reason
+
+    assert rollback_reason(5.5, 30, force=False) == "rollback on request, 5.5 min after the switch (within the 30-min forward-fix limit)"
+    assert rollback_reason(5.5, 30, force=True).startswith("rollback on request, 5.5 min")
+    assert rollback_reason(42.0, 30, force=True) == (
+        "forced rollback (--force), 42.0 min after the switch (past the 30-min forward-fix limit)"
+    )

@@ -266,3 +266,19 @@ def test_body_template_numbers_each_write_and_refuses_bad_json() -> None:
     assert body(3) == {"name": "probe 3", "n": 3}
     with pytest.raises(ValueError):
         body_template("{not json")
+
+
+def test_a_holds_503_is_held_and_not_failed() -> None:
+    from deploygate.deploy import traffic_line
+
+    hold = Response(1.0, "GET", "/", 503, 1.0, "hold", None, None)
+    own = Response(2.0, "GET", "/", 503, 1.0, "blue", None, None)
+    gone = Response(3.0, "GET", "/", 0, 1.0, None, None, "ConnectionError: refused")
+    missing = Response(4.0, "GET", "/x", 404, 1.0, "blue", None, None)
+    assert hold.held and not hold.failed
+    assert own.failed and not own.held and gone.failed
+    totals = traffic.summary([hold, own, gone, missing])
+    assert (totals["held"], totals["failed"]) == (1, 2)
+    assert traffic.phase_stats([hold, own], [("p", 0.0, 5.0)])[0].held == 1
+    assert traffic_line([hold, hold, own, gone]) == "traffic probe: 4 requests, 2 failed, 2 held"
+    assert traffic_line([missing]) == "traffic probe: 1 requests, 0 failed, 0 held, 1 answered 4xx"
