@@ -34,7 +34,7 @@ from deploygate.platform.docker_host import PROJECT_LABEL, remove_labelled
 from deploygate.platform.engine import ensure_engine
 from deploygate.waiting import wait_until
 from tests.support import project_name
-from tests.targets.build import SHOP_DIR, build_shop
+from tests.targets.build import SHOP, build_target
 
 PROJECT = project_name("dgshop_plain")
 Container = docker.models.containers.Container
@@ -51,7 +51,7 @@ def _remove_test_stack() -> None:
 @pytest.fixture(scope="module")
 def shop_config() -> dict[str, Any]:
     """The shop's deploy.toml, read as plain TOML (deploygate's loader is not under test here)."""
-    return tomllib.loads((SHOP_DIR / "deploy.toml").read_text())
+    return tomllib.loads((SHOP.directory / "deploy.toml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def client() -> docker.DockerClient:
 @pytest.fixture(scope="module")
 def shop_images(client: docker.DockerClient, settings: config.Settings) -> dict[int, images.Image]:
     """Both releases, built once (a warm run only finds their tags)."""
-    return {release: build_shop(client, settings, release, print) for release in (1, 2)}
+    return {release: build_target(client, settings, SHOP, release, print) for release in (1, 2)}
 
 
 def _logs(container: Container) -> str:

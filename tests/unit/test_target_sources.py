@@ -1,20 +1,21 @@
-"""The shop's release trees: release 1 is app/, later releases are patches applied in order (no engine)."""
+"""The targets' release trees: release 1 is app/, later releases are patches applied in order (no engine)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from deploygate.errors import ConfigError, ImageBuildError
-from tests.targets import build
+from tests.targets.build import BIGAPP, SHOP
 
 MIGRATION_2 = "app/catalog/migrations/0002_stock_and_reviews.py"
 
 
 def test_release_2_is_release_1_with_its_patch() -> None:
-    first, second = build.shop_source(1).files, build.shop_source(2).files
-    assert build.shop_releases() == [1, 2]
+    first, second = SHOP.source(1).files, SHOP.source(2).files
+    assert SHOP.releases() == [1, 2]
     assert "app/manage.py" in first and MIGRATION_2 not in first
     assert set(second) - set(first) == {MIGRATION_2}
     assert sorted(name for name in first if first[name] != second[name]) == [
@@ -27,16 +28,16 @@ def test_release_2_is_release_1_with_its_patch() -> None:
 
 def test_unknown_release_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="the shop has no release 3"):
-        build.shop_source(3)
+        SHOP.source(3)
 
 
-def test_a_patch_that_no_longer_applies_names_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_patch_that_no_longer_applies_names_itself(tmp_path: Path) -> None:
     """Release 1 changed under release 2's patch: the build stops instead of shipping half a release."""
     shop = tmp_path / "shop"
     (shop / "app" / "catalog").mkdir(parents=True)
     (shop / "app" / "catalog" / "models.py").write_text("# rewritten since the patch was made\n")
     (shop / "releases").mkdir()
-    (shop / "releases" / "2.patch").write_bytes((build.SHOP_DIR / "releases" / "2.patch").read_bytes())
-    monkeypatch.setattr(build, "SHOP_DIR", shop)
+    (shop / "releases" / "2.patch").write_bytes((SHOP.directory / "releases" / "2.patch").read_bytes())
+    changed = dataclasses.replace(SHOP, directory=shop)
     with pytest.raises(ImageBuildError, match=r"releases/2.patch does not apply"):
-        build.shop_source(2)
+        changed.source(2)
