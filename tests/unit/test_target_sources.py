@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from pathlib import Path
 
@@ -41,3 +42,34 @@ def test_a_patch_that_no_longer_applies_names_itself(tmp_path: Path) -> None:
     changed = dataclasses.replace(SHOP, directory=shop)
     with pytest.raises(ImageBuildError, match=r"releases/2.patch does not apply"):
         changed.source(2)
+
+
+def _migrations(files: dict[str, bytes]) -> set[str]:
+    return {name.removeprefix("app/") for name in files if "/migrations/0" in name}
+
+
+def test_bigapp_release_2_squashes_its_history_and_removes_what_the_squash_replaces() -> None:
+    """Release 1 is the original history (what production applies); release 2 replaces it with squashes
+    carrying ``replaces`` and adds the index rebuild; release 3 renames a column release 2 reads."""
+    first, second, third = (BIGAPP.source(release).files for release in (1, 2, 3))
+    assert BIGAPP.releases() == [1, 2, 3]
+    originals, squashes = _migrations(first), _migrations(second)
+    assert len(originals) == 13 and not [name for name in originals if "squashed" in name]
+    assert not originals & squashes, "release 2 keeps none of the migrations its squashes replace"
+    added = squashes - {"catalog/migrations/0005_product_cat_status_created_at.py"}
+    assert len(added) == 4 and all("_squashed_" in name for name in added)
+    replaced = set()
+    for name in added:
+        text = second[f"app/{name}"].decode()
+        assert "replaces = [" in text, name
+        replaced |= {f"{app}/migrations/{migration}.py" for app, migration in _replaces(text)}
+    assert replaced == originals
+    index = second["app/catalog/migrations/0005_product_cat_status_created_at.py"].decode()
+    assert "RemoveIndex" in index and "AddIndex" in index and "AddField" not in index and "AlterField" not in index
+    assert _migrations(third) - squashes == {"sales/migrations/0004_rename_order_reference_number.py"}
+    assert b"RenameField" in third["app/sales/migrations/0004_rename_order_reference_number.py"]
+
+
+def _replaces(text: str) -> list[tuple[str, str]]:
+    line = next(line for line in text.splitlines() if line.strip().startswith("replaces = "))
+    return ast.literal_eval(line.split("=", 1)[1].strip())
