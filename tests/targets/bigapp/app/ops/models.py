@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 # The current layout of a dashboard; older layouts are upgraded on save (see Dashboard.save).
 LAYOUT_VERSION = 2
@@ -49,10 +50,11 @@ class ExportJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     def save(self, *args, **kwargs) -> None:
+        # Exports are written under EXPORTS_DIR, which only the web process gets (gunicorn.conf.py).
+        if not settings.EXPORTS_DIR:
+            raise ValueError("EXPORTS_DIR is not set: exports have nowhere to go")
         if not self.file_name:
-            if not settings.EXPORTS_DIR:
-                raise ValueError("EXPORTS_DIR is not set: exports have nowhere to go")
-            self.file_name = f"{settings.EXPORTS_DIR}/{self.kind}.csv"
+            self.file_name = f"{self.kind}-{timezone.now():%Y%m%d-%H%M%S}.csv"
         super().save(*args, **kwargs)
 
 

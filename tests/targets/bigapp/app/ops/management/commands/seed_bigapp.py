@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.test.utils import override_settings
 
 from accounts.models import ApiKey, BillingAccount, Member, Organization, Team
 from catalog.models import Brand, Category, Price, PriceRule, Product, StockLevel, Variant, Warehouse
@@ -111,8 +112,9 @@ class Command(BaseCommand):
         for member in members:
             Notification.objects.create(member=member, channel=rng.choice(["email", "sms", "push"]), body=f"hello {member.name}")
             Dashboard.objects.create(member=member, title="Home", layout={"version": 2, "widgets": ["orders", "stock"]})
-        # Seeded from a one-off command, which has no EXPORTS_DIR: the file name is given.
-        ExportJob.objects.create(requested_by=members[0], kind="orders", file_name="/tmp/bigapp-exports/orders.csv")
+        # A one-off command has no EXPORTS_DIR (only the web process does): the seed gives the web's.
+        with override_settings(EXPORTS_DIR="/tmp/bigapp-exports"):
+            ExportJob.objects.create(requested_by=members[0], kind="orders")
         for organization in Organization.objects.all():
             Webhook.objects.create(organization=organization, url=f"https://hooks.example/{organization.slug}", secret=secrets.token_hex(16), events=["order.created"])
         Job.objects.bulk_create([Job(kind=rng.choice(["reindex", "notify"]), payload={"n": n}) for n in range(20)])
