@@ -32,7 +32,7 @@ from deploygate.traffic import TrafficProbe, body_template
 from deploygate.waiting import wait_until
 from tests.e2e.conftest import ROOT, Deploygate
 from tests.support import free_port, project_name
-from tests.targets.build import build_shop
+from tests.targets.build import SHOP, build_target
 
 SHOP_CONFIG = ROOT / "tests" / "targets" / "shop" / "deploy.toml"
 SECRET_ENV = "DGSHOP_SECRET_KEY"
@@ -70,7 +70,7 @@ def shop_settings(shop_overrides: dict[str, str], shop_environ: dict[str, str]) 
 def shop_images(shop_settings: config.Settings) -> list[Image]:
     """dgshop:1 and dgshop:2, as the team's CI tags them (built offline here)."""
     platform = connect_platform(shop_settings, say=print)
-    return [build_shop(platform.client, shop_settings, release, say=print) for release in (1, 2)]
+    return [build_target(platform.client, shop_settings, SHOP, release, say=print) for release in (1, 2)]
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ traffic probe's paths and body): Postgres, ``migrate`` in a one-off, web and wor
 containers, then release 2's ``migrate`` under release 1's running web. No other
 deploygate code path runs, so a failure here is the shop's, not deploygate's.
 
-The rig (project ``dgshop_plain`` plus this checkout's suffix) is labelled and removed
-afterwards, even on failure.
+The rig (tests/targets/rig.py, project ``dgshop_plain`` plus this checkout's suffix) is
+labelled and removed afterwards, even on failure.
 """
 
 from __future__ import annotations
@@ -16,30 +16,25 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shlex
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import docker
-import docker.models.containers
 import pytest
 import requests
 
 from deploygate import config
 from deploygate.platform import images
-from deploygate.platform.docker_host import PROJECT_LABEL, remove_labelled
+from deploygate.platform.docker_host import PROJECT_LABEL
 from deploygate.platform.engine import ensure_engine
 from deploygate.waiting import wait_until
 from tests.support import project_name
-from tests.targets.build import SHOP_DIR, build_shop
+from tests.targets.build import SHOP, build_target
+from tests.targets.rig import Container, Rig, logs, plain_rig
 
 PROJECT = project_name("dgshop_plain")
-Container = docker.models.containers.Container
-# A password URL parsing could get wrong: it must be percent-encoded in DATABASE_URL.
-DB_PASSWORD_SUFFIX = "@/:%?#"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,7 +46,7 @@ def _remove_test_stack() -> None:
 @pytest.fixture(scope="module")
 def shop_config() -> dict[str, Any]:
     """The shop's deploy.toml, read as plain TOML (deploygate's loader is not under test here)."""
-    return tomllib.loads((SHOP_DIR / "deploy.toml").read_text())
+    return tomllib.loads((SHOP.directory / "deploy.toml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -62,129 +57,14 @@ def client() -> docker.DockerClient:
 @pytest.fixture(scope="module")
 def shop_images(client: docker.DockerClient, settings: config.Settings) -> dict[int, images.Image]:
     """Both releases, built once (a warm run only finds their tags)."""
-    return {release: build_shop(client, settings, release, print) for release in (1, 2)}
-
-
-def _logs(container: Container) -> str:
-    return container.logs().decode(errors="replace")
-
-
-@dataclass
-class Rig:
-    """Postgres on a network of its own, and what every app container gets from deploy.toml."""
-
-    client: docker.DockerClient
-    network: str
-    db: Container
-    db_user: str
-    environment: dict[str, str]
-    app: dict[str, Any]
-
-    def oneoff(self, image: images.Image, argv: list[str], environment: dict[str, str] | None = None) -> tuple[int, str]:
-        """Run ``argv`` in ``image`` to its end; its exit code and output. ``environment`` replaces the rig's."""
-        container = self.client.containers.run(
-            image.id,
-            argv,
-            detach=True,
-            network=self.network,
-            environment=self.environment if environment is None else environment,
-            labels={PROJECT_LABEL: PROJECT},
-        )
-        try:
-            code = container.wait(timeout=120)["StatusCode"]
-            return code, _logs(container)
-        finally:
-            container.remove(force=True)
-
-    def start(self, name: str, image: images.Image, command: list[str] | None = None, **kwargs: Any) -> Container:
-        """A long-running container of ``image``: its own CMD unless ``command``."""
-        return self.client.containers.run(
-            image.id,
-            command,
-            name=f"{PROJECT}_{name}",
-            detach=True,
-            network=self.network,
-            environment=self.environment,
-            labels={PROJECT_LABEL: PROJECT},
-            **kwargs,
-        )
-
-    def start_web(self, name: str, image: images.Image) -> str:
-        """Start the web container (the app port on a free loopback port), wait until its health URL answers 200; its base URL."""
-        port = f"{self.app['port']}/tcp"
-        container = self.start(name, image, ports={port: ("127.0.0.1", None)})
-        container.reload()
-        url = f"http://127.0.0.1:{container.ports[port][0]['HostPort']}"
-
-        def healthy() -> bool:
-            container.reload()
-            if container.status == "exited":
-                raise AssertionError(f"{container.name} exited: {_logs(container)[-2000:]}")
-            return requests.get(url + self.app["health_path"], timeout=5).status_code == 200
-
-        wait_until(healthy, timeout=60, what=f"{container.name} to answer 200", last_seen=lambda: _logs(container)[-500:])
-        return url
-
-    def start_worker(self, name: str, image: images.Image) -> Container:
-        """Start the worker with deploy.toml's command and wait for its first pass."""
-        container = self.start(name, image, shlex.split(self.app["processes"]["worker"]))
-        wait_until(
-            lambda: "pass: processed" in _logs(container),
-            timeout=60,
-            what=f"{container.name}'s first pass",
-            last_seen=lambda: _logs(container)[-500:],
-        )
-        return container
-
-    def wait_db_ready(self) -> None:
-        # Over TCP: during its first start the image runs a temporary server on the socket only.
-        def ready() -> bool:
-            self.db.reload()
-            if self.db.status == "exited":
-                raise AssertionError(f"Postgres exited: {_logs(self.db)[-2000:]}")
-            return self.db.exec_run(["pg_isready", "-q", "-h", "127.0.0.1", "-U", self.db_user])[0] == 0
-
-        wait_until(ready, timeout=60, what="Postgres to accept connections", last_seen=lambda: _logs(self.db)[-500:])
-
-
-def _app_environment(app: dict[str, Any], database_url: str, from_env: dict[str, str]) -> dict[str, str]:
-    """deploy.toml's [app.env], its secrets resolved from ``from_env``, and the database URL variable."""
-    environment = dict(app["env"])
-    for name, reference in app["secrets"].items():
-        source, _, variable = reference.partition(":")
-        assert source == "env", f"this test resolves env: secrets only, not {reference!r}"
-        environment[name] = from_env[variable]
-    environment[app["database_url"]] = database_url
-    return environment
+    return {release: build_target(client, settings, SHOP, release, print) for release in (1, 2)}
 
 
 @pytest.fixture(scope="module")
-def rig(
-    client: docker.DockerClient, settings: config.Settings, shop_config: dict[str, Any], shop_images: dict[int, images.Image]
-) -> Iterator[Rig]:
+def rig(client: docker.DockerClient, settings: config.Settings, shop_config: dict[str, Any], shop_images: dict[int, images.Image]) -> Iterator[Rig]:
     """Postgres of deploy.toml's major version, its database and user, on the rig's network."""
-    database = shop_config["database"]
-    postgres = images.postgres_image(client, settings.replace(postgres_major=database["postgres_major"]), print)
-    remove_labelled(client, PROJECT)
-    network = f"{PROJECT}_net"
-    password = secrets.token_urlsafe(12) + DB_PASSWORD_SUFFIX
-    try:
-        client.networks.create(network, driver="bridge", labels={PROJECT_LABEL: PROJECT})
-        db = client.containers.run(
-            postgres.id,
-            name=f"{PROJECT}_db",
-            detach=True,
-            network=network,
-            environment={"POSTGRES_USER": database["user"], "POSTGRES_PASSWORD": password, "POSTGRES_DB": database["name"]},
-            labels={PROJECT_LABEL: PROJECT},
-        )
-        url = f"postgres://{quote(database['user'], safe='')}:{quote(password, safe='')}@{db.name}:5432/{database['name']}"
-        environment = _app_environment(shop_config["app"], url, {"DGSHOP_SECRET_KEY": secrets.token_urlsafe(40)})
-        rig = Rig(client, network, db, database["user"], environment, shop_config["app"])
-        rig.wait_db_ready()
+    with plain_rig(client, settings, PROJECT, shop_config, {"DGSHOP_SECRET_KEY": secrets.token_urlsafe(40)}) as rig:
         yield rig
-    finally:
-        remove_labelled(client, PROJECT)
 
 
 @dataclass
@@ -306,15 +186,15 @@ def test_traffic_probe_paths_work(rig: Rig, shop_config: dict[str, Any], release
 def test_worker_processes_the_queue(release1: Release1) -> None:
     thing_id = _post_thing(release1.url, {"name": "parcel", "address": "2001:db8::1"})
     wait_until(lambda: _processed(release1.url, thing_id), timeout=30, what=f"thing {thing_id} to be processed")
-    assert re.search(r"pass: processed [1-9]\d* thing\(s\)", _logs(release1.worker))
+    assert re.search(r"pass: processed [1-9]\d* thing\(s\)", logs(release1.worker))
 
 
 def test_worker_stops_cleanly_on_sigterm(rig: Rig, shop_images: dict[int, images.Image], release1: Release1) -> None:
     """`docker stop` sends SIGTERM: the worker ends its loop and exits 0 well before the engine would kill it."""
     worker = rig.start_worker("worker_stop", shop_images[1])
     worker.stop(timeout=20)
-    assert worker.wait(timeout=30)["StatusCode"] == 0, _logs(worker)[-1000:]
-    assert "worker stopped by signal" in _logs(worker)
+    assert worker.wait(timeout=30)["StatusCode"] == 0, logs(worker)[-1000:]
+    assert "worker stopped by signal" in logs(worker)
 
 
 # --- release 2 migrated under release 1 ------------------------------------------------------------
