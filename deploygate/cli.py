@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Sequence
 
-from deploygate import config, production
+from deploygate import __version__, config, production
 from deploygate.deploy.abort import Aborted
 from deploygate.errors import DeployGateError
 from deploygate.platform import connect
@@ -222,7 +222,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common("after")
-    parser = argparse.ArgumentParser(prog="python -m deploygate", description=__doc__.splitlines()[0], parents=[_common("before")])
+    parser = argparse.ArgumentParser(prog="deploygate", description=__doc__.splitlines()[0], parents=[_common("before")])
+    parser.add_argument("--version", action="version", version=f"deploygate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func, help: str) -> argparse.ArgumentParser:

@@ -54,3 +54,10 @@ def pytest_ini() -> Path:
 def images_dir() -> Path:
     """The Dockerfiles of the images deploygate builds (postgres, haproxy, nginx, python)."""
     return bundle_root() / "images"
+
+
+def fixtures_package() -> str:
+    """The import name of the fixture modules: inside the installed package, or the checkout's top-level ``fixtures``."""
+    if (BUNDLE_DIR / "fixtures" / "__init__.py").is_file():
+        return "deploygate._bundle.fixtures"
+    return "fixtures"
