@@ -9,4 +9,5 @@ pytest_plugins = [
     "fixtures.live",
     "fixtures.backup",
     "fixtures.copy_db",
+    "fixtures.suite_names",  # not in the installed plugin: `settings` is pytest-django's there
 ]

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Sequence
 
-from deploygate import config, production
+from deploygate import __version__, config, production
 from deploygate.deploy.abort import Aborted
 from deploygate.errors import DeployGateError
 from deploygate.platform import connect
@@ -184,6 +184,102 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+# pytest's own --config-file is -c; --config and --set mean deploygate's here as in every command.
+_GATE_SPELLING = {"--config": "--dg-config", "--set": "--dg-set"}
+
+
+def cmd_predeploy(args: argparse.Namespace) -> int:
+    """The pre-deploy gate: pytest on deploygate's tests_pre (wherever it is installed), from this folder."""
+    import subprocess
+
+    from deploygate import resources
+    from deploygate.deploy.gates import suite_argv
+
+    settings = _settings(args)
+    root = resources.bundle_root()
+    # A test id (tests_pre/test_backup.py::test_backup_restores) names a file of the suite, not of this folder.
+    ids = [str(root / arg) for arg in args.pytest_args if arg.startswith("tests_pre")]
+    rest = [arg for arg in args.pytest_args if not arg.startswith("tests_pre")]
+    argv = suite_argv("predeploy")
+    if ids:
+        argv = [arg for arg in argv if arg != str(resources.suite_dir("predeploy"))] + ids
+    junit = settings.path(settings.reports_dir) / "predeploy" / f"junit_{time.strftime('%Y%m%d_%H%M%S')}.xml"
+    passed = [f"{_GATE_SPELLING[flag]}={value}" for flag, values in (("--set", [*args.set_before, *args.set_after]),) for value in values]
+    if getattr(args, "config", None):
+        passed.append(f"--dg-config={args.config}")
+    return subprocess.run([*argv, "--gate", "predeploy", f"--junitxml={junit}", *passed, *rest], check=False).returncode
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deploygate import init
+
+    answers = init.Answers(
+        manage_py=args.manage_py, settings_module=args.settings_module, database_url=args.database_url,
+        db_env_prefix=args.db_env_prefix, health_path=args.health_path, app_port=args.app_port, project=args.project,
+        release=args.release, image_repo=args.image_repo, proxy_port=args.proxy_port, db_name=args.db_name,
+        db_user=args.db_user, env=dict(config.parse_assignments(args.env or [])),
+        secrets=dict(config.parse_assignments(args.secret or [])), processes=dict(config.parse_assignments(args.process or [])),
+        checks_dir="" if args.no_checks else args.checks, window=args.window, timezone=args.timezone,
+        branch=args.branch, runs_on=args.runs_on, github=not args.no_github, gitlab=not args.no_gitlab,
+    )  # fmt: skip
+    root = Path(args.path)
+    project = init.discover(root, answers)
+    for line in init.describe(project):
+        print(f"  {line}")
+    outcome = init.write(project.root, init.render(project, answers), force=args.force)
+    for path, what in outcome.items():
+        print(f"{what:>9}  {path}")
+    kept = [path for path, what in outcome.items() if what == init.KEPT]
+    if kept:
+        print(f"deploygate: kept {len(kept)} existing file(s) that differ from what init writes: {', '.join(kept)} "
+              "(--force replaces them)", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def _init_parser(sub) -> None:
+    p = sub.add_parser("init", help="write deploy.toml, a noxfile, an example check and CI files into a Django repository")
+    p.set_defaults(func=cmd_init)
+    found = p.add_argument_group("what init would otherwise guess from the project")
+    found.add_argument("--path", default=".", help="the repository (default: this folder)")
+    found.add_argument("--manage-py", help="manage.py, relative to the repository (default: the shallowest one)")
+    found.add_argument("--settings-module", help="DJANGO_SETTINGS_MODULE (default: from manage.py, a Dockerfile, or the package beside manage.py)")
+    db = found.add_mutually_exclusive_group()
+    db.add_argument("--database-url", metavar="VARIABLE", help="the app reads the database as one URL from this variable")
+    db.add_argument("--db-env-prefix", metavar="PREFIX", help="the app reads <PREFIX>HOST, PORT, NAME, USER, PASSWORD")
+    found.add_argument("--health-path", help="the health URL (default: one whose name says health in the project's urls.py)")
+    found.add_argument("--app-port", type=int, help="the port the image serves on (default: the Dockerfile's EXPOSE, else 8000)")
+    told = p.add_argument_group("what init cannot know")
+    told.add_argument("--project", help="prefix of every Docker object (default: the repository folder's name)")
+    told.add_argument("--release", help="the image production runs today (default: <image-repo>:latest)")
+    told.add_argument("--image-repo", help="where CI pushes the app's images; CI deploys <image-repo>:<commit> (default: registry.example.com/<project>)")
+    told.add_argument("--proxy-port", type=int, default=8080, help="port the proxy publishes the app on (default 8080)")
+    told.add_argument("--db-name", help="database name (default: the project)")
+    told.add_argument("--db-user", help="database user (default: the project)")
+    told.add_argument("--env", action="append", metavar="NAME=VALUE", help="plain environment of the app's containers (repeatable)")
+    told.add_argument("--secret", action="append", metavar="NAME=env:VAR", help="a secret of the app, as env:VAR or file:/path (repeatable)")
+    told.add_argument("--process", action="append", metavar="NAME=COMMAND", help="a process beside the web server, e.g. worker=... (repeatable)")
+    told.add_argument("--checks", default="deploy_checks", help="folder of the example pytest-django check (default deploy_checks)")
+    told.add_argument("--no-checks", action="store_true", help="write no example check and no app.checks")
+    told.add_argument("--window", default="02:00-04:00", help="deploy window, local HH:MM-HH:MM (default 02:00-04:00)")
+    told.add_argument("--timezone", default="UTC", help="time zone of the window (default UTC)")
+    ci = p.add_argument_group("CI files")
+    ci.add_argument("--branch", default="main", help="the branch that deploys (default main)")
+    ci.add_argument("--runs-on", default="[self-hosted, production]", help="GitHub runner labels that reach production's engine")
+    ci.add_argument("--no-github", action="store_true", help="no .github/workflows/deploygate.yml")
+    ci.add_argument("--no-gitlab", action="store_true", help="no .gitlab-ci.yml")
+    p.add_argument("--force", action="store_true", help="replace files that exist with other content")
+
+
+def _predeploy_parser(sub, common: argparse.ArgumentParser) -> None:
+    # No abbreviations: pytest's --co must not be taken for --config.
+    p = sub.add_parser("predeploy", parents=[common], allow_abbrev=False,
+                       help="the pre-deploy gate (production is only read); other arguments go to pytest: --candidate, -k, a test id")  # fmt: skip
+    p.set_defaults(func=cmd_predeploy, passes_unknown=True)
+
+
 def _common(where: str) -> argparse.ArgumentParser:
     """--config and --set, accepted before the command and after it (`nox -s deploy -- --config FILE`).
 
@@ -227,7 +323,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common("after")
-    parser = argparse.ArgumentParser(prog="python -m deploygate", description=__doc__.splitlines()[0], parents=[_common("before")])
+    parser = argparse.ArgumentParser(prog="deploygate", description=__doc__.splitlines()[0], parents=[_common("before")])
+    parser.add_argument("--version", action="version", version=f"deploygate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func, help: str) -> argparse.ArgumentParser:
@@ -272,11 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--switches", type=int, default=50, help="switch: colour switches per run")
     p_bench.add_argument("--interval", type=float, default=1.5, help="switch: seconds between switches")
     p_bench.add_argument("--get-path", help="switch: the clients' GET path (default: health_path; POSTs use traffic_write_path/body)")
+    _predeploy_parser(sub, common)
+    _init_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # predeploy hands what it does not know to pytest (-k, -x, --candidate, a test id); no other command does.
+    if unknown and not getattr(args, "passes_unknown", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.pytest_args = unknown
     try:
         return args.func(args)
     except DeployGateError as exc:

@@ -12,15 +12,13 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from deploygate import gate_result
+from deploygate import gate_result, resources
 from deploygate.config import OPTIONS, Settings, as_text
 from deploygate.gate_result import GateResult
 from deploygate.log import DeployLog
 from deploygate.record import GateRow
 
-ROOT = Path(__file__).resolve().parents[2]
-# Gate name -> the suite that implements it (one suite can serve several gates).
-SUITES = {"predeploy": "tests_pre", "post_green": "tests_post", "post_proxy": "tests_post"}
+SUITES = resources.SUITES
 
 
 def settings_args(settings: Settings) -> list[str]:
@@ -34,12 +32,21 @@ def settings_args(settings: Settings) -> list[str]:
     return args
 
 
+def suite_argv(gate: str) -> list[str]:
+    """``python -m pytest`` on the suite of ``gate``, wherever it is (checkout or installed package).
+
+    The suite's own pytest.ini and rootdir are named, so a gate run from a team's repository
+    never picks up that repository's pytest configuration or conftest.py, and its test ids
+    stay ``tests_pre/test_x.py::test_y`` however deploygate was installed.
+    """
+    root = resources.bundle_root()
+    return [sys.executable, "-m", "pytest", str(resources.suite_dir(gate)), "-c", str(resources.pytest_ini()),
+            "--rootdir", str(root), "-p", "no:cacheprovider"]  # fmt: skip
+
+
 def check_names(gate: str) -> set[str]:
     """The names of the checks a gate's suite holds (collected by pytest, nothing run)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", SUITES[gate], "--collect-only", "-q", "-p", "no:cacheprovider"],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+    done = subprocess.run([*suite_argv(gate), "--collect-only", "-q"], capture_output=True, text=True)
     return {line.split("::")[-1].split("[")[0] for line in done.stdout.splitlines() if "::" in line}
 
 
@@ -55,13 +62,11 @@ def skip_args(gate: str, skips: Mapping[str, str]) -> list[str]:
 
 def run_gate(settings: Settings, gate: str, args: list[str], *, result_path: Path, log: DeployLog) -> GateResult:
     """Run the suite of ``gate`` and return its result; raises ``GateResultError`` when it wrote none."""
-    argv = [
-        sys.executable, "-m", "pytest", SUITES[gate], "-q", "-p", "no:cacheprovider",
-        "--gate", gate, "--gate-result", str(result_path), *settings_args(settings), *args,
-    ]  # fmt: skip
+    argv = [*suite_argv(gate), "-q", "--gate", gate, "--gate-result", str(result_path), *settings_args(settings), *args]
     result_path.unlink(missing_ok=True)
     log(f"   running the {gate} gate ({SUITES[gate]})...")
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    # From the project's folder: relative settings (logs, reports, state) mean the same to the suite as to the deploy.
+    done = subprocess.run(argv, cwd=settings.root, capture_output=True, text=True)
     output = log.path.with_name(f"{log.path.stem}_{gate}.log")
     output.write_text(log.redact(done.stdout + done.stderr))
     result = gate_result.load(result_path)

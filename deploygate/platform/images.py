@@ -24,12 +24,11 @@ from typing import Callable, Iterable, Mapping
 import docker
 import docker.errors
 
+from deploygate import resources
 from deploygate.config import Settings
 from deploygate.errors import ConfigError, ImageBuildError
 from deploygate.packages import apt_install, can_apt_install
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-IMAGES_DIR = PROJECT_ROOT / "images"
 HASH_LEN = 12
 # Files never part of a build context: byte-code and editor droppings change the hash
 # without changing the image.
@@ -249,7 +248,7 @@ def _service_image(
         if settings.image_source == "registry":
             raise ImageBuildError(f"image_source is 'registry' but {reference} could not be pulled")
     base = base_image(client, settings, say)
-    context = BuildContext.empty().add_tree(IMAGES_DIR / name)
+    context = BuildContext.empty().add_tree(resources.images_dir() / name)
     return _build(
         client,
         repo=f"deploygate/{name}",
