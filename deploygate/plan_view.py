@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
+from deploygate import markdown
 from deploygate.gate_result import FAILED, PASSED, CheckResult, GateResult
 from deploygate.plan_facts import COMPAT, REHEARSAL, REVERSAL
 
@@ -98,17 +99,7 @@ def _cell(value: Any) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows] + [""]
-
-
-def _fence(text: str) -> str:
-    """A backtick fence longer than any backtick run in ``text``: SQL never closes its own block."""
-    longest = run = 0
-    for ch in text:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    return "`" * max(3, longest + 1)
+    return markdown.table(header, rows, _cell) + [""]
 
 
 def _code(text: Any) -> str:
@@ -193,7 +184,7 @@ def _migrations(rehearsal: dict[str, Any] | None) -> list[str]:
         text = "\n".join(sql[:SQL_LINES_SHOWN])
         if len(sql) > SQL_LINES_SHOWN:
             text += f"\n-- ... {len(sql) - SQL_LINES_SHOWN} more statements"
-        fence = _fence(text)
+        fence = markdown.fence(text)
         out += [f"{fence}sql", text, fence, ""]
     return out
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from deploygate import markdown
 from deploygate import traffic
 from deploygate.policy import percentile
 from deploygate.proxy import HOLD_COLOR
@@ -202,7 +203,7 @@ def _plan(record: DeployRecord) -> list[str]:
             out += [f"- {_cell(op)}" for op in step.operations] + [""]
         text = "\n".join(step.sql)
         if text.strip():
-            fence = _fence(text)
+            fence = markdown.fence(text)
             out += [f"{fence}sql", text, fence, ""]
         else:
             out += ["(no SQL)", ""]
@@ -489,17 +490,7 @@ def _cell(value: Any) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-
-
-def _fence(text: str) -> str:
-    """A backtick fence longer than any backtick run in ``text``, so SQL can never close its own block."""
-    longest = run = 0
-    for ch in text:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    return "`" * max(3, longest + 1)
+    return markdown.table(header, rows, _cell)
 
 
 def _seconds(value: float | None) -> str | None:

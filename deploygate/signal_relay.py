@@ -17,8 +17,9 @@ import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+# Ctrl-C; CI runners, docker stop and Kubernetes; a closed terminal or a dropped ssh session.
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -53,15 +54,20 @@ def relay(signum: int, _frame: object = None) -> None:
 
 
 @contextmanager
-def relaying_signals() -> Iterator[None]:
-    """For the duration, SIGINT, SIGTERM and SIGHUP are passed on to this process's children and
-    do not stop it; the previous handlers are restored afterwards."""
+def handling(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """For the duration, ``handler`` answers SIGINT, SIGTERM and SIGHUP; the previous handlers come back afterwards."""
     if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only
+        yield  # signals reach the main thread only: nothing to install elsewhere
         return
-    previous = {signum: signal.signal(signum, relay) for signum in SIGNALS}
+    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def relaying_signals():
+    """For the duration, SIGINT, SIGTERM and SIGHUP are passed on to this process's children and
+    do not stop it; the previous handlers are restored afterwards."""
+    return handling(relay)

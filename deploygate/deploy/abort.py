@@ -27,9 +27,8 @@ from deploygate import ledger
 from deploygate.database import DatabaseAddress
 from deploygate.errors import DeployGateError
 from deploygate.log import Say
+from deploygate.signal_relay import handling
 
-# Ctrl-C; CI runners, docker stop and Kubernetes; a closed terminal or a dropped ssh session.
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 ABORT_KIND = "abort"
 _POLL_S = 1.0
 
@@ -57,7 +56,7 @@ def raising(say: Say) -> Iterator[None]:
         say(f"!! {name} received: aborting")
         raise Aborted(name)
 
-    with _handlers(handler):
+    with handling(handler):
         yield
 
 
@@ -70,7 +69,7 @@ def deferred(say: Say) -> Iterator[None]:
         say(f"!! {signal.Signals(signum).name} received during the rollback: it finishes first "
             "(SIGKILL stops it; `nox -s rollback` then converges)")  # fmt: skip
 
-    with _handlers(handler):
+    with handling(handler):
         yield
 
 
@@ -85,19 +84,6 @@ def _detach_console_on_hangup(signum: int) -> None:
         except OSError:
             pass
     os.close(devnull)
-
-
-@contextmanager
-def _handlers(handler) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only: nothing to install elsewhere
-        return
-    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 @contextmanager
