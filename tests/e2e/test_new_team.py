@@ -26,7 +26,7 @@ from deploygate import config
 from deploygate.platform import connect as connect_platform
 from tests.e2e.conftest import ROOT
 from tests.support import free_port, project_name
-from tests.targets.build import SHOP_DIR, build_shop
+from tests.targets.build import SHOP, build_target
 
 PROJECT = project_name("dgteam")
 
@@ -56,17 +56,17 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def shop_images() -> None:
     """dgshop:1 and dgshop:2, as the team's CI tags them (built offline here)."""
-    settings = config.load(SHOP_DIR / "deploy.toml", environ={}, root=ROOT)
+    settings = config.load(SHOP.directory / "deploy.toml", environ={}, root=ROOT)
     platform = connect_platform(settings, say=print)
     for release in (1, 2):
-        build_shop(platform.client, settings, release, say=print)
+        build_target(platform.client, settings, SHOP, release, say=print)
 
 
 @pytest.fixture(scope="module")
 def team_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shop as its own git repository, without deploygate's configuration of it."""
     repo = tmp_path_factory.mktemp("newteam") / "shop"
-    shutil.copytree(SHOP_DIR, repo, ignore=shutil.ignore_patterns("deploy.toml", "__pycache__"))
+    shutil.copytree(SHOP.directory, repo, ignore=shutil.ignore_patterns("deploy.toml", "__pycache__"))
     for argv in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=team", "-c", "user.email=team@example.com", "commit", "-qm", "shop"]):
         subprocess.run(argv, cwd=repo, check=True)
     return repo
