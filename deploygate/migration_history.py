@@ -8,13 +8,17 @@ one of them means the schema is not the release's:
   shows only the squash;
 - their app is no longer installed: Django never removes an uninstalled app's rows from
   ``django_migrations``;
+- a squash another release recorded: a candidate whose history is squashed records its
+  squash's name when it migrates a database whose replaced migrations are all applied;
+  after a rollback the previous release, which has those migrations and not the squash,
+  sees the name (``squashed_elsewhere``, given that release's squashes);
 - anything else: another release's migrations (e.g. the candidate's, after a failed
   reversal). Only these are a mismatch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
 
@@ -25,10 +29,12 @@ class OutsideGraph:
     replaced_by_squash: list[str] = field(default_factory=list)
     of_removed_apps: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    squashes_of_its_own: list[str] = field(default_factory=list)  # another release's squash over this one's migrations
 
     def explained(self) -> str:
         """The names that are history, counted: ``replaced by squash: 476, of apps no longer installed: 3``."""
-        return f"replaced by squash: {len(self.replaced_by_squash)}, of apps no longer installed: {len(self.of_removed_apps)}"
+        line = f"replaced by squash: {len(self.replaced_by_squash)}, of apps no longer installed: {len(self.of_removed_apps)}"
+        return line + (f", squashes of its own migrations recorded by another release: {len(self.squashes_of_its_own)}" if self.squashes_of_its_own else "")
 
     def describe(self) -> str:
         """One line for logs and reports: ``explained()``, then the unknown names (the first five) if any."""
@@ -59,3 +65,11 @@ def classify(
         else:
             result.unknown.append(label)
     return result
+
+
+def squashed_elsewhere(outside: OutsideGraph, other_squashes: Mapping[str, Iterable[str]]) -> OutsideGraph:
+    """``outside`` with the unknown names that are another release's squashes (``other_squashes``: squash ->
+    what it replaces) counted as history, when nothing they replace is unknown to this release too."""
+    unknown = set(outside.unknown)
+    own = sorted(label for label in unknown if label in other_squashes and not unknown & set(other_squashes[label]))
+    return replace(outside, unknown=sorted(unknown - set(own)), squashes_of_its_own=[*outside.squashes_of_its_own, *own])

@@ -9,12 +9,12 @@ the raw JSON: the payload's shape is known in this one module.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 from deploygate.errors import DeployGateError
 from deploygate.log import Say
-from deploygate.migration_history import OutsideGraph, classify
+from deploygate.migration_history import OutsideGraph, classify, squashed_elsewhere
 from deploygate.probes import DJANGO_PROBE, RESULT_MARKER
 
 if TYPE_CHECKING:
@@ -117,6 +117,11 @@ class MigrationPlan:
     # Applied but not in this release's graph, by reason: only ``outside.unknown`` is a mismatch.
     outside: OutsideGraph = field(default_factory=OutsideGraph)
     unmigrated_tables: list[str] = field(default_factory=list)  # of models changed without a migration
+    squash_replaces: dict[str, list[str]] = field(default_factory=dict)  # this release's squashes -> what they replace
+
+    def judged_with(self, other_squashes: dict[str, list[str]]) -> MigrationPlan:
+        """This plan with the squashes another release recorded over this one's migrations counted as history."""
+        return replace(self, outside=squashed_elsewhere(self.outside, other_squashes))
 
     @property
     def unknown_applied(self) -> list[str]:
@@ -173,6 +178,7 @@ def parse_plan(payload: dict) -> MigrationPlan:
         applied=payload.get("applied", []),
         outside=classify(payload.get("outside_graph", []), payload.get("squash_replaces", {}), payload.get("installed_apps")),
         unmigrated_tables=payload.get("unmigrated_tables", []),
+        squash_replaces=payload.get("squash_replaces", {}),
     )
 
 

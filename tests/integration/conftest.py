@@ -38,6 +38,12 @@ def settings(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="session")
+def dg_settings(settings: config.Settings) -> config.Settings:
+    """The gate fixtures (fixtures/) ask for ``dg_settings``: this tier's isolated production, as ``settings``."""
+    return settings
+
+
+@pytest.fixture(scope="session")
 def platform(settings: config.Settings) -> Platform:
     """This tier's own platform: session fixtures are cached once, so each tier binds its own settings."""
     return connect_platform(settings, say=print)

@@ -14,7 +14,9 @@ from deploygate.platform.docker_host import DockerHost
 from deploygate.platform.naming import PROJECT_LABEL
 from deploygate.platform.networking import extra_hosts_of, pinned_addresses
 from deploygate.waiting import wait_until
+from deploygate.proxy import Proxy
 from fixtures.stack import Production
+from tests.support import free_port
 
 # Answers its own name on any path: what the app reaching "the team's service" looks like.
 _TEAM_SERVICE = "import http.server as h; h.HTTPServer(('', 6380), type('H', (h.BaseHTTPRequestHandler,), {'do_GET': lambda s: (s.send_response(200), s.end_headers(), s.wfile.write(b'team'))})).serve_forever()"
@@ -94,7 +96,22 @@ def _move_database(platform: DockerHost) -> str:
     return after
 
 
-def test_a_stale_pin_is_fixed_when_a_colour_resumes(production: Production, team_network: str) -> None:
+@pytest.fixture
+def moving_production(production: Production, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]:
+    """A production of its own: its database is moved, which the tier's shared production (whose address the
+    other tests hold) must never see."""
+    settings = production.settings.replace(project=f"{production.settings.project}mv", proxy_port=free_port(),
+                                           state_dir=str(tmp_path_factory.mktemp("moving_state")))  # fmt: skip
+    platform = DockerHost(production.platform.client, settings)
+    prod.up(platform, settings, say=lambda message: None)
+    try:
+        yield Production(settings=settings, platform=platform, proxy=Proxy(settings, platform), db=platform.database())
+    finally:
+        prod.down(platform, settings, volumes=True)
+
+
+def test_a_stale_pin_is_fixed_when_a_colour_resumes(moving_production: Production) -> None:
+    production = moving_production
     platform = _with(production)
     image = platform.resolve_image("v1", say=lambda message: None)
     platform.start_colour("green", image, prod.app_environment(platform, production.settings))

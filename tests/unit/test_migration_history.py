@@ -44,3 +44,16 @@ def test_an_unexplained_name_is_a_mismatch_that_says_the_rest() -> None:
     assert plan.mismatch() == (
         "pending [], unknown ['catalog.0009_other'] (not a mismatch: replaced by squash: 3, of apps no longer installed: 1)"
     )
+
+
+def test_a_squash_the_candidate_recorded_over_the_previous_releases_migrations_is_history() -> None:
+    from deploygate.migration_history import squashed_elsewhere
+
+    # Release 1 has sales.0001..0003; release 2 squashed them and its migrate recorded the squash's name.
+    outside = classify(["sales.0001_squashed_0003", "sales.0004_other"], {}, installed_apps=["sales"])
+    judged = squashed_elsewhere(outside, {"sales.0001_squashed_0003": ["sales.0001_initial", "sales.0002_a", "sales.0003_b"]})
+    assert judged.squashes_of_its_own == ["sales.0001_squashed_0003"] and judged.unknown == ["sales.0004_other"]
+    assert "squashes of its own migrations recorded by another release: 1" in judged.explained()
+    # A squash over a migration the previous release does not have either stays a mismatch.
+    mixed = squashed_elsewhere(outside, {"sales.0001_squashed_0003": ["sales.0004_other"]})
+    assert mixed.unknown == ["sales.0001_squashed_0003", "sales.0004_other"]

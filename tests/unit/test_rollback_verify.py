@@ -25,6 +25,7 @@ class FakeRun:
     request: Request = field(default_factory=lambda: Request(candidate_ref=""))
     record: DeployRecord = field(default_factory=lambda: DeployRecord(kind="rollback", outcome=Outcome.RUNNING))
     old_color: str = "blue"
+    candidate: object = None  # the candidate's squashes are asked for only when a name is unknown
     lines: list[str] = field(default_factory=list)
     verified: list[str] = field(default_factory=list)
 
