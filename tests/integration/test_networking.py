@@ -13,8 +13,8 @@ from deploygate.errors import StackError
 from deploygate.platform.docker_host import DockerHost
 from deploygate.platform.naming import PROJECT_LABEL
 from deploygate.platform.networking import extra_hosts_of, pinned_addresses
-from deploygate.waiting import wait_until
 from deploygate.proxy import Proxy
+from deploygate.waiting import wait_until
 from fixtures.stack import Production
 from tests.support import free_port
 
@@ -100,8 +100,11 @@ def _move_database(platform: DockerHost) -> str:
 def moving_production(production: Production, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]:
     """A production of its own: its database is moved, which the tier's shared production (whose address the
     other tests hold) must never see."""
-    settings = production.settings.replace(project=f"{production.settings.project}mv", proxy_port=free_port(),
-                                           state_dir=str(tmp_path_factory.mktemp("moving_state")))  # fmt: skip
+    settings = production.settings.replace(
+        project=f"{production.settings.project}mv",
+        proxy_port=free_port(),
+        state_dir=str(tmp_path_factory.mktemp("moving_state")),
+    )
     platform = DockerHost(production.platform.client, settings)
     prod.up(platform, settings, say=lambda message: None)
     try:

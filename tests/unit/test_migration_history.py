@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploygate.migration_history import classify
+from deploygate.migration_history import classify, squashed_elsewhere
 from deploygate.probe import parse_plan
 
 # A squash of catalog's first three migrations; "legacy" was uninstalled; "catalog.0009_other" is another release's.
@@ -47,8 +47,6 @@ def test_an_unexplained_name_is_a_mismatch_that_says_the_rest() -> None:
 
 
 def test_a_squash_the_candidate_recorded_over_the_previous_releases_migrations_is_history() -> None:
-    from deploygate.migration_history import squashed_elsewhere
-
     # Release 1 has sales.0001..0003; release 2 squashed them and its migrate recorded the squash's name.
     outside = classify(["sales.0001_squashed_0003", "sales.0004_other"], {}, installed_apps=["sales"])
     judged = squashed_elsewhere(outside, {"sales.0001_squashed_0003": ["sales.0001_initial", "sales.0002_a", "sales.0003_b"]})
