@@ -176,7 +176,7 @@ class Proxy:
                 removed.append(f"proxy state {dirs.state_file}")
         return removed
 
-    def route(self, color: str, release: str, *, fresh: bool = False) -> None:
+    def route(self, color: str, *, fresh: bool = False) -> None:
         """Send every new request to ``color`` (ending a hold); in-flight requests finish where they started.
 
         ``fresh``: ``color`` was just started again: only a health check made now lets requests go there.
@@ -185,7 +185,7 @@ class Proxy:
         if haproxy.current(self._first).held:
             self._change(haproxy.release_hold, haproxy.RoutingState(color))
 
-    def hold(self, color: str, release: str) -> None:
+    def hold(self, color: str) -> None:
         """Answer every request 503 + Retry-After from the proxy itself, with ``color`` the target behind the hold."""
         held = haproxy.RoutingState(color, self.settings.hold_retry_after_s)
         self._change(lambda dirs: haproxy.hold(dirs, self.settings.hold_retry_after_s), held)

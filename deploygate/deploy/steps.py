@@ -177,7 +177,7 @@ def hold_traffic(run: DeployRun) -> None:
 
     The serving release's processes stop too: incompatible means they cannot work on the new schema.
     """
-    run.proxy.hold(run.old_color, run.previous.release)
+    run.proxy.hold(run.old_color)
     run.platform.stop_processes(run.old_color)
     run.log("   proxy -> maintenance hold; the serving release's processes stopped")
 
@@ -236,7 +236,7 @@ def post_checks_on_new_colour(run: DeployRun) -> None:
 
 def switch_traffic(run: DeployRun) -> None:
     """Every new request to the new colour; in-flight ones finish where they started."""
-    run.proxy.route(run.new_color, run.candidate.tag.rsplit(":", 1)[-1])
+    run.proxy.route(run.new_color)
     run.switched_at = time.time()
     run.log(f"   proxy -> {run.new_color}")
 

@@ -82,11 +82,11 @@ def traffic_to_previous(run: DeployRun) -> None:
             run.holding = True
             run.platform.stop_processes(run.old_color)
     if run.holding:
-        run.proxy.hold(run.old_color, state.release)
+        run.proxy.hold(run.old_color)
         run.log("   proxy -> maintenance hold")
         return
     if run.proxy.current() != Route(run.old_color, state.release):
-        run.proxy.route(run.old_color, state.release, fresh=True)
+        run.proxy.route(run.old_color, fresh=True)
         run.log(f"   proxy -> {run.old_color} ({state.release})")
     run.record.rollback.traffic_on_previous_ts = time.time()
 
@@ -109,7 +109,7 @@ def undo_plan(run: DeployRun) -> None:
     if run.holding:
         run.platform.resume_colour(run.old_color)  # its processes too, now that the schema is theirs
         state = run.platform.wait_healthy(run.old_color, run.settings.health_timeout)
-        run.proxy.route(run.old_color, state.release, fresh=True)
+        run.proxy.route(run.old_color, fresh=True)
         run.log(f"   proxy -> {run.old_color} ({state.release})")
         run.record.rollback.traffic_on_previous_ts = time.time()
 

@@ -159,7 +159,7 @@ class Platform(Protocol):
         """Wait until every replica is healthy; fails at once (with its last log lines) when one, or a process, has exited."""
 
     def upstreams(self, colour: str) -> list[str]:
-        """``host:port`` of the colour's replicas as the proxy reaches them (or a ``haproxy.server_template``:
+        """``host:port`` of the colour's replicas as the proxy reaches them (or a ``upstreams.server_template``:
         up to N replicas behind one DNS name)."""
 
     # --- one-off jobs (migrate, probes, pg_dump)

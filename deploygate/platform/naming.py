@@ -54,6 +54,17 @@ class Names:
         return f"{self.project}_{name}_{colour}"
 
 
+def labels(project: str, role: str, **extra: str) -> dict[str, str]:
+    """The labels of one of the project's objects: its project and role (what cleanup and inventory select by)."""
+    return {PROJECT_LABEL: project, ROLE_LABEL: role, **extra}
+
+
+def colour_labels(project: str, role: str, colour: str, image: Image, **extra: str) -> dict[str, str]:
+    """The labels of a colour's object: which release and image it runs, read back by ``colour()``."""
+    release = image.tag.rsplit(":", 1)[-1]
+    return labels(project, role, **{COLOR_LABEL: colour, RELEASE_LABEL: release, DIGEST_LABEL: image.id, **extra})
+
+
 class ProjectObjects:
     """The part of a platform that depends on the settings alone: names, labels, the database's endpoint."""
 
@@ -67,12 +78,7 @@ class ProjectObjects:
         return self.names.web(colour)
 
     def _labels(self, role: str, **extra: str) -> dict[str, str]:
-        return {PROJECT_LABEL: self.settings.project, ROLE_LABEL: role, **extra}
-
-    def _labels_of(self, role: str, colour: str, image: Image, **extra: str) -> dict[str, str]:
-        """The labels of a colour's object: which release and image it runs, read back by ``colour()``."""
-        release = image.tag.rsplit(":", 1)[-1]
-        return self._labels(role, **{COLOR_LABEL: colour, RELEASE_LABEL: release, DIGEST_LABEL: image.id, **extra})
+        return labels(self.settings.project, role, **extra)
 
     @property
     def _external_database(self) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from deploygate.errors import ConfigError
-from deploygate.platform.docker_host import recreate_spec
+from deploygate.platform.docker_containers import recreate_spec
 from deploygate.platform.networking import (
+    Attachments,
     app_attachments,
     extra_hosts_of,
     hosts_file_pinned,
@@ -69,14 +70,17 @@ def test_a_running_containers_hosts_file_is_repinned_keeping_the_rest() -> None:
 def test_a_stopped_container_is_created_again_from_its_own_spec() -> None:
     attrs = {
         "Image": "sha256:abc",
+        "Name": "/shop_worker_blue",
         "Config": {"Image": "shop:1.4", "Cmd": ["python", "manage.py", "process_queue"], "Env": ["A=1", "B=x=y", "EMPTY="],
-                   "Labels": {"deploygate.color": "blue"}},
+                   "Labels": {"deploygate.color": "blue", "deploygate.role": "process"}},
         "HostConfig": {"ExtraHosts": ["shop_db:172.18.0.2"]},
     }  # fmt: skip
-    # By image id (the tag may have moved); networks and host entries are today's, not in the spec.
-    assert recreate_spec(attrs) == {
-        "image": "sha256:abc",
-        "command": ["python", "manage.py", "process_queue"],
-        "environment": {"A": "1", "B": "x=y", "EMPTY": ""},
-        "labels": {"deploygate.color": "blue"},
-    }
+    today = Attachments(networks=("shop_net", "team_net"), extra_hosts={"shop_db": "172.18.0.4"})
+    spec = recreate_spec(attrs, today)
+    # By image id (the tag may have moved); networks and host entries are today's, not the ones it was created with.
+    assert (spec.name, spec.role, spec.image) == ("shop_worker_blue", "process", "sha256:abc")
+    assert spec.command == ("python", "manage.py", "process_queue")
+    assert spec.environment == {"A": "1", "B": "x=y", "EMPTY": ""}
+    assert spec.labels == {"deploygate.color": "blue", "deploygate.role": "process"}
+    assert (spec.networks, spec.extra_hosts) == (("shop_net", "team_net"), {"shop_db": "172.18.0.4"})
+    assert spec.service

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploygate.platform.docker_host import whole_lines
+from deploygate.platform.docker_containers import whole_lines
 from deploygate.probe import AppliedMigration, MigrateResult
 from deploygate.production import migrate_summary
 

@@ -1,0 +1,221 @@
+"""HAProxy's configuration and its container's command, as pure functions; the names both share.
+
+Both colours are declared once in a configuration that is never reloaded; which colour
+serves is a map file (``state``) read at start and changed at run time (``switch``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Mapping, Sequence
+
+from deploygate import upstreams
+from deploygate.upstreams import server_template
+
+__all__ = ["server_template"]  # an upstream's notation, shared with the platforms
+
+# Inside the container. The config directory is the official image's, and the local image
+# (images/haproxy) uses the same, so both run the same command on the same mounts.
+CONFIG_DIR_IN_CONTAINER = "/usr/local/etc/haproxy"
+RUN_DIR_IN_CONTAINER = "/var/run/deploygate"
+LOG_DIR_IN_CONTAINER = "/var/log/deploygate"
+CONFIG_NAME = "haproxy.cfg"
+STATE_NAME = "state.map"
+SOCKET_NAME = "admin.sock"
+ACCESS_LOG_NAME = "access.log"
+STATE_IN_CONTAINER = f"{CONFIG_DIR_IN_CONTAINER}/{STATE_NAME}"
+# An unprivileged port: the official image runs as user haproxy, which cannot bind 80.
+HTTP_PORT = 8080
+# The official image's haproxy user and group; images/haproxy gives Debian's package the same.
+HAPROXY_UID = 99
+HAPROXY_GID = 99
+COLOR_HEADER = "X-Deploygate-Color"
+# The colour logged (and sent in COLOR_HEADER) for requests the proxy answered itself during a hold.
+HOLD = "hold"
+# The colour logged for requests HAProxy rejected before routing (malformed, timed out while sending headers).
+NO_COLOR = "-"
+_HOLD_OFF = "off"
+_COLOR_RE = re.compile(r"^[a-z][a-z0-9]{0,30}$")
+_RESERVED = {HOLD, _HOLD_OFF}
+# Health checks of every server: a server that stops answering is taken out after
+# SERVER_DOWN_AFTER_S. Until then a request HAProxy sends to it fails (a replica that dies
+# under load: 502, or on a kept-alive client connection a close without answer, unlogged,
+# which HAProxy does so that the client retries).
+_CHECK_INTERVAL_S = 1
+_CHECK_FALL = 2
+SERVER_DOWN_AFTER_S = _CHECK_INTERVAL_S * _CHECK_FALL
+
+
+# --- configuration (pure) -------------------------------------------------------------------------
+
+
+def _check_color(color: str) -> str:
+    if not isinstance(color, str) or not _COLOR_RE.match(color) or color in _RESERVED:
+        raise ValueError(f"a colour is 1-31 lowercase letters/digits starting with a letter, not {HOLD!r}/{_HOLD_OFF!r}; got {color!r}")
+    return color
+
+
+def _server_lines(color: str, n: int, upstream: str) -> str:
+    """The backend line of one upstream: a server, or a server template (``server_template``)."""
+    host, port, slots = upstreams.parse(upstream)
+    if slots is not None:
+        # No libc lookup at start: a name that does not resolve yet (a colour with no task) would
+        # hold HAProxy's start for every slot in turn; the resolvers fill the slots within a second.
+        return f"    server-template {color}{n}_ 1-{slots} {host}:{port} init-addr none"
+    return f"    server {color}{n} {host}:{port}"
+
+
+def _seconds(ms_expr: str) -> str:
+    """Log-format text printing the integer milliseconds of ``ms_expr`` as seconds with three decimals.
+
+    HAProxy 2.6 has no fraction formatting, so the digits are computed one by one.
+    """
+    return (
+        f"%[{ms_expr},div(1000)].%[{ms_expr},mod(1000),div(100)]"
+        f"%[{ms_expr},mod(100),div(10)]%[{ms_expr},mod(10)]"
+    )
+
+
+# The keys of deploygate's nginx log, so ``deploygate.proxy.parse_access_line`` reads both:
+#   ts             epoch seconds (ms) when the request's headers were in. txn.ts is set by the
+#                  first rule: on a kept-alive connection HAProxy's own accept date is the end
+#                  of the previous request, not this one.
+#   color          the backend that served, or "hold" (answered by the proxy), or "-" (rejected
+#                  before routing: see _ERROR_LOG_FORMAT)
+#   request_time   seconds from ts to the end of the response
+#   upstream, upstream_status, upstream_time  the server's address, its status, seconds from ts
+#                  to its response headers ("-" when no server answered)
+# plus HAProxy's own: server (backend/server), term (termination state), retries, timers (ms).
+_TS = "var(txn.ts,0)"
+_LOG_FORMAT = (
+    '{"ts":' + _seconds(_TS) + ',"color":"%[var(txn.color)]","method":"%HM",'
+    '"uri":"%[capture.req.uri,json(utf8s)]","status":%ST,'
+    '"request_time":' + _seconds("date(0,ms),sub(txn.ts)") + ","
+    '"upstream":"%si:%sp","upstream_status":"%[var(txn.upstream_status)]",'
+    '"upstream_time":"%[var(txn.upstream_time)]","server":"%b/%s","term":"%tsc",'
+    '"retries":"%rc","timers":"%TR/%Tw/%Tc/%Tr/%Ta"}'
+)
+# Requests rejected before any rule ran (malformed, or headers not sent in time) have no
+# txn variables; this format keeps their line valid JSON with the same keys.
+_ERROR_LOG_FORMAT = (
+    '{"ts":%Ts.%ms,"color":"' + NO_COLOR + '","method":"%HM","uri":"","status":%ST,"request_time":0.000,'
+    '"upstream":"","upstream_status":"","upstream_time":"","server":"","term":"%tsc","retries":"0","timers":""}'
+)
+
+
+def render_config(backends: Mapping[str, Sequence[str]], *, http_port: int = HTTP_PORT) -> str:
+    """haproxy.cfg declaring one backend per colour, routed by the state map.
+
+    ``backends`` maps each colour (in order; at least one) to its upstreams as
+    ``host:port`` strings, one server each, so a colour can be N replicas, or
+    ``server_template`` upstreams (up to N servers behind one DNS name). Hosts are
+    resolved at start (``init-addr libc,none``: a colour whose container does not exist
+    yet does not stop HAProxy from starting) and then through the container's resolvers
+    (Docker's DNS), so a recreated container is found at its new address.
+
+    Pure: the same arguments give the same text. Raises ``ValueError`` for a bad colour,
+    upstream or port.
+    """
+    if not backends:
+        raise ValueError("at least one colour must be declared")
+    if not 0 < http_port < 65536:
+        raise ValueError(f"http_port must be 1-65535, got {http_port}")
+    sections = []
+    for color, servers in backends.items():
+        _check_color(color)
+        if isinstance(servers, str) or not servers:
+            raise ValueError(f"colour {color!r} needs a list of host:port upstreams, got {servers!r}")
+        lines = [f"backend {color}"]
+        lines += [_server_lines(color, n, upstream) for n, upstream in enumerate(servers, start=1)]
+        sections.append("\n".join(lines) + "\n")
+    backend_text = "\n".join(sections)
+    fallback = next(iter(backends))
+    state = STATE_IN_CONTAINER
+    return f"""# Rendered by deploygate.haproxy.render_config; never reloaded. Routing lives in {STATE_NAME}.
+global
+    # The runtime API: a unix socket in a directory mounted into this container only.
+    # There is no TCP stats or admin listener.
+    stats socket {RUN_DIR_IN_CONTAINER}/{SOCKET_NAME} mode 600 level admin
+    stats timeout 10s
+    # A soft stop (SIGUSR1, the stop signal) lets in-flight requests finish, this long at most.
+    hard-stop-after 30s
+    # One thread: HAProxy gives a log line up when another thread holds the log fd (it never
+    # blocks), so two threads on a busy machine lose lines. One thread serves thousands of
+    # requests a second, far above what the app behind it does.
+    nbthread 1
+    # Log the whole URI (HAProxy keeps 1024 bytes by default); the log line length below
+    # leaves room for its JSON escaping, so a line is never cut into invalid JSON.
+    tune.http.logurilen 8192
+
+resolvers docker
+    parse-resolv-conf
+    resolve_retries 3
+    timeout resolve 1s
+    timeout retry 1s
+    hold valid 10s
+    hold obsolete 10s
+
+defaults
+    mode http
+    option dontlognull
+    option forwardfor
+    # No idle connections to the app: a pooled connection the app closes at the instant it
+    # is reused would fail a request (a POST cannot be re-sent). Clients keep theirs alive.
+    option http-server-close
+    retries 3
+    option redispatch
+    timeout connect 2s
+    timeout client 60s
+    timeout server 30s
+    timeout http-request 10s
+    timeout http-keep-alive 75s
+    # TCP checks only: a colour is routable when something accepts connections; whether the
+    # app is healthy is the deploy's question, not the proxy's.
+    default-server init-addr libc,none resolvers docker check inter {_CHECK_INTERVAL_S}s fall {_CHECK_FALL} rise 1
+
+frontend http
+    bind :{http_port}
+    log stdout len 32768 format raw local0
+    log-format '{_LOG_FORMAT}'
+    error-log-format '{_ERROR_LOG_FORMAT}'
+    tcp-request content set-var(txn.ts) date(0,ms)
+    http-request set-var(txn.color) str(color),map({state},{fallback})
+    http-request set-var(txn.hold) str(hold),map({state},{_HOLD_OFF})
+    http-request set-var(txn.color) str({HOLD}) unless {{ var(txn.hold) -m str {_HOLD_OFF} }}
+    http-request return status 503 content-type application/json lf-string '{{"status": "maintenance", "retry_after": %[var(txn.hold)]}}' hdr Retry-After %[var(txn.hold)] if {{ var(txn.color) -m str {HOLD} }}
+    http-response set-var(txn.upstream_status) status
+    http-response set-var(txn.upstream_ms) date(0,ms),sub(txn.ts)
+    http-response set-var-fmt(txn.upstream_time) {_seconds("var(txn.upstream_ms)")}
+    http-after-response set-header {COLOR_HEADER} %[var(txn.color)]
+    use_backend %[var(txn.color)]
+
+{backend_text}"""
+
+
+def container_user() -> str:
+    """The user the proxy container runs as.
+
+    As root, the official image's haproxy user (``prepare`` hands it the writable
+    directories); otherwise our own uid, which owns them already.
+    """
+    if os.geteuid() == 0:
+        return f"{HAPROXY_UID}:{HAPROXY_GID}"
+    return f"{os.geteuid()}:{os.getegid()}"
+
+
+def command() -> list[str]:
+    """The proxy container's command: HAProxy in the foreground, its stdout appended to the access log.
+
+    HAProxy 2.6 makes stdout non-blocking with a plain ``F_SETFL``, which drops
+    ``O_APPEND``: a restarted container would then write from offset 0 over the old
+    lines. The marker line written first through ``O_APPEND`` moves the shared file
+    offset to the end, so the log is appended to, never overwritten. A regular file
+    never answers EAGAIN, so HAProxy drops no line (its ``DroppedLogs`` stays 0).
+    """
+    log = f"{LOG_DIR_IN_CONTAINER}/{ACCESS_LOG_NAME}"
+    script = (
+        f'exec >>{log} && echo "# deploygate: haproxy starting $(date -u +%Y-%m-%dT%H:%M:%SZ)" '
+        f"&& exec haproxy -W -db -f {CONFIG_DIR_IN_CONTAINER}/{CONFIG_NAME}"
+    )
+    return ["sh", "-c", script]
