@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 class Ledger(Protocol):
     """The deploy ledger in production's database (``deploygate.ledger``)."""
 
-    def record(self, address: DatabaseAddress, mirror_dir: Path | None, kind: str, outcome: str, *,
-               release: str | None = None, image_digest: str | None = None, detail: dict | None = None) -> Entry: ...  # fmt: skip
+    def record(
+        self, address: DatabaseAddress, mirror_dir: Path | None, kind: str, outcome: str, *,
+        release: str | None = None, image_digest: str | None = None, detail: dict | None = None,
+    ) -> Entry: ...
 
     def entries(self, address: DatabaseAddress, kind: str | None = None) -> list[Entry]: ...
 
@@ -150,8 +152,18 @@ class Services:
         from deploygate.proxy import Proxy
         from deploygate.traffic import configured_probe
 
-        return cls(ledger=ledger, data=_Postgres(), backups=backup, gates=gates, probe=_probe_in, proxy=Proxy,
-                   traffic=configured_probe, health=_health, lock=DeployLock, report=_write_report)  # fmt: skip
+        return cls(
+            ledger=ledger,
+            data=_Postgres(),
+            backups=backup,
+            gates=gates,
+            probe=_probe_in,
+            proxy=Proxy,
+            traffic=configured_probe,
+            health=_health,
+            lock=DeployLock,
+            report=_write_report,
+        )
 
 
 class _Postgres:
