@@ -26,7 +26,7 @@ from deploygate.errors import StackError
 from deploygate.gate_result import FAILED, CheckResult, GateResult, now_iso
 from deploygate.health import HealthSample
 from deploygate.ledger import Entry
-from deploygate.platform.base import ColourState, Replica
+from deploygate.platform.base import ColourState, Platform, Replica
 from deploygate.platform.images import Image
 from deploygate.probe import MigrateResult, MigrationPlan, parse_migrate, parse_plan
 from deploygate.proxy import AccessRecord, Route
@@ -208,7 +208,7 @@ class FakePlatform:
 class FakeProxy:
     """The proxy's routing as the deploy switches it; ``verify`` asks whether the world routes as expected."""
 
-    def __init__(self, world: World, platform: FakePlatform) -> None:
+    def __init__(self, world: World, platform: Platform) -> None:
         self.world, self.platform = world, platform
         self.instances = {"": None}
 
@@ -365,7 +365,7 @@ class FakeProbe:
 
     def migrate(self) -> MigrateResult:
         self.world.touch("probe.migrate")
-        done = []
+        done: list[dict] = []
         for label in [label for label in self.graph if label not in self.world.applied]:
             if label == self.world.migrate_fails_at:
                 return parse_migrate({"migrations": done, "error": f"{label}: lock timeout"}, exit_code=1)
