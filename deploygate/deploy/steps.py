@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 from deploygate import monitor, scope, window
 from deploygate.deploy import gates, undo
 from deploygate.deploy.runner import Step, StageFailed
+from deploygate.deploy.services import Switch
 from deploygate.deploy.state import DeployRun, unfinished
 from deploygate.gate_result import load_or_none, path_for
+from deploygate.health import HealthSample
+from deploygate.log import Say
 from deploygate.platform import OTHER_COLOUR
 from deploygate.production import app_environment
 from deploygate.record import BackupRecord, ImageRecord, LockRecord, MigrationRecord, MonitoringRecord, PlanRecord, RouteRecord
@@ -237,37 +242,85 @@ def switch_traffic(run: DeployRun) -> None:
     run.log(f"   proxy -> {run.new_color}")
 
 
-def monitor_window(run: DeployRun) -> None:
+@dataclass(frozen=True)
+class MonitorWindow:
+    """All the monitoring window may use (as nox's Session is all a session may use of its runner): the proxy's
+    access records and health URL, whether each proxy runs, the colour watched, the limits, the log."""
+
+    switch: Switch
+    health: Callable[[str], HealthSample]
+    proxy_running: Callable[[str], bool]
+    colour: str
+    window_s: int
+    threshold: int
+    health_path: str
+    say: Say
+
+    @classmethod
+    def of(cls, run: DeployRun) -> MonitorWindow:
+        s = run.settings
+        return cls(
+            switch=run.proxy,
+            health=run.services.health,
+            proxy_running=run.platform.proxy_running,
+            colour=run.new_color,
+            window_s=s.monitor_window_s,
+            threshold=s.monitor_max_errors,
+            health_path=s.health_path,
+            say=run.log,
+        )
+
+
+@dataclass(frozen=True)
+class MonitorVerdict:
+    """What the window saw, for the record, and the notes that go with it."""
+
+    monitoring: MonitoringRecord
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.monitoring.decision == "ok"
+
+
+def watch_window(window: MonitorWindow) -> MonitorVerdict:
     """Errors per colour from the proxy's log (what users saw), and health, for the configured window."""
     last = [0.0]
 
     def tick(state: monitor.MonitorState) -> None:
         if time.time() - last[0] >= 5 or state.decision:
             last[0] = time.time()
-            run.log("   " + state.line())
+            window.say("   " + state.line())
 
-    s = run.settings
     state = monitor.watch(
-        lambda since: run.proxy.records(since=since),
-        lambda: run.services.health(f"{run.proxy.url}{s.health_path}"),
-        run.new_color,
-        window_s=s.monitor_window_s,
-        threshold=s.monitor_max_errors,
+        lambda since: window.switch.records(since=since),
+        lambda: window.health(f"{window.switch.url}{window.health_path}"),
+        window.colour,
+        window_s=window.window_s,
+        threshold=window.threshold,
         on_tick=tick,
     )
+    notes = []
     # A node lost in the window takes its proxy with it: the verdict is the other proxies'. Said, not hidden.
-    down = [name for name in run.proxy.instances if not run.platform.proxy_running(name)]
+    down = [name for name in window.switch.instances if not window.proxy_running(name)]
     if down:
-        note = f"monitoring: the proxy on {', '.join(down)} did not run at the end of the window; {state.decision} through the others"
-        run.record.notes.append(note)
-        run.log(f"   {note}")
-    run.record.monitoring = MonitoringRecord(
-        window_s=s.monitor_window_s, threshold=s.monitor_max_errors,
+        notes.append(f"monitoring: the proxy on {', '.join(down)} did not run at the end of the window; {state.decision} through the others")
+        window.say(f"   {notes[-1]}")
+    monitoring = MonitoringRecord(
+        window_s=window.window_s, threshold=window.threshold,
         requests_by_color=dict(state.requests_by_color), errors_by_color=dict(state.errors_by_color),
         health_failures=state.health_failures, decision=state.decision or "",
     )  # fmt: skip
-    if state.decision != "ok":
-        raise StageFailed(state.decision)
+    return MonitorVerdict(monitoring, notes)
+
+
+def monitor_window(run: DeployRun) -> None:
+    """The monitoring window (``watch_window``) into the record; a verdict other than ok fails the step."""
+    verdict = watch_window(MonitorWindow.of(run))
+    run.record.notes += verdict.notes
+    run.record.monitoring = verdict.monitoring
+    if not verdict.ok:
+        raise StageFailed(verdict.monitoring.decision)
 
 
 def post_checks_through_proxy(run: DeployRun) -> None:

@@ -7,6 +7,7 @@ removed, the ledger's deploy closed as rolled_back.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from deploygate.deploy import Request, deploy, steps
 from deploygate.deploy.runner import Refused
 from deploygate.errors import StackError
+from deploygate.health import HealthSample
 from deploygate.proxy import AccessRecord
 from deploygate.record import Outcome
 from tests.unit.fakes import RELEASES, Production
@@ -173,3 +175,30 @@ def test_a_failure_behind_the_hold_rolls_back_and_ends_the_hold(production: Prod
     world = production.world
     assert result.outcome is Outcome.ROLLED_BACK and _stages(production)[_stages(production).index(step) + 1] == "rollback_traffic"
     assert world.serving == "blue" and world.applied == RELEASES["v1"] and world.deploy_outcomes()[-1] == "rolled_back"
+
+
+def test_the_monitoring_window_needs_only_its_narrow_context_and_says_when_a_proxy_was_down() -> None:
+    from tests.unit.fakes import FakeProxy, World
+
+    world, lines = World(), []
+    errors = [AccessRecord(2e9, "green", "GET", "/", 500, 0.1), AccessRecord(2e9, "blue", "GET", "/", 500, 0.1)]
+    world.access.extend(errors)
+    window = steps.MonitorWindow(
+        switch=FakeProxy(world, None), health=lambda url: HealthSample(url, 200, 1.0, None), proxy_running=lambda name: False,
+        colour="green", window_s=0, threshold=1, health_path="/health/", say=lines.append,
+    )
+    verdict = steps.watch_window(window)
+    assert verdict.ok and verdict.monitoring.errors_by_color == {"green": 1, "blue": 1}
+    assert verdict.notes == ["monitoring: the proxy on  did not run at the end of the window; ok through the others"]
+    assert verdict.notes[0] in lines[-1]
+
+
+def test_a_report_that_cannot_be_written_never_replaces_the_deploys_outcome(production: Production) -> None:
+    def no_matplotlib(*_args: object) -> Path:
+        raise ModuleNotFoundError("No module named 'matplotlib'")
+
+    production.services = dataclasses.replace(production.services, report=no_matplotlib)
+    result = _deploy(production, Request("v2"))
+    assert result.outcome is Outcome.SUCCEEDED and result.report is None
+    log = next((production.root / "logs").glob("deployment_*.log")).read_text()
+    assert "report not written: ModuleNotFoundError: No module named 'matplotlib'" in log
