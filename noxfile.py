@@ -141,9 +141,11 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=False, default=False)
 def unit(session: nox.Session) -> None:
-    """Run only the unit tests (no Docker engine needed)."""
+    """Run only the unit tests (no Docker engine needed; every deploy and rollback path on fakes), timed: they must stay under a minute."""
     _shared_env(session)
+    started = time.monotonic()
     session.run(sys.executable, "-m", "pytest", "tests/unit", *session.posargs, external=True)
+    session.log(f"unit tests: {time.monotonic() - started:.1f}s wall time")
 
 
 @nox.session(python=False, default=False)

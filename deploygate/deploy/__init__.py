@@ -19,14 +19,14 @@ from pathlib import Path
 from deploygate import ledger
 from deploygate.config import Settings
 from deploygate.deploy import abort, runner, steps, undo
-from deploygate.deploy.state import Checkpoint, DeployRun, Request, unfinished
+from deploygate.deploy.services import Services
+from deploygate.deploy.state import Checkpoint, DeployRun, Request, one_line, unfinished
 from deploygate.errors import DeployGateError
-from deploygate.lock import DeployLock
 from deploygate.platform import Platform
 from deploygate.record import Outcome
-from deploygate.traffic import Response, configured_probe
+from deploygate.traffic import Response
 
-__all__ = ["Request", "Result", "RollbackRefused", "deploy", "rollback"]
+__all__ = ["Request", "Result", "RollbackRefused", "Services", "deploy", "rollback"]
 
 
 class RollbackRefused(DeployGateError):
@@ -40,20 +40,21 @@ class Result:
     detail: str
 
 
-def deploy(platform: Platform, settings: Settings, request: Request, *, echo: bool = True) -> Result:
+def deploy(platform: Platform, settings: Settings, request: Request, *, echo: bool = True, services: Services | None = None) -> Result:
     """Deploy ``request.candidate_ref`` blue-green; roll back by itself on any failure after production was touched.
 
     Raises ``LockHeld`` when another deploy runs, ``runner.Refused`` when it stopped before
     touching production, ``runner.RollbackFailed`` when a rollback could not finish, and
     ``abort.Aborted`` when a signal or an abort request stopped it (rolled back by then).
+    ``services``: what the deploy reaches besides the platform (the real ones by default).
     """
-    run = DeployRun.create(platform, settings, request, echo=echo)
+    run = DeployRun.create(platform, settings, request, echo=echo, services=services)
     started = dt.datetime.now(dt.timezone.utc)
-    with DeployLock(run.db, settings.project):
+    with run.services.lock(run.db, settings.project):
         run.log(f"deploy of {request.candidate_ref} to {settings.project}; lock held")
         try:
-            with abort.watching(run.db, started, run.log):
-                outcome = runner.execute(steps.DEPLOY, run, undo.roll_back)
+            with abort.watching(run.db, started, run.log, run.services.ledger):
+                outcome = runner.execute(steps.DEPLOY, run, undo.run_rollback)
             if outcome is Outcome.SUCCEEDED:
                 run.log(f"DEPLOYMENT SUCCESSFUL: {run.candidate.tag} serves on {run.new_color}")
         finally:
@@ -81,7 +82,7 @@ def _last_deploy_checkpoint(entries: list[ledger.Entry], last: ledger.Entry) -> 
 
 def rollback(
     platform: Platform, settings: Settings, *, force: bool = False, only_unfinished: bool = False,
-    accept_schema_mismatch: str | None = None, echo: bool = True,
+    accept_schema_mismatch: str | None = None, echo: bool = True, services: Services | None = None,
 ) -> Result | None:
     """Forced rollback: of an unfinished deploy (crash), or of the last successful one within the forward-fix threshold.
 
@@ -91,22 +92,23 @@ def rollback(
     instead of keeping the deploy open. Raises ``RollbackRefused`` when there is nothing to roll
     back or it is too late without ``force``.
     """
-    if only_unfinished and unfinished(platform.database()) is None:
+    services = services or Services.real()
+    if only_unfinished and unfinished(platform.database(), services.ledger) is None:
         return None
     request = Request(candidate_ref="", accept_schema_mismatch=accept_schema_mismatch)
-    run = DeployRun.create(platform, settings, request, kind="rollback", echo=echo)
+    run = DeployRun.create(platform, settings, request, kind="rollback", echo=echo, services=services)
     if accept_schema_mismatch:
         run.record.exceptions["accept schema mismatch"] = accept_schema_mismatch
-    with DeployLock(run.db, settings.project):
-        leftover = unfinished(run.db)
+    with services.lock(run.db, settings.project):
+        leftover = unfinished(run.db, services.ledger)
         if leftover is None and only_unfinished:  # another process closed it meanwhile
             return None
         if leftover is not None:
             run.log(f"rolling back the unfinished deploy {leftover.detail.get('stamp')}")
             run.resume(Checkpoint.from_json(leftover.detail))
-            reason = "converging after a deploy that never finished"
+            reason = undo.UNFINISHED_REASON
         else:
-            entries = ledger.entries(run.db, "deploy")
+            entries = services.ledger.entries(run.db, "deploy")
             ended = [e for e in entries if e.outcome in ("succeeded", "rolled_back")]
             if not ended or ended[-1].outcome == "rolled_back":
                 raise RollbackRefused("nothing to roll back: the last deploy was already rolled back (or there was none)")
@@ -121,9 +123,9 @@ def rollback(
             reason = rollback_reason(minutes, settings.forward_fix_after_min, force=force)
         try:
             if settings.traffic_rate > 0:
-                run.traffic = configured_probe(settings, run.proxy.url).start()
+                run.traffic = services.traffic(settings, run.proxy.url).start()
             with abort.deferred(run.log):
-                undo.roll_back(run, reason)
+                undo.run_rollback(run, reason)
             run.record.outcome = Outcome.ROLLED_BACK
         except BaseException:
             run.record.outcome = Outcome.FAILED
@@ -142,17 +144,20 @@ def traffic_line(responses: list[Response]) -> str:
 
 
 def _finish_report(run: DeployRun) -> Path | None:
-    """Stop the traffic probe, put what it wrote into the record, and write the report."""
+    """Stop the traffic probe, put what it wrote into the record, and write the report.
+
+    Runs in a ``finally``: a report that cannot be written (matplotlib missing, a full disk) is said
+    in the log and never replaces the deploy's own outcome or error.
+    """
     responses = []
     if run.traffic is not None:
         responses = run.traffic.stop()
         run.log(traffic_line(responses))
     run.record.traffic_created_ids = [r.created_id for r in responses if r.created_id is not None]
     try:
-        from deploygate.report import write_report
-    except ImportError:  # the report needs matplotlib; the deploy itself must not depend on it
-        run.log("   report skipped: matplotlib is not installed")
+        markdown = run.services.report(run.record, responses, run.settings.path(run.settings.logs_dir), run.stamp)
+    except Exception as exc:  # noqa: BLE001 - the deploy's outcome stands whatever the report does
+        run.log(f"   report not written: {one_line(exc)}")
         return None
-    paths = write_report(run.record, responses, run.settings.path(run.settings.logs_dir), stamp=run.stamp)
-    run.log(f"report: {paths.markdown}")
-    return paths.markdown
+    run.log(f"report: {markdown}")
+    return markdown

@@ -25,6 +25,7 @@ from typing import Iterator
 
 from deploygate import ledger
 from deploygate.database import DatabaseAddress
+from deploygate.deploy.services import Ledger
 from deploygate.errors import DeployGateError
 from deploygate.log import Say
 from deploygate.signal_relay import handling
@@ -87,14 +88,14 @@ def _detach_console_on_hangup(signum: int) -> None:
 
 
 @contextmanager
-def watching(db: DatabaseAddress, since: dt.datetime, say: Say) -> Iterator[None]:
-    """While the block runs, an abort request in the ledger (newer than ``since``) signals this process."""
+def watching(db: DatabaseAddress, since: dt.datetime, say: Say, the_ledger: Ledger = ledger) -> Iterator[None]:
+    """While the block runs, an abort request in ``the_ledger`` (newer than ``since``) signals this process."""
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.wait(_POLL_S):
             try:
-                requests = [e for e in ledger.entries(db, ABORT_KIND) if e.at >= since]
+                requests = [e for e in the_ledger.entries(db, ABORT_KIND) if e.at >= since]
             except DeployGateError:
                 continue  # the database blinked: the next poll asks again
             if requests:

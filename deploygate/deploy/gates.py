@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from deploygate import gate_result, resources
 from deploygate.config import OPTIONS, Settings, as_text
@@ -50,11 +50,11 @@ def check_names(gate: str) -> set[str]:
     return {line.split("::")[-1].split("[")[0] for line in done.stdout.splitlines() if "::" in line}
 
 
-def skip_args(gate: str, skips: Mapping[str, str]) -> list[str]:
-    """pytest arguments deselecting, with their reason, the checks of ``skips`` this gate holds."""
+def skip_args(gate: str, skips: Mapping[str, str], names_of: Callable[[str], set[str]] = check_names) -> list[str]:
+    """pytest arguments deselecting, with their reason, the checks of ``skips`` this gate holds (``names_of`` a gate)."""
     if not skips:
         return []
-    names = sorted(set(skips) & check_names(gate))
+    names = sorted(set(skips) & names_of(gate))
     if not names:
         return []
     return [arg for name in names for arg in ("--skip-check", name)] + ["--reason", skips[names[0]]]

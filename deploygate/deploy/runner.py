@@ -1,7 +1,7 @@
 """Steps and the one runner that executes a table of them.
 
 A deploy is a module-level table of named ``Step``s (``steps.DEPLOY``), a rollback another
-(``rollback.ROLLBACK``); Kamal's deploy and boot read the same way. The runner times each
+(``undo.ROLLBACK``); Kamal's deploy and boot read the same way. The runner times each
 step as a stage of the record, writes the ledger at the marked checkpoints, and decides
 what a failure means: before production was touched it is a refusal (nothing to undo);
 after, ANY exception (a failed gate, a docker or HTTP error, a bug) rolls back. As in
@@ -77,7 +77,7 @@ def run_steps(steps: Sequence[Step], run: DeployRun) -> None:
 def execute(
     steps: Sequence[Step],
     run: DeployRun,
-    roll_back: Callable[[DeployRun, str], None],
+    rollback: Callable[[DeployRun, str], None],
 ) -> Outcome:
     """Run a deploy table; on failure refuse (untouched) or roll back (touched). Returns the outcome.
 
@@ -95,7 +95,7 @@ def execute(
             step = run.record.stages[-1].name if run.record.stages else "start"
             cause = f"aborted by {exc.why} during {step}" if aborted else one_line(exc)
             if run.touched:
-                _roll_back(run, roll_back, cause, exc)
+                _rollback_keeping_the_first_error(run, rollback, cause, exc)
             if aborted:
                 run.record.outcome = Outcome.ABORTED
                 done = "rolled back" if run.touched else "production untouched"
@@ -109,9 +109,9 @@ def execute(
     return run.record.outcome
 
 
-def _roll_back(run: DeployRun, roll_back: Callable[[DeployRun, str], None], cause: str, first: BaseException) -> None:
+def _rollback_keeping_the_first_error(run: DeployRun, rollback: Callable[[DeployRun, str], None], cause: str, first: BaseException) -> None:
     try:
-        roll_back(run, cause)
+        rollback(run, cause)
     except Exception as second:  # noqa: BLE001 - reported attached to the first, never instead of it
         run.record.outcome = Outcome.FAILED
         if run.record.rollback is None:

@@ -18,21 +18,21 @@ from urllib.parse import quote
 
 from deploygate import ledger
 from deploygate.app import secret_values
-from deploygate.backup import Backup, load_backup
+from deploygate.backup import Backup
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, db_password
+from deploygate.deploy.services import Ledger, Probe, Services, Switch
 from deploygate.errors import DeployGateError
 from deploygate.log import DeployLog
 from deploygate.platform import OTHER_COLOUR, Platform
 from deploygate.platform.images import Image
-from deploygate.probe import MigrationPlan, Prober
-from deploygate.production import app_environment
-from deploygate.proxy import Proxy, Route
+from deploygate.probe import MigrationPlan
+from deploygate.proxy import Route
 from deploygate.record import DeployRecord, ImageRecord, Outcome, RouteRecord, StageRecord
 from deploygate.window import MigrateWrites
 
 if TYPE_CHECKING:
-    from deploygate.traffic import TrafficProbe
+    from deploygate.deploy.services import Traffic
 
 # Written after each rollback step passed: the deploy stays open, and says how far its rollback got.
 ROLLING_BACK = "rolling_back"
@@ -107,7 +107,8 @@ class DeployRun:
 
     platform: Platform
     settings: Settings
-    proxy: Proxy
+    services: Services
+    proxy: Switch
     log: DeployLog
     stamp: str
     db: DatabaseAddress
@@ -127,15 +128,20 @@ class DeployRun:
     switched_at: float | None = None
     touched: bool = False  # production was changed by this run: a failure now means a rollback
     holding: bool = False  # a rollback holds traffic until the schema is the previous release's again
-    traffic: TrafficProbe | None = None
+    traffic: Traffic | None = None
 
     @classmethod
-    def create(cls, platform: Platform, settings: Settings, request: Request, *, kind: str = "deploy", echo: bool = True) -> DeployRun:
+    def create(
+        cls, platform: Platform, settings: Settings, request: Request, *, kind: str = "deploy", echo: bool = True,
+        services: Services | None = None,
+    ) -> DeployRun:
+        services = services or Services.real()
         stamp = new_stamp()
         db = platform.database()
         log = DeployLog(settings.path(settings.logs_dir) / f"deployment_{stamp}.log", secrets_of(settings, db), echo=echo)
         record = DeployRecord(kind=kind, outcome=Outcome.RUNNING, candidate=ImageRecord(ref=request.candidate_ref) if request.candidate_ref else None)
-        return cls(platform=platform, settings=settings, proxy=Proxy(settings, platform), log=log, stamp=stamp, db=db, request=request, record=record)
+        return cls(platform=platform, settings=settings, services=services, proxy=services.proxy(settings, platform),
+                   log=log, stamp=stamp, db=db, request=request, record=record)
 
     @property
     def old_color(self) -> str:
@@ -157,9 +163,9 @@ class DeployRun:
         stage.finished, stage.outcome = time.time(), "ok"
         self.log(f"   {name} ok ({stage.finished - stage.started:.1f}s)")
 
-    def prober(self, image: Image) -> Prober:
+    def prober(self, image: Image) -> Probe:
         """The probe in ``image`` against production (reads, or writes it rolls back; migrations)."""
-        return Prober.configured(self.platform, self.settings, image, app_environment(self.platform, self.settings), say=self.log)
+        return self.services.probe(self.platform, self.settings, image, self.log)
 
     # --- the ledger ------------------------------------------------------------------------------
 
@@ -189,7 +195,7 @@ class DeployRun:
         if rollback is not None:  # how far the rollback got, for the next command to say and finish
             detail["rollback"] = {"reason": rollback.reason, "trigger_ts": rollback.trigger_ts,
                                   "traffic_on_previous_ts": rollback.traffic_on_previous_ts}  # fmt: skip
-        ledger.record(self.db, self.settings.path(self.settings.logs_dir), "deploy", outcome,
+        self.services.ledger.record(self.db, self.settings.path(self.settings.logs_dir), "deploy", outcome,
                       release=self.candidate.tag, image_digest=self.candidate.id, detail=detail)  # fmt: skip
 
     def resume(self, checkpoint: Checkpoint) -> None:
@@ -209,7 +215,7 @@ class DeployRun:
         self.switched_at = checkpoint.switched_at
         self.record.exceptions.update(checkpoint.exceptions)
         if checkpoint.backup_manifest and Path(checkpoint.backup_manifest).exists():
-            self.backup = load_backup(Path(checkpoint.backup_manifest))
+            self.backup = self.services.backups.load_backup(Path(checkpoint.backup_manifest))
         self.touched = True
 
 
@@ -227,9 +233,9 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def unfinished(db: DatabaseAddress) -> ledger.Entry | None:
+def unfinished(db: DatabaseAddress, the_ledger: Ledger = ledger) -> ledger.Entry | None:
     """The last deploy that touched production and never ended (its process died), if any."""
-    deploys = ledger.entries(db, "deploy")
+    deploys = the_ledger.entries(db, "deploy")
     if deploys and deploys[-1].outcome in OPEN_OUTCOMES:
         return deploys[-1]
     return None

@@ -2,27 +2,27 @@
 
 Read-only steps first (the candidate, an unfinished deploy to converge, the predeploy gate,
 the plan, the backup); from ``green`` on, production is touched and any failure rolls back
-(``rollback.ROLLBACK``). A dry run runs the read-only steps and ``dry_run``, nothing else.
+(``undo.ROLLBACK``). A dry run runs the read-only steps and ``dry_run``, nothing else.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
+from typing import Callable
 
-from deploygate import backup as backups
 from deploygate import monitor, scope, window
-from deploygate.database import production_identity
 from deploygate.deploy import gates, undo
 from deploygate.deploy.runner import Step, StageFailed
+from deploygate.deploy.services import Switch
 from deploygate.deploy.state import DeployRun, unfinished
-from deploygate.fingerprint import content_checksum
 from deploygate.gate_result import load_or_none, path_for
-from deploygate.health import sample
+from deploygate.health import HealthSample
+from deploygate.log import Say
 from deploygate.platform import OTHER_COLOUR
 from deploygate.production import app_environment
 from deploygate.record import BackupRecord, ImageRecord, LockRecord, MigrationRecord, MonitoringRecord, PlanRecord, RouteRecord
-from deploygate.traffic import configured_probe
 
 # A passed predeploy of the same image digest is reused this long: production moves on.
 PREDEPLOY_REUSE_MIN = 60
@@ -31,7 +31,7 @@ PREDEPLOY_REUSE_MIN = 60
 def validate_request(run: DeployRun) -> None:
     """Every argument is checked before anything happens: checks to skip must exist."""
     if run.request.skip_checks:
-        known = set().union(*(gates.check_names(gate) for gate in gates.SUITES))
+        known = set().union(*(run.services.gates.check_names(gate) for gate in gates.SUITES))
         unknown = sorted(set(run.request.skip_checks) - known)
         if unknown:
             raise StageFailed(f"--skip-check: no gate or post check named {', '.join(unknown)}")
@@ -53,16 +53,16 @@ def resolve_candidate(run: DeployRun) -> None:
     run.record.new_color = run.new_color
 
 
-def converge_unfinished(run: DeployRun) -> None:
+def rollback_unfinished_first(run: DeployRun) -> None:
     """An earlier deploy that died after touching production is rolled back first (said before it starts)."""
-    leftover = unfinished(run.db)
+    leftover = unfinished(run.db, run.services.ledger)
     if leftover is None:
         return
     stamp = leftover.detail.get("stamp")
     if run.request.dry_run:
         raise StageFailed(f"the deploy of {stamp} never finished; a deploy would roll it back first (`nox -s rollback` does)")
     run.log(f"   the deploy of {stamp} never finished: rolling it back before this one starts")
-    undo.converge(run.platform, run.settings, leftover, run.log)
+    undo.rollback_unfinished(run.platform, run.settings, leftover, run.log, run.services)
     # Production is back on the other colour now: read it again.
     resolve_candidate(run)
 
@@ -81,14 +81,15 @@ def run_predeploy(run: DeployRun) -> None:
         result is not None and result.passed and result.complete and not run.request.gate_args
         and not run.request.skip_checks
         and dt.datetime.now(dt.timezone.utc) - result.finished_at() < dt.timedelta(minutes=PREDEPLOY_REUSE_MIN)
-        and result.production == production_identity(run.db)
+        and result.production == run.services.data.identity(run.db)
     )  # fmt: skip
     if reusable:
         run.log(f"   predeploy already passed for {run.candidate.id[:19]} on this production at {result.finished}: not repeated")
         gates.log_checks(result, run.log)
     else:
-        args = ["--candidate", run.request.candidate_ref, *gates.skip_args("predeploy", run.request.skip_checks), *run.request.gate_args]
-        result = gates.run_gate(run.settings, "predeploy", args, result_path=path, log=run.log)
+        skips = gates.skip_args("predeploy", run.request.skip_checks, run.services.gates.check_names)
+        args = ["--candidate", run.request.candidate_ref, *skips, *run.request.gate_args]
+        result = run.services.gates.run_gate(run.settings, "predeploy", args, result_path=path, log=run.log)
     run.record.exceptions.update({f"override {k}": v for k, v in result.overrides.items()})
     run.record.gates += gates.rows(result)
     run.record.notes += gates.notes(result)
@@ -116,7 +117,7 @@ def plan_migrations(run: DeployRun) -> None:
 
 def describe_dry_run(run: DeployRun) -> None:
     """Print what the deploy would do, and prove production unchanged while we looked."""
-    before = content_checksum(run.db)
+    before = run.services.data.content_checksum(run.db)
     s, where = run.settings, run.platform
     run.log("dry run: the deploy would")
     run.log(f"   take a backup into {s.path(s.backup_dir)}")
@@ -127,7 +128,7 @@ def describe_dry_run(run: DeployRun) -> None:
             run.log(f"      {statement}")
     run.log(f"   switch {where.proxy_name} from {run.previous.color} ({run.previous.release}) to {run.new_color}, "
             f"watch {s.monitor_window_s}s")  # fmt: skip
-    unchanged = content_checksum(run.db) == before
+    unchanged = run.services.data.content_checksum(run.db) == before
     run.log(f"   production content checksum {before[:16]}... {'unchanged' if unchanged else 'CHANGED'}")
     if not unchanged:
         raise StageFailed("production changed during the dry run")
@@ -135,8 +136,8 @@ def describe_dry_run(run: DeployRun) -> None:
 
 def take_backup(run: DeployRun) -> None:
     """A fresh dump of production, checked against its manifest (read-only: a failure here changes nothing)."""
-    run.backup = backups.take_backup(run.platform, run.settings, run.db, say=run.log)
-    backups.check_integrity(run.backup)
+    run.backup = run.services.backups.take_backup(run.platform, run.settings, run.db, say=run.log)
+    run.services.backups.check_integrity(run.backup)
     run.record.backup = BackupRecord(
         path=str(run.backup.path), size=run.backup.size, sha256=run.backup.sha256,
         restore_verified="by the predeploy gate's restore of the same server's dump",
@@ -145,9 +146,9 @@ def take_backup(run: DeployRun) -> None:
 
 def open_window(run: DeployRun) -> None:
     """Note where each table's ids stand (rows above are the window's), then start steady traffic."""
-    run.started_ids = window.max_ids(run.db)
+    run.started_ids = run.services.data.max_ids(run.db)
     if run.settings.traffic_rate > 0 and run.traffic is None:
-        run.traffic = configured_probe(run.settings, run.proxy.url).start()
+        run.traffic = run.services.traffic(run.settings, run.proxy.url).start()
 
 
 def start_new_colour(run: DeployRun) -> None:
@@ -194,7 +195,7 @@ def migrate_production(run: DeployRun) -> None:
     The rows migrate itself inserts (post_migrate's content types and permissions, a data
     migration's rows) are found and recorded: bookkeeping, not the window's writes.
     """
-    before = window.max_ids(run.db)
+    before = run.services.data.max_ids(run.db)
     done = run.prober(run.candidate).migrate()
     for migration in done.migrations:
         run.log(f"   {migration.label}: {migration.duration_s:.3f}s, {migration.strongest_locks()}")
@@ -208,7 +209,7 @@ def migrate_production(run: DeployRun) -> None:
     if not done.ok:
         raise StageFailed(f"migrate failed on production: {done.error}")
     run.migrate_writes = window.MigrateWrites.taken(before, done.inserted_xids)
-    own = window.describe_counts(window.migrate_rows(run.db, run.migrate_writes))
+    own = window.describe_counts(run.services.data.migrate_rows(run.db, run.migrate_writes))
     run.log(f"   migrate itself wrote {own}: bookkeeping, not the window's writes")
     run.record.notes.append(f"migrate itself wrote {own}: bookkeeping, left out of the rows written during the window")
 
@@ -221,9 +222,9 @@ def _post_checks(run: DeployRun, target: str, since: float | None = None) -> Non
     gate = f"post_{target}"
     args = ["--target", target, "--deploy-color", run.new_color] + (["--since", str(since)] if since else [])
     args += scope.post_check_args(run.plan, run.settings.compat_scope)
-    args += gates.skip_args(gate, run.request.skip_checks)
+    args += gates.skip_args(gate, run.request.skip_checks, run.services.gates.check_names)
     path = run.settings.path(run.settings.reports_dir) / gate / f"{run.stamp}.json"
-    result = gates.run_gate(run.settings, gate, args, result_path=path, log=run.log)
+    result = run.services.gates.run_gate(run.settings, gate, args, result_path=path, log=run.log)
     run.record.gates += gates.rows(result)
     run.record.notes += gates.notes(result)
     if not result.passed:
@@ -241,37 +242,85 @@ def switch_traffic(run: DeployRun) -> None:
     run.log(f"   proxy -> {run.new_color}")
 
 
-def monitor_window(run: DeployRun) -> None:
+@dataclass(frozen=True)
+class MonitorWindow:
+    """All the monitoring window may use (as nox's Session is all a session may use of its runner): the proxy's
+    access records and health URL, whether each proxy runs, the colour watched, the limits, the log."""
+
+    switch: Switch
+    health: Callable[[str], HealthSample]
+    proxy_running: Callable[[str], bool]
+    colour: str
+    window_s: int
+    threshold: int
+    health_path: str
+    say: Say
+
+    @classmethod
+    def of(cls, run: DeployRun) -> MonitorWindow:
+        s = run.settings
+        return cls(
+            switch=run.proxy,
+            health=run.services.health,
+            proxy_running=run.platform.proxy_running,
+            colour=run.new_color,
+            window_s=s.monitor_window_s,
+            threshold=s.monitor_max_errors,
+            health_path=s.health_path,
+            say=run.log,
+        )
+
+
+@dataclass(frozen=True)
+class MonitorVerdict:
+    """What the window saw, for the record, and the notes that go with it."""
+
+    monitoring: MonitoringRecord
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.monitoring.decision == "ok"
+
+
+def watch_window(window: MonitorWindow) -> MonitorVerdict:
     """Errors per colour from the proxy's log (what users saw), and health, for the configured window."""
     last = [0.0]
 
     def tick(state: monitor.MonitorState) -> None:
         if time.time() - last[0] >= 5 or state.decision:
             last[0] = time.time()
-            run.log("   " + state.line())
+            window.say("   " + state.line())
 
-    s = run.settings
     state = monitor.watch(
-        lambda since: run.proxy.records(since=since),
-        lambda: sample(f"{run.proxy.url}{s.health_path}", timeout=3),
-        run.new_color,
-        window_s=s.monitor_window_s,
-        threshold=s.monitor_max_errors,
+        lambda since: window.switch.records(since=since),
+        lambda: window.health(f"{window.switch.url}{window.health_path}"),
+        window.colour,
+        window_s=window.window_s,
+        threshold=window.threshold,
         on_tick=tick,
     )
+    notes = []
     # A node lost in the window takes its proxy with it: the verdict is the other proxies'. Said, not hidden.
-    down = [name for name in run.proxy.instances if not run.platform.proxy_running(name)]
+    down = [name for name in window.switch.instances if not window.proxy_running(name)]
     if down:
-        note = f"monitoring: the proxy on {', '.join(down)} did not run at the end of the window; {state.decision} through the others"
-        run.record.notes.append(note)
-        run.log(f"   {note}")
-    run.record.monitoring = MonitoringRecord(
-        window_s=s.monitor_window_s, threshold=s.monitor_max_errors,
+        notes.append(f"monitoring: the proxy on {', '.join(down)} did not run at the end of the window; {state.decision} through the others")
+        window.say(f"   {notes[-1]}")
+    monitoring = MonitoringRecord(
+        window_s=window.window_s, threshold=window.threshold,
         requests_by_color=dict(state.requests_by_color), errors_by_color=dict(state.errors_by_color),
         health_failures=state.health_failures, decision=state.decision or "",
     )  # fmt: skip
-    if state.decision != "ok":
-        raise StageFailed(state.decision)
+    return MonitorVerdict(monitoring, notes)
+
+
+def monitor_window(run: DeployRun) -> None:
+    """The monitoring window (``watch_window``) into the record; a verdict other than ok fails the step."""
+    verdict = watch_window(MonitorWindow.of(run))
+    run.record.notes += verdict.notes
+    run.record.monitoring = verdict.monitoring
+    if not verdict.ok:
+        raise StageFailed(verdict.monitoring.decision)
 
 
 def post_checks_through_proxy(run: DeployRun) -> None:
@@ -280,9 +329,7 @@ def post_checks_through_proxy(run: DeployRun) -> None:
 
 def _recent_digests(run: DeployRun) -> set[str]:
     """Image ids of the last ``keep_releases`` successful deploys (this one included) and of what runs."""
-    from deploygate import ledger
-
-    deployed = [e.image_digest for e in ledger.entries(run.db, "deploy") if e.outcome == "succeeded" and e.image_digest]
+    deployed = [e.image_digest for e in run.services.ledger.entries(run.db, "deploy") if e.outcome == "succeeded" and e.image_digest]
     keep = set(deployed[-(run.settings.keep_releases - 1) :]) if run.settings.keep_releases > 1 else set()
     keep.add(run.candidate.id)
     for colour in (run.new_color, run.old_color):
@@ -298,7 +345,7 @@ def finish(run: DeployRun) -> None:
     if run.platform.colour(run.old_color) is not None:
         run.platform.stop_colour(run.old_color)
         run.log(f"   stopped {run.old_color} (kept for rollback)")
-    for path in backups.apply_retention(run.settings):
+    for path in run.services.backups.apply_retention(run.settings):
         run.log(f"   retention: removed {path.name}")
     for tag in run.platform.prune_releases(keep=_recent_digests(run)):
         run.log(f"   retention: removed image {tag}")
@@ -307,7 +354,7 @@ def finish(run: DeployRun) -> None:
 DEPLOY: tuple[Step, ...] = (
     Step("request", validate_request, dry_run=True),
     Step("candidate", resolve_candidate, dry_run=True),
-    Step("converge", converge_unfinished, dry_run=True),
+    Step("converge", rollback_unfinished_first, dry_run=True),
     Step("predeploy", run_predeploy, dry_run=True),
     Step("plan", plan_migrations, dry_run=True),
     Step("dry_run", describe_dry_run, deploy=False, dry_run=True),

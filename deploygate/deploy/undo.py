@@ -15,18 +15,17 @@ import time
 from pathlib import Path
 
 from deploygate import ledger, window
-from deploygate.backup import restore_production
 from deploygate.config import Settings
-from deploygate.database import wait_connectable
 from deploygate.deploy.runner import Step, StageFailed, run_steps
 from deploygate.deploy.state import ROLLING_BACK, Checkpoint, DeployRun, Request, undo_after_traffic
+from deploygate.deploy.services import Services
 from deploygate.errors import DeployGateError, StackError
-from deploygate.waiting import wait_until
 from deploygate.log import DeployLog
 from deploygate.platform import Platform
 from deploygate.platform.images import Image
 from deploygate.proxy import Route
 from deploygate.record import RollbackRecord
+from deploygate.waiting import wait_until
 
 
 def production_answers(run: DeployRun) -> None:
@@ -37,7 +36,7 @@ def production_answers(run: DeployRun) -> None:
     wait_until(lambda: run.platform.database(), timeout=run.settings.health_timeout, interval=1.0,
                what="production's database to run again", transient=(OSError, StackError))  # fmt: skip
     run.db = run.platform.database()
-    wait_connectable(run.db, timeout=run.settings.health_timeout)
+    run.services.data.wait_connectable(run.db, timeout=run.settings.health_timeout)
 
 
 def export_window_rows(run: DeployRun) -> None:
@@ -45,11 +44,11 @@ def export_window_rows(run: DeployRun) -> None:
     the rows the release's own migrate inserted are not the window's (a restore removes them, and
     putting them back would give the previous release rows of models it does not have)."""
     export = run.settings.path(run.settings.backup_dir) / f"rollback_data_{run.stamp}.csv"
-    rows = window.export_rows(run.db, run.started_ids, export, run.migrate_writes)
+    rows = run.services.data.export_rows(run.db, run.started_ids, export, run.migrate_writes)
     run.record.rollback.export_path, run.record.rollback.rows_exported = str(export), rows
     run.log(f"   exported {rows} rows written during the window to {export}")
     if run.migrate_writes.floors:
-        own = window.describe_counts(window.migrate_rows(run.db, run.migrate_writes))
+        own = window.describe_counts(run.services.data.migrate_rows(run.db, run.migrate_writes))
         run.log(f"   left out {own} the release's migrate wrote (bookkeeping)")
         run.record.notes.append(f"rollback export: left out {own} the release's migrate wrote (bookkeeping)")
 
@@ -95,9 +94,9 @@ def _restore_backup(run: DeployRun) -> str:
     """The pre-deploy backup restored into production, then the window's rows put back."""
     if run.backup is None:
         raise StageFailed("the plan cannot be reversed and there is no backup to restore")
-    restore_production(run.platform, run.db, run.backup)
+    run.services.backups.restore_production(run.platform, run.db, run.backup)
     export = run.record.rollback.export_path
-    reapplied = window.reapply_rows(run.db, Path(export)) if export else 0
+    reapplied = run.services.data.reapply_rows(run.db, Path(export)) if export else 0
     return f"restored {run.backup.path.name} and re-applied {reapplied} rows written during the window"
 
 
@@ -168,6 +167,9 @@ def record_rolled_back(run: DeployRun) -> None:
         run.log(f"   traffic back on {run.old_color} {rollback.traffic_on_previous_ts - rollback.trigger_ts:.1f}s after the trigger")
 
 
+# Why a deploy that never finished is rolled back: said by the log, the report and the ledger.
+UNFINISHED_REASON = "converging after a deploy that never finished"
+
 ROLLBACK: tuple[Step, ...] = (
     Step("rollback_traffic", traffic_to_previous),
     Step("rollback_production", production_answers, checkpoint=ROLLING_BACK),
@@ -179,7 +181,7 @@ ROLLBACK: tuple[Step, ...] = (
 )
 
 
-def roll_back(run: DeployRun, reason: str) -> None:
+def run_rollback(run: DeployRun, reason: str) -> None:
     """Run ``ROLLBACK`` for ``run`` (which touched production); raises what a step raised."""
     run.record.rollback = RollbackRecord(reason=reason, trigger_ts=time.time())
     run.log(f"!! rolling back: {reason}")
@@ -189,10 +191,10 @@ def roll_back(run: DeployRun, reason: str) -> None:
     run_steps(ROLLBACK, run)
 
 
-def converge(platform: Platform, settings: Settings, entry: ledger.Entry, log: DeployLog) -> DeployRun:
-    """Roll back a deploy another process left open (its ledger entry), logging into ``log``."""
-    run = DeployRun.create(platform, settings, Request(candidate_ref=""), kind="rollback", echo=False)
+def rollback_unfinished(platform: Platform, settings: Settings, entry: ledger.Entry, log: DeployLog, services: Services) -> DeployRun:
+    """Roll back a deploy another process left open (its ledger entry), logging into ``log`` ("converging", the log says)."""
+    run = DeployRun.create(platform, settings, Request(candidate_ref=""), kind="rollback", echo=False, services=services)
     run.log, run.stamp = log, f"{run.stamp}_converge"  # its export must not collide with the deploy that converges
     run.resume(Checkpoint.from_json(entry.detail))
-    roll_back(run, "converging after a deploy that never finished")
+    run_rollback(run, UNFINISHED_REASON)
     return run
