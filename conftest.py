@@ -1,7 +1,6 @@
 """Root conftest: lists the fixture plugins (one module per concern)."""
 
 pytest_plugins = [
-    "pytester",
     "fixtures.gate_report",
     "fixtures.config",
     "fixtures.engine",

@@ -12,7 +12,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from deploygate.migrations import RECORDER_TABLES, qualify
-from deploygate.probe import _mode_words as lock_words  # Postgres' documented lock names, spelt once there
+from deploygate.probe_results import lock_words  # Postgres' documented lock names, spelt once there
 
 if TYPE_CHECKING:
     from deploygate.compat import Verdict

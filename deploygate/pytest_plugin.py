@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from deploygate.resources import fixtures_package
 
-# The root conftest.py's list, without pytester (a team's pytest has its own) and suite_names.
+# The root conftest.py's list, without suite_names (`settings` is pytest-django's in a team's pytest).
 FIXTURE_MODULES = ("gate_report", "config", "engine", "stack", "live", "backup", "copy_db")
 
 pytest_plugins = [f"{fixtures_package()}.{name}" for name in FIXTURE_MODULES]

@@ -223,11 +223,11 @@ class FakeProxy:
         colour = self.platform.colour(route.color)
         return Route(route.color, colour.release if colour else "", route.hold)
 
-    def route(self, color: str, release: str, *, fresh: bool = False) -> None:
+    def route(self, color: str, *, fresh: bool = False) -> None:
         self.world.touch(f"proxy.route {color}")
         self.world.route = Route(color, "")
 
-    def hold(self, color: str, release: str) -> None:
+    def hold(self, color: str) -> None:
         self.world.touch(f"proxy.hold {color}")
         self.world.route = Route(color, "", hold=True)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deploygate.migration_history import classify, squashed_elsewhere
-from deploygate.probe import parse_plan
+from deploygate.probe_results import parse_plan
 
 # A squash of catalog's first three migrations; "legacy" was uninstalled; "catalog.0009_other" is another release's.
 REPLACES = {"catalog.0001_squashed_0003_x": ["catalog.0001_initial", "catalog.0002_a", "catalog.0003_x"]}

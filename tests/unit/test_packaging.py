@@ -64,8 +64,8 @@ def test_the_plugin_lists_the_same_fixture_modules_as_the_root_conftest() -> Non
     tree = ast.parse((ROOT / "conftest.py").read_text())
     listed = next(node.value for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == "pytest_plugins")
     names = [element.value for element in listed.elts]
-    # Less pytester (a team's pytest has its own) and the suites' short names (`settings` is pytest-django's there).
-    kept = [name.removeprefix("fixtures.") for name in names if name not in ("pytester", "fixtures.suite_names")]
+    # Less the suites' short names (`settings` is pytest-django's there).
+    kept = [name.removeprefix("fixtures.") for name in names if name != "fixtures.suite_names"]
     assert kept == list(pytest_plugin.FIXTURE_MODULES)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from deploygate import report
+from deploygate import report, report_chart
 from deploygate.record import (
     BackupRecord,
     DeployRecord,
@@ -169,7 +171,7 @@ def test_bad_stamp_is_refused(tmp_path: Path) -> None:
 def test_stage_labels_never_overlap() -> None:
     # Three labels close together, then one far away, and one overlapping the far one.
     spans = [(0.0, 40.0), (5.0, 45.0), (10.0, 50.0), (300.0, 340.0), (310.0, 360.0)]
-    levels = report.label_levels(spans)
+    levels = report_chart.label_levels(spans)
     assert levels == [0, 1, 2, 0, 1]
     for i, (start, end) in enumerate(spans):
         for j, (other_start, other_end) in enumerate(spans[i + 1 :], start=i + 1):
@@ -187,7 +189,7 @@ def test_chart_labels_of_close_stages_do_not_overlap(tmp_path: Path) -> None:
     ax.set_xlim(0, 60)
     texts = [ax.text(at, 0.99, f" {name} ", transform=ax.get_xaxis_transform(), fontsize=7, va="top")
              for at, name in ((24.5, "backup"), (24.6, "window"), (25.0, "green"), (59.0, "rollback_cleanup"))]  # fmt: skip
-    rows = report.place_labels(fig, ax, texts)
+    rows = report_chart.place_labels(fig, ax, texts)
     renderer = fig.canvas.get_renderer()
     boxes = [t.get_window_extent(renderer) for t in texts]
     assert rows == 3
@@ -210,4 +212,49 @@ def test_an_accepted_holds_answers_are_held_not_failed(tmp_path: Path) -> None:
     assert "held, a 503 + Retry-After of the accepted maintenance hold" in md
     data = json.loads(paths.json.read_text())
     assert (data["traffic"]["summary"]["failed"], data["traffic"]["summary"]["held"]) == (1, 2)
-    assert report._face("hold", lambda c: True) == report.HELD_FACE
+    assert report_chart.serving_face("hold") == report_chart.HELD_FACE
+
+
+def _chart_cannot_import_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a machine without matplotlib: importing it (or any of its modules) raises ImportError."""
+    for name in [name for name in sys.modules if name == "matplotlib" or name.startswith("matplotlib.")] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "deploygate.report_chart", raising=False)
+
+
+def test_without_matplotlib_the_report_is_written_and_says_why_there_is_no_chart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _chart_cannot_import_matplotlib(monkeypatch)
+    paths = report.write_report(_record(), _responses(), tmp_path, stamp="nochart")
+    assert paths.chart is None and "matplotlib" in paths.chart_missing
+    assert paths.chart_missing.startswith(("ImportError: ", "ModuleNotFoundError: "))
+    assert not (tmp_path / "deployment_timeline_nochart.png").exists()
+    md = paths.markdown.read_text()
+    assert md.startswith("# DEPLOYMENT SUCCESSFUL: v2-safe")
+    assert f"timeline chart not drawn: {paths.chart_missing}" in md
+    assert "![timeline]" not in md
+    assert "| switch | 10 | 3 | 3 |" in md  # the rest of the report is all there
+    data = json.loads(paths.json.read_text())
+    assert (data["chart"], data["chart_missing"]) == (None, paths.chart_missing)
+    assert data["traffic"]["summary"]["requests"] == 101
+
+
+def test_a_chart_that_fails_to_draw_costs_neither_the_report_nor_a_stale_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def half_drawn(record: DeployRecord, responses: list[Response], path: Path) -> Path:
+        path.write_bytes(PNG_SIGNATURE)
+        raise RuntimeError("renderer gave up\nhalfway")
+
+    monkeypatch.setattr(report_chart, "draw_timeline", half_drawn)
+    paths = report.write_report(_record(), _responses(), tmp_path, stamp="failed")
+    assert paths.chart_missing == "RuntimeError: renderer gave up halfway"
+    assert "timeline chart not drawn: RuntimeError: renderer gave up halfway" in paths.markdown.read_text()
+    assert not (tmp_path / "deployment_timeline_failed.png").exists()
+
+
+def test_the_report_module_does_not_import_matplotlib() -> None:
+    """The chart is the only part that needs it: the report (and the deploy writing it) must import without it."""
+    code = "import sys, deploygate.report; sys.exit('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
