@@ -4,91 +4,38 @@ Input is what the probe saw on the rehearsal copy: the production release's mode
 (historical, from the migration graph) on the migrated schema, and the candidate's
 models on the schema before migrating, each writing fresh values and the values its own
 models allow at their limits. Output is grouped per model and field with the value
-class that broke and the database's own message, plus the way to make that kind of
-change safely. A migration that cannot run on production's rows is reported as that.
+class that broke and the database's own message, and those by root cause for a reader
+(one NOT NULL column without a default fails every insert of its model: one finding), plus
+the way to make that kind of change safely (``deploygate.advice``). A migration that
+cannot run on production's rows is reported as that.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from deploygate import differential
-from deploygate.migrations import (
-    CHECK_VIOLATION,
-    FOREIGN_KEY_VIOLATION,
-    NOT_NULL_VIOLATION,
-    UNIQUE_VIOLATION,
-    VALUE_TOO_LONG,
-    SchemaChanges,
-    announced_changes,
-)
-from deploygate.probe import MigrationFailure, MigrationPlan, ModelExercise, OperationChange, unchecked_fields
+from deploygate.advice import FAILURE_RECIPES, GENERIC_ADVICE, GENERIC_RECIPE, MODELS_DISAGREE_ADVICE, advice_for
+from deploygate.migrations import SchemaChanges, announced_changes
+from deploygate.probe import ExerciseCheck, MigrationFailure, MigrationPlan, ModelExercise, unchecked_fields
 from deploygate.rehearsal import Rehearsal
 
 PRODUCTION_ON_NEW = "production release on the migrated schema"
 CANDIDATE_ON_OLD = "candidate on the schema before migrating"
 CANDIDATE_ON_NEW = "candidate on the migrated schema"
 
-# Per operation: why it breaks the overlap and the safe way to make the same change.
-ADVICE = {
-    "RenameField": "keep the column: make the rename state-only (SeparateDatabaseAndState: AlterField with "
-    "db_column=<old column>, then RenameField); the ORM gets the new name, the database keeps the old one",
-    "RenameModel": "keep the table: make the rename state-only (SeparateDatabaseAndState: AlterModelTable with "
-    "db_table=<old table>, then RenameModel)",
-    "RemoveField": "expand/contract: first deploy a release that no longer reads or writes the field, "
-    "then drop the column in a later release",
-    "DeleteModel": "expand/contract: first deploy a release that no longer uses the model, then drop the table later",
-    "AddField": "add the column nullable or with db_default (a many-to-many needs nothing: it is a new table), "
-    "so rows inserted by the old release stay valid; tighten to NOT NULL in a later release",
-    "AlterField": "expand/contract: add a new column, write both, backfill, switch reads, drop the old column later",
-    "RunPython": "give RunPython a reverse function (or migrations.RunPython.noop when nothing needs undoing)",
-    "SeparateDatabaseAndState": "check its state_operations against its database_operations: a state-only rename "
-    "needs db_column / db_table naming what the database still has",
-}
-GENERIC_ADVICE = "expand/contract: split the change so each release works on both the schema before and after it"
-
-# Per kind of change an operation makes to an existing column or model (see ``change_kinds``).
-KIND_ADVICE = {
-    "drop_not_null": "schema first: ship the DROP NOT NULL alone, in a release whose code still writes a value; "
-    "code that writes NULL comes with the next release (the release serving now never writes NULL, so it "
-    "works on either schema)",
-    "set_not_null": "backfill before constraining: first a release whose code always writes the column (default "
-    "or db_default) with a data migration filling the NULL rows, then SET NOT NULL in a later release (on "
-    "Postgres: CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then SET NOT NULL: no long ACCESS "
-    "EXCLUSIVE scan); or give the column a db_default so writers that omit it stay valid",
-    "add_unique": "code first: a release whose code already refuses duplicates (and a data migration fixing "
-    "existing ones), then the constraint in a later release (on Postgres a unique index built CONCURRENTLY, "
-    "then the constraint using it); the release serving now may still write duplicates the new schema rejects",
-    "drop_unique": "schema first: drop the constraint in a release whose code still writes unique values; "
-    "code that writes duplicates comes with the next release",
-    "widen": "schema first: widen the column in a release whose code still writes at most the old length; "
-    "code that writes longer values comes with the next release",
-    "shrink": "code first: a release whose code caps values at the new length (max_length and a data migration "
-    "shortening longer values), then shrink the column in a later release",
-    "type_change": ADVICE["AlterField"],
-}
-# Per SQLSTATE of a statement that failed on production's rows: the safe way to make the change.
-FAILURE_RECIPES = {
-    NOT_NULL_VIOLATION: KIND_ADVICE["set_not_null"],
-    UNIQUE_VIOLATION: "deduplicate before constraining: " + KIND_ADVICE["add_unique"],
-    VALUE_TOO_LONG: KIND_ADVICE["shrink"],
-    CHECK_VIOLATION: "fix the rows first (a data migration in an earlier release), or add the constraint "
-    "NOT VALID and VALIDATE it once they are fixed",
-    FOREIGN_KEY_VIOLATION: "repair or remove the rows pointing at missing rows first, or add the foreign key "
-    "NOT VALID and VALIDATE it after",
-}
-GENERIC_RECIPE = "fix the migration (or, in an earlier release, the data it meets) and rehearse again"
-MODELS_DISAGREE_ADVICE = (
-    "the candidate's models differ from its migrations: run `manage.py makemigrations` and ship the migration "
-    "(`makemigrations --check` in CI catches this)"
-)
-_VARCHAR = re.compile(r"^(?:varchar|character varying)\((\d+)\)$")
+SHOWN = 3  # affected models and fields named per finding; the rest are counted
 
 
 @dataclass(frozen=True)
 class Incompatibility:
-    """One model (or one of its fields) that fails, with the operations and value classes that failed and why."""
+    """One model (or one of its fields) that fails, with the operations and value classes that failed and why.
+
+    ``named_table`` / ``named_column``: where the database said it refused (a NOT NULL names its
+    column), when it said; the root cause other failures share (see ``Finding``).
+    """
 
     direction: str
     model: str
@@ -97,11 +44,87 @@ class Incompatibility:
     operations: tuple[str, ...]
     error: str
     values: tuple[str, ...] = ()  # boundary value classes that broke ("max_length=120", "duplicate", ...)
+    named_table: str | None = None
+    named_column: str | None = None
 
     def describe(self) -> str:
         what = f"{self.model}.{self.field}" if self.field else f"{self.model} (table {self.table})"
         written = f" with {', '.join(self.values)}" if self.values else ""
         return f"{what}: {', '.join(self.operations)}{written} fail: {self.error}"
+
+    def short(self, *, model: bool = True) -> str:
+        """What failed, for a list under its cause: ``insert price with null`` (the model named unless ``model`` is False)."""
+        who = ".".join(part for part in (self.model if model else None, self.field) if part)
+        written = f" with {', '.join(self.values)}" if self.values else ""
+        return f"{', '.join(self.operations)}{' ' + who if who else ''}{written}"
+
+    @property
+    def cause(self) -> tuple[str, str, str]:
+        """What failures with one root cause share: the direction, the table the database named (in its
+        diagnostics or its words: a missing column's message names its table; else the model's own) and
+        the database's words. A missing NOT NULL default refuses every insert of the model, whatever
+        field the insert was about; a renamed column fails its model and every model joining it: one cause."""
+        match = _MISSING.search(self.error)
+        in_words = match and (match["table1"] or match["table2"] or match["table3"])
+        return self.direction, (self.named_table or in_words or self.table).split(".")[-1], self.error
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One root cause in one direction (see ``Incompatibility.cause``) and every failure it explains."""
+
+    items: tuple[Incompatibility, ...]
+
+    @property
+    def first(self) -> Incompatibility:
+        return self.items[0]
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(item.model for item in self.items))
+
+    @property
+    def operations(self) -> list[str]:
+        return sorted({op for item in self.items for op in item.operations})
+
+    @property
+    def values(self) -> list[str]:
+        return list(dict.fromkeys(value for item in self.items for value in item.values))
+
+    def describe(self) -> str:
+        """One line: a single failure as ``Incompatibility.describe``; several as the cause once, how many
+        failures of which models, and the first few."""
+        if len(self.items) == 1:
+            return self.first.describe()
+        one_model = len(self.models) == 1
+        shown = "; ".join(item.short(model=not one_model) for item in self.items[:SHOWN])
+        more = f"; and {len(self.items) - SHOWN} more" if len(self.items) > SHOWN else ""
+        return f"{self.first.error} — {len(self.items)} failures of {', '.join(self.models)}: {shown}{more}"
+
+    def facts(self) -> dict:
+        """JSON-ready, for the plan: the cause, where the database placed it, and what it affects."""
+        first = self.first
+        return {
+            "direction": first.direction,
+            "error": first.error,
+            "count": len(self.items),
+            "table": first.cause[1],
+            "column": first.named_column,
+            "models": self.models,
+            "fields": [item.field for item in self.items],
+            "operations": self.operations,
+            "values": self.values,
+            "fresh_values": any(not item.values for item in self.items),
+            "whole_tables": list(dict.fromkeys(item.table for item in self.items if item.field is None)),
+        }
+
+
+def by_cause(items: Iterable[Incompatibility]) -> list[Finding]:
+    """Failures grouped by root cause (``Incompatibility.cause``), in the order each cause first appears."""
+    causes: dict[tuple[str, str, str], list[Incompatibility]] = {}
+    for item in items:
+        causes.setdefault(item.cause, []).append(item)
+    return [Finding(tuple(found)) for found in causes.values()]
 
 
 def judged(
@@ -119,18 +142,19 @@ def group(found: differential.Judged, direction: str) -> list[Incompatibility]:
         select = next((c for c in exercise.checks if c.op == "select"), None)
         if select is not None and not select.ok and select in failures:
             ops = tuple(sorted({c.op for c in failures}))
-            items.append(Incompatibility(direction, exercise.model, exercise.table, None, ops, select.error or ""))
+            named = {"named_table": select.table, "named_column": select.column}
+            items.append(Incompatibility(direction, exercise.model, exercise.table, None, ops, select.error or "", **named))
             continue
-        by_field: dict[tuple[str | None, str], tuple[set[str], set[str]]] = {}
+        by_field: dict[tuple[str | None, str], tuple[set[str], set[str], ExerciseCheck]] = {}
         for check in failures:
-            ops, values = by_field.setdefault((check.field, check.error or ""), (set(), set()))
+            ops, values, _ = by_field.setdefault((check.field, check.error or ""), (set(), set(), check))
             ops.add(check.op)
             if check.boundary:
                 values.add(check.value)
-        for (name, error), (ops, values) in sorted(by_field.items(), key=lambda item: (item[0][0] or "", item[0][1])):
-            items.append(
-                Incompatibility(direction, exercise.model, exercise.table, name, tuple(sorted(ops)), error, tuple(sorted(values)))
-            )
+        for (name, error), (ops, values, first) in sorted(by_field.items(), key=lambda item: (item[0][0] or "", item[0][1])):
+            named = {"named_table": first.table, "named_column": first.column}
+            found = (tuple(sorted(ops)), error, tuple(sorted(values)))
+            items.append(Incompatibility(direction, exercise.model, exercise.table, name, *found, **named))
     return items
 
 
@@ -192,60 +216,21 @@ class Verdict:
 
     def _overlap(self, plan: MigrationPlan) -> list[str]:
         lines = ["incompatible: requests will fail while both schemas and releases overlap"]
+        # One line per root cause: a NOT NULL without a default fails every insert of its model, once.
         if self.production_on_new:
             lines.append(f"  once {', '.join(plan.labels)} has run, until traffic switches, the release serving now fails on:")
-            lines += [f"    - {item.describe()}" for item in self.production_on_new]
+            lines += [f"    - {finding.describe()}" for finding in by_cause(self.production_on_new)]
         if self.candidate_on_old:
             lines.append("  while the candidate runs before the migration has finished, it fails on:")
-            lines += [f"    - {item.describe()}" for item in self.candidate_on_old]
+            lines += [f"    - {finding.describe()}" for finding in by_cause(self.candidate_on_old)]
         if self.candidate_on_new:
             lines.append("  the candidate fails even on the migrated schema (its models and migrations disagree):")
-            lines += [f"    - {item.describe()}" for item in self.candidate_on_new]
+            lines += [f"    - {finding.describe()}" for finding in by_cause(self.candidate_on_new)]
         if self.advice:
             lines.append("  fix:")
             lines += [f"    - {line}" for line in self.advice]
         lines.append("  or deploy with a maintenance hold: --accept-incompatible --reason \"...\"")
         return lines
-
-
-def _varchar_length(db_type: str | None) -> int | None:
-    match = _VARCHAR.match(db_type or "")
-    return int(match[1]) if match else None
-
-
-def change_kinds(change: OperationChange) -> list[str]:
-    """The kinds of change (keys of ``KIND_ADVICE``) one operation makes to an existing column or model."""
-    kinds = []
-    before, after = change.before, change.after
-    if before is not None and after is not None:
-        if before.null != after.null:
-            kinds.append("drop_not_null" if after.null else "set_not_null")
-        if before.unique != after.unique:
-            kinds.append("add_unique" if after.unique else "drop_unique")
-        if before.db_type and after.db_type and before.db_type != after.db_type:
-            old, new = _varchar_length(before.db_type), _varchar_length(after.db_type)
-            kinds.append(("widen" if new > old else "shrink") if old and new else "type_change")
-    if change.unique_added and "add_unique" not in kinds:
-        kinds.append("add_unique")
-    if change.unique_removed and "drop_unique" not in kinds:
-        kinds.append("drop_unique")
-    return kinds
-
-
-def advice_for(plan: MigrationPlan) -> list[str]:
-    """One line per distinct operation of the plan that needs a safer form: by the kind of change it makes
-    (DROP NOT NULL, uniqueness, a length or type change...), else by its operation type."""
-    lines = []
-    for step in plan.steps:
-        changes = step.changes if len(step.changes) == len(step.operations) else [None] * len(step.operations)
-        for op_type, description, change in zip(step.operation_types, step.operations, changes):
-            kinds = change_kinds(change) if change is not None else []
-            hints = [KIND_ADVICE[kind] for kind in kinds] or [ADVICE.get(op_type, GENERIC_ADVICE)]
-            for hint in hints:
-                line = f"{step.label} ({description}): {hint}"
-                if line not in lines:
-                    lines.append(line)
-    return lines
 
 
 def _shorten(text: str, limit: int = 160) -> str:

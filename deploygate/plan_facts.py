@@ -68,17 +68,27 @@ def rehearsal_facts(rehearsal: Rehearsal, *, rewritten_tables: list[str], lock_t
 
 def compat_facts(verdict: Verdict, plan: MigrationPlan) -> dict[str, Any]:
     """Both directions of the blue-green overlap, each failing model and field with its value class and the
-    database's words; the fix; and the verdict's own explanation as the gate printed it."""
-    from deploygate.compat import CANDIDATE_ON_NEW, CANDIDATE_ON_OLD, PRODUCTION_ON_NEW, explain_failure
+    database's words, and those grouped by root cause; the fix; and the verdict's own explanation as the
+    gate printed it."""
+    from deploygate.compat import CANDIDATE_ON_NEW, CANDIDATE_ON_OLD, PRODUCTION_ON_NEW, by_cause, explain_failure
+
+    def direction(name: str, judged: bool, items: list) -> dict[str, Any]:
+        # Every failure, and the same grouped by root cause (what the plan shows, one row per cause).
+        return {
+            "direction": name,
+            "judged": judged,
+            "items": [dataclasses.asdict(i) for i in items],
+            "findings": [finding.facts() for finding in by_cause(items)],
+        }
 
     migrated = verdict.migration_failure is None
     directions = [
         # Without a migrated schema there is nothing to judge the release serving now on.
-        {"direction": PRODUCTION_ON_NEW, "judged": migrated, "items": [dataclasses.asdict(i) for i in verdict.production_on_new]},
-        {"direction": CANDIDATE_ON_OLD, "judged": True, "items": [dataclasses.asdict(i) for i in verdict.candidate_on_old]},
+        direction(PRODUCTION_ON_NEW, migrated, verdict.production_on_new),
+        direction(CANDIDATE_ON_OLD, True, verdict.candidate_on_old),
     ]
     if verdict.candidate_on_new:
-        directions.append({"direction": CANDIDATE_ON_NEW, "judged": True, "items": [dataclasses.asdict(i) for i in verdict.candidate_on_new]})
+        directions.append(direction(CANDIDATE_ON_NEW, True, verdict.candidate_on_new))
     return {
         "compatible": verdict.compatible,
         "migration_failure": None if migrated else explain_failure(verdict.migration_failure),

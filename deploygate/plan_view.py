@@ -24,6 +24,7 @@ from deploygate.plan_facts import COMPAT, REHEARSAL, REVERSAL
 CHANGE_CATEGORIES = ("rehearsal", "reversal", "compat", "app")
 REDACTED = "[redacted]"  # the deploy report's word (deploygate.report.REDACTED), not imported: the report pulls in its chart
 SQL_LINES_SHOWN = 60  # per migration; a data migration's SQL can run to thousands of lines
+SHOWN = 3  # fields named per cause of failure, the rest counted (as compat.SHOWN)
 MARKS = {True: "✅", False: "❌", None: "⚠️"}
 VERDICT_WORDS = {True: "passes", False: "fails"}
 
@@ -201,12 +202,13 @@ def _compat(compat: dict[str, Any] | None) -> list[str]:
         if not direction["judged"]:
             rows.append([direction["direction"], f"{MARKS[None]} not judged: no migrated schema"])
             continue
-        rows.append([direction["direction"], f"{MARKS[not items]} " + (f"{len(items)} failing" if items else "works")])
-        for item in items:
-            failures.append([
-                direction["direction"], _code(item.get("model")), _code(item.get("field")) if item.get("field") else f"table {_code(item.get('table'))}",
-                ", ".join(item.get("operations") or []), ", ".join(item.get("values") or []) or "fresh values", item.get("error"),
-            ])  # fmt: skip
+        # One row per root cause (compat.Finding); a result recorded before causes were, one per failure.
+        findings = direction.get("findings") or [_finding_of(item) for item in items]
+        rows.append([direction["direction"], f"{MARKS[not items]} " + (_failing(len(items), len(findings)) if items else "works")])
+        for finding in findings:
+            models = ", ".join(_code(m) for m in finding["models"])
+            what = [_fields(finding), ", ".join(finding["operations"]), _values(finding), finding["error"]]
+            failures.append([direction["direction"], models, *what])
     out += _table(["Direction", "Result"], rows)
     if failures:
         out += _table(["Direction", "Model", "Field", "Operations", "Value class", "The database says"], failures)
@@ -215,6 +217,42 @@ def _compat(compat: dict[str, Any] | None) -> list[str]:
         out += ["<details><summary>Not checked (never a failure)</summary>", ""]
         out += [f"- {_cell(line)}" for line in compat["unchecked"]] + ["", "</details>", ""]
     return out
+
+
+def _finding_of(item: dict[str, Any]) -> dict[str, Any]:
+    """A failure recorded without its cause's grouping, as a cause of its own (the shape of ``compat.Finding.facts``)."""
+    values = list(item.get("values") or [])
+    return {
+        "error": item.get("error"),
+        "count": 1,
+        "models": [item.get("model")],
+        "fields": [item.get("field")],
+        "operations": list(item.get("operations") or []),
+        "values": values,
+        "fresh_values": not values,
+        "whole_tables": [] if item.get("field") else [item.get("table")],
+    }
+
+
+def _failing(failures: int, causes: int) -> str:
+    return f"{failures} failing" if failures == causes else f"{failures} failing, {causes} cause{'s' if causes > 1 else ''}"
+
+
+def _first(names: list[str], shown: int) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _fields(finding: dict[str, Any]) -> str:
+    """The fields a cause breaks, the table first when a write of the whole row broke too."""
+    names = [f"table {_code(table)}" for table in finding.get("whole_tables") or []]
+    names += [_code(name) for name in dict.fromkeys(finding["fields"]) if name]
+    return _first(names, SHOWN)
+
+
+def _values(finding: dict[str, Any]) -> str:
+    names = (["fresh values"] if finding.get("fresh_values") else []) + list(finding["values"])
+    return _first(names, SHOWN + 1)
 
 
 def _reversal(view: dict[str, Any]) -> list[str]:

@@ -41,6 +41,7 @@ class OperationChange:
     after: FieldFacts | None = None
     unique_added: int = 0
     unique_removed: int = 0
+    reversible: bool | None = None  # it has a reverse (a RunPython's reverse_code, RunPython.noop too); None: not known
 
 
 @dataclass(frozen=True)

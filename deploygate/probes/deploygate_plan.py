@@ -51,7 +51,8 @@ def operation_changes(migration, state):
     changes = []
     for op in migration.operations:
         before = state.clone()
-        change = {"type": type(op).__name__}
+        # Per operation, as the migration's own "reversible" is only all of them: the advice names the one lacking it.
+        change = {"type": type(op).__name__, "reversible": bool(op.reversible)}
         changes.append(change)
         try:
             op.state_forwards(migration.app_label, state)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from deploygate import compat, config, probe, rehearsal
+from deploygate import advice, compat, config, probe, rehearsal
 from deploygate.database import connect
 from deploygate.fingerprint import ContentDiff, compare, fingerprint
 from deploygate.migrations import RECORDER_TABLES
@@ -61,6 +61,9 @@ CASES = {
     # Django adds the column with DEFAULT 'pcs' and drops the default at once: the old
     # release's INSERT, which omits "unit", violates NOT NULL.
     "add_not_null_without_db_default": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
+    # The same column beside two choices-only AlterFields and a RunPython whose reverse is
+    # RunPython.noop: the same verdict, one cause, and the column's fix alone (see ONE_CAUSE).
+    "add_not_null_with_choices_and_noop_data": Expected(production_on_new=False, candidate_on_old=True, reversible=True),
     # Reversal re-adds "note" as a new, empty column: the notes themselves are gone. Before
     # the drop, the candidate's INSERT omits the still NOT NULL "note".
     "drop_column": Expected(production_on_new=False, candidate_on_old=False, reversible=False, keeps_data=False),
@@ -127,7 +130,7 @@ BOUNDARY_BREAKS = {
     "drop_not_null": ("candidate_on_old", "note", "null"),
     "make_not_null_with_python_default": ("production_on_new", "price", "null"),
 }
-# The advice the verdict must give (compat.KIND_ADVICE) for the kind of change.
+# The advice the verdict must give (advice.KIND_ADVICE) for the kind of change.
 ADVICE_KINDS = {
     "drop_not_null": "drop_not_null",
     "add_unique_constraint": "add_unique",
@@ -137,6 +140,12 @@ ADVICE_KINDS = {
     "widen_varchar": "widen",
     "make_not_null_with_python_default": "set_not_null",
     "change_type_int_to_varchar": "type_change",
+}
+# A single root cause (compat.by_cause): the direction where every failure comes from it, and the
+# operations the fix names, exactly: not the choices-only AlterFields (no SQL), not RunPython (it has a reverse).
+ONE_CAUSE = {
+    "add_not_null_without_db_default": ("production_on_new", ["Add field unit to item"]),
+    "add_not_null_with_choices_and_noop_data": ("production_on_new", ["Add field unit to item"]),
 }
 # Rows Django's post_migrate adds: a new model's ContentType and its 4 Permissions; a renamed model
 # keeps its ContentType (renamed by RenameContentType) and gets 4 Permissions under its new name.
@@ -365,7 +374,14 @@ def test_verdict(
         named = [(item.field, item.values) for item in getattr(verdict, direction)]
         assert any(f == field and value in values for f, values in named), f"{case}: {direction} names {named}"
     if case in ADVICE_KINDS:
-        assert any(compat.KIND_ADVICE[ADVICE_KINDS[case]] in line for line in verdict.advice), verdict.advice
+        assert any(advice.KIND_ADVICE[ADVICE_KINDS[case]] in line for line in verdict.advice), verdict.advice
+    if case in ONE_CAUSE:
+        direction, advised = ONE_CAUSE[case]
+        items = getattr(verdict, direction)
+        (finding,) = compat.by_cause(items)
+        explanation = verdict.explain(rehearsed.plan)
+        assert len(items) > 1 and explanation.count(finding.first.error) == 1, explanation
+        assert [line.split(" (", 1)[1].split("): ", 1)[0] for line in verdict.advice] == advised, verdict.advice
     added = {rows.table: rows.count for rows in forward.post_migrate_rows}
     assert added == POST_MIGRATE_ROWS.get(case, {}), forward.post_migrate_rows
     assert {rows.table: rows.count for rows in backward.post_migrate_rows} == added, "reversal is judged the same way"
@@ -384,7 +400,7 @@ def test_failing_migration_is_reported_as_such(run_case: Callable[[str], CaseRun
     assert (failure.migration, failure.table, failure.column) == ("shop.0002_make_not_null_on_null_rows", "shop_item", "price")
     assert "SET NOT NULL" in failure.statement and failure.offending_rows == len(PRICELESS)
     line = compat.explain_failure(failure)
-    assert f"{len(PRICELESS)} rows violate it" in line and compat.KIND_ADVICE["set_not_null"] in line, line
+    assert f"{len(PRICELESS)} rows violate it" in line and advice.KIND_ADVICE["set_not_null"] in line, line
     verdict = compat.judge(rehearsed)
     assert not verdict.compatible and not verdict.candidate_on_new, "the candidate is blamed for the data"
     assert "models and migrations disagree" not in verdict.explain(rehearsed.plan)
@@ -474,3 +490,16 @@ def test_an_index_only_plan_exercises_no_model(run_case: Callable[[str], CaseRun
     assert exercised == [] and rehearsed.scope_description == "nothing (no table or column changes)"
     renamed = run_case("rename_column").rehearsed
     assert {m.model for m in renamed.candidate_on_new_schema} == {"shop.Item"}, "contenttypes, auth and Category are not changed"
+
+
+def test_each_operation_says_whether_it_has_a_reverse(run_case: Callable[[str], CaseRun]) -> None:
+    """The probe's plan carries reversibility per operation: RunPython with RunPython.noop has a reverse, without
+    reverse_code none (what the advice reads, not the migration's all-or-nothing)."""
+    (step,) = run_case("add_not_null_with_choices_and_noop_data").rehearsed.plan.steps
+    assert [(c.type, c.reversible) for c in step.changes] == [
+        ("AddField", True), ("AlterField", True), ("AlterField", True), ("RunPython", True)
+    ]
+    # The choices-only AlterFields run no SQL (Django's "-- (no-op)"); the column's statements are its own.
+    assert [bool(sql) for sql in advice.operation_sql(step)] == [True, False, False, False]
+    (irreversible,) = run_case("run_python_without_reverse").rehearsed.plan.steps
+    assert [(c.type, c.reversible) for c in irreversible.changes] == [("RunPython", False)] and not irreversible.reversible

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import time
 
-from deploygate import compat, monitor
+from deploygate import advice, compat, monitor
 from deploygate.lock import lock_key
 from deploygate.migrations import announced_changes
 from deploygate.platform.images import Image
 from deploygate.probe import (
     AppliedMigration,
     ExerciseCheck,
-    FieldFacts,
     MigrationFailure,
     MigrationPlan,
     ModelExercise,
-    OperationChange,
     PlanStep,
 )
 from deploygate.rehearsal import Rehearsal
@@ -55,44 +53,6 @@ def test_incompatibilities_group_by_model_then_field() -> None:
         ("a.Gone", None, ("filter", "select")),
         ("a.Link", None, ("insert",)),
         ("a.Link", "member", ("filter",)),
-    ]
-
-
-def test_advice_names_the_fix_per_operation() -> None:
-    plan = MigrationPlan(
-        steps=[PlanStep("u", "0023_rename", ["Rename field a on x to b"], ["RenameField"], True, True, [])], applied_leaves={}
-    )
-    (advice,) = compat.advice_for(plan)
-    assert "db_column" in advice and "SeparateDatabaseAndState" in advice
-
-
-def _alter(before: FieldFacts, after: FieldFacts) -> OperationChange:
-    return OperationChange("AlterField", before=before, after=after)
-
-
-def test_change_kinds_read_the_field_before_and_after() -> None:
-    text = FieldFacts("varchar(100)", null=False, unique=False)
-    assert compat.change_kinds(_alter(text, FieldFacts("varchar(100)", null=True, unique=False))) == ["drop_not_null"]
-    assert compat.change_kinds(_alter(FieldFacts("numeric(8, 2)", True, False), FieldFacts("numeric(8, 2)", False, False))) == ["set_not_null"]
-    assert compat.change_kinds(_alter(text, FieldFacts("varchar(100)", False, True))) == ["add_unique"]
-    assert compat.change_kinds(_alter(FieldFacts("varchar(32)", False, True), FieldFacts("varchar(32)", False, False))) == ["drop_unique"]
-    assert compat.change_kinds(_alter(text, FieldFacts("varchar(120)", False, False))) == ["widen"]
-    assert compat.change_kinds(_alter(text, FieldFacts("varchar(80)", False, False))) == ["shrink"]
-    assert compat.change_kinds(_alter(FieldFacts("integer", False, False), FieldFacts("varchar(20)", False, False))) == ["type_change"]
-    assert compat.change_kinds(_alter(text, FieldFacts("varchar(100)", False, False))) == []  # e.g. db_index only
-    assert compat.change_kinds(OperationChange("AlterUniqueTogether", unique_added=1)) == ["add_unique"]
-    assert compat.change_kinds(OperationChange("RemoveConstraint", unique_removed=1)) == ["drop_unique"]
-
-
-def test_advice_fits_the_kind_of_change() -> None:
-    drop_not_null = _alter(FieldFacts("text", False, False), FieldFacts("text", True, False))
-    step = PlanStep("s", "0002_x", ["Alter field note on item"], ["AlterField"], True, True, [], [drop_not_null])
-    (advice,) = compat.advice_for(MigrationPlan(steps=[step], applied_leaves={}))
-    assert compat.KIND_ADVICE["drop_not_null"] in advice and "backfill" not in advice
-    # Without facts (an older probe, a third-party operation) the operation type decides.
-    bare = PlanStep("s", "0002_x", ["Alter field note on item"], ["AlterField"], True, True, [])
-    assert compat.advice_for(MigrationPlan(steps=[bare], applied_leaves={})) == [
-        f"s.0002_x (Alter field note on item): {compat.ADVICE['AlterField']}"
     ]
 
 
@@ -145,11 +105,11 @@ def test_a_migration_failing_on_rows_is_the_verdict_not_the_candidate() -> None:
     assert line == (
         "the migration cannot run on production's data: s.0002_x failed at "
         '`ALTER TABLE "shop_item" ALTER COLUMN "price" SET NOT NULL`: on shop_item.price; 6 rows violate it '
-        f'(IntegrityError: column "price" of relation "shop_item" contains null values); fix: {compat.KIND_ADVICE["set_not_null"]}'
+        f'(IntegrityError: column "price" of relation "shop_item" contains null values); fix: {advice.KIND_ADVICE["set_not_null"]}'
     )
     # Migrated, the same failure is the candidate's models disagreeing with its migrations.
     verdict = compat.judge(_rehearsal(failure=None, candidate_on_new=_item(missing)))
-    assert verdict.candidate_on_new and compat.MODELS_DISAGREE_ADVICE in verdict.advice
+    assert verdict.candidate_on_new and advice.MODELS_DISAGREE_ADVICE in verdict.advice
 
 
 def test_unchecked_fields_are_listed_never_failed() -> None:

@@ -108,7 +108,9 @@ def test_compat_facts_keep_model_field_value_class_and_the_fix() -> None:
     production = facts["directions"][0]
     assert production["direction"] == PRODUCTION_ON_NEW and production["judged"]
     assert production["items"][1]["field"] == "fahanie_cares_member" and list(production["items"][1]["values"]) == ["null"]
-    assert facts["directions"][1] == {"direction": CANDIDATE_ON_OLD, "judged": True, "items": []}
+    assert facts["directions"][1] == {"direction": CANDIDATE_ON_OLD, "judged": True, "items": [], "findings": []}
+    # Two causes (a table gone, a column gone): two findings of one failure each.
+    assert [f["count"] for f in production["findings"]] == [1, 1]
     assert "SeparateDatabaseAndState" in facts["advice"][0] and "incompatible" in facts["explanation"]
 
 
@@ -214,3 +216,43 @@ def test_a_state_only_plan_says_no_sql_and_no_lock() -> None:
     text = plan_view.render_markdown(plan_view.build(result))
     assert "No table of the app was locked (only Django's own record of applied migrations)." in text
     assert text.count("No SQL: a state-only or Python-only change.") == 2
+
+
+NOT_NULL = 'IntegrityError: null value in column "unit" of relation "shop_item" violates not-null constraint'
+
+
+def _not_null_verdict() -> Verdict:
+    """A NOT NULL column without a database default: every insert of the release serving now fails on it."""
+    named = {"named_table": "shop_item", "named_column": "unit"}
+    fields = [
+        (None, ()),
+        ("barcode", ("max_length=32",)),
+        ("category", ("null",)),
+        ("code", ("max_length=20",)),
+        ("name", ("max_length=100",)),
+        ("price", ("max=999999.99", "min=-999999.99", "null")),
+        ("quantity", ("min=-2147483648",)),
+    ]
+    items = [Incompatibility(PRODUCTION_ON_NEW, "shop.Item", "public.shop_item", f, ("insert",), NOT_NULL, v, **named) for f, v in fields]
+    return Verdict(production_on_new=items, advice=["shop.0002_unit (Add field unit to item): add the column nullable or with db_default"])
+
+
+def test_one_root_cause_is_one_row_naming_what_it_breaks() -> None:
+    result = _result()
+    result.details[plan_facts.COMPAT] = plan_facts.compat_facts(_not_null_verdict(), _plan())
+    text = plan_view.render_markdown(plan_view.build(result))
+    assert "| production release on the migrated schema | ❌ 7 failing, 1 cause |" in text
+    rows = [line for line in text.splitlines() if "violates not-null constraint" in line]
+    assert rows == [
+        "| production release on the migrated schema | `shop.Item` | table `public.shop_item`, `barcode`, `category` and 4 more "
+        "| insert | fresh values, max_length=32, null, max_length=20 and 4 more | " + NOT_NULL + " |"
+    ]
+
+
+def test_a_result_recorded_before_causes_shows_one_row_per_failure() -> None:
+    result = _result()
+    for direction in result.details[plan_facts.COMPAT]["directions"]:
+        direction.pop("findings")
+    text = plan_view.render_markdown(plan_view.build(result))
+    assert "| `unified_db.PersonLink` | `fahanie_cares_member` | filter, insert | null | column" in text
+    assert "| `members.FahanieCaresMember` | table `members_fahaniecaresmember` | delete, insert, select | fresh values |" in text

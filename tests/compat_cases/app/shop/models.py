@@ -40,6 +40,10 @@ if CASE == "add_many_to_many":
 
 
 NAME_LENGTH = {"shrink_varchar": 80, "widen_varchar": 120}.get(CASE, 100)
+# Choices are the ORM's alone: a migration changing only them runs no SQL.
+WITH_CHOICES = CASE == "add_not_null_with_choices_and_noop_data"
+CODE_CHOICES = [("SKU-0001", "first"), ("SKU-0002", "second")] if WITH_CHOICES else None
+NOTE_CHOICES = [("", "none"), ("fragile", "fragile")] if WITH_CHOICES else None
 
 
 class Item(models.Model):
@@ -51,21 +55,21 @@ class Item(models.Model):
     if CASE in ("rename_column", "state_only_rename_without_db_column"):
         sku = models.CharField(max_length=20)
     else:
-        code = models.CharField(max_length=20, unique=CASE == "add_unique_constraint")
+        code = models.CharField(max_length=20, unique=CASE == "add_unique_constraint", choices=CODE_CHOICES)
     barcode = models.CharField(max_length=32, unique=CASE != "drop_unique_constraint")
     if CASE == "make_not_null_with_python_default":
         price = models.DecimalField(max_digits=8, decimal_places=2, default=0)
     else:
         price = models.DecimalField(max_digits=8, decimal_places=2, null=CASE != "make_not_null_on_null_rows")
     if CASE != "drop_column":
-        note = models.TextField(blank=True, default="", null=CASE == "drop_not_null")
+        note = models.TextField(blank=True, default="", null=CASE == "drop_not_null", choices=NOTE_CHOICES)
     if CASE != "drop_table":
         category = models.ForeignKey(Category, null=True, on_delete=models.SET_NULL)
     if CASE in ("add_nullable_column", "ignored_migration"):
         colour = models.CharField(max_length=30, null=True)
     elif CASE == "add_not_null_with_db_default":
         unit = models.CharField(max_length=10, db_default="pcs")
-    elif CASE == "add_not_null_without_db_default":
+    elif CASE in ("add_not_null_without_db_default", "add_not_null_with_choices_and_noop_data"):
         unit = models.CharField(max_length=10, default="pcs")
     elif CASE == "add_many_to_many":
         tags = models.ManyToManyField(Tag, blank=True)
