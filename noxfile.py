@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import sys
-import time
 from pathlib import Path
 
 import nox
@@ -19,7 +18,6 @@ nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "none"
 ROOT = Path(__file__).parent
 REQUIREMENTS = ROOT / "requirements.txt"
-GATE_SPELLING = {"--config": "--dg-config", "--set": "--dg-set"}
 
 
 def _missing_requirements() -> list[str]:
@@ -77,16 +75,8 @@ def predeploy(session: nox.Session) -> None:
     """Pre-deploy gate: `-- --candidate v2-safe` (+ pytest args: -k, -x, a test id). Production is not changed."""
     _shared_env(session)
     _deploygate(session, "engine")
-    stamp = time.strftime("%Y%m%d_%H%M%S")
-    # A test id given by the user (tests_pre/test_x.py::test_y) replaces the whole suite.
-    suite = [] if any(arg.startswith("tests_pre") for arg in session.posargs) else ["tests_pre"]
-    # The same --config / --set as every other session (pytest's own -c/--config-file is another thing).
-    args = [GATE_SPELLING.get(arg, arg) for arg in session.posargs]
-    session.run(
-        sys.executable, "-m", "pytest", *suite, "--gate", "predeploy",
-        f"--junitxml=reports/predeploy/junit_{stamp}.xml", "-p", "no:cacheprovider", *args,
-        external=True,
-    )  # fmt: skip
+    # The same command a team's noxfile runs (deploygate init): it hands the request's flags to the suite.
+    _deploygate(session, "predeploy", *session.posargs)
 
 
 @nox.session(python=False, default=False)

@@ -13,6 +13,7 @@ import time
 from typing import Sequence
 
 from deploygate import __version__, config, production
+from deploygate import request_flags as flags
 from deploygate.deploy.abort import Aborted
 from deploygate.errors import DeployGateError
 from deploygate.platform import connect
@@ -184,10 +185,6 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-# pytest's own --config-file is -c; --config and --set mean deploygate's here as in every command.
-_GATE_SPELLING = {"--config": "--dg-config", "--set": "--dg-set"}
-
-
 def cmd_predeploy(args: argparse.Namespace) -> int:
     """The pre-deploy gate: pytest on deploygate's tests_pre (wherever it is installed), from this folder."""
     import subprocess
@@ -204,9 +201,9 @@ def cmd_predeploy(args: argparse.Namespace) -> int:
     if ids:
         argv = [arg for arg in argv if arg != str(resources.suite_dir("predeploy"))] + ids
     junit = settings.path(settings.reports_dir) / "predeploy" / f"junit_{time.strftime('%Y%m%d_%H%M%S')}.xml"
-    passed = [f"{_GATE_SPELLING[flag]}={value}" for flag, values in (("--set", [*args.set_before, *args.set_after]),) for value in values]
-    if getattr(args, "config", None):
-        passed.append(f"--dg-config={args.config}")
+    # The request's flags in the suite's spelling (--config is --dg-config there), then pytest's own as given.
+    given = {**vars(args), "config": getattr(args, "config", None), "set": [*args.set_before, *args.set_after]}
+    passed = [arg for flag in flags.PREDEPLOY for arg in flag.gate_args(given[flag.dest])]
     return subprocess.run([*argv, "--gate", "predeploy", f"--junitxml={junit}", *passed, *rest], check=False).returncode
 
 
@@ -278,6 +275,9 @@ def _predeploy_parser(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("predeploy", parents=[common], allow_abbrev=False,
                        help="the pre-deploy gate (production is only read); other arguments go to pytest: --candidate, -k, a test id")  # fmt: skip
     p.set_defaults(func=cmd_predeploy, passes_unknown=True)
+    for flag in flags.PREDEPLOY:
+        if flag not in (flags.CONFIG, flags.SET):  # from `common`, as on every command
+            p.add_argument(flag.name, **flag.kwargs())
 
 
 def _common(where: str) -> argparse.ArgumentParser:
@@ -287,10 +287,8 @@ def _common(where: str) -> argparse.ArgumentParser:
     its own ``--set`` list (``_settings`` joins them) and a ``--config`` after the command wins.
     """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS,
-                        help=f"configuration file (default {config.DEFAULT_CONFIG_FILE}, env {config.CONFIG_ENV})")  # fmt: skip
-    common.add_argument("--set", dest=f"set_{where}", action="append", default=[], metavar="NAME=VALUE",
-                        help="override one setting (repeatable)")  # fmt: skip
+    common.add_argument(flags.CONFIG.name, **flags.CONFIG.kwargs(default=argparse.SUPPRESS))
+    common.add_argument(flags.SET.name, **flags.SET.kwargs(dest=f"set_{where}"))
     return common
 
 
@@ -340,12 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_down.add_argument("--volumes", action="store_true", help="also remove the database volume (never an existing server's data)")
     command("status", cmd_status, "live release and colour, containers, health")
     p_deploy = command("deploy", cmd_deploy, "gated blue-green deploy of a candidate, rolling back on any failure")
-    p_deploy.add_argument("--candidate", required=True, help="an image reference, or a release of the app source")
+    p_deploy.add_argument(flags.CANDIDATE.name, **flags.CANDIDATE.kwargs(required=True))
     p_deploy.add_argument("--dry-run", action="store_true", help="run the read-only gates and print the plan; change nothing")
     p_deploy.add_argument("--accept-incompatible", action="store_true", help="deploy an incompatible candidate behind a maintenance hold")
     p_deploy.add_argument("--skip-predeploy", action="store_true", help="emergency only: deploy without the predeploy gate")
-    p_deploy.add_argument("--skip-check", action="append", metavar="NAME", help="deselect one gate or post check by name (repeatable; needs --reason)")
-    p_deploy.add_argument("--reason", help="why --accept-incompatible / --skip-predeploy / --skip-check is justified (recorded)")
+    p_deploy.add_argument(flags.SKIP_CHECK.name, **flags.SKIP_CHECK.kwargs())
+    p_deploy.add_argument(flags.REASON.name, **flags.REASON.kwargs())
     p_deploy.add_argument("--gate-arg", action="append", help="extra pytest argument for the predeploy gate (repeatable)")
     p_abort = command("abort", cmd_abort, "stop the deploy another process or CI job runs on this production: it rolls back")
     p_abort.add_argument("--reason", help="why (recorded with the request)")
@@ -356,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="only converge a deploy that never finished (a CI job's cleanup after a cancel); a finished one stays")  # fmt: skip
     p_rollback.add_argument("--accept-schema-mismatch", action="store_true",
                             help="close the deploy even if rollback_verify finds the schema not the previous release's (needs --reason)")  # fmt: skip
-    p_rollback.add_argument("--reason", help="why --accept-schema-mismatch is justified (recorded in the ledger and the report)")
+    p_rollback.add_argument(flags.REASON.name, **flags.REASON.kwargs())
     from deploygate import cli_review
 
     cli_review.register(command)

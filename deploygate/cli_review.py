@@ -76,10 +76,11 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 def register(command: Callable[..., argparse.ArgumentParser]) -> None:
     """Add ``plan``, ``pr-comment`` and ``settings`` through cli's ``command(name, func, help)``."""
+    from deploygate import request_flags as flags
     from deploygate.pr_comment import MARKER, OPT_OUT_ENV
 
     p_plan = command("plan", cmd_plan, "the reviewer's view of the predeploy gate for a candidate: SQL, locks, compatibility, verdict")
-    p_plan.add_argument("--candidate", required=True, help="an image reference, or a release of the app source")
+    p_plan.add_argument(flags.CANDIDATE.name, **flags.CANDIDATE.kwargs(required=True))
     p_plan.add_argument("--format", choices=["markdown", "json"], default="markdown", help="the body's format (default markdown)")
     p_plan.add_argument("--output", metavar="FILE", help="write the body here (default: stdout)")
     p_comment = command("pr-comment", cmd_pr_comment, "create or update the one sticky pull-request comment (GitHub Actions)")

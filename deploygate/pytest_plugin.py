@@ -5,7 +5,8 @@ Installed with deploygate, it offers a team's tests what the gates use — ``dg_
 ``platform``, ``production`` (the release serving now and its URL), ``production_db``,
 ``backup_archive``, ``db_copy`` (a copy restored from that backup), ``candidate_image``
 and ``rehearsed`` (the release's image with its migrations applied on the copy), with the
-``--dg-config`` / ``--dg-set`` / ``--candidate`` options. Like pytest-django's plugin.py,
+``--dg-config`` / ``--dg-set`` / ``--candidate`` options (declared once, for the CLI too, in
+``deploygate.request_flags``). Like pytest-django's plugin.py,
 this module holds no fixture of its own: it lists the fixture modules (pytest imports them,
 so the library itself never imports pytest). The gate suites load the same modules through
 their conftest.py and turn this plugin off (``-p no:deploygate`` in their pytest.ini), so

@@ -1,4 +1,4 @@
-"""The reference of every setting, generated from their one declaration (``config.OPTIONS``).
+"""The reference of every setting, generated from their one declaration (the typed attributes of ``config.Settings``).
 
 ``deploygate settings`` prints it; the README's table is the same text (``markdown``), and
 a unit test regenerates it, so neither can drift from what ``config.load`` accepts.

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Mapping
 
-from deploygate import gate_result, resources
-from deploygate.config import OPTIONS, Settings, as_text
+from deploygate import config, gate_result, request_flags, resources
+from deploygate.config import Settings
 from deploygate.gate_result import GateResult
 from deploygate.log import DeployLog
 from deploygate.record import GateRow
@@ -21,15 +21,13 @@ from deploygate.record import GateRow
 SUITES = resources.SUITES
 
 
-def settings_args(settings: Settings) -> list[str]:
-    """The suite sees exactly this deploy's settings (the password travels by env or the secret file, never argv)."""
-    args = []
-    for option in OPTIONS:
-        if not option.secret:
-            args += ["--dg-set", f"{option.name}={as_text(settings.values[option.name])}"]
-    if settings.config_file is not None:
-        args += ["--dg-config", str(settings.config_file)]
-    return args
+def settings_args(settings: Settings, path: Path) -> list[str]:
+    """The suite reads exactly this deploy's settings, with their sources, from one file written at ``path``.
+
+    Secrets are not in it (config.write_resolved): the suite resolves them as the deploy did,
+    from the environment it inherits or the secret file, never from argv or the logs folder.
+    """
+    return request_flags.SETTINGS_FILE.gate_args(str(config.write_resolved(settings, path)))
 
 
 def suite_argv(gate: str) -> list[str]:
@@ -57,12 +55,13 @@ def skip_args(gate: str, skips: Mapping[str, str], names_of: Callable[[str], set
     names = sorted(set(skips) & names_of(gate))
     if not names:
         return []
-    return [arg for name in names for arg in ("--skip-check", name)] + ["--reason", skips[names[0]]]
+    return request_flags.SKIP_CHECK.gate_args(names) + request_flags.REASON.gate_args(skips[names[0]])
 
 
 def run_gate(settings: Settings, gate: str, args: list[str], *, result_path: Path, log: DeployLog) -> GateResult:
     """Run the suite of ``gate`` and return its result; raises ``GateResultError`` when it wrote none."""
-    argv = [*suite_argv(gate), "-q", "--gate", gate, "--gate-result", str(result_path), *settings_args(settings), *args]
+    settings_file = log.path.with_name(f"{log.path.stem}_settings.json")  # the same for every gate of a deploy
+    argv = [*suite_argv(gate), "-q", "--gate", gate, "--gate-result", str(result_path), *settings_args(settings, settings_file), *args]
     result_path.unlink(missing_ok=True)
     log(f"   running the {gate} gate ({SUITES[gate]})...")
     # From the project's folder: relative settings (logs, reports, state) mean the same to the suite as to the deploy.

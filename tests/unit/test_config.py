@@ -104,3 +104,41 @@ def test_networks_must_be_a_list_of_names(tmp_path: Path) -> None:
         config.load(root=tmp_path, environ={})
     with pytest.raises(ConfigError, match=r"app_networks from env"):
         config.load(root=tmp_path, environ={"DEPLOYGATE_APP_NETWORKS": "[1, 2]"}, overrides={})
+
+
+def test_each_option_is_a_typed_attribute_of_settings_declared_once(tmp_path: Path) -> None:
+    assert len(config.OPTIONS) == len({opt.name for opt in config.OPTIONS}) == len({opt.toml for opt in config.OPTIONS})
+    assert all(getattr(config.Settings, opt.name) is opt for opt in config.OPTIONS)
+    settings = config.load(root=tmp_path, environ={"DEPLOYGATE_PROXY_PORT": "9001", "DEPLOYGATE_APP_NETWORKS": "a,b"})
+    assert settings.proxy_port == 9001 and isinstance(settings.proxy_port, int)
+    assert settings.app_networks == ("a", "b")
+    for opt in config.OPTIONS:
+        assert isinstance(getattr(settings, opt.name), type(opt.default)), opt.name
+    with pytest.raises(AttributeError):
+        settings.proxy_prot  # noqa: B018 - a typo is an error, not a silent Any
+
+
+def test_resolved_settings_file_keeps_values_and_sources_but_no_secret(tmp_path: Path) -> None:
+    _write(tmp_path, "[stack]\nproxy_port = 9000\n[database]\npassword = 'from-the-file'\n")
+    environ = {"DEPLOYGATE_PROJECT": "fromenv", "DEPLOYGATE_DB_PASSWORD": "hunter2-secret"}
+    settings = config.load(root=tmp_path, environ=environ).replace(app_networks=("team",), app_env={"A": "1"})
+    path = config.write_resolved(settings, tmp_path / "logs" / "deploy_settings.json")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "hunter2-secret" not in path.read_text() and "from-the-file" not in path.read_text()
+    # The gate has the deploy's environment; the secret is resolved there, everything else is the file's.
+    again = config.load_resolved(path, environ=environ, overrides={"seed_rows": "7"})
+    assert (again.proxy_port, again.sources["proxy_port"]) == (9000, "deploy.toml")
+    assert (again.project, again.sources["project"]) == ("fromenv", "env")
+    assert (again.app_networks, again.sources["app_networks"]) == (("team",), "override")
+    assert (again.seed_rows, again.sources["seed_rows"]) == (7, "command line")
+    assert (again.db_password, again.sources["db_password"]) == ("hunter2-secret", "env")
+    assert config.load_resolved(path, environ={}).db_password == "from-the-file"
+    assert again.config_file == tmp_path / "deploy.toml" and again.root == tmp_path
+    assert {line for line in again.describe() if not line.startswith("seed_rows")} == {
+        line for line in settings.describe() if not line.startswith("seed_rows")
+    }
+
+
+def test_a_missing_resolved_settings_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the settings file"):
+        config.load_resolved(tmp_path / "nope.json", environ={})

@@ -240,7 +240,7 @@ def test_predeploy_hands_pytest_its_arguments_and_the_settings_by_their_gate_spe
             "tests_pre/test_backup.py::test_backup_restores"]  # fmt: skip
     assert cli.main(argv) == 3, "pytest's exit status is the command's"
     (pytest_argv,) = seen
-    assert ["--candidate", "shop:2", "-k", "backup", "--co"] == pytest_argv[-5:]
+    assert ["--candidate=shop:2", "-k", "backup", "--co"] == pytest_argv[-4:], "the request's flags first, then pytest's as given"
     assert "--dg-config=d.toml" in pytest_argv and "--dg-set=proxy_port=9" in pytest_argv
     assert str(ROOT / "tests_pre" / "test_backup.py") + "::test_backup_restores" in pytest_argv
     assert str(ROOT / "tests_pre") not in pytest_argv, "a test id replaces the whole suite"

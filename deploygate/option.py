@@ -1,0 +1,144 @@
+"""One setting's declaration: its type, default, place in deploy.toml, env name, help, secrecy and parser.
+
+An ``Option`` is a typed descriptor: declared as a class attribute of ``config.Settings``
+(``proxy_port = integer("stack.proxy_port", 8080, "...")``), it reads the resolved value
+of its instance, so ``settings.proxy_port`` is an ``int`` to the reader and to a type
+checker alike. The declaration is the only list of settings: loading, the pytest header,
+``deploygate settings`` and the README's table all iterate over it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Generic, Protocol, TypeVar, cast, overload
+
+T = TypeVar("T")
+
+
+class HasValues(Protocol):
+    """What an option reads its value from (``config.Settings``)."""
+
+    @property
+    def values(self) -> Any: ...
+
+
+class Option(Generic[T]):
+    """One setting; its attribute name on Settings is its flat name (``--set NAME=...``, env ``DEPLOYGATE_NAME``)."""
+
+    name: str
+
+    def __init__(
+        self,
+        toml: str,
+        default: T,
+        help: str,
+        parse: Callable[[str], T],
+        *,
+        choices: tuple[str, ...] = (),
+        secret: bool = False,
+    ) -> None:
+        self.toml = toml
+        self.default = default
+        self.help = help
+        self.parse = parse
+        self.choices = choices
+        self.secret = secret
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @property
+    def env(self) -> str:
+        return "DEPLOYGATE_" + self.name.upper()
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> Option[T]: ...
+    @overload
+    def __get__(self, instance: HasValues, owner: type | None = None) -> T: ...
+    def __get__(self, instance: HasValues | None, owner: type | None = None) -> Option[T] | T:
+        if instance is None:
+            return self
+        return instance.values[self.name]
+
+    def coerce(self, raw: Any) -> T:
+        """A value from deploy.toml (typed already) or from the command line and env (text); raises ValueError."""
+        value: Any
+        if isinstance(self.default, tuple):
+            value = self.parse(raw) if isinstance(raw, str) else raw
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"expected a list of strings, got {raw!r}")
+            value = tuple(value)
+        elif isinstance(self.default, dict):
+            value = self.parse(raw) if isinstance(raw, str) else raw
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ValueError(f"expected a table of strings, got {raw!r}")
+        elif isinstance(raw, str) and not isinstance(self.default, str):
+            value = self.parse(raw)
+        elif isinstance(self.default, bool) != isinstance(raw, bool) or not isinstance(raw, type(self.default)):
+            raise ValueError(f"expected {type(self.default).__name__}, got {raw!r}")
+        else:
+            value = raw
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(self.choices)}")
+        return cast(T, value)  # checked against the default's type above
+
+
+def parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {text!r}") from None
+
+
+def parse_table(text: str) -> dict[str, str]:
+    """A table given on the command line or in the environment: a JSON object of strings."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValueError(f"expected a JSON object of strings, got {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object of strings, got {text!r}")
+    return value
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """A list given on the command line or in the environment: a JSON array, or comma-separated names."""
+    if text.strip().startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ValueError(f"expected a JSON array of strings, got {text!r}") from None
+        return tuple(value) if isinstance(value, list) else value
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _same(text: str) -> str:
+    return text
+
+
+# The kinds of settings there are; each fixes the type, and with it the parser of text values.
+
+
+def text(toml: str, default: str, help: str, *, choices: tuple[str, ...] = (), secret: bool = False) -> Option[str]:
+    return Option(toml, default, help, _same, choices=choices, secret=secret)
+
+
+def integer(toml: str, default: int, help: str) -> Option[int]:
+    return Option(toml, default, help, parse_int)
+
+
+def table(toml: str, help: str) -> Option[dict[str, str]]:
+    """A whole TOML table of strings (``[app.env]``); ``{}`` by default."""
+    return Option(toml, {}, help, parse_table)
+
+
+def names(toml: str, help: str) -> Option[tuple[str, ...]]:
+    """A TOML array of strings; ``[]`` by default."""
+    return Option(toml, (), help, parse_names)
+
+
+def as_text(value: Any) -> str:
+    """A setting as it is written on a command line (``--set name=<this>``): tables and lists as JSON."""
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value))
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
