@@ -77,7 +77,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("project", "stack.project", "bmparliament", "prefix of every container, network and volume"),
+    Option("project", "stack.project", "app", "prefix of every container, network and volume"),
     Option("proxy_bind", "stack.proxy_bind", "127.0.0.1", "address the proxy publishes on"),
     Option("proxy_port", "stack.proxy_port", 8080, "port the proxy publishes on", _parse_int),
     Option("state_dir", "stack.state_dir", ".deploygate", "where proxy config, access logs and secrets live"),
@@ -92,8 +92,8 @@ OPTIONS: tuple[Option, ...] = (
         "comma-separated engines of every swarm node, to copy images to where no registry serves them (empty: nodes pull)",
     ),  # fmt: skip
     Option("replicas", "platform.replicas", 2, "replicas of each colour of the app on a swarm", _parse_int),
-    Option("db_name", "database.name", "bmparliament_prod", "production database name"),
-    Option("db_user", "database.user", "bmparliament_user", "production database user"),
+    Option("db_name", "database.name", "app", "production database name"),
+    Option("db_user", "database.user", "app", "production database user"),
     Option(
         "db_password", "database.password", "", "production database password (generated when empty)", secret=True
     ),
