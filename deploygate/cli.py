@@ -106,45 +106,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if health.ok else 1
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from deploygate import bench
-
-    settings = _settings(args)
-    if args.what == "switch":
-        return _bench_switch(args, settings)
-    if args.what == "soak":
-        return _bench_soak(args, settings)
-    results = bench.bench_predeploy(settings.root, args.rows, candidate=args.candidate, say=_say)
-    print(bench.render(results))
-    _say(f"saved {bench.save(results, settings.path(settings.reports_dir) / 'bench')}")
-    return 0 if all(r.gate_passed for r in results) else 1
-
-
-def _bench_soak(args: argparse.Namespace, settings: config.Settings) -> int:
-    from deploygate import bench_soak
-
-    result = bench_soak.soak(settings.root, cycles=args.cycles, clients=(args.clients or [8])[0], candidate=args.candidate, say=_say)
-    print(bench_soak.render(result))
-    _say(f"saved {bench_soak.save(result, settings.path(settings.reports_dir) / 'bench')}")
-    clean = not (result.no_answer or result.server_errors or result.leaked) and result.rows_present == result.rows_written
-    return 0 if clean else 1
-
-
-def _bench_switch(args: argparse.Namespace, settings: config.Settings) -> int:
-    from deploygate import bench_switch
-
-    results = bench_switch.bench_switch(
-        settings.root, clients_list=args.clients or [16, 64], switches=args.switches, interval_s=args.interval,
-        get_path=args.get_path, say=_say,
-    )  # fmt: skip
-    print(bench_switch.render(results))
-    _say(f"saved {bench_switch.save(results, settings.path(settings.reports_dir) / 'bench')}")
-    new = [r for r in results if r.mechanism == bench_switch.HAPROXY]
-    met = all(r.goal_met for r in new)
-    _say(f"goal (no unanswered request, no 5xx, p99 around switches <= {bench_switch.P99_RATIO_GOAL:g}x outside) with the runtime switch: {'met' if met else 'NOT met'}")
-    return 0 if met else 1
-
-
 def cmd_deploy(args: argparse.Namespace) -> int:
     from deploygate import deploy
     from deploygate.record import Outcome
@@ -358,15 +319,6 @@ def build_parser() -> argparse.ArgumentParser:
     from deploygate import cli_review
 
     cli_review.register(command)
-    p_bench = command("bench", cmd_bench, "benchmarks, as ratios to a baseline measured in the same run")
-    p_bench.add_argument("what", choices=["predeploy", "switch", "soak"], help="what to measure")
-    p_bench.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: PersonLinks per run")
-    p_bench.add_argument("--candidate", default="v2-safe", help="predeploy, soak: the candidate deployed")
-    p_bench.add_argument("--clients", type=int, nargs="+", help="switch: keep-alive client counts (16 64); soak: clients (8)")
-    p_bench.add_argument("--cycles", type=int, default=20, help="soak: deploy + rollback cycles")
-    p_bench.add_argument("--switches", type=int, default=50, help="switch: colour switches per run")
-    p_bench.add_argument("--interval", type=float, default=1.5, help="switch: seconds between switches")
-    p_bench.add_argument("--get-path", help="switch: the clients' GET path (default: health_path; POSTs use traffic_write_path/body)")
     _predeploy_parser(sub, common)
     _init_parser(sub)
     return parser

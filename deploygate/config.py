@@ -37,7 +37,7 @@ class Settings:
     root: Path = field(default_factory=Path.cwd)
 
     # The options, in the order of the reference (deploygate settings, README): the attribute is the flat name.
-    project = text("stack.project", "bmparliament", "prefix of every container, network and volume")
+    project = text("stack.project", "app", "prefix of every container, network and volume")
     proxy_bind = text("stack.proxy_bind", "127.0.0.1", "address the proxy publishes on")
     proxy_port = integer("stack.proxy_port", 8080, "port the proxy publishes on")
     state_dir = text("stack.state_dir", ".deploygate", "where proxy config, access logs and secrets live")
@@ -59,8 +59,8 @@ class Settings:
         "comma-separated engines of every swarm node, to copy images to where no registry serves them (empty: nodes pull)",
     )
     replicas = integer("platform.replicas", 2, "replicas of each colour of the app on a swarm")
-    db_name = text("database.name", "bmparliament_prod", "production database name")
-    db_user = text("database.user", "bmparliament_user", "production database user")
+    db_name = text("database.name", "app", "production database name")
+    db_user = text("database.user", "app", "production database user")
     db_password = text("database.password", "", "production database password (generated when empty)", secret=True)
     postgres_major = integer("database.postgres_major", 15, "PostgreSQL major version of the database deploygate runs")
     db_host = text(

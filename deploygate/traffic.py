@@ -84,7 +84,7 @@ def configured_probe(settings: Settings, base_url: str) -> TrafficProbe:
         base_url,
         rate_per_s=float(settings.traffic_rate),
         read_paths=[p.strip() for p in settings.traffic_read_paths.split(",") if p.strip()],
-        write_path=settings.traffic_write_path or "/",
+        write_path=settings.traffic_write_path,
         write_every=5 if settings.traffic_write_path else 0,
         write_body=body_template(settings.traffic_write_body),
     )
@@ -94,9 +94,9 @@ class TrafficProbe:
     """Steady traffic against one base URL, every response recorded.
 
     ``rate_per_s`` requests a second are scheduled from ``start()``; every
-    ``write_every``-th one (0 disables writes) is a POST of ``write_body(k)`` to
-    ``write_path`` (k = 1, 2, ... counts writes), the others GET ``read_paths``
-    round-robin. A read path containing ``"{id}"`` gets the newest id a write
+    ``write_every``-th one is a POST of ``write_body(k)`` to ``write_path``
+    (k = 1, 2, ... counts writes), the others GET ``read_paths`` round-robin. By
+    default it only reads "/": writes are the app's own, none unless given. A read path containing ``"{id}"`` gets the newest id a write
     created; until one exists that path is skipped (and if every read path needs an
     id, the slot becomes a write so that one soon exists).
 
@@ -112,9 +112,9 @@ class TrafficProbe:
         base_url: str,
         *,
         rate_per_s: float = 25.0,
-        write_every: int = 5,
-        read_paths: Sequence[str] = ("/api/links/?page_size=20",),
-        write_path: str = "/api/links/",
+        write_every: int = 0,
+        read_paths: Sequence[str] = ("/",),
+        write_path: str = "",
         write_body: Callable[[int], dict] | None = None,
         workers: int = 8,
         timeout_s: float = 5.0,
@@ -123,7 +123,7 @@ class TrafficProbe:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ValueError(f"base_url must be http(s)://host[:port][/prefix], got {base_url!r}")
-        for path in (*read_paths, write_path):
+        for path in (*read_paths, write_path) if write_every else read_paths:
             if not path.startswith("/") or path.startswith("//"):
                 raise ValueError(f"probe paths must start with a single '/', got {path!r}")
         if rate_per_s <= 0 or workers < 1 or timeout_s <= 0 or max_duration_s <= 0:

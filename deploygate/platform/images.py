@@ -1,25 +1,23 @@
-"""Images: the offline Debian base, Postgres, nginx, HAProxy, Python, and the app's releases.
+"""The images production needs: the offline Debian base, Postgres, nginx, HAProxy, Python, and the app's releases.
 
-Every image is tagged by a hash of what goes into it (build context, build args and the
-parent's image id), so a second run finds the tag and builds nothing that is unchanged.
-Where a registry answers (``image_source`` auto/registry) the official Postgres, nginx and
-HAProxy images are pulled instead and given the same local names, so the rest of deploygate
-never knows which path was taken.
+Each is built (``image_build``: tagged by a hash of what goes into it, so nothing unchanged
+is built twice) or, where a registry answers (``image_source`` auto/registry), the official
+Postgres, nginx and HAProxy images are pulled instead and given the same local names, so
+the rest of deploygate never knows which path was taken.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import subprocess
 import tarfile
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Any, Mapping
 
 import docker
 import docker.errors
@@ -28,140 +26,7 @@ from deploygate import resources
 from deploygate.config import Settings
 from deploygate.errors import ConfigError, ImageBuildError
 from deploygate.packages import apt_install, can_apt_install
-
-HASH_LEN = 12
-# Files never part of a build context: byte-code and editor droppings change the hash
-# without changing the image.
-_IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
-_IGNORED_SUFFIXES = {".pyc", ".pyo", ".swp"}
-
-Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Image:
-    """A built or pulled image: the tag deploygate uses and the engine's image id."""
-
-    tag: str
-    id: str
-    built: bool  # False when an existing image was reused
-
-
-def _context_files(root: Path) -> Iterable[tuple[str, Path]]:
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if path.is_dir() or _IGNORED_PARTS & set(rel.parts) or path.suffix in _IGNORED_SUFFIXES:
-            continue
-        yield rel.as_posix(), path
-
-
-@dataclass
-class BuildContext:
-    """Files of a docker build, kept as (name in context -> bytes) so they can be hashed and sent."""
-
-    files: dict[str, bytes]
-
-    @classmethod
-    def empty(cls) -> BuildContext:
-        return cls(files={})
-
-    def add_tree(self, source: Path, prefix: str = "") -> BuildContext:
-        for rel, path in _context_files(source):
-            self.files[f"{prefix}{rel}"] = path.read_bytes()
-        return self
-
-    def add_bytes(self, name: str, data: bytes) -> BuildContext:
-        self.files[name] = data
-        return self
-
-    def digest(self, *extra: str) -> str:
-        """sha256 over every file's name, mode-independent content and the ``extra`` strings."""
-        sha = hashlib.sha256()
-        for name in sorted(self.files):
-            sha.update(name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
-        for item in extra:
-            sha.update(b"\1" + item.encode())
-        return sha.hexdigest()
-
-    def tar(self) -> io.BytesIO:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for name in sorted(self.files):
-                info = tarfile.TarInfo(name)
-                info.size = len(self.files[name])
-                info.mode = 0o755 if name.endswith(".sh") else 0o644
-                tar.addfile(info, io.BytesIO(self.files[name]))
-        buf.seek(0)
-        return buf
-
-
-def _existing(client: docker.DockerClient, tag: str) -> docker.models.images.Image | None:
-    try:
-        return client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        return None
-
-
-def _build(
-    client: docker.DockerClient,
-    *,
-    repo: str,
-    version: str,
-    context: BuildContext,
-    buildargs: Mapping[str, str],
-    labels: Mapping[str, str],
-    say: Say,
-    dockerfile: str = "Dockerfile",
-) -> Image:
-    """Build ``repo:<version>-<hash>`` unless that tag exists; also tag ``repo:<version>``."""
-    content = context.digest(json.dumps(dict(buildargs), sort_keys=True), json.dumps(dict(labels), sort_keys=True))
-    tag = f"{repo}:{version}-{content[:HASH_LEN]}"
-    alias = f"{repo}:{version}"
-    found = _existing(client, tag)
-    if found is not None:
-        found.tag(repo, version)
-        return Image(tag=alias, id=found.id, built=False)
-
-    say(f"building {alias} ({len(context.files)} files in context)...")
-    log_tail: list[str] = []
-    try:
-        stream = client.api.build(
-            fileobj=context.tar(),
-            custom_context=True,
-            dockerfile=dockerfile,
-            tag=tag,
-            buildargs=dict(buildargs),
-            labels={**labels, "deploygate.content": content},
-            rm=True,
-            forcerm=True,
-            decode=True,
-        )
-        for chunk in stream:
-            if "error" in chunk:
-                raise ImageBuildError(f"building {alias} failed: {chunk['error'].strip()}; last output: {' | '.join(log_tail[-3:])}")
-            line = (chunk.get("stream") or "").strip()
-            if line:
-                log_tail.append(line)
-                if line.startswith("Step "):
-                    say(f"  {alias}: {line[:110]}")
-    except docker.errors.APIError as exc:
-        raise ImageBuildError(f"building {alias} failed: {exc.explanation or exc}") from None
-    image = client.images.get(tag)
-    image.tag(repo, version)
-    return Image(tag=alias, id=image.id, built=True)
-
-
-def _try_pull(client: docker.DockerClient, reference: str, alias: str, say: Say) -> Image | None:
-    """Pull an official image and give it the local alias; None when no registry answers."""
-    try:
-        image = client.images.pull(reference)
-    except docker.errors.APIError:
-        return None
-    repo, _, version = alias.partition(":")
-    image.tag(repo, version)
-    say(f"pulled {reference} as {alias}")
-    return Image(tag=alias, id=image.id, built=False)
-
+from deploygate.platform.image_build import HASH_LEN, BuildContext, Image, Say, build, existing, try_pull
 
 # --- the Debian base (debootstrap + docker import) -------------------------------------------
 
@@ -188,7 +53,7 @@ def base_image(client: docker.DockerClient, settings: Settings, say: Say = print
     )
     version = settings.debian_suite
     tag = f"deploygate/debian:{version}-{hashlib.sha256(recipe.encode()).hexdigest()[:HASH_LEN]}"
-    found = _existing(client, tag)
+    found = existing(client, tag)
     if found is not None:
         found.tag("deploygate/debian", version)
         return Image(tag=f"deploygate/debian:{version}", id=found.id, built=False)
@@ -242,14 +107,14 @@ def _service_image(
     alias = f"deploygate/{name}:{version}"
     if settings.image_source in ("auto", "registry"):
         reference = OFFICIAL[name].format(major=settings.postgres_major, python=version, suite=settings.debian_suite)
-        pulled = _try_pull(client, reference, alias, say)
+        pulled = try_pull(client, reference, alias, say)
         if pulled is not None:
             return pulled
         if settings.image_source == "registry":
             raise ImageBuildError(f"image_source is 'registry' but {reference} could not be pulled")
     base = base_image(client, settings, say)
     context = BuildContext.empty().add_tree(resources.images_dir() / name)
-    return _build(
+    return build(
         client,
         repo=f"deploygate/{name}",
         version=version,
@@ -306,22 +171,28 @@ def python_image(client: docker.DockerClient, settings: Settings, say: Say = pri
 # --- the app's releases --------------------------------------------------------------------------
 
 
+# The keys of a release's table that say how deploygate builds it; every other key is the app's own.
+_BUILD_KEYS = ("overlay", "extra_overlay", "description")
+
+
 @dataclass(frozen=True)
 class Release:
-    """One release of the demo app, as declared in ``<app_source>/releases.toml``."""
+    """One release of an app source, as declared in ``<app_source>/releases.toml``.
+
+    The image is ``app/`` with ``releases/<overlay>/`` (then ``releases/<extra_overlay>/``)
+    copied on top; the release's other keys (``app_keys``) mean something to the app only
+    and are baked, with its name, into ``app/release.json`` for the app to read.
+    """
 
     name: str
-    overlay: str
-    renamed: bool
-    keep_db_names: bool
-    behaviour: str
-    description: str
+    overlay: str = ""
+    description: str = ""
     extra_overlay: str = ""  # a second overlay on top of the first (a release that adds one migration)
+    app_keys: Mapping[str, Any] = field(default_factory=dict)
 
     def manifest(self) -> bytes:
-        """The release.json baked into the image: the app reads it to pick its ORM names and behaviour."""
-        fields = {"name": self.name, "renamed": self.renamed, "keep_db_names": self.keep_db_names, "behaviour": self.behaviour}
-        return json.dumps(fields, sort_keys=True).encode()
+        """The release.json baked into the image."""
+        return json.dumps({**self.app_keys, "name": self.name}, sort_keys=True).encode()
 
 
 def releases(settings: Settings) -> dict[str, Release]:
@@ -339,12 +210,8 @@ def releases(settings: Settings) -> dict[str, Release]:
     return {
         name: Release(
             name=name,
-            overlay=spec.get("overlay", ""),
-            extra_overlay=spec.get("extra_overlay", ""),
-            renamed=bool(spec.get("renamed", False)),
-            keep_db_names=bool(spec.get("keep_db_names", False)),
-            behaviour=spec.get("behaviour", "normal"),
-            description=spec.get("description", ""),
+            **{key: str(spec[key]) for key in _BUILD_KEYS if key in spec},
+            app_keys={key: value for key, value in spec.items() if key not in _BUILD_KEYS},
         )
         for name, spec in table.items()
     }
@@ -412,7 +279,7 @@ def release_image(client: docker.DockerClient, settings: Settings, release_name:
         if overlay:
             context.add_tree(source / "releases" / overlay, "app/")
     context.add_bytes("app/release.json", release.manifest())
-    return _build(
+    return build(
         client,
         repo=settings.app_image,
         version=release.name,
@@ -430,7 +297,7 @@ def resolve_candidate(client: docker.DockerClient, settings: Settings, candidate
     """
     if candidate in releases(settings):
         return release_image(client, settings, candidate, say)
-    found = _existing(client, candidate)
+    found = existing(client, candidate)
     if found is None and settings.image_source != "local":
         try:
             found = client.images.pull(candidate)

@@ -21,10 +21,10 @@ from pathlib import Path
 import docker
 import pytest
 
+from bench.loadgen import KeepAliveLoad
 from deploygate import config, haproxy
 from deploygate.errors import ProxyError
 from deploygate.haproxy import ProxyDirs, RoutingState
-from deploygate.loadgen import KeepAliveLoad
 from deploygate.platform import images
 from deploygate.platform.docker_host import PROJECT_LABEL, remove_labelled
 from deploygate.platform.engine import ensure_engine

@@ -22,7 +22,7 @@ import docker
 from deploygate.config import Settings
 from deploygate.errors import ConfigError, ImageBuildError
 from deploygate.log import Say
-from deploygate.platform import images
+from deploygate.platform import image_build, images
 
 TARGETS_DIR = Path(__file__).parent
 
@@ -87,7 +87,7 @@ def build_target(client: docker.DockerClient, settings: Settings, target: Target
     parent = images.python_image(client, suited, say)
     context = images.app_context(suited, target.directory, say)
     context.files.update(target.source(release).files)
-    return images._build(
+    return image_build.build(
         client,
         repo=target.repo,
         version=str(release),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from deploygate import bench_switch
-from deploygate.bench_switch import SwitchRun
-from deploygate.loadgen import WindowStats
+from bench import switch as bench_switch
+from bench.loadgen import WindowStats
+from bench.switch import SwitchRun
 
 
 def _stats(requests: int, no_answer: int = 0, errors: int = 0, p99: float | None = 20.0, colors: dict | None = None) -> WindowStats:

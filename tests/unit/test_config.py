@@ -81,7 +81,7 @@ def test_repository_deploy_toml_is_valid() -> None:
 def test_replace_keeps_the_rest_and_names_the_source(tmp_path: Path) -> None:
     settings = config.load(root=tmp_path, environ={}).replace(proxy_port=9999)
     assert (settings.proxy_port, settings.sources["proxy_port"]) == (9999, "override")
-    assert settings.project == "bmparliament"
+    assert settings.project == "app"
     with pytest.raises(ConfigError):
         settings.replace(nope=1)
 

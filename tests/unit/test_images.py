@@ -42,12 +42,24 @@ def test_demo_declares_the_releases_the_gates_need() -> None:
     settings = config.load(root=ROOT, environ={})
     found = images.releases(settings)
     assert {"v1", "v2", "v2-safe", "v2-broken-migration", "v2-unhealthy", "v2-error-burst"} <= set(found)
-    assert not found["v1"].renamed and found["v2"].renamed and not found["v2"].keep_db_names
-    assert found["v2-safe"].keep_db_names and found["v2-unhealthy"].behaviour == "unhealthy"
+    assert not found["v1"].app_keys["renamed"] and found["v2"].app_keys["renamed"] and not found["v2"].app_keys["keep_db_names"]
+    assert found["v2-safe"].app_keys["keep_db_names"] and found["v2-unhealthy"].app_keys["behaviour"] == "unhealthy"
+    assert found["v2-slow-migration"].extra_overlay == "slow-migration" and "description" not in found["v1"].app_keys
     for release in found.values():
         for overlay in (release.overlay, release.extra_overlay):
             if overlay:
                 assert (ROOT / "demo" / "releases" / overlay).is_dir(), release.name
+
+
+def test_a_release_json_carries_the_apps_own_keys_and_the_name(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "releases.toml").write_text(
+        '[one]\noverlay = "o"\ndescription = "first"\nflavour = "mint"\nlevel = 3\n[two]\n'
+    )
+    found = images.releases(config.load(root=tmp_path, environ={}, overrides={"app_source": "app"}))
+    assert found["one"].manifest() == b'{"flavour": "mint", "level": 3, "name": "one"}'
+    assert (found["one"].overlay, found["one"].description) == ("o", "first")
+    assert found["two"] == images.Release(name="two") and found["two"].manifest() == b'{"name": "two"}'
 
 
 def test_unknown_app_source_is_a_config_error(tmp_path: Path) -> None:

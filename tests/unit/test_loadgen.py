@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from deploygate import loadgen
-from deploygate.loadgen import KeepAliveLoad, Sample
+from bench import loadgen
+from bench.loadgen import KeepAliveLoad, Sample
 from tests.support import serving
 
 

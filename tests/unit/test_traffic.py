@@ -7,16 +7,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from deploygate import traffic
+from deploygate import config, traffic
 from deploygate.traffic import PhaseStats, Response, TrafficProbe, body_template
 from tests.support import serving
 
-# The demo's write body, as deploy.toml gives it (the fake app checks it arrives).
+# The demo's write path and body, as deploy.toml gives them (the fake app checks the body arrives).
 WRITE_BODY = body_template('{"full_name": "Traffic Probe {n}", "email": "probe-{n}@traffic.invalid"}')
+WRITES = {"write_path": "/api/links/", "write_body": WRITE_BODY}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -99,7 +102,7 @@ def fake_app() -> Iterator[FakeApp]:
 
 
 def test_probe_keeps_rate_and_records_every_response(fake_app: FakeApp) -> None:
-    with TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=40, write_every=4).start() as probe:
+    with TrafficProbe(fake_app.url, **WRITES, rate_per_s=40, write_every=4).start() as probe:
         time.sleep(1.5)
     responses = probe.stop()
     # 40/s for 1.5 s is ~60; the factor is generous for a loaded CI machine.
@@ -118,7 +121,7 @@ def test_probe_keeps_rate_and_records_every_response(fake_app: FakeApp) -> None:
 
 
 def test_id_paths_use_created_ids_and_wait_for_one(fake_app: FakeApp) -> None:
-    probe = TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=50, write_every=3, read_paths=("/api/links/{id}/", "/api/links/"))
+    probe = TrafficProbe(fake_app.url, **WRITES, rate_per_s=50, write_every=3, read_paths=("/api/links/{id}/", "/api/links/"))
     with probe:
         time.sleep(0.8)
     created = {str(i) for i in probe.created_ids()}
@@ -129,7 +132,7 @@ def test_id_paths_use_created_ids_and_wait_for_one(fake_app: FakeApp) -> None:
 
 
 def test_every_read_needing_an_id_starts_with_a_write(fake_app: FakeApp) -> None:
-    with TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=50, write_every=5, read_paths=("/api/links/{id}/",)) as probe:
+    with TrafficProbe(fake_app.url, **WRITES, rate_per_s=50, write_every=5, read_paths=("/api/links/{id}/",)) as probe:
         time.sleep(0.3)
     responses = probe.stop()
     assert responses[0].method == "POST"
@@ -137,7 +140,7 @@ def test_every_read_needing_an_id_starts_with_a_write(fake_app: FakeApp) -> None
 
 
 def test_503s_count_as_failed_with_their_color(fake_app: FakeApp) -> None:
-    with TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=40) as probe:
+    with TrafficProbe(fake_app.url, **WRITES, write_every=5, rate_per_s=40) as probe:
         time.sleep(0.5)
         fake_app.mode, fake_app.color = "503", "green"
         switched = time.time()
@@ -152,7 +155,7 @@ def test_503s_count_as_failed_with_their_color(fake_app: FakeApp) -> None:
 
 
 def test_closed_connections_and_a_stopped_server_are_status_0(fake_app: FakeApp) -> None:
-    with TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=40, timeout_s=1.0) as probe:
+    with TrafficProbe(fake_app.url, **WRITES, write_every=5, rate_per_s=40, timeout_s=1.0) as probe:
         time.sleep(0.4)
         fake_app.mode = "close"
         closed = time.time()
@@ -185,7 +188,7 @@ def test_a_dropped_get_is_recorded_once_and_never_sent_again(fake_app: FakeApp) 
 
 def test_open_loop_rate_survives_slow_answers_and_timeouts_are_recorded(fake_app: FakeApp) -> None:
     fake_app.mode, fake_app.slow_s = "slow", 0.4
-    probe = TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=20, workers=8, timeout_s=1.0).start()
+    probe = TrafficProbe(fake_app.url, **WRITES, write_every=5, rate_per_s=20, workers=8, timeout_s=1.0).start()
     time.sleep(1.0)
     fake_app.slow_s = 2.0  # beyond the timeout
     time.sleep(0.5)
@@ -201,7 +204,7 @@ def test_open_loop_rate_survives_slow_answers_and_timeouts_are_recorded(fake_app
 
 
 def test_probe_stops_by_itself_at_max_duration(fake_app: FakeApp) -> None:
-    probe = TrafficProbe(fake_app.url, write_body=WRITE_BODY, rate_per_s=20, max_duration_s=0.5).start()
+    probe = TrafficProbe(fake_app.url, **WRITES, write_every=5, rate_per_s=20, max_duration_s=0.5).start()
     time.sleep(1.2)
     assert not probe.running
     count = len(probe.responses())
@@ -211,13 +214,32 @@ def test_probe_stops_by_itself_at_max_duration(fake_app: FakeApp) -> None:
     assert len(probe.stop()) == count
 
 
+def test_by_default_the_probe_reads_the_root_and_writes_nothing(fake_app: FakeApp) -> None:
+    with TrafficProbe(fake_app.url, rate_per_s=40) as probe:
+        time.sleep(0.4)
+    responses = probe.stop()
+    assert responses and {(r.method, r.path) for r in responses} == {("GET", "/")}
+    assert traffic.summary(responses)["writes"] == 0 and not fake_app.created
+
+
+def test_the_configured_probe_writes_only_where_settings_say(tmp_path: Path) -> None:
+    neutral = traffic.configured_probe(config.load(root=tmp_path, environ={}), "http://127.0.0.1:1")
+    assert (neutral.read_paths, neutral.write_every) == (("/health/",), 0)
+    demo = traffic.configured_probe(config.load(root=ROOT, environ={}), "http://127.0.0.1:1")
+    assert (demo.write_path, demo.write_every) == ("/api/links/", 5)
+    assert demo.read_paths == ("/api/links/?page_size=20", "/api/links/{id}/", "/")
+    assert demo.write_body(7) == {"full_name": "Traffic Probe 7", "email": "probe-7@traffic.invalid"}
+
+
 def test_probe_refuses_to_send_anywhere_but_base_url() -> None:
     with pytest.raises(ValueError):
         TrafficProbe("127.0.0.1:8080")
     with pytest.raises(ValueError):
         TrafficProbe("http://127.0.0.1:8080", read_paths=("http://example.com/",))
     with pytest.raises(ValueError):
-        TrafficProbe("http://127.0.0.1:8080", write_path="//example.com/x")
+        TrafficProbe("http://127.0.0.1:8080", write_path="//example.com/x", write_every=5)
+    with pytest.raises(ValueError):
+        TrafficProbe("http://127.0.0.1:8080", write_every=5)  # writes, but to no path
     with pytest.raises(ValueError):
         TrafficProbe("http://127.0.0.1:8080", write_every=0, read_paths=("/a/{id}/",))
     probe = TrafficProbe("http://127.0.0.1:1").start()

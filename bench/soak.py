@@ -3,26 +3,38 @@
 ``nox -s bench -- soak`` (not CI: it runs for many minutes). One production of its own
 (project ``dgsoak``) takes ``cycles`` deploys of a candidate, each followed by a forced
 rollback, while keep-alive clients (1 request in 4 a POST) run throughout. At the end:
-requests that got no answer or a 5xx, rows written vs rows present, and every container,
-volume or network the cycles left behind that production does not need.
+requests that got no answer or a 5xx, rows written vs rows the app still serves, and every
+container, volume or network the cycles left behind that production does not need.
+
+What the clients send is the configured traffic: they GET the first ``traffic_read_paths``
+entry without ``{id}`` (else ``health_path``) and POST ``traffic_write_body`` to
+``traffic_write_path``; a written row counts as present when the app answers 200 for it at
+the first read path with ``{id}``, the way a user would find it again.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterable
+
+import requests
 
 from deploygate import config, production
-from deploygate.bench import free_port
-from deploygate.database import connect
 from deploygate.deploy import Request, deploy, rollback
 from deploygate.log import Say, quiet
 from deploygate.platform import connect as connect_platform
 from deploygate.proxy import Proxy
-from deploygate.traffic import body_template
+from deploygate.traffic import ID_PLACEHOLDER, body_template
+
+from bench import settings as bench_settings
+from bench.loadgen import KeepAliveLoad
+from bench.settings import free_port
 
 SOAK_PROJECT = "dgsoak"
 
@@ -35,35 +47,81 @@ class SoakResult:
     no_answer: int = 0
     server_errors: int = 0
     rows_written: int = 0
-    rows_present: int = 0
+    rows_present: int | None = None  # None: not checked (no read path with {id} is configured)
     outcomes: list[str] = field(default_factory=list)
     cycle_s: list[float] = field(default_factory=list)
     leaked: list[str] = field(default_factory=list)
 
+    @property
+    def clean(self) -> bool:
+        """Every request answered without a 5xx, every written row still served, nothing left behind."""
+        lost = self.rows_present is None or self.rows_present != self.rows_written
+        return not (self.no_answer or self.server_errors or self.leaked or lost)
 
-def soak(root: Path, *, cycles: int, clients: int, candidate: str = "v2-safe", say: Say = print) -> SoakResult:
+
+def paths(settings: config.Settings) -> tuple[str, str | None]:
+    """(the clients' GET path, the path a written row is read back at or None): from the traffic settings.
+
+    Raises ``ConfigError`` when no write path is configured: a soak without writes cannot count lost rows.
+    """
+    if not settings.traffic_write_path:
+        raise config.ConfigError("the soak POSTs to traffic_write_path, which is empty")
+    reads = [p.strip() for p in settings.traffic_read_paths.split(",") if p.strip()]
+    get_path = next((p for p in reads if ID_PLACEHOLDER not in p), settings.health_path)
+    read_back = next((p for p in reads if ID_PLACEHOLDER in p), None)
+    return get_path, read_back
+
+
+def rows_served(base_url: str, read_back: str, ids: Iterable[int], *, workers: int = 8, timeout_s: float = 10.0) -> int:
+    """How many of ``ids`` the app answers 200 for at ``read_back`` (its ``{id}`` filled in)."""
+    local = threading.local()
+
+    def served(row_id: int) -> bool:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+            local.session.trust_env = False  # an HTTP(S)_PROXY from the environment must not see local traffic
+        url = base_url.rstrip("/") + read_back.replace(ID_PLACEHOLDER, str(row_id))
+        try:
+            return local.session.get(url, timeout=timeout_s, allow_redirects=False).status_code == 200
+        except requests.RequestException:
+            return False
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="soak-read-back") as pool:
+        return sum(pool.map(served, ids))
+
+
+def soak(
+    root: Path,
+    *,
+    cycles: int,
+    clients: int,
+    candidate: str = "v2-safe",
+    say: Say = print,
+    sets: dict[str, str] | None = None,
+    config_file: str | None = None,
+) -> SoakResult:
     """Run the soak; raises what a deploy or rollback raised (the result so far is lost with it)."""
-    from deploygate.loadgen import KeepAliveLoad  # the soak's clients: one keep-alive connection each
-
     result = SoakResult(cycles=cycles, clients=clients)
     with tempfile.TemporaryDirectory(prefix="dgsoak-") as tmp:
-        overrides = {
+        own = {
             "project": SOAK_PROJECT, "proxy_port": str(free_port()), "state_dir": f"{tmp}/state",
             "backup_dir": f"{tmp}/backups", "reports_dir": f"{tmp}/reports", "logs_dir": f"{tmp}/logs",
             "seed_rows": "5000", "seed_members": "200", "monitor_window_s": "5",
             # The soak's own clients are the traffic; deploys follow each other within a minute.
             "traffic_rate": "0", "min_hours_between_deploys": "0",
         }  # fmt: skip
-        settings = config.load(root=root, environ={}, overrides=overrides)
+        settings = bench_settings.load(root, bench_settings.merged(own, sets), config_file)
+        get_path, read_back = paths(settings)
         platform = connect_platform(settings, say)
         production.down(platform, settings, volumes=True)
         say("bringing up the soak production...")
         production.up(platform, settings, say=quiet)
         before = platform.footprint()
         body = body_template(settings.traffic_write_body)
+        url = Proxy(settings, platform).url
         load = KeepAliveLoad(
-            Proxy(settings, platform).url, clients=clients, max_requests=10_000_000, max_duration_s=cycles * 300.0,
-            get_path="/api/links/?page_size=5", post_path=settings.traffic_write_path, post_body=lambda k, n: body(k * 1_000_000 + n),
+            url, clients=clients, max_requests=10_000_000, max_duration_s=cycles * 300.0,
+            get_path=get_path, post_path=settings.traffic_write_path, post_body=lambda k, n: body(k * 1_000_000 + n),
         ).start()  # fmt: skip
         try:
             for cycle in range(1, cycles + 1):
@@ -80,8 +138,9 @@ def soak(root: Path, *, cycles: int, clients: int, candidate: str = "v2-safe", s
         result.server_errors = sum(s.status >= 500 for s in samples)
         created = [s.created_id for s in samples if s.created_id is not None]
         result.rows_written = len(created)
-        with connect(platform.database()) as conn:
-            result.rows_present = conn.execute("SELECT count(*) FROM unified_db_personlink WHERE id = ANY(%s)", [created]).fetchone()[0]
+        if read_back is not None:
+            say(f"reading the {len(created):,} written rows back through the proxy...")
+            result.rows_present = rows_served(url, read_back, created)
         # Production at rest after a rollback: the same objects as before the cycles (green removed, blue running).
         result.leaked = sorted(platform.footprint() - before)
         production.down(platform, settings, volumes=True)
@@ -89,6 +148,8 @@ def soak(root: Path, *, cycles: int, clients: int, candidate: str = "v2-safe", s
 
 
 def render(result: SoakResult) -> str:
+    """A markdown table of the soak's outcome."""
+    present = "not checked (no traffic_read_paths entry has {id})" if result.rows_present is None else f"{result.rows_present:,}"
     lines = [
         f"| soak | {result.cycles} deploy + rollback cycles, {result.clients} keep-alive clients (1 in 4 a POST) |",
         "|---|---|",
@@ -97,7 +158,7 @@ def render(result: SoakResult) -> str:
         f"| requests | {result.requests:,} |",
         f"| no answer | {result.no_answer} |",
         f"| 5xx | {result.server_errors} |",
-        f"| rows written / present | {result.rows_written:,} / {result.rows_present:,} |",
+        f"| rows written / present | {result.rows_written:,} / {present} |",
         f"| left behind (containers, networks, volumes) | {', '.join(result.leaked) or 'none'} |",
     ]
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 One bench production (project ``dgswitch``: Postgres, the app as blue, the same release
 as green) gets two proxies in front of it: nginx switched by a graceful reload per
 switch, as deploygate did until HAProxy (the baseline, kept only here), and HAProxy
-switched through its runtime API (``deploygate.haproxy.route``). For each proxy and each
+switched through its runtime API (``deploygate.haproxy.route``; ``nox -s bench -- switch``). For each proxy and each
 client count, keep-alive clients (1 request in 4 a POST, nothing retried) run while the
 proxy switches colour ``switches`` times; requests sent within half a second of a switch
 are "around", the others "outside". The goal of the new mechanism: no request without
@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploygate import config, haproxy, production
-from deploygate.bench import free_port
 from deploygate.errors import StackError
-from deploygate.loadgen import KeepAliveLoad, WindowStats, window_stats
 from deploygate.log import Say, quiet
 from deploygate.platform import COLOURS, connect
 from deploygate.platform.docker_host import DockerHost
@@ -31,6 +29,10 @@ from deploygate.platform.sidecar import image as sidecar_image
 from deploygate.proxy import read_access_log
 from deploygate.traffic import body_template
 from deploygate.waiting import wait_until
+
+from bench import settings as bench_settings
+from bench.loadgen import KeepAliveLoad, WindowStats, window_stats
+from bench.settings import free_port
 
 SWITCH_PROJECT = "dgswitch"
 HALF_WINDOW_S = 0.5
@@ -242,6 +244,8 @@ def bench_switch(
     interval_s: float = 1.5,
     get_path: str | None = None,
     say: Say = print,
+    sets: dict[str, str] | None = None,
+    config_file: str | None = None,
 ) -> list[SwitchRun]:
     """Bring up the bench production and both proxies, run every (clients, mechanism), remove everything.
 
@@ -253,11 +257,11 @@ def bench_switch(
         raise config.ConfigError(f"need switches >= 1, clients >= 1 and an interval longer than {2 * HALF_WINDOW_S:.1f}s (the window around a switch)")
     results = []
     with tempfile.TemporaryDirectory(prefix="dgswitch-") as tmp:
-        overrides = {
+        own = {
             "project": SWITCH_PROJECT, "proxy_port": str(free_port()), "state_dir": f"{tmp}/state",
             "backup_dir": f"{tmp}/backups", "reports_dir": f"{tmp}/reports", "seed_rows": "2000", "seed_members": "200",
         }  # fmt: skip
-        settings = config.load(root=root, environ={}, overrides=overrides)
+        settings = bench_settings.load(root, bench_settings.merged(own, sets), config_file)
         if not settings.traffic_write_path:
             raise config.ConfigError("the switch bench POSTs to traffic_write_path, which is empty")
         body = body_template(settings.traffic_write_body)

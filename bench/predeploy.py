@@ -1,7 +1,7 @@
-"""Benchmarks, as ratios against a baseline measured in the same run (absolute times are noisy here).
+"""The predeploy benchmark, as a ratio against a baseline measured in the same run (absolute times are noisy here).
 
-``predeploy``: the pre-deploy gate's wall time split by stage, beside a raw
-``pg_dump | pg_restore`` of the same database into the same Postgres image.
+The pre-deploy gate's wall time split by stage, beside a raw ``pg_dump | pg_restore``
+of the same database into the same Postgres image (``nox -s bench -- predeploy``).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,14 +23,10 @@ from deploygate.log import Say, quiet
 from deploygate.packages import apt_install
 from deploygate.platform import Platform, connect
 
+from bench import settings as bench_settings
+from bench.settings import free_port
+
 BENCH_PROJECT = "dgbench"
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (each bench production publishes its own)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -106,17 +101,29 @@ def _stage_times(platform: Platform, settings: config.Settings, candidate: str) 
     return {name: round(seconds, 2) for name, seconds in times.items()}
 
 
-def bench_predeploy(root: Path, rows_list: list[int], candidate: str = "v2-safe", say: Say = print) -> list[PredeployBench]:
-    """Bring up a bench production per size, then time baseline, stages and the whole gate."""
+def bench_predeploy(
+    root: Path,
+    rows_list: list[int],
+    candidate: str = "v2-safe",
+    say: Say = print,
+    *,
+    sets: dict[str, str] | None = None,
+    config_file: str | None = None,
+) -> list[PredeployBench]:
+    """Bring up a bench production per size, then time baseline, stages and the whole gate.
+
+    ``sets`` (``--set``) go over the bench's own settings, in this process and in the gate's.
+    """
     results = []
     for rows in rows_list:
         with tempfile.TemporaryDirectory(prefix="dgbench-") as tmp:
-            overrides = {
+            own = {
                 "project": BENCH_PROJECT, "proxy_port": str(free_port()), "state_dir": f"{tmp}/state",
                 "backup_dir": f"{tmp}/backups", "reports_dir": f"{tmp}/reports", "seed_rows": str(rows),
                 "seed_members": str(max(200, rows // 100)),
             }  # fmt: skip
-            settings = config.load(root=root, environ={}, overrides=overrides)
+            overrides = bench_settings.merged(own, sets)
+            settings = bench_settings.load(root, overrides, config_file)
             platform = connect(settings, say)
             production.down(platform, settings, volumes=True)
             say(f"[{rows:,} rows] bringing up the bench production (seeding is not timed)...")
@@ -129,6 +136,8 @@ def bench_predeploy(root: Path, rows_list: list[int], candidate: str = "v2-safe"
                 bench.stages = _stage_times(platform, settings, candidate)
                 say(f"[{rows:,} rows] the whole gate (nox -s predeploy's pytest run)...")
                 argv = [sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--candidate", candidate]
+                if config_file:
+                    argv += ["--dg-config", config_file]
                 for name, value in overrides.items():
                     argv += ["--dg-set", f"{name}={value}"]
                 started = time.monotonic()

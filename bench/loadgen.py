@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
-from deploygate.haproxy import COLOR_HEADER
 from deploygate.policy import percentile
+from deploygate.proxy import COLOR_HEADER
 
 _ERROR_CHARS = 200
 

@@ -1,0 +1,33 @@
+"""The settings a bench production runs with, and a free port for it to publish on."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Mapping
+
+from deploygate import config
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (each bench production publishes its own)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def merged(own: Mapping[str, str], given: Mapping[str, str] | None) -> dict[str, str]:
+    """The bench's own overrides (its project name, ports, temporary folders), then the user's ``--set`` on top.
+
+    The user's win, so ``--set project=mybench`` keeps a bench off another run's production.
+    """
+    return {**own, **(given or {})}
+
+
+def load(root: Path, overrides: Mapping[str, str], config_file: str | None = None) -> config.Settings:
+    """``root``'s deploy.toml (or ``config_file``) under ``overrides``; the environment is left out on purpose:
+    a DEPLOYGATE_* variable meant for the real production must not steer a bench.
+
+    Raises ``ConfigError`` for a bad file or value.
+    """
+    return config.load(config_file, root=root, environ={}, overrides=dict(overrides))
