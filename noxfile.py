@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import sys
+import time
 from pathlib import Path
 
 import nox
@@ -155,7 +156,7 @@ def down(session: nox.Session) -> None:
 
 @nox.session(python=False, default=False)
 def status(session: nox.Session) -> None:
-    """Print the live release and colour, every container's state and the app's health."""
+    """Print the live release and color, every container's state and the app's health."""
     _shared_env(session)
     _deploygate(session, "status", *session.posargs)
 

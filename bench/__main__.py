@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--candidate", default="v2-safe", help="predeploy, soak: the candidate deployed")
     parser.add_argument("--clients", type=int, nargs="+", help="switch: keep-alive client counts (16 64); soak: clients (8)")
     parser.add_argument("--cycles", type=int, default=20, help="soak: deploy + rollback cycles")
-    parser.add_argument("--switches", type=int, default=50, help="switch: colour switches per run")
+    parser.add_argument("--switches", type=int, default=50, help="switch: color switches per run")
     parser.add_argument("--interval", type=float, default=1.5, help="switch: seconds between switches")
     parser.add_argument("--get-path", help="switch: the clients' GET path (default: health_path; POSTs use traffic_write_path/body)")
     parser.add_argument("--config", help="a deploy.toml other than the repository's")

@@ -1,11 +1,11 @@
-"""The switch benchmark: what a colour switch costs keep-alive clients, old mechanism against new, in one run.
+"""The switch benchmark: what a color switch costs keep-alive clients, old mechanism against new, in one run.
 
 One bench production (project ``dgswitch``: Postgres, the app as blue, the same release
 as green) gets two proxies in front of it: nginx switched by a graceful reload per
 switch, as deploygate did until HAProxy (the baseline, kept only here), and HAProxy
 switched through its runtime API (``deploygate.haproxy.route``; ``nox -s bench -- switch``). For each proxy and each
 client count, keep-alive clients (1 request in 4 a POST, nothing retried) run while the
-proxy switches colour ``switches`` times; requests sent within half a second of a switch
+proxy switches color ``switches`` times; requests sent within half a second of a switch
 are "around", the others "outside". The goal of the new mechanism: no request without
 an answer, no 5xx, and p99 around the switches at most twice p99 outside.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from deploygate import config, haproxy, production
 from deploygate.errors import StackError
 from deploygate.log import Say, quiet
-from deploygate.platform import COLOURS, connect
+from deploygate.platform import COLORS, connect
 from deploygate.platform.docker_host import DockerHost
 from deploygate.platform.sidecar import Sidecar, run_sidecar
 from deploygate.platform.sidecar import image as sidecar_image
@@ -82,7 +82,7 @@ http {{
 
 
 class NginxBaseline:
-    """nginx in front of both colours, switched by write + ``nginx -t`` + ``nginx -s reload``."""
+    """nginx in front of both colors, switched by write + ``nginx -t`` + ``nginx -s reload``."""
 
     name = NGINX
 
@@ -91,7 +91,7 @@ class NginxBaseline:
         self.conf_dir.mkdir(parents=True)
         self.log_dir.mkdir(parents=True)
         self.upstreams = upstreams
-        self._write(COLOURS[0])
+        self._write(COLORS[0])
         command = ["nginx", "-c", f"{_NGINX_CONF_DIR}/nginx.conf", "-g", "daemon off;"]
         mounts = {str(self.conf_dir): _NGINX_CONF_DIR, str(self.log_dir): _NGINX_LOG_DIR}
         image = sidecar_image(host, "nginx", say)
@@ -118,13 +118,13 @@ class NginxBaseline:
 
 
 class HAProxyMechanism:
-    """HAProxy with both colours declared, switched by ``deploygate.haproxy.route``."""
+    """HAProxy with both colors declared, switched by ``deploygate.haproxy.route``."""
 
     name = HAPROXY
 
     def __init__(self, host: DockerHost, root: Path, upstreams: dict[str, str], port: int, say: Say) -> None:
         self.dirs = haproxy.ProxyDirs(root)
-        haproxy.prepare(self.dirs, {color: [address] for color, address in upstreams.items()}, COLOURS[0])
+        haproxy.prepare(self.dirs, {color: [address] for color, address in upstreams.items()}, COLORS[0])
         image = sidecar_image(host, "haproxy", say)
         self.sidecar: Sidecar = run_sidecar(
             host, "bench_haproxy", image, haproxy.command(), port_inside=haproxy.HTTP_PORT, host_port=port,
@@ -197,11 +197,11 @@ class SwitchRun:
 def run_switches(
     mechanism, *, clients: int, switches: int, interval_s: float, get_path: str, post_path: str, post_body, warmup_s: float = 2.0
 ) -> SwitchRun:
-    """Keep-alive load through ``mechanism`` while it switches colour ``switches`` times, one every ``interval_s``.
+    """Keep-alive load through ``mechanism`` while it switches color ``switches`` times, one every ``interval_s``.
 
     ``post_body(client, n)`` is the JSON of client's n-th request when it is a POST.
     """
-    mechanism.switch(COLOURS[0])
+    mechanism.switch(COLORS[0])
     started = time.time()
     bound_s = warmup_s + switches * interval_s + 30.0
     load = KeepAliveLoad(
@@ -218,7 +218,7 @@ def run_switches(
             time.sleep(max(0.0, origin + n * interval_s - time.monotonic()))
             instants.append(time.time())
             began = time.perf_counter()
-            mechanism.switch(COLOURS[(n + 1) % 2])
+            mechanism.switch(COLORS[(n + 1) % 2])
             durations.append((time.perf_counter() - began) * 1000.0)
         time.sleep(interval_s)
     finally:
@@ -274,9 +274,9 @@ def bench_switch(
             production.up(platform, settings, say=quiet)
             release = platform.resolve_image(settings.release, quiet)
             say(f"starting the same release ({release.tag}) as green...")
-            platform.start_colour("green", release, production.app_environment(platform, settings))
+            platform.start_color("green", release, production.app_environment(platform, settings))
             platform.wait_healthy("green", settings.health_timeout)
-            upstreams = {color: platform.upstreams(color)[0] for color in COLOURS}
+            upstreams = {color: platform.upstreams(color)[0] for color in COLORS}
             nginx = NginxBaseline(platform, Path(tmp) / "nginx", upstreams, free_port(), say)
             hap = HAProxyMechanism(platform, Path(tmp) / "haproxy", upstreams, free_port(), say)
             for clients in clients_list:

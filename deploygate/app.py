@@ -1,6 +1,6 @@
 """What the app's containers are given: the environment every container of a release gets.
 
-Web colours, processes (workers), one-off jobs (migrate, seed) and the probes all run the
+Web colors, processes (workers), one-off jobs (migrate, seed) and the probes all run the
 app's image with this environment, pointed at one database (production, or the rehearsal
 copy): the configured plain values (``[app.env]``), the secrets (``[app.secrets]``,
 resolved from the environment or files when needed, never written anywhere by

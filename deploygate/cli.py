@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("up", cmd_up, "bring production up; idempotent")
     p_down = command("down", cmd_down, "remove production's containers and network")
     p_down.add_argument("--volumes", action="store_true", help="also remove the database volume (never an existing server's data)")
-    command("status", cmd_status, "live release and colour, containers, health")
+    command("status", cmd_status, "live release and color, containers, health")
     p_deploy = command("deploy", cmd_deploy, "gated blue-green deploy of a candidate, rolling back on any failure")
     p_deploy.add_argument(flags.CANDIDATE.name, **flags.CANDIDATE.kwargs(required=True))
     p_deploy.add_argument("--dry-run", action="store_true", help="run the read-only gates and print the plan; change nothing")

@@ -58,7 +58,7 @@ class Settings:
         "",
         "comma-separated engines of every swarm node, to copy images to where no registry serves them (empty: nodes pull)",
     )
-    replicas = integer("platform.replicas", 2, "replicas of each colour of the app on a swarm")
+    replicas = integer("platform.replicas", 2, "replicas of each color of the app on a swarm")
     db_name = text("database.name", "app", "production database name")
     db_user = text("database.user", "app", "production database user")
     db_password = text("database.password", "", "production database password (generated when empty)", secret=True)
@@ -107,10 +107,10 @@ class Settings:
     monitor_window_s = integer(
         "deploy.monitor_window_s",
         300,
-        "seconds of watching after the switch (errors per colour, health) before the deploy is kept",
+        "seconds of watching after the switch (errors per color, health) before the deploy is kept",
     )
-    monitor_max_errors = integer("deploy.monitor_max_errors", 10, "5xx on the new colour that trigger a rollback")
-    post_p95_ms = integer("deploy.post_p95_ms", 500, "p95 response time budget of the new colour in the post checks")
+    monitor_max_errors = integer("deploy.monitor_max_errors", 10, "5xx on the new color that trigger a rollback")
+    post_p95_ms = integer("deploy.post_p95_ms", 500, "p95 response time budget of the new color in the post checks")
     forward_fix_after_min = integer(
         "deploy.forward_fix_after_min",
         30,

@@ -1,7 +1,7 @@
-"""The monitoring window after the switch: errors per colour from the proxy's access log, plus health.
+"""The monitoring window after the switch: errors per color from the proxy's access log, plus health.
 
-What users saw is in the access log, so errors are counted there per colour; the
-health endpoint is polled as well. Rollback is decided when the new colour's errors
+What users saw is in the access log, so errors are counted there per color; the
+health endpoint is polled as well. Rollback is decided when the new color's errors
 exceed the threshold or its health fails, otherwise the window runs to its end.
 """
 

@@ -1,7 +1,7 @@
 """Production brought up, inspected and taken down, on whatever platform runs it.
 
 ``up`` is idempotent: it creates what is missing, starts what is stopped and leaves alone
-what runs, so a second run changes nothing. Which colour is live is read from the
+what runs, so a second run changes nothing. Which color is live is read from the
 proxy's state, never assumed.
 """
 
@@ -72,7 +72,7 @@ def seed_argv(settings: Settings) -> list[str]:
 
 def _ensure_app(platform: Platform, settings: Settings, proxy: Proxy, image: Image, report: UpReport, say: Say) -> Route:
     live = proxy.current()
-    if live is not None and platform.colour(live.color) is None:
+    if live is not None and platform.color(live.color) is None:
         if platform.proxy_exists():
             raise StackError(f"the proxy routes to {live.color}, which is gone; run `nox -s rollback` or `nox -s down`")
         # Neither the proxy nor what it routed to exists: the state is a leftover of a
@@ -80,7 +80,7 @@ def _ensure_app(platform: Platform, settings: Settings, proxy: Proxy, image: Ima
         proxy.forget()
         live = None
     color = live.color if live else "blue"
-    state = platform.colour(color)
+    state = platform.color(color)
     if state is None:
         # migrate's own output can run to hundreds of KB (every migration, the probe's result): the
         # terminal gets one line, the log file all of it.
@@ -101,10 +101,10 @@ def _ensure_app(platform: Platform, settings: Settings, proxy: Proxy, image: Ima
             started = time.monotonic()
             manage(platform, settings, image, seed, say)
             report.timings["seed_s"] = time.monotonic() - started
-        state = platform.start_colour(color, image, app_environment(platform, settings), settings.app_processes)
+        state = platform.start_color(color, image, app_environment(platform, settings), settings.app_processes)
         report.changes.append(f"created {color} ({state.release})")
     elif not state.running:
-        platform.resume_colour(color)
+        platform.resume_color(color)
         report.changes.append(f"started {color} ({state.release})")
     say(f"waiting for {color} to become healthy...")
     state = platform.wait_healthy(color, settings.health_timeout)

@@ -1,13 +1,13 @@
 """The proxy in front of the app: one ``Proxy`` object owns its routing, its state and its access log.
 
-``Proxy`` is the only place that knows how traffic is switched: ``route`` (to a colour),
+``Proxy`` is the only place that knows how traffic is switched: ``route`` (to a color),
 ``hold`` (the proxy answers 503 + Retry-After itself), ``current`` (read back from the
 state on disk, never assumed) and ``verify`` (a request through it is answered by the
-colour it should be). The mechanism is HAProxy (``deploygate.haproxy``): both colours
+color it should be). The mechanism is HAProxy (``deploygate.haproxy``): both colors
 are declared once, and a switch is a runtime API command, never a reload or a restart,
-so no client connection is closed. The state file says which colour serves; a proxy
+so no client connection is closed. The state file says which color serves; a proxy
 container that restarts reads it and routes as before. Every request is logged as one
-JSON line naming the colour that served it, so errors can be counted per colour from
+JSON line naming the color that served it, so errors can be counted per color from
 what users actually saw.
 """
 
@@ -24,22 +24,22 @@ from deploygate import haproxy
 from deploygate.config import Settings
 from deploygate.errors import ProxyError, StackError
 from deploygate.log import quiet
-from deploygate.platform.base import COLOURS, INSTANCE
+from deploygate.platform.base import COLORS, INSTANCE
 from deploygate.waiting import wait_until
 
 if TYPE_CHECKING:
     from deploygate.platform.base import Platform
     from deploygate.platform.images import Image
 
-# The colour logged (and sent in COLOR_HEADER) for requests the proxy answered itself during a hold.
+# The color logged (and sent in COLOR_HEADER) for requests the proxy answered itself during a hold.
 HOLD_COLOR = haproxy.HOLD
-# The response header naming the colour that answered (or HOLD_COLOR).
+# The response header naming the color that answered (or HOLD_COLOR).
 COLOR_HEADER = haproxy.COLOR_HEADER
 
 
 @dataclass(frozen=True)
 class Route:
-    """Where the proxy sends traffic: a colour (its release, for people), or a hold in front of it."""
+    """Where the proxy sends traffic: a color (its release, for people), or a hold in front of it."""
 
     color: str
     release: str
@@ -139,13 +139,13 @@ class Proxy:
         state = haproxy.current(self._first)
         if state is None:
             return None
-        colour = self.platform.colour(state.color)
-        return Route(color=state.color, release=colour.release if colour else "", hold=state.held)
+        color = self.platform.color(state.color)
+        return Route(color=state.color, release=color.release if color else "", hold=state.held)
 
     def ensure(self, image: Image, route: Route) -> list[str]:
         """The proxies run and serve (routing to ``route`` when they have no state yet); returns what changed."""
         changes = [] if haproxy.current(self._first) is not None else [f"proxy routing to {route.color}"]
-        backends = {c: self.platform.upstreams(c) for c in COLOURS}
+        backends = {c: self.platform.upstreams(c) for c in COLORS}
         for dirs in self.instances.values():
             haproxy.prepare(dirs, backends, route.color)
         changes += self._start(image)

@@ -111,7 +111,7 @@ def _outside_stages(responses: Sequence[Response], phases: Sequence[PhaseStats])
 
 
 def by_color(responses: Sequence[Response]) -> dict[str, dict[str, int]]:
-    """Per serving colour (or "none" for no answer): requests, 5xx, requests that got no answer, and hold answers."""
+    """Per serving color (or "none" for no answer): requests, 5xx, requests that got no answer, and hold answers."""
     table: dict[str, dict[str, int]] = {}
     for r in responses:
         row = table.setdefault(r.color or "none", {"requests": 0, "5xx": 0, "no_answer": 0, "held": 0})
@@ -146,7 +146,7 @@ def render_markdown(
     if record.previous:
         facts.append(f"previous: {record.previous.release} ({record.previous.color})")
     if record.new_color:
-        facts.append(f"new colour: {record.new_color}")
+        facts.append(f"new color: {record.new_color}")
     if origin is not None:
         facts.append(f"t0 = {fmt.utc(origin)}")
     chart = f"timeline chart not drawn: {chart_missing}" if chart_missing else f"![timeline]({chart_name})"
@@ -249,11 +249,11 @@ def _traffic(phases: Sequence[PhaseStats], totals: dict, responses: Sequence[Res
         f"{totals.get('writes', 0)} writes, {totals.get('created', 0)} created; "
         f"statuses: {fmt.counts(totals.get('by_status') or {})}.",
         "",
-        "### Errors per colour",
+        "### Errors per color",
         "",
     ]
-    colour_rows = [[color, row["requests"], row["5xx"], row["no_answer"], row["held"]] for color, row in by_color(responses).items()]
-    out += markdown.table(["Colour", "Requests", "5xx", "No answer", "Held"], colour_rows, fmt.cell)
+    color_rows = [[color, row["requests"], row["5xx"], row["no_answer"], row["held"]] for color, row in by_color(responses).items()]
+    out += markdown.table(["Color", "Requests", "5xx", "No answer", "Held"], color_rows, fmt.cell)
     errors = totals.get("errors") or {}
     if errors:
         out += ["", "Most common errors without an answer:", ""]
@@ -266,11 +266,11 @@ def _monitoring(record: DeployRecord) -> list[str]:
     monitoring = record.monitoring
     if not monitoring:
         return out + ["No monitoring window recorded.", ""]
-    out += [f"{fmt.seconds(monitoring.window_s)} watched; rollback above {monitoring.threshold} errors on the new colour; "
+    out += [f"{fmt.seconds(monitoring.window_s)} watched; rollback above {monitoring.threshold} errors on the new color; "
             f"health failures: {monitoring.health_failures}; decision: {monitoring.decision}.", ""]  # fmt: skip
-    colours = sorted(set(monitoring.requests_by_color) | set(monitoring.errors_by_color))
-    rows = [[c, monitoring.requests_by_color.get(c, 0), monitoring.errors_by_color.get(c, 0)] for c in colours]
-    return out + markdown.table(["Colour", "Requests (proxy log)", "5xx"], rows, fmt.cell) + [""]
+    colors = sorted(set(monitoring.requests_by_color) | set(monitoring.errors_by_color))
+    rows = [[c, monitoring.requests_by_color.get(c, 0), monitoring.errors_by_color.get(c, 0)] for c in colors]
+    return out + markdown.table(["Color", "Requests (proxy log)", "5xx"], rows, fmt.cell) + [""]
 
 
 def _rollback(record: DeployRecord, origin: float | None) -> list[str]:
@@ -282,7 +282,7 @@ def _rollback(record: DeployRecord, origin: float | None) -> list[str]:
     rows = [
         ["reason", rollback.reason],
         ["triggered", fmt.clock(rollback.trigger_ts, origin)],
-        ["traffic back on the previous colour", fmt.clock(back, origin)],
+        ["traffic back on the previous color", fmt.clock(back, origin)],
         ["trigger → previous", fmt.seconds(back - rollback.trigger_ts) if back is not None else None],
         ["rows exported", rollback.rows_exported],
         ["export", fmt.code(rollback.export_path)],

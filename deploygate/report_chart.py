@@ -1,4 +1,4 @@
-"""The deploy report's timeline chart: requests/s, failures, p95 latency and the serving colour over time.
+"""The deploy report's timeline chart: requests/s, failures, p95 latency and the serving color over time.
 
 The one module of deploygate that imports matplotlib (and numpy); ``deploygate.report``
 imports it only to draw, so the report is written, and says why, when it cannot be.
@@ -25,11 +25,11 @@ from deploygate.proxy import HOLD_COLOR
 from deploygate.record import DeployRecord
 from deploygate.traffic import Response
 
-HELD_FACE = "tab:orange"  # the chart's colour of an accepted hold's answers (failures are tab:red)
+HELD_FACE = "tab:orange"  # the chart's color of an accepted hold's answers (failures are tab:red)
 
 
 def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Path) -> Path:
-    """A PNG of requests/s and failed/s, p95 latency/s and the serving colour against seconds since t0.
+    """A PNG of requests/s and failed/s, p95 latency/s and the serving color against seconds since t0.
 
     t0 is the first stage's start (else the first response). Stage starts (and the
     last stage's end) and the rollback's trigger are marked with labelled lines.
@@ -72,7 +72,7 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
             p95[b] = percentile(values, 95)
         ax_p95.plot(x + 0.5, p95, color="tab:purple", marker=".", markersize=3, linewidth=1)
 
-        # Runs of seconds served (mostly) by one colour, drawn as one bar each.
+        # Runs of seconds served (mostly) by one color, drawn as one bar each.
         runs: list[tuple[str, int, int]] = []
         for b in sorted(colors):
             color = colors[b].most_common(1)[0][0]
@@ -163,7 +163,7 @@ def place_labels(fig: Any, ax: Any, labels: list) -> int:
 
 
 def serving_face(color: str) -> str:
-    """The fill for a serving colour: matplotlib's softer "tab:" shade when it has one, the hold's own, grey for none or unknown."""
+    """The fill for a serving color: matplotlib's softer "tab:" shade when it has one, the hold's own, grey for none or unknown."""
     if color == "none":
         return "0.85"
     if color == HOLD_COLOR:

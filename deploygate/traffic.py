@@ -1,7 +1,7 @@
 """The traffic probe: steady reads and writes through the proxy for the whole deploy.
 
 Every request is recorded as a ``Response``, which is the evidence for "zero
-downtime": a deploy that dropped or failed requests shows it here, per colour and
+downtime": a deploy that dropped or failed requests shows it here, per color and
 per stage. The probe is open-loop (requests go out on a fixed schedule however slow
 the answers are), so a stalled server shows up as timeouts rather than as a probe
 that quietly slowed down with it.
@@ -51,7 +51,7 @@ class Response:
 
     @property
     def held(self) -> bool:
-        """Answered 503 + Retry-After by an accepted maintenance hold (colour "hold"): announced, not a failure."""
+        """Answered 503 + Retry-After by an accepted maintenance hold (color "hold"): announced, not a failure."""
         return self.status == 503 and self.color == HOLD_COLOR
 
     @property

@@ -1,4 +1,4 @@
-"""Where the proxy reaches a colour's replicas: the words a platform and the proxy share.
+"""Where the proxy reaches a color's replicas: the words a platform and the proxy share.
 
 An upstream is ``host:port`` (one server), or ``host:port*N``: up to N servers, one per
 address the name resolves to (a cluster's replicas behind one DNS name, Docker Swarm's

@@ -1,4 +1,4 @@
-"""The app's own checks (app.checks), run in the new colour's image against production (each rolled back)."""
+"""The app's own checks (app.checks), run in the new color's image against production (each rolled back)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""After the migration: the plan is applied, the ORM works on the new names, the new colour is healthy and error-free."""
+"""After the migration: the plan is applied, the ORM works on the new names, the new color is healthy and error-free."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def test_orm_reads_and_writes_on_the_new_names(production_probe, plan_scope, gat
     assert not judged.failed, "; ".join(judged.failed[:5])
 
 
-def test_new_colour_is_healthy(target, settings, gate_measure) -> None:
-    # Every replica of the colour (several on a cluster), or every proxy in front of it.
+def test_new_color_is_healthy(target, settings, gate_measure) -> None:
+    # Every replica of the color (several on a cluster), or every proxy in front of it.
     samples = [health.sample(f"{url}{settings.health_path}", timeout=10) for url in target.urls]
     bad = [sample for sample in samples if not sample.ok]
     gate_measure(samples[0].describe() if len(samples) == 1 else f"{len(samples) - len(bad)}/{len(samples)} 2xx and healthy", "2xx, healthy")
@@ -54,10 +54,10 @@ def test_new_colour_is_healthy(target, settings, gate_measure) -> None:
     if target.via_proxy:
         for url in target.urls:
             served_by = requests.get(f"{url}{settings.health_path}", timeout=10).headers.get(COLOR_HEADER)
-            assert served_by == target.color, f"the proxy at {url} does not route to the new colour"
+            assert served_by == target.color, f"the proxy at {url} does not route to the new color"
 
 
-def test_error_rate_of_new_colour(target, settings, pytestconfig, proxy, gate_measure, not_reported) -> None:
+def test_error_rate_of_new_color(target, settings, pytestconfig, proxy, gate_measure, not_reported) -> None:
     if target.via_proxy:
         since = pytestconfig.getoption("--since") or 0.0
         records = [r for r in proxy.records(since=since) if r.color == target.color]
@@ -73,7 +73,7 @@ def test_error_rate_of_new_colour(target, settings, pytestconfig, proxy, gate_me
         assert errors <= settings.health_max_errors, f"{target.color} reports {errors} errors (limit {settings.health_max_errors})"
 
 
-def test_new_colour_responds_within_budget(target, settings, gate_measure) -> None:
+def test_new_color_responds_within_budget(target, settings, gate_measure) -> None:
     latencies = []
     for _ in range(20):
         started = time.perf_counter()

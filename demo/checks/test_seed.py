@@ -1,7 +1,7 @@
 """The seed's own verification, written as a team writes checks: pytest-django tests of the release.
 
 deploygate runs them inside the release's image (the code that will run): on the migrated
-copy of production before the deploy, and against production from the new colour before
+copy of production before the deploy, and against production from the new color before
 traffic switches to it. Each database test runs in a transaction that is rolled back, so
 production keeps no trace of them. Run one alone:
 ``nox -s predeploy -- --candidate v2-safe -k test_a_link_written_through_the_new_name_reads_back``.

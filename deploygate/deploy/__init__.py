@@ -3,8 +3,8 @@
 deploy:   lock -> candidate -> converge -> predeploy -> plan -> backup -> window -> green ->
           [hold] -> migrate -> green healthy -> post checks on green -> switch -> monitor ->
           post checks via proxy -> finish
-rollback: export the window's rows -> traffic to the previous colour -> undo the plan ->
-          verify -> remove the new colour -> ledger
+rollback: export the window's rows -> traffic to the previous color -> undo the plan ->
+          verify -> remove the new color -> ledger
 
 Both hold the deploy lock for their whole run and end with a report, whatever happened.
 """

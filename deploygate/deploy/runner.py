@@ -21,7 +21,7 @@ from deploygate.record import Outcome, RollbackRecord
 
 
 class StageFailed(DeployGateError):
-    """A step found a reason not to go on (a gate failed, a colour never became healthy...)."""
+    """A step found a reason not to go on (a gate failed, a color never became healthy...)."""
 
 
 class Refused(DeployGateError):

@@ -1,7 +1,7 @@
 """What one deploy (or rollback) run knows, and the checkpoint of it the ledger keeps.
 
-State is never held only in memory: the proxy's state says which colour serves, the
-platform says which release each colour runs, and the ledger (in production's database)
+State is never held only in memory: the proxy's state says which color serves, the
+platform says which release each color runs, and the ledger (in production's database)
 holds a ``Checkpoint`` of every deploy that touched production, so another process (after
 a crash, even SIGKILL) can finish or undo it.
 """
@@ -24,7 +24,7 @@ from deploygate.database import DatabaseAddress, db_password
 from deploygate.deploy.services import Ledger, Probe, Services, Switch
 from deploygate.errors import DeployGateError
 from deploygate.log import DeployLog
-from deploygate.platform import OTHER_COLOUR, Platform
+from deploygate.platform import OTHER_COLOR, Platform
 from deploygate.platform.images import Image
 from deploygate.probe import MigrationPlan
 from deploygate.proxy import Route
@@ -145,7 +145,7 @@ class DeployRun:
 
     @property
     def old_color(self) -> str:
-        return self.previous.color if self.previous else OTHER_COLOUR[self.new_color]
+        return self.previous.color if self.previous else OTHER_COLOR[self.new_color]
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageRecord]:
@@ -256,7 +256,7 @@ def unfinished_notice(db: DatabaseAddress) -> str | None:
 
 
 def undo_after_traffic(plan: list[str], reversible: bool, new_color: str) -> list[str]:
-    """What a rollback does once traffic is back on the previous colour, in words."""
+    """What a rollback does once traffic is back on the previous color, in words."""
     schema = [f"reverse {', '.join(plan)}" if reversible else "restore the backup"] if plan else []
     return [*schema, f"remove {new_color}"]
 
@@ -271,7 +271,7 @@ def describe_unfinished(last: ledger.Entry, since: dt.datetime) -> str:
     checkpoint = Checkpoint.from_json(last.detail)
     release = checkpoint.candidate.tag or checkpoint.candidate.ref
     previous = checkpoint.previous
-    back_to = f"{previous.color} ({previous.release})" if previous else "the previous colour"
+    back_to = f"{previous.color} ({previous.release})" if previous else "the previous color"
     where = f"last step {last.detail.get('step') or last.outcome}"
     rollback = last.detail.get("rollback")
     if last.outcome == ROLLING_BACK and rollback:

@@ -20,7 +20,7 @@ from deploygate.deploy.state import DeployRun, unfinished
 from deploygate.gate_result import load_or_none, path_for
 from deploygate.health import HealthSample
 from deploygate.log import Say
-from deploygate.platform import OTHER_COLOUR
+from deploygate.platform import OTHER_COLOR
 from deploygate.production import app_environment
 from deploygate.record import BackupRecord, ImageRecord, LockRecord, MigrationRecord, MonitoringRecord, PlanRecord, RouteRecord
 
@@ -48,7 +48,7 @@ def resolve_candidate(run: DeployRun) -> None:
         raise StageFailed("the proxy routes nowhere: run `nox -s up` first")
     if run.previous.hold:
         raise StageFailed(f"the proxy holds traffic in front of {run.previous.color}: an unfinished deploy; run `nox -s rollback`")
-    run.new_color = OTHER_COLOUR[run.previous.color]
+    run.new_color = OTHER_COLOR[run.previous.color]
     run.record.previous = RouteRecord(run.previous.color, run.previous.release)
     run.record.new_color = run.new_color
 
@@ -63,7 +63,7 @@ def rollback_unfinished_first(run: DeployRun) -> None:
         raise StageFailed(f"the deploy of {stamp} never finished; a deploy would roll it back first (`nox -s rollback` does)")
     run.log(f"   the deploy of {stamp} never finished: rolling it back before this one starts")
     undo.rollback_unfinished(run.platform, run.settings, leftover, run.log, run.services)
-    # Production is back on the other colour now: read it again.
+    # Production is back on the other color now: read it again.
     resolve_candidate(run)
 
 
@@ -121,7 +121,7 @@ def describe_dry_run(run: DeployRun) -> None:
     s, where = run.settings, run.platform
     run.log("dry run: the deploy would")
     run.log(f"   take a backup into {s.path(s.backup_dir)}")
-    run.log(f"   start {where.colour_name(run.new_color)} from {run.candidate.tag} ({run.candidate.id[:19]}) on {where.network_name}")
+    run.log(f"   start {where.color_name(run.new_color)} from {run.candidate.tag} ({run.candidate.id[:19]}) on {where.network_name}")
     run.log(f"   migrate with lock_timeout={s.lock_timeout_ms}ms: {run.plan_labels or 'nothing'}")
     for step in run.plan.steps if run.plan else []:
         for statement in step.sql:
@@ -151,18 +151,18 @@ def open_window(run: DeployRun) -> None:
         run.traffic = run.services.traffic(run.settings, run.proxy.url).start()
 
 
-def start_new_colour(run: DeployRun) -> None:
-    """The candidate on the new colour, not yet routed to (a stale one from an earlier deploy goes first).
+def start_new_color(run: DeployRun) -> None:
+    """The candidate on the new color, not yet routed to (a stale one from an earlier deploy goes first).
 
     Its processes (workers) start with it when old and new code run on either schema;
     behind a hold they wait for the migration (``start_new_processes``).
     """
-    stale = run.platform.colour(run.new_color)
+    stale = run.platform.color(run.new_color)
     if stale is not None:
         run.log(f"   removing the previous {run.new_color} ({stale.release})")
-        run.platform.remove_colour(run.new_color)
+        run.platform.remove_color(run.new_color)
     processes = {} if run.hold else run.settings.app_processes
-    run.platform.start_colour(run.new_color, run.candidate, app_environment(run.platform, run.settings), processes)
+    run.platform.start_color(run.new_color, run.candidate, app_environment(run.platform, run.settings), processes)
 
 
 def holding(run: DeployRun) -> bool:
@@ -214,7 +214,7 @@ def migrate_production(run: DeployRun) -> None:
     run.record.notes.append(f"migrate itself wrote {own}: bookkeeping, left out of the rows written during the window")
 
 
-def wait_new_colour_healthy(run: DeployRun) -> None:
+def wait_new_color_healthy(run: DeployRun) -> None:
     run.platform.wait_healthy(run.new_color, run.settings.health_timeout)
 
 
@@ -231,12 +231,12 @@ def _post_checks(run: DeployRun, target: str, since: float | None = None) -> Non
         raise StageFailed(f"post-deploy checks ({target}) failed: {', '.join(c.name for c in result.failed()) or 'see the log'}")
 
 
-def post_checks_on_new_colour(run: DeployRun) -> None:
+def post_checks_on_new_color(run: DeployRun) -> None:
     _post_checks(run, "green")
 
 
 def switch_traffic(run: DeployRun) -> None:
-    """Every new request to the new colour; in-flight ones finish where they started."""
+    """Every new request to the new color; in-flight ones finish where they started."""
     run.proxy.route(run.new_color)
     run.switched_at = time.time()
     run.log(f"   proxy -> {run.new_color}")
@@ -245,12 +245,12 @@ def switch_traffic(run: DeployRun) -> None:
 @dataclass(frozen=True)
 class MonitorWindow:
     """All the monitoring window may use (as nox's Session is all a session may use of its runner): the proxy's
-    access records and health URL, whether each proxy runs, the colour watched, the limits, the log."""
+    access records and health URL, whether each proxy runs, the color watched, the limits, the log."""
 
     switch: Switch
     health: Callable[[str], HealthSample]
     proxy_running: Callable[[str], bool]
-    colour: str
+    color: str
     window_s: int
     threshold: int
     health_path: str
@@ -263,7 +263,7 @@ class MonitorWindow:
             switch=run.proxy,
             health=run.services.health,
             proxy_running=run.platform.proxy_running,
-            colour=run.new_color,
+            color=run.new_color,
             window_s=s.monitor_window_s,
             threshold=s.monitor_max_errors,
             health_path=s.health_path,
@@ -284,7 +284,7 @@ class MonitorVerdict:
 
 
 def watch_window(window: MonitorWindow) -> MonitorVerdict:
-    """Errors per colour from the proxy's log (what users saw), and health, for the configured window."""
+    """Errors per color from the proxy's log (what users saw), and health, for the configured window."""
     last = [0.0]
 
     def tick(state: monitor.MonitorState) -> None:
@@ -295,7 +295,7 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
     state = monitor.watch(
         lambda since: window.switch.records(since=since),
         lambda: window.health(f"{window.switch.url}{window.health_path}"),
-        window.colour,
+        window.color,
         window_s=window.window_s,
         threshold=window.threshold,
         on_tick=tick,
@@ -332,18 +332,18 @@ def _recent_digests(run: DeployRun) -> set[str]:
     deployed = [e.image_digest for e in run.services.ledger.entries(run.db, "deploy") if e.outcome == "succeeded" and e.image_digest]
     keep = set(deployed[-(run.settings.keep_releases - 1) :]) if run.settings.keep_releases > 1 else set()
     keep.add(run.candidate.id)
-    for colour in (run.new_color, run.old_color):
-        state = run.platform.colour(colour)
+    for color in (run.new_color, run.old_color):
+        state = run.platform.color(color)
         if state is not None:
             keep.add(state.image_id)
     return keep
 
 
 def finish(run: DeployRun) -> None:
-    """The ledger says succeeded; the old colour is stopped (kept for a rollback); retention runs."""
+    """The ledger says succeeded; the old color is stopped (kept for a rollback); retention runs."""
     run.record_in_ledger("succeeded")
-    if run.platform.colour(run.old_color) is not None:
-        run.platform.stop_colour(run.old_color)
+    if run.platform.color(run.old_color) is not None:
+        run.platform.stop_color(run.old_color)
         run.log(f"   stopped {run.old_color} (kept for rollback)")
     for path in run.services.backups.apply_retention(run.settings):
         run.log(f"   retention: removed {path.name}")
@@ -360,12 +360,12 @@ DEPLOY: tuple[Step, ...] = (
     Step("dry_run", describe_dry_run, deploy=False, dry_run=True),
     Step("backup", take_backup),
     Step("window", open_window),
-    Step("green", start_new_colour, touches_production=True),
+    Step("green", start_new_color, touches_production=True),
     Step("hold", hold_traffic, touches_production=True, when=holding),
     Step("migrate", migrate_production, touches_production=True, checkpoint="migrated"),
     Step("processes", start_new_processes, when=holding_with_processes),
-    Step("green_healthy", wait_new_colour_healthy),
-    Step("post_green", post_checks_on_new_colour),
+    Step("green_healthy", wait_new_color_healthy),
+    Step("post_green", post_checks_on_new_color),
     Step("switch", switch_traffic, checkpoint="switched"),
     Step("monitor", monitor_window),
     Step("post_proxy", post_checks_through_proxy),

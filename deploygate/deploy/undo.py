@@ -1,11 +1,11 @@
 """The rollback, as one table of named steps (``ROLLBACK``), and the functions behind them.
 
-Traffic goes back on the previous colour first (behind a hold while the old release cannot
+Traffic goes back on the previous color first (behind a hold while the old release cannot
 serve the schema as it is): a deploy stopped by a CI runner or ``docker stop`` has seconds
 before SIGKILL, and users must be on the previous release by then. Then: keep what users
 wrote during the window (export it), undo the plan (reverse it with the candidate's image,
 or restore the backup and put the window's rows back), verify the previous release serves
-on its own schema, remove the new colour. After each step the ledger says how far the
+on its own schema, remove the new color. After each step the ledger says how far the
 rollback got (``rolling_back``), so whatever kills it, the next command finishes it.
 """
 
@@ -54,23 +54,23 @@ def export_window_rows(run: DeployRun) -> None:
 
 
 def _release(run: DeployRun) -> str:
-    state = run.platform.colour(run.old_color)
+    state = run.platform.color(run.old_color)
     return state.release if state else (run.previous.release if run.previous else "")
 
 
 def traffic_to_previous(run: DeployRun) -> None:
-    """The previous colour serves again, or a hold answers while it cannot serve the current schema.
+    """The previous color serves again, or a hold answers while it cannot serve the current schema.
 
     The candidate's processes stop first (their release is going); the previous release's
     wait behind a hold until the schema is theirs again.
     """
     run.platform.wait_ready(timeout=run.settings.health_timeout)  # the engine may be restarting
-    state = run.platform.colour(run.old_color)
+    state = run.platform.color(run.old_color)
     if state is None:
-        raise StageFailed(f"cannot roll back: {run.platform.colour_name(run.old_color)} no longer exists")
-    if run.platform.colour(run.new_color) is not None:
+        raise StageFailed(f"cannot roll back: {run.platform.color_name(run.old_color)} no longer exists")
+    if run.platform.color(run.new_color) is not None:
         run.platform.stop_processes(run.new_color)
-    run.platform.resume_colour(run.old_color, processes=not run.hold)
+    run.platform.resume_color(run.old_color, processes=not run.hold)
     run.holding = bool(run.hold)
     if not run.holding:
         try:
@@ -101,12 +101,12 @@ def _restore_backup(run: DeployRun) -> str:
 
 
 def undo_plan(run: DeployRun) -> None:
-    """Undo the plan on production; then, behind a hold, the previous colour serves again."""
+    """Undo the plan on production; then, behind a hold, the previous color serves again."""
     method = _undo(run)
     run.record.rollback.method = method
     run.log(f"   {method}")
     if run.holding:
-        run.platform.resume_colour(run.old_color)  # its processes too, now that the schema is theirs
+        run.platform.resume_color(run.old_color)  # its processes too, now that the schema is theirs
         state = run.platform.wait_healthy(run.old_color, run.settings.health_timeout)
         run.proxy.route(run.old_color, fresh=True)
         run.log(f"   proxy -> {run.old_color} ({state.release})")
@@ -130,8 +130,8 @@ def _undo(run: DeployRun) -> str:
 
 
 def verify_previous(run: DeployRun) -> None:
-    """The schema is exactly the previous release's, and the proxy's answers come from its colour."""
-    state = run.platform.colour(run.old_color)
+    """The schema is exactly the previous release's, and the proxy's answers come from its color."""
+    state = run.platform.color(run.old_color)
     image = Image(tag=state.release, id=state.image_id, built=False)
     plan = run.prober(image).plan()
     if plan.unknown_applied and run.candidate is not None:
@@ -156,8 +156,8 @@ def verify_previous(run: DeployRun) -> None:
     run.proxy.verify(run.old_color)
 
 
-def remove_new_colour(run: DeployRun) -> None:
-    run.platform.remove_colour(run.new_color)
+def remove_new_color(run: DeployRun) -> None:
+    run.platform.remove_color(run.new_color)
 
 
 def record_rolled_back(run: DeployRun) -> None:
@@ -176,7 +176,7 @@ ROLLBACK: tuple[Step, ...] = (
     Step("rollback_export", export_window_rows, checkpoint=ROLLING_BACK),
     Step("rollback_schema", undo_plan, checkpoint=ROLLING_BACK),
     Step("rollback_verify", verify_previous, checkpoint=ROLLING_BACK),
-    Step("rollback_cleanup", remove_new_colour, checkpoint=ROLLING_BACK),
+    Step("rollback_cleanup", remove_new_color, checkpoint=ROLLING_BACK),
     Step("rollback_record", record_rolled_back),
 )
 

@@ -1,7 +1,7 @@
-"""The HAProxy proxy: its configuration, its routing state on disk, and colour switches through its runtime API.
+"""The HAProxy proxy: its configuration, its routing state on disk, and color switches through its runtime API.
 
-Both colours are declared once in a configuration rendered by a pure function and never
-reloaded. Which colour serves, and whether a maintenance hold answers instead, is a map
+Both colors are declared once in a configuration rendered by a pure function and never
+reloaded. Which color serves, and whether a maintenance hold answers instead, is a map
 file (``state.map``) HAProxy reads at start; every change is written there atomically
 first and then applied to the running proxy with ``set map`` on its runtime API (a unix
 socket in a directory mounted into the proxy container only). A switch therefore closes

@@ -1,6 +1,6 @@
 """HAProxy's configuration and its container's command, as pure functions; the names both share.
 
-Both colours are declared once in a configuration that is never reloaded; which colour
+Both colors are declared once in a configuration that is never reloaded; which color
 serves is a map file (``state``) read at start and changed at run time (``switch``).
 """
 
@@ -31,9 +31,9 @@ HTTP_PORT = 8080
 HAPROXY_UID = 99
 HAPROXY_GID = 99
 COLOR_HEADER = "X-Deploygate-Color"
-# The colour logged (and sent in COLOR_HEADER) for requests the proxy answered itself during a hold.
+# The color logged (and sent in COLOR_HEADER) for requests the proxy answered itself during a hold.
 HOLD = "hold"
-# The colour logged for requests HAProxy rejected before routing (malformed, timed out while sending headers).
+# The color logged for requests HAProxy rejected before routing (malformed, timed out while sending headers).
 NO_COLOR = "-"
 _HOLD_OFF = "off"
 _COLOR_RE = re.compile(r"^[a-z][a-z0-9]{0,30}$")
@@ -52,7 +52,7 @@ SERVER_DOWN_AFTER_S = _CHECK_INTERVAL_S * _CHECK_FALL
 
 def _check_color(color: str) -> str:
     if not isinstance(color, str) or not _COLOR_RE.match(color) or color in _RESERVED:
-        raise ValueError(f"a colour is 1-31 lowercase letters/digits starting with a letter, not {HOLD!r}/{_HOLD_OFF!r}; got {color!r}")
+        raise ValueError(f"a color is 1-31 lowercase letters/digits starting with a letter, not {HOLD!r}/{_HOLD_OFF!r}; got {color!r}")
     return color
 
 
@@ -60,7 +60,7 @@ def _server_lines(color: str, n: int, upstream: str) -> str:
     """The backend line of one upstream: a server, or a server template (``server_template``)."""
     host, port, slots = upstreams.parse(upstream)
     if slots is not None:
-        # No libc lookup at start: a name that does not resolve yet (a colour with no task) would
+        # No libc lookup at start: a name that does not resolve yet (a color with no task) would
         # hold HAProxy's start for every slot in turn; the resolvers fill the slots within a second.
         return f"    server-template {color}{n}_ 1-{slots} {host}:{port} init-addr none"
     return f"    server {color}{n} {host}:{port}"
@@ -105,27 +105,27 @@ _ERROR_LOG_FORMAT = (
 
 
 def render_config(backends: Mapping[str, Sequence[str]], *, http_port: int = HTTP_PORT) -> str:
-    """haproxy.cfg declaring one backend per colour, routed by the state map.
+    """haproxy.cfg declaring one backend per color, routed by the state map.
 
-    ``backends`` maps each colour (in order; at least one) to its upstreams as
-    ``host:port`` strings, one server each, so a colour can be N replicas, or
+    ``backends`` maps each color (in order; at least one) to its upstreams as
+    ``host:port`` strings, one server each, so a color can be N replicas, or
     ``server_template`` upstreams (up to N servers behind one DNS name). Hosts are
-    resolved at start (``init-addr libc,none``: a colour whose container does not exist
+    resolved at start (``init-addr libc,none``: a color whose container does not exist
     yet does not stop HAProxy from starting) and then through the container's resolvers
     (Docker's DNS), so a recreated container is found at its new address.
 
-    Pure: the same arguments give the same text. Raises ``ValueError`` for a bad colour,
+    Pure: the same arguments give the same text. Raises ``ValueError`` for a bad color,
     upstream or port.
     """
     if not backends:
-        raise ValueError("at least one colour must be declared")
+        raise ValueError("at least one color must be declared")
     if not 0 < http_port < 65536:
         raise ValueError(f"http_port must be 1-65535, got {http_port}")
     sections = []
     for color, servers in backends.items():
         _check_color(color)
         if isinstance(servers, str) or not servers:
-            raise ValueError(f"colour {color!r} needs a list of host:port upstreams, got {servers!r}")
+            raise ValueError(f"color {color!r} needs a list of host:port upstreams, got {servers!r}")
         lines = [f"backend {color}"]
         lines += [_server_lines(color, n, upstream) for n, upstream in enumerate(servers, start=1)]
         sections.append("\n".join(lines) + "\n")
@@ -170,7 +170,7 @@ defaults
     timeout server 30s
     timeout http-request 10s
     timeout http-keep-alive 75s
-    # TCP checks only: a colour is routable when something accepts connections; whether the
+    # TCP checks only: a color is routable when something accepts connections; whether the
     # app is healthy is the deploy's question, not the proxy's.
     default-server init-addr libc,none resolvers docker check inter {_CHECK_INTERVAL_S}s fall {_CHECK_FALL} rise 1
 

@@ -132,7 +132,7 @@ def _answers(dirs: ProxyDirs) -> bool:
 def recheck(dirs: ProxyDirs, color: str) -> None:
     """Forget what the running proxy knows of ``color``'s servers: each is down until a check made from now passes.
 
-    A colour stopped and started again (a rollback resumes the previous one) can still show its
+    A color stopped and started again (a rollback resumes the previous one) can still show its
     old "UP" (HAProxy takes a server out only after ``fall`` failed checks) or sit at an address
     its name no longer has until the name is resolved again: routing on that state answered
     503 <NOSRV> for a second (seen in CI). Raises ``ProxyError``.

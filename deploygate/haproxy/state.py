@@ -30,7 +30,7 @@ from deploygate.haproxy.config import (
 
 @dataclass(frozen=True)
 class RoutingState:
-    """Which colour serves, and the Retry-After of a maintenance hold if one is on (then nobody is served)."""
+    """Which color serves, and the Retry-After of a maintenance hold if one is on (then nobody is served)."""
 
     color: str
     hold_s: int | None = None
@@ -162,7 +162,7 @@ def prepare(dirs: ProxyDirs, backends: Mapping[str, Sequence[str]], initial: str
 
     An existing state file is kept: it is the routing a restarted or re-created proxy must
     come back with. Returns the state the proxy will start with. Raises ``ValueError`` for
-    a bad configuration and ``ProxyError`` if the existing state names an undeclared colour.
+    a bad configuration and ``ProxyError`` if the existing state names an undeclared color.
     """
     config = render_config(backends, http_port=http_port)
     for path in (dirs.config_dir, dirs.run_dir, dirs.log_dir):

@@ -1,4 +1,4 @@
-"""The proxy's decisions: route to a colour, hold, release, drain, re-apply; written to disk first, then applied.
+"""The proxy's decisions: route to a color, hold, release, drain, re-apply; written to disk first, then applied.
 
 A switch is a runtime API command, never a reload: no client connection is closed, a
 keep-alive client's next request simply goes to the other backend.
@@ -43,8 +43,8 @@ def wait_drained(dirs: ProxyDirs, color: str, *, timeout_s: float = 30.0) -> Non
 def _apply(dirs: ProxyDirs, state: RoutingState) -> None:
     """Make the running proxy route as ``state``, then read it back.
 
-    Order matters between the two keys: a hold goes on before the colour changes and
-    comes off after, so no request reaches a colour the caller meant to hold back.
+    Order matters between the two keys: a hold goes on before the color changes and
+    comes off after, so no request reaches a color the caller meant to hold back.
     """
     client = api(dirs)
     entries = state.entries()
@@ -82,7 +82,7 @@ def route(dirs: ProxyDirs, color: str, *, ready_timeout_s: float = 30.0, fresh: 
 
     Waits up to ``ready_timeout_s`` for the running proxy to answer and for ``color`` to
     have a server accepting connections, and changes nothing if it never does; ``fresh``:
-    only by a health check made after this call (``recheck``: for a colour just started
+    only by a health check made after this call (``recheck``: for a color just started
     again). A hold that is on stays on (``release_hold`` then serves ``color``). Returns
     the new state. Raises ``ProxyError``.
     """
@@ -101,13 +101,13 @@ def route(dirs: ProxyDirs, color: str, *, ready_timeout_s: float = 30.0, fresh: 
 def hold(dirs: ProxyDirs, retry_after_s: int) -> RoutingState:
     """Answer every new request 503 with ``Retry-After: retry_after_s`` from the proxy itself (logged as "hold").
 
-    Requests already at a colour finish. Returns the new state. Raises ``ProxyError``.
+    Requests already at a color finish. Returns the new state. Raises ``ProxyError``.
     """
     return _change(dirs, RoutingState(color=_on_disk(dirs).color, hold_s=retry_after_s))
 
 
 def release_hold(dirs: ProxyDirs) -> RoutingState:
-    """End a hold: requests go to the colour of the state again. Returns the new state. Raises ``ProxyError``."""
+    """End a hold: requests go to the color of the state again. Returns the new state. Raises ``ProxyError``."""
     return _change(dirs, RoutingState(color=_on_disk(dirs).color))
 
 

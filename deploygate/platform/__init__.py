@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from deploygate.config import Settings
 from deploygate.log import Say
-from deploygate.platform.base import COLOURS, OTHER_COLOUR, ColourState, JobResult, Platform, Replica
+from deploygate.platform.base import COLORS, OTHER_COLOR, ColorState, JobResult, Platform, Replica
 
-__all__ = ["COLOURS", "OTHER_COLOUR", "ColourState", "JobResult", "Platform", "Replica", "connect"]
+__all__ = ["COLORS", "OTHER_COLOR", "ColorState", "JobResult", "Platform", "Replica", "connect"]
 
 
 def connect(settings: Settings, say: Say = print) -> Platform:

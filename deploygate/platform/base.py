@@ -1,10 +1,10 @@
 """The platform seam: the one interface between deploygate and wherever production runs.
 
 Everything that starts, stops, inspects or runs a one-off container for production goes
-through a ``Platform``: the database, the app's colours, the proxy, and one-off jobs
+through a ``Platform``: the database, the app's colors, the proxy, and one-off jobs
 (migrate, probes, pg_dump). The flow, the gates and the fixtures know this interface,
 never the docker SDK. A single Docker host (``docker_host.DockerHost``) is the first
-implementation; "a colour" is a set of replicas so a cluster (Docker Swarm) fits the
+implementation; "a color" is a set of replicas so a cluster (Docker Swarm) fits the
 same shape: several replicas, on several hosts, each with its own address.
 """
 
@@ -19,15 +19,15 @@ from deploygate.database import DatabaseAddress
 from deploygate.log import Say
 from deploygate.platform.images import Image
 
-COLOURS = ("blue", "green")
-OTHER_COLOUR = {"blue": "green", "green": "blue"}
+COLORS = ("blue", "green")
+OTHER_COLOR = {"blue": "green", "green": "blue"}
 # In a proxy's mount paths: the instance (node) it runs on, filled in by the platform.
 INSTANCE = "{instance}"
 
 
 @dataclass(frozen=True)
 class Replica:
-    """One running copy of a colour: a container on a single host, a task on a cluster."""
+    """One running copy of a color: a container on a single host, a task on a cluster."""
 
     name: str
     state: str  # running | exited | created | restarting | ...
@@ -37,10 +37,10 @@ class Replica:
 
 
 @dataclass(frozen=True)
-class ColourState:
-    """What one colour of the app runs: its release, its image, its replicas."""
+class ColorState:
+    """What one color of the app runs: its release, its image, its replicas."""
 
-    colour: str
+    color: str
     release: str
     image_id: str
     replicas: tuple[Replica, ...]
@@ -55,7 +55,7 @@ class ColourState:
         return bool(self.replicas) and all(r.state == "running" and r.health in ("healthy", "none") for r in self.replicas)
 
     def urls(self, port: int) -> list[str]:
-        """Base URLs of the replicas as this host reaches them (post checks look at the colour directly)."""
+        """Base URLs of the replicas as this host reaches them (post checks look at the color directly)."""
         return [f"http://{r.address}:{r.port or port}" for r in self.replicas if r.address]
 
 
@@ -98,8 +98,8 @@ class Platform(Protocol):
     network_name: str  # production's network, as people see it (dry run, logs)
     proxy_name: str
 
-    def colour_name(self, colour: str) -> str:
-        """The colour's object name, as people see it (a container, a service)."""
+    def color_name(self, color: str) -> str:
+        """The color's object name, as people see it (a container, a service)."""
 
     def wait_ready(self, timeout: float) -> None:
         """Wait until the platform answers again (its engine restarted); raises ``WaitTimeout``."""
@@ -127,39 +127,39 @@ class Platform(Protocol):
     def database_image(self) -> str:
         """The image id of production's database server (pg_dump and the copy use its version)."""
 
-    # --- the app's colours
-    def colour(self, colour: str) -> ColourState | None:
-        """The colour as it is now, or None when it has no replica at all."""
+    # --- the app's colors
+    def color(self, color: str) -> ColorState | None:
+        """The color as it is now, or None when it has no replica at all."""
 
-    def start_colour(
-        self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None
-    ) -> ColourState:
-        """Start ``colour`` from ``image`` on production's network (not routed to yet), with its ``processes``
+    def start_color(
+        self, color: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None
+    ) -> ColorState:
+        """Start ``color`` from ``image`` on production's network (not routed to yet), with its ``processes``
         (name -> command, e.g. a worker) beside the web server. Every app container joins ``app.networks``
         too and gets ``app.extra_hosts`` (and, on a single host, the database's pinned address); a network
         that does not exist raises ``StackError`` before anything is created."""
 
-    def start_processes(self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
-        """Start a colour's processes on their own (when they must wait for a migration)."""
+    def start_processes(self, color: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
+        """Start a color's processes on their own (when they must wait for a migration)."""
 
-    def stop_processes(self, colour: str) -> None:
-        """Stop a colour's processes, keeping its web server (no worker on a schema it cannot handle)."""
+    def stop_processes(self, color: str) -> None:
+        """Stop a color's processes, keeping its web server (no worker on a schema it cannot handle)."""
 
-    def resume_colour(self, colour: str, *, processes: bool = True) -> ColourState:
-        """Start a colour that was stopped (kept for rollback); its processes too unless ``processes`` is false.
+    def resume_color(self, color: str, *, processes: bool = True) -> ColorState:
+        """Start a color that was stopped (kept for rollback); its processes too unless ``processes`` is false.
         A container whose pinned database address is stale is re-pinned first."""
 
-    def stop_colour(self, colour: str) -> None:
-        """Stop a colour (processes first), keeping it for a rollback."""
+    def stop_color(self, color: str) -> None:
+        """Stop a color (processes first), keeping it for a rollback."""
 
-    def remove_colour(self, colour: str) -> None:
-        """Remove a colour and its processes for good (nothing when it does not exist)."""
+    def remove_color(self, color: str) -> None:
+        """Remove a color and its processes for good (nothing when it does not exist)."""
 
-    def wait_healthy(self, colour: str, timeout: float) -> ColourState:
+    def wait_healthy(self, color: str, timeout: float) -> ColorState:
         """Wait until every replica is healthy; fails at once (with its last log lines) when one, or a process, has exited."""
 
-    def upstreams(self, colour: str) -> list[str]:
-        """``host:port`` of the colour's replicas as the proxy reaches them (or a ``upstreams.server_template``:
+    def upstreams(self, color: str) -> list[str]:
+        """``host:port`` of the color's replicas as the proxy reaches them (or a ``upstreams.server_template``:
         up to N replicas behind one DNS name)."""
 
     # --- one-off jobs (migrate, probes, pg_dump)

@@ -1,4 +1,4 @@
-"""Production on a single Docker host: one container per colour, the database and the proxy beside them.
+"""Production on a single Docker host: one container per color, the database and the proxy beside them.
 
 Each part is built as a spec (``specs``) and run as a container (``docker_containers``).
 Every container, network and volume carries ``deploygate.project`` (and a role), so the
@@ -21,7 +21,7 @@ from deploygate.database import DatabaseAddress, connect, db_password
 from deploygate.errors import StackError
 from deploygate.log import Say, quiet
 from deploygate.platform import engine, images, scratch
-from deploygate.platform.base import COLOURS, ColourState, JobResult, Scratch
+from deploygate.platform.base import COLORS, ColorState, JobResult, Scratch
 from deploygate.platform.docker_containers import (
     Container,
     address,
@@ -205,87 +205,87 @@ class DockerHost(ProjectObjects):
             return images.postgres_image(self.client, settings, quiet).id
         return self._db_container().image.id
 
-    # --- the app's colours -----------------------------------------------------------------------
+    # --- the app's colors -----------------------------------------------------------------------
 
-    def _web(self, colour: str) -> Container | None:
-        if colour not in COLOURS:
-            raise StackError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
-        return self._get(self.names.web(colour))
+    def _web(self, color: str) -> Container | None:
+        if color not in COLORS:
+            raise StackError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
+        return self._get(self.names.web(color))
 
-    def _processes(self, colour: str) -> list[Container]:
-        """The colour's process containers (workers...), found by label."""
-        selector = [f"{PROJECT_LABEL}={self.settings.project}", f"{COLOR_LABEL}={colour}", f"{ROLE_LABEL}=process"]
+    def _processes(self, color: str) -> list[Container]:
+        """The color's process containers (workers...), found by label."""
+        selector = [f"{PROJECT_LABEL}={self.settings.project}", f"{COLOR_LABEL}={color}", f"{ROLE_LABEL}=process"]
         return self.client.containers.list(all=True, filters={"label": selector})
 
-    def _state(self, colour: str, container: Container) -> ColourState:
+    def _state(self, color: str, container: Container) -> ColorState:
         container.reload()
-        processes = {c.labels.get(PROCESS_LABEL, c.name): status(c) for c in self._processes(colour)}
-        return ColourState(
-            colour=colour,
+        processes = {c.labels.get(PROCESS_LABEL, c.name): status(c) for c in self._processes(color)}
+        return ColorState(
+            color=color,
             release=container.labels.get(RELEASE_LABEL, ""),
             image_id=container.image.id,
             replicas=(replica(container, self.names.network),),
             processes=processes,
         )
 
-    def colour(self, colour: str) -> ColourState | None:
-        container = self._web(colour)
-        return self._state(colour, container) if container is not None else None
+    def color(self, color: str) -> ColorState | None:
+        container = self._web(color)
+        return self._state(color, container) if container is not None else None
 
-    def start_colour(
-        self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None
-    ) -> ColourState:
-        if self._web(colour) is not None:
-            raise StackError(f"{self.names.web(colour)} exists already; remove it first")
+    def start_color(
+        self, color: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None
+    ) -> ColorState:
+        if self._web(color) is not None:
+            raise StackError(f"{self.names.web(color)} exists already; remove it first")
         pin = self._db_pin()
-        web = self._checked(web_spec(self.settings, colour, image, environment, pin=pin))
+        web = self._checked(web_spec(self.settings, color, image, environment, pin=pin))
         container = create(self.client, web)
-        self.start_processes(colour, image, environment, processes or {})
-        return self._state(colour, container)
+        self.start_processes(color, image, environment, processes or {})
+        return self._state(color, container)
 
-    def start_processes(self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
+    def start_processes(self, color: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
         pin = self._db_pin() if processes else {}
-        specs = [self._checked(process_spec(self.settings, colour, image, environment, name, command, pin=pin))
+        specs = [self._checked(process_spec(self.settings, color, image, environment, name, command, pin=pin))
                  for name, command in processes.items()]
         for spec in specs:
             create(self.client, spec)
 
-    def stop_processes(self, colour: str) -> None:
-        for container in self._processes(colour):
+    def stop_processes(self, color: str) -> None:
+        for container in self._processes(color):
             if container.status == "running":
                 container.stop(timeout=30)
 
-    def _existing_web(self, colour: str) -> Container:
-        container = self._web(colour)
+    def _existing_web(self, color: str) -> Container:
+        container = self._web(color)
         if container is None:
-            raise StackError(f"{self.names.web(colour)} does not exist")
+            raise StackError(f"{self.names.web(color)} does not exist")
         return container
 
-    def resume_colour(self, colour: str, *, processes: bool = True) -> ColourState:
-        for container in [self._existing_web(colour), *(self._processes(colour) if processes else [])]:
-            # The database may have another address than when this colour was created or last ran.
+    def resume_color(self, color: str, *, processes: bool = True) -> ColorState:
+        for container in [self._existing_web(color), *(self._processes(color) if processes else [])]:
+            # The database may have another address than when this color was created or last ran.
             container = self._repinned(container)
             if container.status != "running":
                 container.start()
-        return self._state(colour, self._existing_web(colour))
+        return self._state(color, self._existing_web(color))
 
-    def stop_colour(self, colour: str) -> None:
+    def stop_color(self, color: str) -> None:
         # Processes first: a worker must not outlive the web server of its release.
-        self.stop_processes(colour)
-        self._existing_web(colour).stop(timeout=30)
+        self.stop_processes(color)
+        self._existing_web(color).stop(timeout=30)
 
-    def remove_colour(self, colour: str) -> None:
-        for container in [*self._processes(colour), self._web(colour)]:
+    def remove_color(self, color: str) -> None:
+        for container in [*self._processes(color), self._web(color)]:
             if container is not None:
                 container.remove(force=True, v=True)
 
-    def wait_healthy(self, colour: str, timeout: float) -> ColourState:
-        web, readiness = self._existing_web(colour), app_readiness(self.settings)
+    def wait_healthy(self, color: str, timeout: float) -> ColorState:
+        web, readiness = self._existing_web(color), app_readiness(self.settings)
 
-        def healthy() -> ColourState | None:
-            for container in [web, *self._processes(colour)]:
+        def healthy() -> ColorState | None:
+            for container in [web, *self._processes(color)]:
                 fail_if_dead(container)
-            state = self._state(colour, web)
+            state = self._state(color, web)
             only = state.replicas[0]
             if only.health == "none":
                 # No HEALTHCHECK in the image: the app's health URL answering 2xx is the verdict.
@@ -295,8 +295,8 @@ class DockerHost(ProjectObjects):
 
         return wait_until(healthy, timeout=timeout, interval=0.5, what=f"{web.name} to become healthy", last_seen=lambda: log_tail(web))
 
-    def upstreams(self, colour: str) -> list[str]:
-        return [f"{self.names.web(colour)}:{self.settings.app_port}"]
+    def upstreams(self, color: str) -> list[str]:
+        return [f"{self.names.web(color)}:{self.settings.app_port}"]
 
     # --- one-off jobs ----------------------------------------------------------------------------
 

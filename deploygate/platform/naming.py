@@ -47,11 +47,11 @@ class Names:
     def scratch_prefix(self) -> str:
         return f"{self.project}_copy_"
 
-    def web(self, colour: str) -> str:
-        return f"{self.project}_web_{colour}"
+    def web(self, color: str) -> str:
+        return f"{self.project}_web_{color}"
 
-    def process(self, name: str, colour: str) -> str:
-        return f"{self.project}_{name}_{colour}"
+    def process(self, name: str, color: str) -> str:
+        return f"{self.project}_{name}_{color}"
 
 
 def labels(project: str, role: str, **extra: str) -> dict[str, str]:
@@ -59,10 +59,10 @@ def labels(project: str, role: str, **extra: str) -> dict[str, str]:
     return {PROJECT_LABEL: project, ROLE_LABEL: role, **extra}
 
 
-def colour_labels(project: str, role: str, colour: str, image: Image, **extra: str) -> dict[str, str]:
-    """The labels of a colour's object: which release and image it runs, read back by ``colour()``."""
+def color_labels(project: str, role: str, color: str, image: Image, **extra: str) -> dict[str, str]:
+    """The labels of a color's object: which release and image it runs, read back by ``color()``."""
     release = image.tag.rsplit(":", 1)[-1]
-    return labels(project, role, **{COLOR_LABEL: colour, RELEASE_LABEL: release, DIGEST_LABEL: image.id, **extra})
+    return labels(project, role, **{COLOR_LABEL: color, RELEASE_LABEL: release, DIGEST_LABEL: image.id, **extra})
 
 
 class ProjectObjects:
@@ -74,8 +74,8 @@ class ProjectObjects:
         self.network_name = self.names.network
         self.proxy_name = self.names.proxy
 
-    def colour_name(self, colour: str) -> str:
-        return self.names.web(colour)
+    def color_name(self, color: str) -> str:
+        return self.names.web(color)
 
     def _labels(self, role: str, **extra: str) -> dict[str, str]:
         return labels(self.settings.project, role, **extra)

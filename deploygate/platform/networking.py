@@ -10,7 +10,7 @@ Two reasons for host entries:
   gets no answer, and an app opening a database connection then answers 5xx. With the
   database's address in the container's /etc/hosts, looked up before DNS, it does not.
   A pin can go stale (the database container got another address when it started
-  again), so it is checked whenever a colour is created or resumed.
+  again), so it is checked whenever a color is created or resumed.
 """
 
 from __future__ import annotations

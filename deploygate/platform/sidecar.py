@@ -1,6 +1,6 @@
 """Containers beside production that the ``Platform`` does not run for it: the switch bench's proxies.
 
-The switch bench puts two proxies side by side in front of the same colours (the nginx
+The switch bench puts two proxies side by side in front of the same colors (the nginx
 baseline production no longer runs, and HAProxy), each with its own published port, user
 and mounts, while production's own proxy stays the Platform's business. A sidecar joins
 production's network and carries its project label, so ``production.down`` removes it

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 from deploygate.config import Settings
 from deploygate.platform.base import INSTANCE
 from deploygate.platform.images import Image
-from deploygate.platform.naming import DB_PORT, DIGEST_LABEL, PROCESS_LABEL, Names, colour_labels, labels
+from deploygate.platform.naming import DB_PORT, DIGEST_LABEL, PROCESS_LABEL, Names, color_labels, labels
 from deploygate.platform.networking import Attachments, app_attachments
 
 # Where the Postgres image keeps its data.
@@ -115,31 +115,31 @@ def attachments_of(settings: Settings, pin: Mapping[str, str] | None = None) -> 
 
 
 def app_readiness(settings: Settings) -> Readiness:
-    """A colour is ready when every replica is healthy: Docker's verdict, or its health URL answering 2xx."""
+    """A color is ready when every replica is healthy: Docker's verdict, or its health URL answering 2xx."""
     return Readiness(http_path=settings.health_path, port=settings.app_port)
 
 
 def web_spec(
     settings: Settings,
-    colour: str,
+    color: str,
     image: Image,
     environment: Mapping[str, str],
     *,
     pin: Mapping[str, str] | None = None,
     replicas: int = 1,
 ) -> ContainerSpec:
-    """The web server of ``colour``: ``replicas`` copies of ``image`` on the app's networks, with its host entries
+    """The web server of ``color``: ``replicas`` copies of ``image`` on the app's networks, with its host entries
     (``pin``: the database's name -> address, on a single host). Raises ``ConfigError`` for a bad host entry."""
     attachments = attachments_of(settings, pin)
     return ContainerSpec(
         role="web",
-        name=Names(settings.project).web(colour),
+        name=Names(settings.project).web(color),
         image=image.tag,
         environment=dict(environment),
         ports=(Port(settings.app_port),),
         networks=attachments.networks,
         extra_hosts=dict(attachments.extra_hosts),
-        labels=colour_labels(settings.project, "web", colour, image),
+        labels=color_labels(settings.project, "web", color, image),
         replicas=replicas,
         readiness=app_readiness(settings),
     )
@@ -147,7 +147,7 @@ def web_spec(
 
 def process_spec(
     settings: Settings,
-    colour: str,
+    color: str,
     image: Image,
     environment: Mapping[str, str],
     name: str,
@@ -155,17 +155,17 @@ def process_spec(
     *,
     pin: Mapping[str, str] | None = None,
 ) -> ContainerSpec:
-    """A process of ``colour`` beside its web server (a worker): ``command`` (shell words) in ``image``, attached as the app is."""
+    """A process of ``color`` beside its web server (a worker): ``command`` (shell words) in ``image``, attached as the app is."""
     attachments = attachments_of(settings, pin)
     return ContainerSpec(
         role="process",
-        name=Names(settings.project).process(name, colour),
+        name=Names(settings.project).process(name, color),
         image=image.tag,
         command=tuple(shlex.split(command)),
         environment=dict(environment),
         networks=attachments.networks,
         extra_hosts=dict(attachments.extra_hosts),
-        labels=colour_labels(settings.project, "process", colour, image, **{PROCESS_LABEL: name}),
+        labels=color_labels(settings.project, "process", color, image, **{PROCESS_LABEL: name}),
     )
 
 

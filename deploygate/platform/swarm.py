@@ -1,8 +1,8 @@
 """Production on a Docker Swarm: services on an existing swarm, reached through its manager's engine.
 
 The same shape as a single host (``docker_host``), one service per part:
-- each colour of the app is a service of ``replicas`` tasks (``<project>_web_<colour>``), its
-  processes (workers) services beside it; stopping a colour scales it to 0 (kept for a
+- each color of the app is a service of ``replicas`` tasks (``<project>_web_<color>``), its
+  processes (workers) services beside it; stopping a color scales it to 0 (kept for a
   rollback), resuming scales it back;
 - the proxy is a global service: one HAProxy per node, each with its own directories
   (``{{.Node.Hostname}}`` in its mounts), switched through its own runtime API socket;
@@ -13,7 +13,7 @@ The same shape as a single host (``docker_host``), one service per part:
 
 This kernel class has no IPVS, so nothing uses Swarm's virtual IPs or routing mesh:
 every service is DNS round-robin (``dnsrr``) on an attachable overlay network, and the
-proxy finds a colour's tasks at ``tasks.<service>`` through Docker's DNS. Ports are
+proxy finds a color's tasks at ``tasks.<service>`` through Docker's DNS. Ports are
 published in host mode only: the proxy's on a fixed port of every node; each web task's
 and the database's on a port its engine picks (never a fixed one: two tasks, or an old and
 a new one, on one node would fight for it), which is how this host reaches a replica
@@ -40,7 +40,7 @@ from deploygate.database import DatabaseAddress, connect, db_password
 from deploygate.errors import DatabaseUnavailable, StackError
 from deploygate.log import Say
 from deploygate.platform import images, swarm_jobs
-from deploygate.platform.base import COLOURS, ColourState, JobResult, Replica, Scratch
+from deploygate.platform.base import COLORS, ColorState, JobResult, Replica, Scratch
 from deploygate.platform.images import Image
 from deploygate.platform.naming import COLOR_LABEL, DIGEST_LABEL, PROCESS_LABEL, RELEASE_LABEL, ROLE_LABEL
 from deploygate.platform.specs import (
@@ -57,7 +57,7 @@ from deploygate.platform.swarm_services import FAILED, HEALTHCHECK_LABEL, REPLIC
 from deploygate.upstreams import server_template
 from deploygate.waiting import wait_until
 
-# A colour's proxy backend has room for twice its replicas: while Swarm replaces a task
+# A color's proxy backend has room for twice its replicas: while Swarm replaces a task
 # (a node went down) old and new may both be in DNS for a moment.
 _SLOTS_PER_REPLICA = 2
 # Swarm starts the database's task again elsewhere in time, and its first start initialises its volume.
@@ -154,21 +154,21 @@ class SwarmPlatform(SwarmObjects):
             raise StackError(f"the production database {self.names.db} does not exist; run `nox -s up`")
         return service.attrs["Spec"]["Labels"][DIGEST_LABEL]
 
-    # --- the app's colours -----------------------------------------------------------------------
+    # --- the app's colors -----------------------------------------------------------------------
 
-    def _web(self, colour: str) -> Service | None:
-        if colour not in COLOURS:
-            raise StackError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
-        return self._service(self.names.web(colour))
+    def _web(self, color: str) -> Service | None:
+        if color not in COLORS:
+            raise StackError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
+        return self._service(self.names.web(color))
 
-    def _existing_web(self, colour: str) -> Service:
-        service = self._web(colour)
+    def _existing_web(self, color: str) -> Service:
+        service = self._web(color)
         if service is None:
-            raise StackError(f"{self.names.web(colour)} does not exist")
+            raise StackError(f"{self.names.web(color)} does not exist")
         return service
 
-    def _processes(self, colour: str) -> list[Service]:
-        return self._services(**{COLOR_LABEL: colour, ROLE_LABEL: "process"})
+    def _processes(self, color: str) -> list[Service]:
+        return self._services(**{COLOR_LABEL: color, ROLE_LABEL: "process"})
 
     def _replica(self, service: Service, task: dict, addresses: Mapping[str, str]) -> Replica:
         state = task["Status"]["State"]
@@ -183,43 +183,43 @@ class SwarmPlatform(SwarmObjects):
             port=published_port(task),
         )
 
-    def _state(self, colour: str, service: Service) -> ColourState:
+    def _state(self, color: str, service: Service) -> ColorState:
         service.reload()
         labels = service.attrs["Spec"]["Labels"]
         addresses = self._node_addresses()
         replicas = tuple(sorted((self._replica(service, t, addresses) for t in self._tasks(service)), key=lambda r: r.name))
         processes = {}
-        for process in self._processes(colour):
+        for process in self._processes(color):
             running = self._running_tasks(process)
             processes[process.attrs["Spec"]["Labels"].get(PROCESS_LABEL, process.name)] = "running" if running else "stopped"
-        return ColourState(
-            colour=colour, release=labels.get(RELEASE_LABEL, ""), image_id=labels.get(DIGEST_LABEL, ""),
+        return ColorState(
+            color=color, release=labels.get(RELEASE_LABEL, ""), image_id=labels.get(DIGEST_LABEL, ""),
             replicas=replicas, processes=processes,
         )  # fmt: skip
 
-    def colour(self, colour: str) -> ColourState | None:
-        service = self._web(colour)
-        return self._state(colour, service) if service is not None else None
+    def color(self, color: str) -> ColorState | None:
+        service = self._web(color)
+        return self._state(color, service) if service is not None else None
 
-    def start_colour(
-        self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None
-    ) -> ColourState:
-        if self._web(colour) is not None:
-            raise StackError(f"{self.names.web(colour)} exists already; remove it first")
+    def start_color(
+        self, color: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None
+    ) -> ColorState:
+        if self._web(color) is not None:
+            raise StackError(f"{self.names.web(color)} exists already; remove it first")
         image = self._distribute(image)
         has_check = bool((self.local.client.images.get(image.id).attrs.get("Config") or {}).get("Healthcheck"))
-        spec = web_spec(self.settings, colour, image, environment, replicas=self.settings.replicas)
+        spec = web_spec(self.settings, color, image, environment, replicas=self.settings.replicas)
         bookkeeping = {REPLICAS_LABEL: str(spec.replicas), HEALTHCHECK_LABEL: "yes" if has_check else "no"}
         service = self._create(replace(spec, labels={**spec.labels, **bookkeeping}))
-        self.start_processes(colour, image, environment, processes or {})
-        return self._state(colour, service)
+        self.start_processes(color, image, environment, processes or {})
+        return self._state(color, service)
 
-    def start_processes(self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
+    def start_processes(self, color: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
         if not processes:
             return
         image = self._distribute(image)
         for name, command in processes.items():
-            self._create(process_spec(self.settings, colour, image, environment, name, command))
+            self._create(process_spec(self.settings, color, image, environment, name, command))
 
     def _scale(self, service: Service, replicas: int) -> None:
         service.reload()
@@ -229,25 +229,25 @@ class SwarmPlatform(SwarmObjects):
             except docker.errors.APIError as exc:
                 raise StackError(f"could not scale {service.name} to {replicas}: {exc.explanation or exc}") from None
 
-    def stop_processes(self, colour: str) -> None:
-        for service in self._processes(colour):
+    def stop_processes(self, color: str) -> None:
+        for service in self._processes(color):
             self._scale(service, 0)
 
-    def resume_colour(self, colour: str, *, processes: bool = True) -> ColourState:
-        web = self._existing_web(colour)
+    def resume_color(self, color: str, *, processes: bool = True) -> ColorState:
+        web = self._existing_web(color)
         self._scale(web, int(web.attrs["Spec"]["Labels"].get(REPLICAS_LABEL, self.settings.replicas)))
         if processes:
-            for service in self._processes(colour):
+            for service in self._processes(color):
                 self._scale(service, 1)
-        return self._state(colour, web)
+        return self._state(color, web)
 
-    def stop_colour(self, colour: str) -> None:
+    def stop_color(self, color: str) -> None:
         # Processes first: a worker must not outlive the web server of its release.
-        self.stop_processes(colour)
-        self._scale(self._existing_web(colour), 0)
+        self.stop_processes(color)
+        self._scale(self._existing_web(color), 0)
 
-    def remove_colour(self, colour: str) -> None:
-        for service in [*self._processes(colour), self._web(colour)]:
+    def remove_color(self, color: str) -> None:
+        for service in [*self._processes(color), self._web(color)]:
             if service is not None:
                 service.remove()
 
@@ -265,16 +265,16 @@ class SwarmPlatform(SwarmObjects):
             if status["State"] in FAILED and when(task.get("CreatedAt", "")) >= since:
                 raise StackError(f"a task of {service.name} failed ({status.get('Err') or status['State']}): {self._log_tail(service)}")
 
-    def wait_healthy(self, colour: str, timeout: float) -> ColourState:
-        web = self._existing_web(colour)
+    def wait_healthy(self, color: str, timeout: float) -> ColorState:
+        web = self._existing_web(color)
         wanted = int(web.attrs["Spec"]["Mode"].get("Replicated", {}).get("Replicas", 0))
 
         readiness = app_readiness(self.settings)
 
-        def healthy() -> ColourState | None:
-            for service in [web, *self._processes(colour)]:
+        def healthy() -> ColorState | None:
+            for service in [web, *self._processes(color)]:
                 self._fail_if_failing(service)
-            state = self._state(colour, web)
+            state = self._state(color, web)
             if len(state.replicas) < wanted or not all(r.state == "running" for r in state.replicas):
                 return None
             if any(r.health == "none" for r in state.replicas):
@@ -287,9 +287,9 @@ class SwarmPlatform(SwarmObjects):
         what = f"{web.name} to become healthy ({wanted} replicas)"
         return wait_until(healthy, timeout=timeout, interval=0.5, what=what, last_seen=lambda: self._log_tail(web))
 
-    def upstreams(self, colour: str) -> list[str]:
+    def upstreams(self, color: str) -> list[str]:
         slots = max(1, self.settings.replicas * _SLOTS_PER_REPLICA)
-        return [server_template(f"tasks.{self.names.web(colour)}:{self.settings.app_port}", slots)]
+        return [server_template(f"tasks.{self.names.web(color)}:{self.settings.app_port}", slots)]
 
     # --- one-off jobs ----------------------------------------------------------------------------
 

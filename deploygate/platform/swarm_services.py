@@ -16,7 +16,7 @@ from deploygate.platform.base import INSTANCE
 from deploygate.platform.specs import ContainerSpec, Port
 from deploygate.platform.specs import Mount as SpecMount
 
-# Labels of our own on the services: how many replicas a colour runs when it runs, whether
+# Labels of our own on the services: how many replicas a color runs when it runs, whether
 # its image declares a HEALTHCHECK (Swarm then holds a task in "starting" until it is healthy).
 REPLICAS_LABEL = "deploygate.replicas"
 HEALTHCHECK_LABEL = "deploygate.healthcheck"

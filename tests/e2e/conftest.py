@@ -178,7 +178,7 @@ def assert_back_on_v1(platform: Platform, e2e_stack: config.Settings, proxy: Pro
         body = requests.get(f"{proxy.url}/health/detailed/", timeout=10).json()
         assert body["status"] == "healthy" and body["release"]["name"] == "v1"
         assert body["migrations"]["pending"] == 0 and body["migrations"]["unknown_applied"] == [], body["migrations"]
-        assert platform.colour("green") is None
+        assert platform.color("green") is None
         db = platform.database()
         with connect(db) as conn:
             columns = {r[0] for r in conn.execute(
@@ -194,16 +194,16 @@ def assert_back_on_v1(platform: Platform, e2e_stack: config.Settings, proxy: Pro
 
 @pytest.fixture
 def assert_converged(platform: Platform, e2e_stack: config.Settings, proxy: Proxy):
-    """Whatever the deploy decided: one healthy colour serves, the schema is its release's, no written row lost.
+    """Whatever the deploy decided: one healthy color serves, the schema is its release's, no written row lost.
 
-    Returns the colour that serves.
+    Returns the color that serves.
     """
 
     def check(created_ids: list[int]) -> str:
         live = proxy.current()
         assert live is not None and not live.hold, live
         proxy.verify(live.color)
-        serving = platform.colour(live.color)
+        serving = platform.color(live.color)
         image = Image(tag=serving.release, id=serving.image_id, built=False)
         plan = Prober.configured(platform, e2e_stack, image, app_environment(platform, e2e_stack)).plan()
         # Names a squash replaces, or of apps no longer installed, are history: at_release ignores them.

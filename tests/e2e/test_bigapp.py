@@ -142,16 +142,16 @@ def _applied(platform: Platform, apps: tuple[str, ...] = ("accounts", "catalog",
     return {f"{app}.{name}" for app, name in rows}
 
 
-def _plan(platform: Platform, settings: config.Settings, colour: str):
-    state = platform.colour(colour)
+def _plan(platform: Platform, settings: config.Settings, color: str):
+    state = platform.color(color)
     image = Image(tag=state.release, id=state.image_id, built=False)
     return Prober.configured(platform, settings, image, production.app_environment(platform, settings)).plan()
 
 
-def _at_release(platform: Platform, settings: config.Settings, colour: str, squashed_by: dict | None = None) -> tuple[bool, list[str]]:
-    """Whether ``colour``'s release sees its own schema; ``squashed_by``: another release's squashes, which its
+def _at_release(platform: Platform, settings: config.Settings, color: str, squashed_by: dict | None = None) -> tuple[bool, list[str]]:
+    """Whether ``color``'s release sees its own schema; ``squashed_by``: another release's squashes, which its
     migrate recorded over this release's migrations (history, as rollback_verify judges it)."""
-    plan = _plan(platform, settings, colour)
+    plan = _plan(platform, settings, color)
     if squashed_by:
         plan = plan.judged_with(squashed_by)
     return plan.at_release, plan.unknown_applied
@@ -162,7 +162,7 @@ def test_up_seeds_through_the_models_own_code_and_starts_the_worker(dgb, bigapp,
     assert run.code == 0, run.output[-3000:]
     answer = requests.get(f"{Proxy(bigapp_settings, bigapp).url}/-/health", timeout=10)
     assert (answer.status_code, answer.text) == (200, "ok")
-    blue = bigapp.colour("blue")
+    blue = bigapp.color("blue")
     assert blue.release == "1" and blue.processes == {"worker": "running"}, blue
     with connect(bigapp.database()) as conn:
         assert conn.execute("SELECT count(*) FROM sales_order").fetchone()[0] == 300
@@ -199,7 +199,7 @@ def test_index_only_release_deploys_and_rolls_back_on_a_squashed_history(dgb, bi
         assert not report["exceptions"], report["exceptions"]
         unproven = [(row["gate"], row["name"], row["verdict"]) for row in report["gates"] if row["verdict"] not in (PASSED, NOT_REPORTED)]
         assert not unproven, unproven
-        green = bigapp.colour("green")
+        green = bigapp.color("green")
         assert green.release == "2" and green.processes == {"worker": "running"}
         assert "post_proxy ok" in deployed.output
         # Django recorded the squashes as applied; the names they replace stay, unknown to release 2's graph.
@@ -216,7 +216,7 @@ def test_index_only_release_deploys_and_rolls_back_on_a_squashed_history(dgb, bi
     assert len(responses) > 100 and not failed, failed[:3]
     live = proxy.current()
     assert (live.color, live.release, live.hold) == ("blue", "1", False)
-    assert bigapp.colour("green") is None and bigapp.colour("blue").processes == {"worker": "running"}
+    assert bigapp.color("green") is None and bigapp.color("blue").processes == {"worker": "running"}
     at_release, unknown = _at_release(bigapp, bigapp_settings, "blue", squashed_by=squashes)
     assert at_release, f"production's schema is not release 1's: unknown {unknown}"
     assert _originals() <= _applied(bigapp)

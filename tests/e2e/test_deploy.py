@@ -89,9 +89,9 @@ def test_a_failing_app_check_rolls_back_with_its_own_message(dg, traffic, assert
     assert_back_on_v1(created)
 
 
-def test_the_new_colour_vanishing_after_migrate_rolls_back(dg, traffic, assert_back_on_v1, platform) -> None:
+def test_the_new_color_vanishing_after_migrate_rolls_back(dg, traffic, assert_back_on_v1, platform) -> None:
     # The engine, not a gate, fails the next step: green's container is gone (removed behind the deploy's back).
-    run = dg.act_after("   migrate ok", lambda: platform.client.containers.get(platform.colour_name("green")).remove(force=True),
+    run = dg.act_after("   migrate ok", lambda: platform.client.containers.get(platform.color_name("green")).remove(force=True),
                        "deploy", "--candidate", "v2-safe")  # fmt: skip
     assert run.code == 1, run.output[-3000:]
     # Whichever step meets the vanished container first (green may have been healthy already) fails it.

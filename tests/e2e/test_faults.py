@@ -16,7 +16,7 @@ import pytest
 
 from deploygate.database import DatabaseAddress, connect
 from deploygate.fingerprint import fingerprint
-from deploygate.platform import COLOURS
+from deploygate.platform import COLORS
 from deploygate.platform.engine import DOCKERD_PIDFILE, ensure_engine, started_here
 from deploygate.waiting import wait_until
 from tests.e2e.conftest import report_of
@@ -63,7 +63,7 @@ def test_no_room_for_the_backup_refuses_without_touching_production(dg, platform
     assert "rolling back" not in run.output
     after = fingerprint(platform.database(), schemas=("public",))
     assert {t.name: (t.rows, t.row_hash) for t in before.values()} == {t.name: (t.rows, t.row_hash) for t in after.values()}
-    assert platform.colour("green") is None and report_of(run.output)["record"]["outcome"] == "refused"
+    assert platform.color("green") is None and report_of(run.output)["record"]["outcome"] == "refused"
 
 
 def test_candidate_removed_between_predeploy_and_deploy_is_refused(dg, platform, assert_back_on_v1) -> None:
@@ -106,7 +106,7 @@ def test_engine_restarted_in_the_monitoring_window_converges(dg, traffic, platfo
     def restart() -> None:
         # Asked while the engine answers: where the database is, and the app's containers' addresses.
         db = platform.database()
-        clients = [r.address for state in map(platform.colour, COLOURS) if state for r in state.replicas if r.address]
+        clients = [r.address for state in map(platform.color, COLORS) if state for r in state.replicas if r.address]
         restarted["at"] = time.time()
         # The app's connections are ended while the engine is down, so the app opens new ones then,
         # every time: without it the fault shows only when a connection happens to reach CONN_MAX_AGE

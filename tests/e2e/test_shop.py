@@ -99,8 +99,8 @@ def _thing_ids_present(platform: Platform, ids: list[int]) -> int:
         return conn.execute("SELECT count(*) FROM catalog_thing WHERE id = ANY(%s)", [ids]).fetchone()[0]
 
 
-def _at_release(platform: Platform, settings: config.Settings, colour: str) -> bool:
-    state = platform.colour(colour)
+def _at_release(platform: Platform, settings: config.Settings, color: str) -> bool:
+    state = platform.color(color)
     image = Image(tag=state.release, id=state.image_id, built=False)
     return Prober.configured(platform, settings, image, production.app_environment(platform, settings)).plan().at_release
 
@@ -111,7 +111,7 @@ def test_up_from_an_image_reference_with_a_worker_and_plain_text_health(dgs, sho
     proxy = Proxy(shop_settings, shop)
     answer = requests.get(f"{proxy.url}/healthz", timeout=10)
     assert answer.status_code == 200 and answer.text.strip() == "ok" and answer.headers["Content-Type"].startswith("text/plain")
-    blue = shop.colour("blue")
+    blue = shop.color("blue")
     assert blue.release == "1" and blue.processes == {"worker": "running"}, blue
     status = dgs.run("status")
     assert status.code == 0 and "(no detail reported)" in status.output, status.output
@@ -147,9 +147,9 @@ def test_release_2_deploys_under_traffic_then_a_forced_rollback_restores_release
     try:
         deployed = dgs.run("deploy", "--candidate", "dgshop:2")
         assert deployed.code == 0, deployed.output[-3000:]
-        green = shop.colour("green")
+        green = shop.color("green")
         assert green.release == "2" and green.processes == {"worker": "running"}
-        assert shop.colour("blue").processes == {"worker": "exited"}, "release 1's worker must stop with it"
+        assert shop.color("blue").processes == {"worker": "exited"}, "release 1's worker must stop with it"
         assert _at_release(shop, shop_settings, "green")
         assert "post_proxy ok" in deployed.output
         back = dgs.run("rollback")
@@ -163,7 +163,7 @@ def test_release_2_deploys_under_traffic_then_a_forced_rollback_restores_release
     assert len(responses) > 100 and not failed, failed[:3]
     live = proxy.current()
     assert (live.color, live.release, live.hold) == ("blue", "1", False)
-    assert shop.colour("green") is None and shop.colour("blue").processes == {"worker": "running"}
+    assert shop.color("green") is None and shop.color("blue").processes == {"worker": "running"}
     assert _at_release(shop, shop_settings, "blue")
     assert _thing_ids_present(shop, created) == len(created), "a thing written during the deploy is gone"
 

@@ -32,8 +32,8 @@ def test_the_app_joins_the_teams_overlay_and_gets_its_host_entries(platform: Swa
     image = platform.resolve_image("v1", say=lambda message: None)
     # A network that does not exist: one line, and no service created.
     with pytest.raises(StackError, match=rf"^app.networks: no network named {project}_nosuchnet on the swarm"):
-        _with(platform, app_networks=(f"{project}_nosuchnet",)).start_colour("green", image, prod.app_environment(platform, platform.settings))
-    assert platform.colour("green") is None
+        _with(platform, app_networks=(f"{project}_nosuchnet",)).start_color("green", image, prod.app_environment(platform, platform.settings))
+    assert platform.color("green") is None
 
     network = platform.manager.networks.create(team, driver="overlay", attachable=True, labels=labels)
     helper = platform._by_reference("deploygate/python:3.11")
@@ -41,7 +41,7 @@ def test_the_app_joins_the_teams_overlay_and_gets_its_host_entries(platform: Swa
                                                endpoint_spec=EndpointSpec(mode="dnsrr"), labels=labels)  # fmt: skip
     swarm = _with(platform, app_networks=(team,), app_extra_hosts={"redis.internal": "10.0.0.5"})
     try:
-        swarm.start_colour("green", image, prod.app_environment(swarm, swarm.settings))
+        swarm.start_color("green", image, prod.app_environment(swarm, swarm.settings))
         swarm.wait_healthy("green", timeout=180)
         template = swarm._service(swarm.names.web("green")).attrs["Spec"]["TaskTemplate"]
         assert {n["Target"] for n in template["Networks"]} == {swarm._network_id(), network.id}
@@ -52,7 +52,7 @@ def test_the_app_joins_the_teams_overlay_and_gets_its_host_entries(platform: Swa
         job = swarm.run_job(image.tag, ["python", "-c", "import socket; print(socket.gethostbyname('redis.internal'))"], environment={})
         assert job.last_line == "10.0.0.5", job.output
     finally:
-        swarm.remove_colour("green")
+        swarm.remove_color("green")
         service.remove()
 
         def removed() -> bool:

@@ -100,7 +100,7 @@ def test_deploy_and_rollback_on_an_existing_server(swarm_overrides, existing_ser
         # v1 is back on blue with its schema, and every row written through deploy and rollback is kept.
         live = proxy.current()
         assert live is not None and (live.color, live.release, live.hold) == ("blue", "v1", False), live
-        assert platform.colour("green") is None
+        assert platform.color("green") is None
         with connect(platform.database()) as conn:
             columns = {r[0] for r in conn.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = 'unified_db_personlink'").fetchall()}  # fmt: skip

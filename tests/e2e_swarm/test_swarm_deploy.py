@@ -31,13 +31,13 @@ def _per_node(probes: dict[str, TrafficProbe], *, allow_5xx: bool = False) -> tu
         if not allow_5xx:
             errors = [r for r in responses if r.status >= 500]
             assert not errors, f"{len(errors)} requests through {url} failed, e.g. {errors[0]}"
-        counts[url] = f"{len(responses)} requests, {sum(r.failed for r in responses)} failed, colours {dict(Counter(r.color for r in responses))}"
+        counts[url] = f"{len(responses)} requests, {sum(r.failed for r in responses)} failed, colors {dict(Counter(r.color for r in responses))}"
         created += [r.created_id for r in responses if r.created_id is not None]
     return counts, created
 
 
 def test_production_runs_two_replicas_behind_a_proxy_on_each_node(platform, proxy) -> None:
-    blue = platform.colour("blue")
+    blue = platform.color("blue")
     assert blue is not None and blue.healthy and len(blue.replicas) == 2, blue
     # Spread over both nodes: each replica is reached at its own node's address.
     assert len({r.address for r in blue.replicas}) == 2, blue.replicas
@@ -95,13 +95,13 @@ def test_v2_safe_deploys_two_replicas_with_zero_failed_requests_through_both_nod
     run = dg.run("deploy", "--candidate", "v2-safe")
     assert run.code == 0, run.output[-3000:]
     assert "DEPLOYMENT SUCCESSFUL" in run.output
-    green = platform.colour("green")
+    green = platform.color("green")
     assert green is not None and green.healthy and green.release == "v2-safe" and len(green.replicas) == 2, green
     assert len({r.address for r in green.replicas}) == 2, green.replicas
     for url in proxy.urls:
         assert requests.get(f"{url}/health/", timeout=10).headers.get(COLOR_HEADER) == "green", url
     counts, _created = _per_node(traffic)
-    # What each node's proxy logged during the deploy, per colour: both served, both switched.
+    # What each node's proxy logged during the deploy, per color: both served, both switched.
     logged = {name: dict(Counter(r.color for r in read_access_log(dirs.access_log, since=started))) for name, dirs in proxy.instances.items()}
     assert all(c.get("blue") and c.get("green") for c in logged.values()), logged
     summary = report_of(run.output)["traffic"]["summary"]

@@ -1,6 +1,6 @@
 """A real HAProxy container in front of two real upstream containers, switched through its runtime API.
 
-The rig (project ``dghaproxy``) is a network, one small keep-alive app per colour, and the
+The rig (project ``dghaproxy``) is a network, one small keep-alive app per color, and the
 proxy, all labelled and removed afterwards. Each test starts from blue serving, no hold.
 The rig is the test's own, not a production: it is built with the docker SDK directly
 (the Platform runs production's parts, not a proxy beside two throwaway apps).
@@ -56,7 +56,7 @@ class Rig:
     def start_upstream(self, color: str) -> docker.models.containers.Container:
         return self.client.containers.run(
             self.python_image,
-            ["python3", "/srv/colour_app.py"],
+            ["python3", "/srv/color_app.py"],
             name=self.upstream_name(color),
             detach=True,
             network=self.network,
@@ -158,7 +158,7 @@ def test_switching_under_keepalive_load_with_posts_loses_nothing(rig: Rig) -> No
     assert by_color["blue"] > 100 and by_color["green"] > 100, by_color
     assert Counter(s.method for s in samples)["POST"] >= len(samples) // 4 - 16
 
-    # One access-log line per request, with the colour the client was told.
+    # One access-log line per request, with the color the client was told.
     def logged() -> list:
         records = [r for r in read_access_log(rig.dirs.access_log, since=started - 1) if run in r.uri]
         return records if len(records) >= len(samples) else []
@@ -177,7 +177,7 @@ def test_hold_is_answered_by_the_proxy_with_retry_after_and_logged_as_hold(rig: 
         assert status == 503
         assert headers["retry-after"] == "17" and headers["x-deploygate-color"] == "hold"
         assert json.loads(body) == {"status": "maintenance", "retry_after": 17}
-    haproxy.route(rig.dirs, "green")  # the colour changes behind the hold: still held
+    haproxy.route(rig.dirs, "green")  # the color changes behind the hold: still held
     assert _get(conn, "GET", "/held-after-route")[0] == 503
     haproxy.release_hold(rig.dirs)
     status, headers, body = _get(conn, "GET", "/released")  # the same kept-alive connection
@@ -226,7 +226,7 @@ def test_a_restarted_or_killed_proxy_routes_as_the_state_on_disk(rig: Rig) -> No
     assert after[len(before) :].count("# deploygate: haproxy starting") == 2
 
 
-def test_a_recreated_colour_is_found_again_and_an_absent_one_is_never_routed_to(rig: Rig) -> None:
+def test_a_recreated_color_is_found_again_and_an_absent_one_is_never_routed_to(rig: Rig) -> None:
     rig.upstream("green").remove(force=True)
     wait_until(lambda: not haproxy.ready_servers(rig.dirs, "green"), timeout=30, what="green to be down in the proxy")
     with pytest.raises(ProxyError, match="not routing to green, nothing changed"):

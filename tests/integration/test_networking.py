@@ -34,7 +34,7 @@ def team_network(production: Production) -> Iterator[str]:
                                     network=name, detach=True, labels={PROJECT_LABEL: production.settings.project})  # fmt: skip
     yield name
     service.remove(force=True)
-    production.platform.remove_colour("green")
+    production.platform.remove_color("green")
     network.remove()
 
 
@@ -51,7 +51,7 @@ def _run(container, argv: list[str]) -> str:
 def test_the_app_joins_the_teams_network_and_gets_its_host_entries(production: Production, team_network: str) -> None:
     platform = _with(production, app_networks=(team_network,), app_extra_hosts={"redis.internal": "10.0.0.5"})
     image = platform.resolve_image("v1", say=lambda message: None)
-    platform.start_colour("green", image, prod.app_environment(platform, production.settings))
+    platform.start_color("green", image, prod.app_environment(platform, production.settings))
     platform.wait_healthy("green", timeout=60)
     green = platform.client.containers.get(platform.names.web("green"))
     assert set(green.attrs["NetworkSettings"]["Networks"]) == {platform.names.network, team_network}
@@ -69,9 +69,9 @@ def test_a_missing_network_is_one_line_before_anything_is_created(production: Pr
     platform = _with(production, app_networks=(missing,))
     image = platform.resolve_image("v1", say=lambda message: None)
     with pytest.raises(StackError, match=rf"^app.networks: no network named {missing} on this Docker engine; ") as raised:
-        platform.start_colour("green", image, prod.app_environment(platform, production.settings))
+        platform.start_color("green", image, prod.app_environment(platform, production.settings))
     assert "\n" not in str(raised.value)
-    assert platform.colour("green") is None
+    assert platform.color("green") is None
     # `up` of a new production says it before creating its network, volume or database.
     fresh = DockerHost(platform.client, production.settings.replace(project=f"{production.settings.project}x", app_networks=(missing,)))
     with pytest.raises(StackError, match="no network named"):
@@ -113,23 +113,23 @@ def moving_production(production: Production, tmp_path_factory: pytest.TempPathF
         prod.down(platform, settings, volumes=True)
 
 
-def test_a_stale_pin_is_fixed_when_a_colour_resumes(moving_production: Production) -> None:
+def test_a_stale_pin_is_fixed_when_a_color_resumes(moving_production: Production) -> None:
     production = moving_production
     platform = _with(production)
     image = platform.resolve_image("v1", say=lambda message: None)
-    platform.start_colour("green", image, prod.app_environment(platform, production.settings))
+    platform.start_color("green", image, prod.app_environment(platform, production.settings))
     platform.wait_healthy("green", timeout=60)
-    platform.stop_colour("green")
+    platform.stop_color("green")
     moved = _move_database(platform)
     # Blue serves on: its pin is stale now, and resuming it (as a rollback does) rewrites the entry in place.
     blue = platform.client.containers.get(platform.names.web("blue"))
-    platform.resume_colour("blue")
+    platform.resume_color("blue")
     assert platform.client.containers.get(platform.names.web("blue")).id == blue.id
     assert pinned_addresses(_run(blue, ["cat", "/etc/hosts"]))[platform.names.db] == moved
     wait_until(lambda: requests.get(f"{production.url}/health/", timeout=5).status_code == 200, timeout=30, what="blue to reach its database")
     # Green, stopped with the old address, is created again with the new one when it resumes.
     stale = platform.client.containers.get(platform.names.web("green")).id
-    platform.resume_colour("green")
+    platform.resume_color("green")
     green = platform.client.containers.get(platform.names.web("green"))
     assert green.id != stale and extra_hosts_of(green.attrs["HostConfig"]["ExtraHosts"])[platform.names.db] == moved
     assert platform.wait_healthy("green", timeout=60).release == "v1"

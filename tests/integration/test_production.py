@@ -34,7 +34,7 @@ def test_person_link_count_equals_the_seed_size(production: Production) -> None:
     assert table_count(production.db, "unified_db_personlink") == TEST_SEED_ROWS
 
 
-def test_created_link_is_readable_back_and_logged_per_colour(production: Production) -> None:
+def test_created_link_is_readable_back_and_logged_per_color(production: Production) -> None:
     started = time.time()
     member_id = requests.get(f"{production.url}/api/links/?page_size=50", timeout=10).json()["results"]
     member_id = next(item["member"]["id"] for item in member_id if item["member"])
@@ -65,24 +65,24 @@ def test_status_names_the_live_release(production: Production) -> None:
     current = prod.status(production.platform, production.settings)
     assert current.live is not None and (current.live.color, current.live.release) == ("blue", "v1")
     assert current.health.ok and current.health.detail["status"] == "healthy"
-    assert current.parts[production.platform.colour_name("blue")].startswith("healthy")
+    assert current.parts[production.platform.color_name("blue")].startswith("healthy")
 
 
 @pytest.fixture
 def green_of(production: Production) -> Iterator:
-    """Start a release as the (unrouted) green colour against the un-migrated v1 schema."""
+    """Start a release as the (unrouted) green color against the un-migrated v1 schema."""
     platform = production.platform
 
     def start(release: str) -> str:
         image = platform.resolve_image(release, say=lambda message: None)
-        state = platform.start_colour("green", image, prod.app_environment(platform, production.settings))
+        state = platform.start_color("green", image, prod.app_environment(platform, production.settings))
         base = state.urls(production.settings.app_port)[0]
         # any status will do: a 503 is an answer
         wait_until(lambda: requests.get(f"{base}/health/", timeout=5).status_code, timeout=60, what=f"{release} to answer HTTP")
         return base
 
     yield start
-    platform.remove_colour("green")
+    platform.remove_color("green")
 
 
 def test_v2_fails_against_the_v1_schema(green_of) -> None:
@@ -114,13 +114,13 @@ def exiting_image(production: Production) -> Iterator[Image]:
     tag = f"{production.settings.project}-exits:1"
     built, _ = client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True)
     yield Image(tag=tag, id=built.id, built=True)
-    production.platform.remove_colour("green")
+    production.platform.remove_color("green")
     client.images.remove(tag, force=True)
 
 
-def test_a_colour_that_exits_is_reported_at_once_with_its_logs(production: Production, exiting_image: Image) -> None:
+def test_a_color_that_exits_is_reported_at_once_with_its_logs(production: Production, exiting_image: Image) -> None:
     platform = production.platform
-    platform.start_colour("green", exiting_image, prod.app_environment(platform, production.settings))
+    platform.start_color("green", exiting_image, prod.app_environment(platform, production.settings))
     started = time.monotonic()
     # A long timeout: only a wait that fails on the exit itself (not on the deadline) raises StackError.
     with pytest.raises(StackError, match=r"exited .*: .*release broken at start"):

@@ -1,8 +1,8 @@
 """An in-memory production for unit tests of the deploy: a fake Platform and fakes of every other ``Services`` part.
 
-``World`` is the one state they share: the colours, where the proxy routes, the ledger, the
+``World`` is the one state they share: the colors, where the proxy routes, the ledger, the
 applied migrations, and the calls every fake took in order. A test injects a failure with
-``world.fail("platform.start_colour", error)`` and an action (a stop signal, an abort request)
+``world.fail("platform.start_color", error)`` and an action (a stop signal, an abort request)
 with ``world.on("proxy.route", action)``; each fake names its calls the same way.
 """
 
@@ -26,7 +26,7 @@ from deploygate.errors import StackError
 from deploygate.gate_result import FAILED, CheckResult, GateResult, now_iso
 from deploygate.health import HealthSample
 from deploygate.ledger import Entry
-from deploygate.platform.base import ColourState, Platform, Replica
+from deploygate.platform.base import ColorState, Platform, Replica
 from deploygate.platform.images import Image
 from deploygate.probe import MigrateResult, MigrationPlan, parse_migrate, parse_plan
 from deploygate.proxy import AccessRecord, Route
@@ -59,14 +59,14 @@ class World:
 
     applied: list[str] = field(default_factory=lambda: list(RELEASES["v1"]))
     ledger: list[Entry] = field(default_factory=list)
-    route: Route | None = None  # release is not kept here: the proxy reads it from the colour
-    colours: dict[str, ColourState] = field(default_factory=dict)
+    route: Route | None = None  # release is not kept here: the proxy reads it from the color
+    colors: dict[str, ColorState] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     faults: dict[str, BaseException] = field(default_factory=dict)
     actions: dict[str, Callable[[], None]] = field(default_factory=dict)
     gate_failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # gate -> (check, category)
     migrate_fails_at: str | None = None  # the migration whose apply fails (the ones before it stay applied)
-    unhealthy: set[str] = field(default_factory=set)  # colours whose replicas never become healthy
+    unhealthy: set[str] = field(default_factory=set)  # colors whose replicas never become healthy
     access: list[AccessRecord] = field(default_factory=list)
     health_ok: bool = True
     checksum_moves: bool = False  # production's content changes under a dry run
@@ -90,7 +90,7 @@ class World:
     # --- what a test asserts on
     @property
     def serving(self) -> str | None:
-        """The colour users reach ("hold" during a maintenance hold)."""
+        """The color users reach ("hold" during a maintenance hold)."""
         if self.route is None:
             return None
         return "hold" if self.route.hold else self.route.color
@@ -106,12 +106,12 @@ def _release(image: Image) -> str:
     return image.tag.rsplit(":", 1)[-1]
 
 
-def _replicas(colour: str, state: str, health: str) -> tuple[Replica, ...]:
-    return (Replica(name=f"app_{colour}_1", state=state, health=health, address=f"10.0.0.{len(colour)}"),)
+def _replicas(color: str, state: str, health: str) -> tuple[Replica, ...]:
+    return (Replica(name=f"app_{color}_1", state=state, health=health, address=f"10.0.0.{len(color)}"),)
 
 
 class FakePlatform:
-    """The ``Platform`` interface in memory: colours are ``ColourState``s in the world."""
+    """The ``Platform`` interface in memory: colors are ``ColorState``s in the world."""
 
     kind = "fake"
     network_name = "app_net"
@@ -120,8 +120,8 @@ class FakePlatform:
     def __init__(self, world: World, settings: Settings) -> None:
         self.world, self.settings = world, settings
 
-    def colour_name(self, colour: str) -> str:
-        return f"app_{colour}"
+    def color_name(self, color: str) -> str:
+        return f"app_{color}"
 
     def wait_ready(self, timeout: float) -> None:
         self.world.touch("platform.wait_ready")
@@ -146,51 +146,51 @@ class FakePlatform:
     def database_image(self) -> str:
         return "sha256:postgres"
 
-    def colour(self, colour: str) -> ColourState | None:
-        return self.world.colours.get(colour)
+    def color(self, color: str) -> ColorState | None:
+        return self.world.colors.get(color)
 
-    def _set(self, colour: str, release: str, image_id: str, state: str, processes: Mapping[str, str]) -> ColourState:
-        health = "unhealthy" if colour in self.world.unhealthy else "healthy"
-        self.world.colours[colour] = ColourState(colour, release, image_id, _replicas(colour, state, health), dict(processes))
-        return self.world.colours[colour]
+    def _set(self, color: str, release: str, image_id: str, state: str, processes: Mapping[str, str]) -> ColorState:
+        health = "unhealthy" if color in self.world.unhealthy else "healthy"
+        self.world.colors[color] = ColorState(color, release, image_id, _replicas(color, state, health), dict(processes))
+        return self.world.colors[color]
 
-    def start_colour(self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None) -> ColourState:
-        self.world.touch(f"platform.start_colour {colour}")
-        return self._set(colour, _release(image), image.id, "running", {name: "running" for name in processes or {}})
+    def start_color(self, color: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None) -> ColorState:
+        self.world.touch(f"platform.start_color {color}")
+        return self._set(color, _release(image), image.id, "running", {name: "running" for name in processes or {}})
 
-    def start_processes(self, colour: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
-        self.world.touch(f"platform.start_processes {colour}")
-        state = self.world.colours[colour]
-        self.world.colours[colour] = ColourState(colour, state.release, state.image_id, state.replicas, {n: "running" for n in processes})
+    def start_processes(self, color: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
+        self.world.touch(f"platform.start_processes {color}")
+        state = self.world.colors[color]
+        self.world.colors[color] = ColorState(color, state.release, state.image_id, state.replicas, {n: "running" for n in processes})
 
-    def stop_processes(self, colour: str) -> None:
-        self.world.touch(f"platform.stop_processes {colour}")
-        state = self.world.colours[colour]
-        self.world.colours[colour] = ColourState(colour, state.release, state.image_id, state.replicas, {n: "exited" for n in state.processes})
+    def stop_processes(self, color: str) -> None:
+        self.world.touch(f"platform.stop_processes {color}")
+        state = self.world.colors[color]
+        self.world.colors[color] = ColorState(color, state.release, state.image_id, state.replicas, {n: "exited" for n in state.processes})
 
-    def resume_colour(self, colour: str, *, processes: bool = True) -> ColourState:
-        self.world.touch(f"platform.resume_colour {colour}")
-        state = self.world.colours[colour]
-        return self._set(colour, state.release, state.image_id, "running", {n: "running" if processes else s for n, s in state.processes.items()})
+    def resume_color(self, color: str, *, processes: bool = True) -> ColorState:
+        self.world.touch(f"platform.resume_color {color}")
+        state = self.world.colors[color]
+        return self._set(color, state.release, state.image_id, "running", {n: "running" if processes else s for n, s in state.processes.items()})
 
-    def stop_colour(self, colour: str) -> None:
-        self.world.touch(f"platform.stop_colour {colour}")
-        state = self.world.colours[colour]
-        self._set(colour, state.release, state.image_id, "exited", {n: "exited" for n in state.processes})
+    def stop_color(self, color: str) -> None:
+        self.world.touch(f"platform.stop_color {color}")
+        state = self.world.colors[color]
+        self._set(color, state.release, state.image_id, "exited", {n: "exited" for n in state.processes})
 
-    def remove_colour(self, colour: str) -> None:
-        self.world.touch(f"platform.remove_colour {colour}")
-        self.world.colours.pop(colour, None)
+    def remove_color(self, color: str) -> None:
+        self.world.touch(f"platform.remove_color {color}")
+        self.world.colors.pop(color, None)
 
-    def wait_healthy(self, colour: str, timeout: float) -> ColourState:
-        self.world.touch(f"platform.wait_healthy {colour}")
-        state = self.world.colours.get(colour)
+    def wait_healthy(self, color: str, timeout: float) -> ColorState:
+        self.world.touch(f"platform.wait_healthy {color}")
+        state = self.world.colors.get(color)
         if state is None or not state.healthy:
-            raise StackError(f"app_{colour} did not become healthy")
+            raise StackError(f"app_{color} did not become healthy")
         return state
 
-    def upstreams(self, colour: str) -> list[str]:
-        return [f"app_{colour}:8000"]
+    def upstreams(self, color: str) -> list[str]:
+        return [f"app_{color}:8000"]
 
     def proxy_instances(self) -> list[str]:
         return [""]
@@ -220,8 +220,8 @@ class FakeProxy:
         route = self.world.route
         if route is None:
             return None
-        colour = self.platform.colour(route.color)
-        return Route(route.color, colour.release if colour else "", route.hold)
+        color = self.platform.color(route.color)
+        return Route(route.color, color.release if color else "", route.hold)
 
     def route(self, color: str, *, fresh: bool = False) -> None:
         self.world.touch(f"proxy.route {color}")
@@ -233,7 +233,7 @@ class FakeProxy:
 
     def verify(self, color: str) -> None:
         self.world.touch(f"proxy.verify {color}")
-        state = self.platform.colour(color)
+        state = self.platform.color(color)
         if self.world.serving != color or state is None or not state.running:
             raise StackError(f"through the proxy /health/ is not answered by {color}")
 

@@ -97,8 +97,8 @@ def test_run_python_is_told_to_get_a_reverse_only_without_one() -> None:
 def test_a_column_added_nullable_is_already_the_safe_form() -> None:
     nullable = OperationChange("AddField", after=FieldFacts("varchar(30)", null=True, unique=False))
     not_null = OperationChange("AddField", after=FieldFacts("varchar(10)", null=False, unique=False))
-    sql = ["--", "-- Add field colour to item", "--", 'ALTER TABLE "shop_item" ADD COLUMN "colour" varchar(30) NULL;']
-    assert advice.advice_for(_plan(PlanStep("s", "0002_x", ["Add field colour to item"], ["AddField"], True, True, sql, [nullable]))) == []
+    sql = ["--", "-- Add field color to item", "--", 'ALTER TABLE "shop_item" ADD COLUMN "color" varchar(30) NULL;']
+    assert advice.advice_for(_plan(PlanStep("s", "0002_x", ["Add field color to item"], ["AddField"], True, True, sql, [nullable]))) == []
     (line,) = advice.advice_for(_plan(PlanStep("s", "0002_x", ["Add field unit to item"], ["AddField"], True, True, ADD_UNIT_SQL, [not_null])))
     assert advice.ADVICE["AddField"] in line
 

@@ -11,7 +11,7 @@ def _stats(requests: int, no_answer: int = 0, errors: int = 0, p99: float | None
     return WindowStats(requests, no_answer, errors, requests // 4, 0, 5.0 if p99 else None, p99, colors or {"blue": requests})
 
 
-def test_nginx_baseline_routes_to_one_colour_with_deploygates_keepalive_settings() -> None:
+def test_nginx_baseline_routes_to_one_color_with_deploygates_keepalive_settings() -> None:
     text = bench_switch.render_nginx("dgswitch_web_green", 8000, "green")
     assert "server dgswitch_web_green:8000;" in text and "keepalive 16;" in text
     assert "worker_shutdown_timeout 30s;" in text and 'proxy_set_header Connection "";' in text
@@ -27,7 +27,7 @@ def test_goal_needs_no_failure_and_a_p99_ratio_within_two() -> None:
     assert SwitchRun(bench_switch.HAPROXY, 16, 50, _stats(0, p99=None), _stats(300), 7.0).p99_ratio is None
 
 
-def test_render_has_a_row_per_run_and_the_colours_served() -> None:
+def test_render_has_a_row_per_run_and_the_colors_served() -> None:
     run = SwitchRun(
         bench_switch.HAPROXY, 64, 50, _stats(100, colors={"blue": 40, "green": 60}), _stats(300, colors={"blue": 200, "green": 100}), 7.0,
         log={"log_lines": 400, "answered": 400, "dropped_logs": 0},

@@ -42,9 +42,9 @@ def test_a_deploy_runs_its_steps_in_order_and_leaves_the_candidate_serving(produ
                                    "migrate", "green_healthy", "post_green", "switch", "monitor", "post_proxy", "finish"]
     assert world.serving == "green" and world.applied == RELEASES["v2"]
     assert world.deploy_outcomes() == ["started", "migrated", "switched", "succeeded"]
-    assert world.colours["blue"].running is False  # kept, stopped, for a rollback
+    assert world.colors["blue"].running is False  # kept, stopped, for a rollback
     # The backup is taken before anything is started; traffic moves only after green's post checks.
-    assert world.calls.index("backups.take_backup") < world.calls.index("platform.start_colour green")
+    assert world.calls.index("backups.take_backup") < world.calls.index("platform.start_color green")
     assert world.calls.index("gates.run_gate post_green") < world.calls.index("proxy.route green")
 
 
@@ -52,7 +52,7 @@ def test_a_dry_run_changes_nothing(production: Production) -> None:
     result = _deploy(production, Request("v2", dry_run=True))
     assert result.outcome is Outcome.DRY_RUN and _stages(production)[-1] == "dry_run"
     assert production.world.ledger == [] and production.world.serving == "blue" and production.world.applied == RELEASES["v1"]
-    assert "platform.start_colour green" not in production.world.calls
+    assert "platform.start_color green" not in production.world.calls
 
 
 def test_a_dry_run_that_sees_production_change_fails(production: Production) -> None:
@@ -85,14 +85,14 @@ BEFORE_PRODUCTION = {
     "window": lambda p: p.world.fail("data.max_ids", StackError("production does not answer")),
 }
 AFTER_PRODUCTION = {
-    "green": lambda p: p.world.fail("platform.start_colour green", StackError("port taken")),
+    "green": lambda p: p.world.fail("platform.start_color green", StackError("port taken")),
     "migrate": lambda p: setattr(p.world, "migrate_fails_at", "catalog.0002_price"),
     "green_healthy": lambda p: p.world.unhealthy.add("green"),
     "post_green": lambda p: p.world.gate_failures.update(post_green=[("test_ok", "health")]),
     "switch": lambda p: p.world.fail("proxy.route green", StackError("the runtime API refused")),
     "monitor": lambda p: p.world.access.extend(AccessRecord(2e9, "green", "GET", "/", 500, 0.1) for _ in range(11)),
     "post_proxy": lambda p: p.world.gate_failures.update(post_proxy=[("test_ok", "health")]),
-    "finish": lambda p: p.world.fail("platform.stop_colour blue", StackError("the engine went away")),
+    "finish": lambda p: p.world.fail("platform.stop_color blue", StackError("the engine went away")),
 }
 
 
@@ -114,7 +114,7 @@ def test_a_step_failing_before_production_was_touched_is_a_refusal(production: P
         _deploy(production, Request("v2"))
     world = production.world
     assert _stages(production)[-1] == step and production.world.reports[-1].outcome is Outcome.REFUSED
-    assert world.ledger == [] and world.serving == "blue" and world.applied == RELEASES["v1"] and "green" not in world.colours
+    assert world.ledger == [] and world.serving == "blue" and world.applied == RELEASES["v1"] and "green" not in world.colors
 
 
 @pytest.mark.parametrize("step", AFTER_PRODUCTION)
@@ -126,7 +126,7 @@ def test_a_step_failing_after_production_was_touched_rolls_back_to_the_previous_
     stages = _stages(production)
     assert stages[stages.index(step) + 1 :] == ["rollback_traffic", "rollback_production", "rollback_export", "rollback_schema",
                                                 "rollback_verify", "rollback_cleanup", "rollback_record"]
-    assert world.serving == "blue" and world.colours["blue"].running and "green" not in world.colours
+    assert world.serving == "blue" and world.colors["blue"].running and "green" not in world.colors
     assert world.applied == RELEASES["v1"]  # the schema is v1's again
     assert world.deploy_outcomes()[0] == "started" and world.deploy_outcomes()[-1] == "rolled_back"
     assert world.ledger[-1].detail["reason"] == result.detail
@@ -149,7 +149,7 @@ def test_a_migration_that_failed_half_way_reverses_what_it_applied(production: P
 
 
 def test_nothing_is_reversed_when_no_migration_was_applied(production: Production) -> None:
-    production.world.fail("platform.start_colour green", StackError("port taken"))
+    production.world.fail("platform.start_color green", StackError("port taken"))
     _deploy(production, Request("v2"))
     assert "probe.migrate_to" not in production.world.calls
     assert production.world.reports[-1].rollback.method == "nothing to reverse: none of the plan's migrations is applied"
@@ -185,7 +185,7 @@ def test_the_monitoring_window_needs_only_its_narrow_context_and_says_when_a_pro
     world.access.extend(errors)
     window = steps.MonitorWindow(
         switch=FakeProxy(world, None), health=lambda url: HealthSample(url, 200, 1.0, None), proxy_running=lambda name: False,
-        colour="green", window_s=0, threshold=1, health_path="/health/", say=lines.append,
+        color="green", window_s=0, threshold=1, health_path="/health/", say=lines.append,
     )
     verdict = steps.watch_window(window)
     assert verdict.ok and verdict.monitoring.errors_by_color == {"green": 1, "blue": 1}

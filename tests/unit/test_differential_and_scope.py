@@ -52,9 +52,9 @@ def test_what_works_on_its_own_schema_and_fails_on_the_other_counts() -> None:
 
 def test_a_schema_error_on_its_own_schema_fails_there_and_still_counts_on_the_other() -> None:
     # ignored_migration: the model names a column no migration creates; it breaks on both schemas.
-    missing = ExerciseCheck(op="select", ok=False, error="column shop_item.colour does not exist", sqlstate="42703")
+    missing = ExerciseCheck(op="select", ok=False, error="column shop_item.color does not exist", sqlstate="42703")
     broken = ModelExercise("shop.Item", "shop_item", [missing])
-    assert differential.on_own_schema([broken]).failed == ["shop.Item: select -> column shop_item.colour does not exist"]
+    assert differential.on_own_schema([broken]).failed == ["shop.Item: select -> column shop_item.color does not exist"]
     assert differential.on_other_schema([broken], [broken]).failed
     # A NOT NULL on another table (a row a signal wrote) is the app's code; on the model's own table, a disagreement.
     signal_row = ExerciseCheck(op="insert", value="fresh", ok=False, error="null value", sqlstate="23502", table="shop_audit")
@@ -119,9 +119,9 @@ def test_tables_come_from_schema_and_data_changes() -> None:
     backfill = _step(['UPDATE "shop_item" SET "price" = 0 WHERE "price" IS NULL; ALTER TABLE "shop_item" ALTER COLUMN "price" SET NOT NULL;'])
     unique = _step(['CREATE UNIQUE INDEX "u" ON "shop_tag" ("name") WHERE "active";'])
     raw = _step(["update shop_note set body = '' where body is null"], ["RunSQL"])
-    found = _scope(renames, backfill, unique, raw, unmigrated=["public.shop_colour"])
+    found = _scope(renames, backfill, unique, raw, unmigrated=["public.shop_color"])
     assert found.tables == {
-        "unified_db_personlink", "members_fahaniecaresmember", "members_bmparliamentmember", "shop_item", "shop_tag", "shop_note", "shop_colour",
+        "unified_db_personlink", "members_fahaniecaresmember", "members_bmparliamentmember", "shop_item", "shop_tag", "shop_note", "shop_color",
     } and found.apps == frozenset()  # fmt: skip
 
 

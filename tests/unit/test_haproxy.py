@@ -16,28 +16,28 @@ from deploygate.errors import ProxyError
 from deploygate.haproxy import ProxyDirs, RoutingState
 
 DATA = Path(__file__).parent / "data"
-TWO_COLOURS = {"blue": ["proj_web_blue:8000"], "green": ["proj_web_green:8000", "10.0.0.7:8001"]}
+TWO_COLORS = {"blue": ["proj_web_blue:8000"], "green": ["proj_web_green:8000", "10.0.0.7:8001"]}
 
 
 # --- render_config -------------------------------------------------------------------------------
 
 
 def test_render_config_is_exactly_the_reviewed_text() -> None:
-    # The reviewed text is tests/unit/data/haproxy_two_colours.cfg; a change to the
+    # The reviewed text is tests/unit/data/haproxy_two_colors.cfg; a change to the
     # configuration must change it too (and be checked by the integration tests).
-    assert haproxy.render_config(TWO_COLOURS) == (DATA / "haproxy_two_colours.cfg").read_text()
+    assert haproxy.render_config(TWO_COLORS) == (DATA / "haproxy_two_colors.cfg").read_text()
 
 
-def test_render_config_is_pure_and_declares_every_colour_and_replica() -> None:
-    text = haproxy.render_config(TWO_COLOURS, http_port=9090)
-    assert text == haproxy.render_config(TWO_COLOURS, http_port=9090)
+def test_render_config_is_pure_and_declares_every_color_and_replica() -> None:
+    text = haproxy.render_config(TWO_COLORS, http_port=9090)
+    assert text == haproxy.render_config(TWO_COLORS, http_port=9090)
     assert "backend blue\n    server blue1 proj_web_blue:8000\n" in text
     assert "backend green\n    server green1 proj_web_green:8000\n    server green2 10.0.0.7:8001\n" in text
     assert "    bind :9090\n" in text and text.count("bind ") == 1
     # The runtime API is the unix socket only: no TCP stats page or admin listener.
     assert "stats socket /var/run/deploygate/admin.sock mode 600 level admin" in text
     assert "stats enable" not in text and "ipv4@" not in text and "stats socket :" not in text
-    # The first colour is the fallback of the state map lookups.
+    # The first color is the fallback of the state map lookups.
     assert "str(color),map(/usr/local/etc/haproxy/state.map,blue)" in text
 
 
@@ -62,13 +62,13 @@ def test_render_config_is_pure_and_declares_every_colour_and_replica() -> None:
         {"blue": ["h:80*"]},
     ],
 )
-def test_render_config_rejects_bad_colours_and_upstreams(backends: dict) -> None:
+def test_render_config_rejects_bad_colors_and_upstreams(backends: dict) -> None:
     with pytest.raises(ValueError):
         haproxy.render_config(backends)
 
 
 def test_a_server_template_follows_a_dns_name_for_up_to_n_replicas() -> None:
-    # A Swarm colour: its tasks behind tasks.<service> (DNS round-robin), up to 4 of them.
+    # A Swarm color: its tasks behind tasks.<service> (DNS round-robin), up to 4 of them.
     upstream = haproxy.server_template("tasks.proj_web_green:8000", 4)
     text = haproxy.render_config({"blue": ["proj_web_blue:8000"], "green": [upstream]})
     assert "backend green\n    server-template green1_ 1-4 tasks.proj_web_green:8000 init-addr none\n" in text
@@ -85,7 +85,7 @@ def test_a_bad_server_template_is_refused(address: str, slots: int) -> None:
 
 def test_render_config_rejects_a_bad_port() -> None:
     with pytest.raises(ValueError):
-        haproxy.render_config(TWO_COLOURS, http_port=0)
+        haproxy.render_config(TWO_COLORS, http_port=0)
 
 
 # --- routing state on disk -----------------------------------------------------------------------
@@ -123,26 +123,26 @@ def test_write_state_is_atomic_and_read_back_by_current(tmp_path: Path) -> None:
 
 def test_prepare_writes_config_and_state_and_keeps_an_existing_state(tmp_path: Path) -> None:
     dirs = ProxyDirs(tmp_path / "proxy")
-    assert haproxy.prepare(dirs, TWO_COLOURS, "blue") == RoutingState("blue")
-    assert dirs.config_file.read_text() == haproxy.render_config(TWO_COLOURS)
+    assert haproxy.prepare(dirs, TWO_COLORS, "blue") == RoutingState("blue")
+    assert dirs.config_file.read_text() == haproxy.render_config(TWO_COLORS)
     assert dirs.log_dir.is_dir()
     assert dirs.run_dir.stat().st_mode & 0o777 == 0o700
     if os.geteuid() == 0:
         assert (dirs.run_dir.stat().st_uid, dirs.log_dir.stat().st_uid) == (haproxy.HAPROXY_UID, haproxy.HAPROXY_UID)
         dirs.access_log.write_text("left by an nginx running as root\n")
         os.chown(dirs.access_log, 0, 0)
-        haproxy.prepare(dirs, TWO_COLOURS, "blue")
+        haproxy.prepare(dirs, TWO_COLORS, "blue")
         assert dirs.access_log.stat().st_uid == haproxy.HAPROXY_UID
     haproxy.write_state(dirs, RoutingState("green", hold_s=5))
     # A re-prepared (restarted, re-created) proxy comes back with the routing it had.
-    assert haproxy.prepare(dirs, TWO_COLOURS, "blue") == RoutingState("green", hold_s=5)
+    assert haproxy.prepare(dirs, TWO_COLORS, "blue") == RoutingState("green", hold_s=5)
 
 
-def test_prepare_refuses_a_state_naming_an_undeclared_colour(tmp_path: Path) -> None:
+def test_prepare_refuses_a_state_naming_an_undeclared_color(tmp_path: Path) -> None:
     dirs = ProxyDirs(tmp_path / "proxy")
     haproxy.write_state(dirs, RoutingState("purple"))
     with pytest.raises(ProxyError, match="purple"):
-        haproxy.prepare(dirs, TWO_COLOURS, "blue")
+        haproxy.prepare(dirs, TWO_COLORS, "blue")
 
 
 def test_mounts_keep_config_read_only_and_nothing_else_of_the_host(tmp_path: Path) -> None:
@@ -288,12 +288,12 @@ def test_route_writes_disk_then_switches_the_running_proxy(fake_haproxy: FakeHAP
     assert sets == [f"set map {haproxy.STATE_IN_CONTAINER} color green", f"set map {haproxy.STATE_IN_CONTAINER} hold off"]
 
 
-def test_hold_goes_on_before_the_colour_and_comes_off_after(fake_haproxy: FakeHAProxy) -> None:
+def test_hold_goes_on_before_the_color_and_comes_off_after(fake_haproxy: FakeHAProxy) -> None:
     dirs = _dirs(fake_haproxy)
     haproxy.write_state(dirs, RoutingState("blue"))
     assert haproxy.hold(dirs, 30) == RoutingState("blue", hold_s=30)
     assert fake_haproxy.entries == {"color": "blue", "hold": "30"}
-    # Routing during a hold changes the colour that will serve, and keeps holding.
+    # Routing during a hold changes the color that will serve, and keeps holding.
     assert haproxy.route(dirs, "green") == RoutingState("green", hold_s=30)
     fake_haproxy.commands.clear()
     assert haproxy.release_hold(dirs) == RoutingState("green")
@@ -301,7 +301,7 @@ def test_hold_goes_on_before_the_colour_and_comes_off_after(fake_haproxy: FakeHA
     assert fake_haproxy.entries == {"color": "green", "hold": "off"} and haproxy.current(dirs) == RoutingState("green")
 
 
-def test_route_to_a_colour_with_no_server_up_changes_nothing(fake_haproxy: FakeHAProxy) -> None:
+def test_route_to_a_color_with_no_server_up_changes_nothing(fake_haproxy: FakeHAProxy) -> None:
     dirs = _dirs(fake_haproxy)
     haproxy.write_state(dirs, RoutingState("blue"))
     fake_haproxy.statuses["green"] = "MAINT (resolution)"
@@ -322,7 +322,7 @@ def test_a_fresh_route_waits_for_a_check_made_after_it(fake_haproxy: FakeHAProxy
     # The next passing check brings it up: then it routes.
     fake_haproxy.statuses["green"] = "UP"
     assert haproxy.route(dirs, "green", fresh=False) == RoutingState("green")
-    # The colour already serving is never taken down.
+    # The color already serving is never taken down.
     fake_haproxy.commands.clear()
     assert haproxy.route(dirs, "green", fresh=True) == RoutingState("green")
     assert not [c for c in fake_haproxy.commands if c.startswith("set server")]

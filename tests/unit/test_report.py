@@ -96,13 +96,13 @@ def test_write_report_writes_three_files(tmp_path: Path) -> None:
     assert "| monitor | 30 | 0 | 0 |" in md
     assert "| (outside stages) | 1 |" in md
     assert "| unified_db.0021_add_member | 0.40 s | `unified_db_personlink` | AccessExclusiveLock | 10.0 ms |" in md
-    assert "| blue | 64 | 2 | 0 | 0 |" in md and "| none | 1 | 0 | 1 | 0 |" in md  # errors per colour
+    assert "| blue | 64 | 2 | 0 | 0 |" in md and "| none | 1 | 0 | 1 | 0 |" in md  # errors per color
     assert "4242" not in md  # created ids stay in the JSON
     assert "nginx reload \\| ok" in md  # a pipe in a cell does not break the table
     assert "No rollback" in md
     assert "- seeded demo data" in md
     for section in ("## Gates", "## Stages", "## Backup", "## Migration plan", "## Migrations applied to production",
-                    "## Traffic per phase", "### Errors per colour", "## Monitoring window", "## Rollback decision", "## Notes"):  # fmt: skip
+                    "## Traffic per phase", "### Errors per color", "## Monitoring window", "## Rollback decision", "## Notes"):  # fmt: skip
         assert section in md
 
 

@@ -43,7 +43,7 @@ def _fail_after_the_switch(production: Production) -> None:
 
 def _assert_back_on_v1(production: Production) -> None:
     world = production.world
-    assert world.serving == "blue" and world.colours["blue"].running and "green" not in world.colours
+    assert world.serving == "blue" and world.colors["blue"].running and "green" not in world.colors
     assert world.applied == RELEASES["v1"] and world.deploy_outcomes()[-1] == "rolled_back"
 
 
@@ -54,7 +54,7 @@ ROLLBACK_FAILURES = {
     "rollback_export": lambda p: p.world.fail("data.export_rows", StackError("disk full")),
     "rollback_schema": lambda p: p.world.fail("probe.migrate_to", StackError("the probe could not run")),
     "rollback_verify": lambda p: p.world.fail("proxy.verify blue", StackError("answered by green")),
-    "rollback_cleanup": lambda p: p.world.fail("platform.remove_colour green", StackError("the engine went away")),
+    "rollback_cleanup": lambda p: p.world.fail("platform.remove_color green", StackError("the engine went away")),
     "rollback_record": lambda p: p.world.fail("ledger.record rolled_back", StackError("production's database does not answer")),
 }
 
@@ -109,7 +109,7 @@ def _probe_whose_reversal_fails(production: Production):
 
 def test_an_unfinished_deploy_is_rolled_back_by_the_next_deploy_before_it_starts(production: Production) -> None:
     _fail_after_the_switch(production)
-    production.world.fail("platform.remove_colour green", StackError("the engine went away"))
+    production.world.fail("platform.remove_color green", StackError("the engine went away"))
     with pytest.raises(RollbackFailed):
         _deploy(production)
     production.world.faults.clear()
@@ -210,7 +210,7 @@ def test_a_stop_signal_at_any_step_rolls_back_or_leaves_production_untouched(
     assert world.reports[-1].outcome is Outcome.ABORTED and world.serving == "blue" and world.applied == RELEASES["v1"]
     touched = step in TOUCHES_PRODUCTION
     assert world.deploy_outcomes()[-1:] == (["rolled_back"] if touched else [])
-    assert ("green" in world.colours) is False
+    assert ("green" in world.colors) is False
 
 
 def test_a_stop_signal_in_the_monitoring_window_rolls_back_at_once(production: Production) -> None:

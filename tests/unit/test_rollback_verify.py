@@ -19,7 +19,7 @@ SQUASHED = {"catalog.0001_squashed_0002_b": ["catalog.0001_initial", "catalog.00
 
 @dataclass
 class FakeRun:
-    """What verify_previous touches of a DeployRun: the old colour, the probe's plan, the proxy, the record."""
+    """What verify_previous touches of a DeployRun: the old color, the probe's plan, the proxy, the record."""
 
     outside_graph: list[str]
     request: Request = field(default_factory=lambda: Request(candidate_ref=""))
@@ -30,7 +30,7 @@ class FakeRun:
     verified: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.platform = SimpleNamespace(colour=lambda colour: SimpleNamespace(release="v1", image_id="sha256:1"))
+        self.platform = SimpleNamespace(color=lambda color: SimpleNamespace(release="v1", image_id="sha256:1"))
         self.proxy = SimpleNamespace(verify=self.verified.append)
 
     def prober(self, _image):

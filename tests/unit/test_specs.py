@@ -48,7 +48,7 @@ def test_a_web_server_joins_the_teams_networks_with_its_host_entries_and_the_dat
     assert (spec.readiness.http_path, spec.readiness.port) == ("/health/", 8000)
 
 
-def test_a_swarm_colour_has_its_replicas_and_no_pin(settings) -> None:
+def test_a_swarm_color_has_its_replicas_and_no_pin(settings) -> None:
     spec = web_spec(settings, "blue", IMAGE, {}, replicas=3)
     assert spec.replicas == 3
     assert spec.extra_hosts == {"redis.internal": "10.0.0.5"}

@@ -1,6 +1,6 @@
-"""A tiny keep-alive HTTP/1.1 app standing in for one colour: answers every GET and POST with its colour.
+"""A tiny keep-alive HTTP/1.1 app standing in for one color: answers every GET and POST with its color.
 
-Run inside the Python image by the HAProxy integration tests (``COLOR`` names the colour).
+Run inside the Python image by the HAProxy integration tests (``COLOR`` names the color).
 """
 
 import json
