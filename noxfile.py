@@ -62,13 +62,25 @@ def _deploygate_to_the_end(session: nox.Session, *args: str) -> None:
 
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
-    """Run deploygate's own tests: unit (no engine), integration and end-to-end (real engine), e2e on a 2-node swarm of their own."""
+    """Run deploygate's own checks: lint, unit (no engine), integration and end-to-end (real engine), e2e on a 2-node swarm of their own."""
     _shared_env(session)
+    _lint(session)
     _deploygate(session, "engine")
     # Built here, with progress on screen, rather than silently inside pytest's captured fixtures.
-    _deploygate(session, "images", "--release", "v1", "--release", "v2", "--release", "v2-safe",
-                "--release", "v2-broken-migration")  # fmt: skip
+    _deploygate(session, "images", "--release", "v1", "--release", "v2", "--release", "v2-safe", "--release", "v2-broken-migration")
     session.run(sys.executable, "-m", "pytest", *session.posargs, external=True)
+
+
+def _lint(session: nox.Session) -> None:
+    session.run(sys.executable, "-m", "ruff", "format", "--check", ".", external=True)
+    session.run(sys.executable, "-m", "ruff", "check", ".", external=True)
+
+
+@nox.session(python=False, default=False)
+def lint(session: nox.Session) -> None:
+    """The formatter and the linter, as configured in pyproject.toml (`ruff format` fixes what --check finds)."""
+    _shared_env(session)
+    _lint(session)
 
 
 @nox.session(python=False, default=False)
@@ -117,9 +129,23 @@ def demo(session: nox.Session) -> None:
     _deploygate(session, "up")
     session.log("why the gates stop v2 (the seed's plain rename): the compatibility checks")
     session.run(
-        sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--candidate", "v2",
-        "-k", "compat", "--no-header", "--tb=line", "--show-capture=no", external=True, success_codes=[0, 1],
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests_pre",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--candidate",
+        "v2",
+        "-k",
+        "compat",
+        "--no-header",
+        "--tb=line",
+        "--show-capture=no",
+        external=True,
+        success_codes=[0, 1],
+    )
     _deploygate_to_the_end(session, "deploy", "--candidate", "v2-safe", *session.posargs)
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-from deploygate import config
-from deploygate.errors import DeployGateError
 
 from bench import predeploy, soak, switch
 from bench import settings as bench_settings
+from deploygate import config
+from deploygate.errors import DeployGateError
 
 # The benches bring up the demo of this checkout (its deploy.toml, demo/, tests_pre/), wherever they are started from.
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +76,9 @@ RUNS = {"predeploy": run_predeploy, "switch": run_switch, "soak": run_soak}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="deploygate's benchmarks, as ratios to a baseline measured in the same run")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="deploygate's benchmarks, as ratios to a baseline measured in the same run"
+    )
     parser.add_argument("what", choices=list(RUNS), help="what to measure")
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: seed rows per run")
     parser.add_argument("--candidate", default="v2-safe", help="predeploy, soak: the candidate deployed")

@@ -16,15 +16,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import settings as bench_settings
+from bench.settings import free_port
 from deploygate import app_checks, config, production, rehearsal
 from deploygate.backup import take_backup
 from deploygate.errors import DeployGateError
 from deploygate.log import Say, quiet
 from deploygate.packages import apt_install
 from deploygate.platform import Platform, connect
-
-from bench import settings as bench_settings
-from bench.settings import free_port
 
 BENCH_PROJECT = "dgbench"
 
@@ -68,8 +67,14 @@ def _raw_dump_restore(platform: Platform, settings: config.Settings) -> float:
             pgpass.flush()
             os.chmod(pgpass.name, 0o600)
             started = time.monotonic()
-            subprocess.run(f"set -o pipefail; {dump} | {load}", shell=True, executable="/bin/bash", check=True,
-                           capture_output=True, env={**os.environ, "PGPASSFILE": pgpass.name})  # fmt: skip
+            subprocess.run(
+                f"set -o pipefail; {dump} | {load}",
+                shell=True,
+                executable="/bin/bash",
+                check=True,
+                capture_output=True,
+                env={**os.environ, "PGPASSFILE": pgpass.name},
+            )
             return time.monotonic() - started
 
 
@@ -118,10 +123,14 @@ def bench_predeploy(
     for rows in rows_list:
         with tempfile.TemporaryDirectory(prefix="dgbench-") as tmp:
             own = {
-                "project": BENCH_PROJECT, "proxy_port": str(free_port()), "state_dir": f"{tmp}/state",
-                "backup_dir": f"{tmp}/backups", "reports_dir": f"{tmp}/reports", "seed_rows": str(rows),
+                "project": BENCH_PROJECT,
+                "proxy_port": str(free_port()),
+                "state_dir": f"{tmp}/state",
+                "backup_dir": f"{tmp}/backups",
+                "reports_dir": f"{tmp}/reports",
+                "seed_rows": str(rows),
                 "seed_members": str(max(200, rows // 100)),
-            }  # fmt: skip
+            }
             overrides = bench_settings.merged(own, sets)
             settings = bench_settings.load(root, overrides, config_file)
             platform = connect(settings, say)
@@ -158,7 +167,11 @@ def render(results: list[PredeployBench]) -> str:
     for name in stage_names:
         lines.append(f"| {name} | " + " | ".join(f"{r.stages.get(name, 0):.2f}" for r in results) + " |")
     lines.append("| **sum of stages** | " + " | ".join(f"{r.stages_total_s:.2f}" for r in results) + " |")
-    lines.append("| **whole gate (pytest tests_pre)** | " + " | ".join(f"{r.gate_wall_s:.2f}" + ("" if r.gate_passed else " (FAILED)") for r in results) + " |")
+    lines.append(
+        "| **whole gate (pytest tests_pre)** | "
+        + " | ".join(f"{r.gate_wall_s:.2f}" + ("" if r.gate_passed else " (FAILED)") for r in results)
+        + " |"
+    )
     lines.append("| baseline: pg_dump \\| pg_restore | " + " | ".join(f"{r.baseline_s:.2f}" for r in results) + " |")
     lines.append("| **ratio gate / baseline** | " + " | ".join(f"{r.ratio:.2f}x" for r in results) + " |")
     return "\n".join(lines)

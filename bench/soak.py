@@ -18,23 +18,22 @@ import json
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import requests
 
+from bench import settings as bench_settings
+from bench.loadgen import KeepAliveLoad
+from bench.settings import free_port
 from deploygate import config, production
 from deploygate.deploy import Request, deploy, rollback
 from deploygate.log import Say, quiet
 from deploygate.platform import connect as connect_platform
 from deploygate.proxy import Proxy
 from deploygate.traffic import ID_PLACEHOLDER, body_template
-
-from bench import settings as bench_settings
-from bench.loadgen import KeepAliveLoad
-from bench.settings import free_port
 
 SOAK_PROJECT = "dgsoak"
 
@@ -104,12 +103,19 @@ def soak(
     result = SoakResult(cycles=cycles, clients=clients)
     with tempfile.TemporaryDirectory(prefix="dgsoak-") as tmp:
         own = {
-            "project": SOAK_PROJECT, "proxy_port": str(free_port()), "state_dir": f"{tmp}/state",
-            "backup_dir": f"{tmp}/backups", "reports_dir": f"{tmp}/reports", "logs_dir": f"{tmp}/logs",
-            "seed_rows": "5000", "seed_members": "200", "monitor_window_s": "5",
+            "project": SOAK_PROJECT,
+            "proxy_port": str(free_port()),
+            "state_dir": f"{tmp}/state",
+            "backup_dir": f"{tmp}/backups",
+            "reports_dir": f"{tmp}/reports",
+            "logs_dir": f"{tmp}/logs",
+            "seed_rows": "5000",
+            "seed_members": "200",
+            "monitor_window_s": "5",
             # The soak's own clients are the traffic; deploys follow each other within a minute.
-            "traffic_rate": "0", "min_hours_between_deploys": "0",
-        }  # fmt: skip
+            "traffic_rate": "0",
+            "min_hours_between_deploys": "0",
+        }
         settings = bench_settings.load(root, bench_settings.merged(own, sets), config_file)
         get_path, read_back = paths(settings)
         platform = connect_platform(settings, say)
@@ -120,9 +126,14 @@ def soak(
         body = body_template(settings.traffic_write_body)
         url = Proxy(settings, platform).url
         load = KeepAliveLoad(
-            url, clients=clients, max_requests=10_000_000, max_duration_s=cycles * 300.0,
-            get_path=get_path, post_path=settings.traffic_write_path, post_body=lambda k, n: body(k * 1_000_000 + n),
-        ).start()  # fmt: skip
+            url,
+            clients=clients,
+            max_requests=10_000_000,
+            max_duration_s=cycles * 300.0,
+            get_path=get_path,
+            post_path=settings.traffic_write_path,
+            post_body=lambda k, n: body(k * 1_000_000 + n),
+        ).start()
         try:
             for cycle in range(1, cycles + 1):
                 started = time.monotonic()

@@ -19,6 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import settings as bench_settings
+from bench.loadgen import KeepAliveLoad, WindowStats, window_stats
+from bench.settings import free_port
 from deploygate import config, haproxy, production
 from deploygate.errors import StackError
 from deploygate.log import Say, quiet
@@ -29,10 +32,6 @@ from deploygate.platform.sidecar import image as sidecar_image
 from deploygate.proxy import read_access_log
 from deploygate.traffic import body_template
 from deploygate.waiting import wait_until
-
-from bench import settings as bench_settings
-from bench.loadgen import KeepAliveLoad, WindowStats, window_stats
-from bench.settings import free_port
 
 SWITCH_PROJECT = "dgswitch"
 HALF_WINDOW_S = 0.5
@@ -108,7 +107,10 @@ class NginxBaseline:
 
     def switch(self, color: str) -> None:
         self._write(color)
-        for argv in (["nginx", "-t", "-q", "-c", f"{_NGINX_CONF_DIR}/nginx.conf"], ["nginx", "-s", "reload", "-c", f"{_NGINX_CONF_DIR}/nginx.conf"]):
+        for argv in (
+            ["nginx", "-t", "-q", "-c", f"{_NGINX_CONF_DIR}/nginx.conf"],
+            ["nginx", "-s", "reload", "-c", f"{_NGINX_CONF_DIR}/nginx.conf"],
+        ):
             code, output = self.sidecar.exec(argv)
             if code != 0:
                 raise StackError(f"`{' '.join(argv)}` failed: {output.strip()[-200:]}")
@@ -127,13 +129,20 @@ class HAProxyMechanism:
         haproxy.prepare(self.dirs, {color: [address] for color, address in upstreams.items()}, COLORS[0])
         image = sidecar_image(host, "haproxy", say)
         self.sidecar: Sidecar = run_sidecar(
-            host, "bench_haproxy", image, haproxy.command(), port_inside=haproxy.HTTP_PORT, host_port=port,
-            mounts=self.dirs.mounts(), writable=self.dirs.writable, user=haproxy.container_user(),
-        )  # fmt: skip
+            host,
+            "bench_haproxy",
+            image,
+            haproxy.command(),
+            port_inside=haproxy.HTTP_PORT,
+            host_port=port,
+            mounts=self.dirs.mounts(),
+            writable=self.dirs.writable,
+            user=haproxy.container_user(),
+        )
         self.url = f"http://127.0.0.1:{port}"
         haproxy.wait_answering(self.dirs)
         for color in upstreams:
-            wait_until(lambda: haproxy.ready_servers(self.dirs, color), timeout=30, what=f"{color} to be up in HAProxy")
+            wait_until(lambda color=color: haproxy.ready_servers(self.dirs, color), timeout=30, what=f"{color} to be up in HAProxy")
 
     def switch(self, color: str) -> None:
         haproxy.route(self.dirs, color, ready_timeout_s=10)
@@ -187,11 +196,19 @@ class SwitchRun:
 
     def as_dict(self) -> dict:
         return {
-            "mechanism": self.mechanism, "clients": self.clients, "switches": self.switches,
-            "requests": self.requests, "no_answer": self.no_answer, "server_errors": self.server_errors,
-            "around": self.around.as_dict(), "outside": self.outside.as_dict(), "p99_ratio": self.p99_ratio,
-            "switch_ms_p50": self.switch_ms_p50, "goal_met": self.goal_met, "log": self.log,
-        }  # fmt: skip
+            "mechanism": self.mechanism,
+            "clients": self.clients,
+            "switches": self.switches,
+            "requests": self.requests,
+            "no_answer": self.no_answer,
+            "server_errors": self.server_errors,
+            "around": self.around.as_dict(),
+            "outside": self.outside.as_dict(),
+            "p99_ratio": self.p99_ratio,
+            "switch_ms_p50": self.switch_ms_p50,
+            "goal_met": self.goal_met,
+            "log": self.log,
+        }
 
 
 def run_switches(
@@ -205,9 +222,14 @@ def run_switches(
     started = time.time()
     bound_s = warmup_s + switches * interval_s + 30.0
     load = KeepAliveLoad(
-        mechanism.url, clients=clients, max_requests=clients * 100_000, max_duration_s=bound_s,
-        get_path=get_path, post_path=post_path, post_body=post_body,
-    ).start()  # fmt: skip
+        mechanism.url,
+        clients=clients,
+        max_requests=clients * 100_000,
+        max_duration_s=bound_s,
+        get_path=get_path,
+        post_path=post_path,
+        post_body=post_body,
+    ).start()
     instants: list[float] = []
     durations: list[float] = []
     try:
@@ -254,13 +276,20 @@ def bench_switch(
     Raises ``ConfigError`` for unusable numbers and ``DeployGateError`` subclasses when production cannot be brought up.
     """
     if switches < 1 or interval_s <= 2 * HALF_WINDOW_S or not clients_list or min(clients_list) < 1:
-        raise config.ConfigError(f"need switches >= 1, clients >= 1 and an interval longer than {2 * HALF_WINDOW_S:.1f}s (the window around a switch)")
+        raise config.ConfigError(
+            f"need switches >= 1, clients >= 1 and an interval longer than {2 * HALF_WINDOW_S:.1f}s (the window around a switch)"
+        )
     results = []
     with tempfile.TemporaryDirectory(prefix="dgswitch-") as tmp:
         own = {
-            "project": SWITCH_PROJECT, "proxy_port": str(free_port()), "state_dir": f"{tmp}/state",
-            "backup_dir": f"{tmp}/backups", "reports_dir": f"{tmp}/reports", "seed_rows": "2000", "seed_members": "200",
-        }  # fmt: skip
+            "project": SWITCH_PROJECT,
+            "proxy_port": str(free_port()),
+            "state_dir": f"{tmp}/state",
+            "backup_dir": f"{tmp}/backups",
+            "reports_dir": f"{tmp}/reports",
+            "seed_rows": "2000",
+            "seed_members": "200",
+        }
         settings = bench_settings.load(root, bench_settings.merged(own, sets), config_file)
         if not settings.traffic_write_path:
             raise config.ConfigError("the switch bench POSTs to traffic_write_path, which is empty")
@@ -283,11 +312,15 @@ def bench_switch(
                 for mechanism in (nginx, hap):
                     say(f"[{clients} clients] {mechanism.name}: {switches} switches, one every {interval_s:.1f}s...")
                     run = run_switches(
-                        mechanism, clients=clients, switches=switches, interval_s=interval_s,
-                        get_path=get_path or settings.health_path, post_path=settings.traffic_write_path,
+                        mechanism,
+                        clients=clients,
+                        switches=switches,
+                        interval_s=interval_s,
+                        get_path=get_path or settings.health_path,
+                        post_path=settings.traffic_write_path,
                         # Numbers unique across clients, for apps whose writes must be unique.
                         post_body=lambda client, n: body(client * 1_000_000 + n),
-                    )  # fmt: skip
+                    )
                     results.append(run)
         finally:
             production.down(platform, settings, volumes=True)

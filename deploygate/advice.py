@@ -152,7 +152,7 @@ def advice_for(plan: MigrationPlan) -> list[str]:
         count = len(step.operations)
         changes = step.changes if len(step.changes) == count else [None] * count
         statements = operation_sql(step) or [None] * count
-        for op_type, description, change, sql in zip(step.operation_types, step.operations, changes, statements):
+        for op_type, description, change, sql in zip(step.operation_types, step.operations, changes, statements, strict=False):
             for hint in operation_advice(op_type, change, sql, step.reversible):
                 line = f"{step.label} ({description}): {hint}"
                 if line not in lines:

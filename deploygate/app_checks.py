@@ -17,14 +17,16 @@ import shutil
 import subprocess
 import tempfile
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from deploygate.config import Settings
 from deploygate.errors import DeployGateError
 from deploygate.log import Say
-from deploygate.probe import PROBE_DIR_IN_CONTAINER, mounts as probe_mounts
+from deploygate.probe import PROBE_DIR_IN_CONTAINER
+from deploygate.probe import mounts as probe_mounts
 
 if TYPE_CHECKING:
     from deploygate.platform.base import Platform
@@ -75,9 +77,7 @@ def image_python(platform: Platform, settings: Settings, image: Image) -> str:
     cache = settings.path(settings.cache_dir) / "app-checks" / "pythons.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
     if image.id not in known:
-        done = platform.run_job(
-            image.id, [settings.app_python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], environment={}
-        )
+        done = platform.run_job(image.id, [settings.app_python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], environment={})
         version = done.last_line.strip()
         if done.exit_code != 0 or not version.replace(".", "").isdigit():
             raise AppChecksError(f"cannot run {settings.app_python} in {image.tag}: {done.last_line}")
@@ -98,8 +98,21 @@ def wheelhouse(settings: Settings, python: str, say: Say) -> Path:
         return target
     say(f"downloading pytest and pytest-django for Python {python} (pure-Python wheels)...")
     with tempfile.TemporaryDirectory(prefix="deploygate-pytest-") as tmp:
-        argv = ["python3", "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--python-version", python,
-                "--implementation", "py", "-d", tmp, *PACKAGES]  # fmt: skip
+        argv = [
+            "python3",
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            "--python-version",
+            python,
+            "--implementation",
+            "py",
+            "-d",
+            tmp,
+            *PACKAGES,
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()][-1:] or ["no output"]
@@ -120,9 +133,15 @@ def wheelhouse(settings: Settings, python: str, say: Say) -> Path:
 
 
 def _run(
-    platform: Platform, settings: Settings, image: Image, environment: Mapping[str, str], *,
-    network: str | None, args: Sequence[str], say: Say | None,
-) -> dict:  # fmt: skip
+    platform: Platform,
+    settings: Settings,
+    image: Image,
+    environment: Mapping[str, str],
+    *,
+    network: str | None,
+    args: Sequence[str],
+    say: Say | None,
+) -> dict:
     path, checks_mount = _checks_path(settings)
     site = wheelhouse(settings, image_python(platform, settings, image), say or (lambda line: None))
     with tempfile.TemporaryDirectory(prefix="deploygate-app-checks-") as out:
@@ -133,8 +152,7 @@ def _run(
             "PYTHONDONTWRITEBYTECODE": "1",
             "DEPLOYGATE_APP_CHECKS_RESULT": f"{OUT_IN_CONTAINER}/{RESULT_NAME}",
         }
-        argv = [settings.app_python, "-m", "pytest", path, "-p", "app_checks", "-p", "no:cacheprovider",
-                "-q", "--rootdir", path, *args]  # fmt: skip
+        argv = [settings.app_python, "-m", "pytest", path, "-p", "app_checks", "-p", "no:cacheprovider", "-q", "--rootdir", path, *args]
         mounts = {**probe_mounts(), str(site): PYTEST_IN_CONTAINER, **checks_mount, out: OUT_IN_CONTAINER}
         done = platform.run_job(image.id, argv, environment=env, mounts=mounts, writable=[out], network=network, say=say)
         result = Path(out) / RESULT_NAME
@@ -149,9 +167,15 @@ def collect(platform: Platform, settings: Settings, image: Image, environment: M
 
 
 def run(
-    platform: Platform, settings: Settings, image: Image, environment: Mapping[str, str], *,
-    network: str | None = None, selected: Sequence[str] = (), say: Say | None = None,
-) -> dict[str, AppCheckResult]:  # fmt: skip
+    platform: Platform,
+    settings: Settings,
+    image: Image,
+    environment: Mapping[str, str],
+    *,
+    network: str | None = None,
+    selected: Sequence[str] = (),
+    say: Say | None = None,
+) -> dict[str, AppCheckResult]:
     """Run the app's checks (``selected`` ids, or all) in ``image`` against the database of ``environment``.
 
     Returns each check's result by id. Raises ``AppChecksError`` when they could not run at all.

@@ -138,16 +138,17 @@ def take_backup(
         result = platform.run_job(
             db_image,
             [
-                "sh", "-c",
+                "sh",
+                "-c",
                 # umask: the dump holds every row of production; only its owner may read it.
                 # --compress=1: most of gzip's gain for a fraction of level 6's CPU time.
-                'umask 077 && pg_dump --version && exec pg_dump --format=custom --compress=1 --no-password '
+                "umask 077 && pg_dump --version && exec pg_dump --format=custom --compress=1 --no-password "
                 '--snapshot="$SNAPSHOT" --file="$TARGET"',
             ],
             environment={**_pg_environment(platform, db), "SNAPSHOT": snapshot, "TARGET": f"{_IN_CONTAINER}/{partial.name}"},
             mounts={str(backup_dir): _IN_CONTAINER},
             writable=[str(backup_dir)],
-        )  # fmt: skip
+        )
         conn.execute("ROLLBACK")
     if result.exit_code != 0:
         partial.unlink(missing_ok=True)
@@ -217,10 +218,18 @@ def restore_production(platform: Platform, db: DatabaseAddress, backup: Backup) 
     check_integrity(backup)
     result = platform.run_job(
         platform.database_image(),
-        ["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", "--no-password",
-         f"--dbname={db.name}", f"{_IN_CONTAINER}/{backup.path.name}"],
+        [
+            "pg_restore",
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--single-transaction",
+            "--no-password",
+            f"--dbname={db.name}",
+            f"{_IN_CONTAINER}/{backup.path.name}",
+        ],
         environment=_pg_environment(platform, db),
         mounts={str(backup.path.parent): _IN_CONTAINER},
-    )  # fmt: skip
+    )
     if result.exit_code != 0:
         raise BackupError(f"restoring {backup.path.name} into production failed: {result.last_line}")

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from deploygate import __version__, config, production
 from deploygate import request_flags as flags
@@ -115,11 +115,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if (args.accept_incompatible or args.skip_predeploy or args.skip_check) and not reason:
         raise config.ConfigError('--accept-incompatible, --skip-predeploy and --skip-check need --reason "why" (it is recorded)')
     request = deploy.Request(
-        candidate_ref=args.candidate, dry_run=args.dry_run,
+        candidate_ref=args.candidate,
+        dry_run=args.dry_run,
         accept_incompatible=reason if args.accept_incompatible else None,
-        skip_predeploy=reason if args.skip_predeploy else None, gate_args=tuple(args.gate_arg or ()),
+        skip_predeploy=reason if args.skip_predeploy else None,
+        gate_args=tuple(args.gate_arg or ()),
         skip_checks={name: reason for name in args.skip_check or ()},
-    )  # fmt: skip
+    )
     platform = connect(settings, _say)
     _say_unfinished(platform)
     result = deploy.deploy(platform, settings, request)
@@ -137,8 +139,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     settings = _settings(args)
     platform = connect(settings, _say)
     _say_unfinished(platform)
-    result = deploy.rollback(platform, settings, force=args.force, only_unfinished=args.if_unfinished,
-                             accept_schema_mismatch=accepted)  # fmt: skip
+    result = deploy.rollback(platform, settings, force=args.force, only_unfinished=args.if_unfinished, accept_schema_mismatch=accepted)
     if result is None:
         _say("no unfinished deploy: nothing to converge")
         return 0
@@ -174,14 +175,29 @@ def cmd_init(args: argparse.Namespace) -> int:
     from deploygate import init
 
     answers = init.Answers(
-        manage_py=args.manage_py, settings_module=args.settings_module, database_url=args.database_url,
-        db_env_prefix=args.db_env_prefix, health_path=args.health_path, app_port=args.app_port, project=args.project,
-        release=args.release, image_repo=args.image_repo, proxy_port=args.proxy_port, db_name=args.db_name,
-        db_user=args.db_user, env=dict(config.parse_assignments(args.env or [])),
-        secrets=dict(config.parse_assignments(args.secret or [])), processes=dict(config.parse_assignments(args.process or [])),
-        checks_dir="" if args.no_checks else args.checks, window=args.window, timezone=args.timezone,
-        branch=args.branch, runs_on=args.runs_on, github=not args.no_github, gitlab=not args.no_gitlab,
-    )  # fmt: skip
+        manage_py=args.manage_py,
+        settings_module=args.settings_module,
+        database_url=args.database_url,
+        db_env_prefix=args.db_env_prefix,
+        health_path=args.health_path,
+        app_port=args.app_port,
+        project=args.project,
+        release=args.release,
+        image_repo=args.image_repo,
+        proxy_port=args.proxy_port,
+        db_name=args.db_name,
+        db_user=args.db_user,
+        env=dict(config.parse_assignments(args.env or [])),
+        secrets=dict(config.parse_assignments(args.secret or [])),
+        processes=dict(config.parse_assignments(args.process or [])),
+        checks_dir="" if args.no_checks else args.checks,
+        window=args.window,
+        timezone=args.timezone,
+        branch=args.branch,
+        runs_on=args.runs_on,
+        github=not args.no_github,
+        gitlab=not args.no_gitlab,
+    )
     root = Path(args.path)
     project = init.discover(root, answers)
     for line in init.describe(project):
@@ -191,8 +207,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"{what:>9}  {path}")
     kept = [path for path, what in outcome.items() if what == init.KEPT]
     if kept:
-        print(f"deploygate: kept {len(kept)} existing file(s) that differ from what init writes: {', '.join(kept)} "
-              "(--force replaces them)", file=sys.stderr)  # fmt: skip
+        print(
+            f"deploygate: kept {len(kept)} existing file(s) that differ from what init writes: {', '.join(kept)} (--force replaces them)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -203,7 +221,9 @@ def _init_parser(sub) -> None:
     found = p.add_argument_group("what init would otherwise guess from the project")
     found.add_argument("--path", default=".", help="the repository (default: this folder)")
     found.add_argument("--manage-py", help="manage.py, relative to the repository (default: the shallowest one)")
-    found.add_argument("--settings-module", help="DJANGO_SETTINGS_MODULE (default: from manage.py, a Dockerfile, or the package beside manage.py)")
+    found.add_argument(
+        "--settings-module", help="DJANGO_SETTINGS_MODULE (default: from manage.py, a Dockerfile, or the package beside manage.py)"
+    )
     db = found.add_mutually_exclusive_group()
     db.add_argument("--database-url", metavar="VARIABLE", help="the app reads the database as one URL from this variable")
     db.add_argument("--db-env-prefix", metavar="PREFIX", help="the app reads <PREFIX>HOST, PORT, NAME, USER, PASSWORD")
@@ -212,13 +232,19 @@ def _init_parser(sub) -> None:
     told = p.add_argument_group("what init cannot know")
     told.add_argument("--project", help="prefix of every Docker object (default: the repository folder's name)")
     told.add_argument("--release", help="the image production runs today (default: <image-repo>:latest)")
-    told.add_argument("--image-repo", help="where CI pushes the app's images; CI deploys <image-repo>:<commit> (default: registry.example.com/<project>)")
+    told.add_argument(
+        "--image-repo", help="where CI pushes the app's images; CI deploys <image-repo>:<commit> (default: registry.example.com/<project>)"
+    )
     told.add_argument("--proxy-port", type=int, default=8080, help="port the proxy publishes the app on (default 8080)")
     told.add_argument("--db-name", help="database name (default: the project)")
     told.add_argument("--db-user", help="database user (default: the project)")
     told.add_argument("--env", action="append", metavar="NAME=VALUE", help="plain environment of the app's containers (repeatable)")
-    told.add_argument("--secret", action="append", metavar="NAME=env:VAR", help="a secret of the app, as env:VAR or file:/path (repeatable)")
-    told.add_argument("--process", action="append", metavar="NAME=COMMAND", help="a process beside the web server, e.g. worker=... (repeatable)")
+    told.add_argument(
+        "--secret", action="append", metavar="NAME=env:VAR", help="a secret of the app, as env:VAR or file:/path (repeatable)"
+    )
+    told.add_argument(
+        "--process", action="append", metavar="NAME=COMMAND", help="a process beside the web server, e.g. worker=... (repeatable)"
+    )
     told.add_argument("--checks", default="deploy_checks", help="folder of the example pytest-django check (default deploy_checks)")
     told.add_argument("--no-checks", action="store_true", help="write no example check and no app.checks")
     told.add_argument("--window", default="02:00-04:00", help="deploy window, local HH:MM-HH:MM (default 02:00-04:00)")
@@ -233,8 +259,12 @@ def _init_parser(sub) -> None:
 
 def _predeploy_parser(sub, common: argparse.ArgumentParser) -> None:
     # No abbreviations: pytest's --co must not be taken for --config.
-    p = sub.add_parser("predeploy", parents=[common], allow_abbrev=False,
-                       help="the pre-deploy gate (production is only read); other arguments go to pytest: --candidate, -k, a test id")  # fmt: skip
+    p = sub.add_parser(
+        "predeploy",
+        parents=[common],
+        allow_abbrev=False,
+        help="the pre-deploy gate (production is only read); other arguments go to pytest: --candidate, -k, a test id",
+    )
     p.set_defaults(func=cmd_predeploy, passes_unknown=True)
     for flag in flags.PREDEPLOY:
         if flag not in (flags.CONFIG, flags.SET):  # from `common`, as on every command
@@ -311,10 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_abort.add_argument("--wait", type=float, default=900, help="seconds to wait for the deploy to stop")
     p_rollback = command("rollback", cmd_rollback, "roll back an unfinished deploy, or the last one within the forward-fix threshold")
     p_rollback.add_argument("--force", action="store_true", help="roll back even past the forward-fix threshold")
-    p_rollback.add_argument("--if-unfinished", action="store_true",
-                            help="only converge a deploy that never finished (a CI job's cleanup after a cancel); a finished one stays")  # fmt: skip
-    p_rollback.add_argument("--accept-schema-mismatch", action="store_true",
-                            help="close the deploy even if rollback_verify finds the schema not the previous release's (needs --reason)")  # fmt: skip
+    p_rollback.add_argument(
+        "--if-unfinished",
+        action="store_true",
+        help="only converge a deploy that never finished (a CI job's cleanup after a cancel); a finished one stays",
+    )
+    p_rollback.add_argument(
+        "--accept-schema-mismatch",
+        action="store_true",
+        help="close the deploy even if rollback_verify finds the schema not the previous release's (needs --reason)",
+    )
     p_rollback.add_argument(flags.REASON.name, **flags.REASON.kwargs())
     from deploygate import cli_review
 

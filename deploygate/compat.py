@@ -229,7 +229,7 @@ class Verdict:
         if self.advice:
             lines.append("  fix:")
             lines += [f"    - {line}" for line in self.advice]
-        lines.append("  or deploy with a maintenance hold: --accept-incompatible --reason \"...\"")
+        lines.append('  or deploy with a maintenance hold: --accept-incompatible --reason "..."')
         return lines
 
 
@@ -309,11 +309,13 @@ def judge(rehearsal: Rehearsal) -> Verdict:
     verdict.unchecked = [
         line
         for line in unchecked_fields(
-            rehearsal.production_on_old_schema + rehearsal.candidate_on_old_schema
-            + rehearsal.production_on_new_schema + rehearsal.candidate_on_new_schema
+            rehearsal.production_on_old_schema
+            + rehearsal.candidate_on_old_schema
+            + rehearsal.production_on_new_schema
+            + rehearsal.candidate_on_new_schema
         )
         if not explained_by_plan(line, announced)
-    ]  # fmt: skip
+    ]
     if verdict.overlap_breaks:
         advice = advice_for(rehearsal.plan) + ([MODELS_DISAGREE_ADVICE] if verdict.candidate_on_new else [])
         verdict.advice = advice or [GENERIC_ADVICE]

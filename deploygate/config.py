@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from deploygate.errors import ConfigError
 from deploygate.option import Option, as_text, integer, names, table, text
@@ -127,7 +128,7 @@ class Settings:
         "deploy.traffic_write_path",
         "",
         "POST path of the traffic probe, one request in five (empty: reads only); a write counts as created when "
-        "its 2xx answer is JSON with an integer id (the report's \"N writes, M created\": M < N with no failures means "
+        'its 2xx answer is JSON with an integer id (the report\'s "N writes, M created": M < N with no failures means '
         "the app answers without an id, not lost rows)",
     )
     traffic_write_body = text(

@@ -34,9 +34,7 @@ class DatabaseAddress:
         return f"DatabaseAddress(host={self.host!r}, port={self.port}, name={self.name!r}, user={self.user!r}, password='***')"
 
     def conninfo(self) -> str:
-        return make_conninfo(
-            host=self.host, port=self.port, dbname=self.name, user=self.user, password=self.password, connect_timeout=10
-        )
+        return make_conninfo(host=self.host, port=self.port, dbname=self.name, user=self.user, password=self.password, connect_timeout=10)
 
 
 def password_file(settings: Settings) -> Path:
@@ -102,5 +100,10 @@ def wait_connectable(address: DatabaseAddress, *, timeout: float = 60) -> None:
         connect(address).close()
         return True
 
-    wait_until(answers, timeout=timeout, interval=0.5, what=f"{address.host}:{address.port}/{address.name} to accept connections",
-               transient=(DatabaseUnavailable,))  # fmt: skip
+    wait_until(
+        answers,
+        timeout=timeout,
+        interval=0.5,
+        what=f"{address.host}:{address.port}/{address.name} to accept connections",
+        transient=(DatabaseUnavailable,),
+    )

@@ -113,17 +113,25 @@ def fingerprint(
             values = list(conn.execute(query).fetchone())
             rows, row_hash = values.pop(0), int(values.pop(0))
             fingerprinted = TableFingerprint(
-                oid=oid, name=f"{schema}.{table}", relfilenode=relfilenode, rows=rows, columns=columns, row_hash=row_hash,
+                oid=oid,
+                name=f"{schema}.{table}",
+                relfilenode=relfilenode,
+                rows=rows,
+                columns=columns,
+                row_hash=row_hash,
                 projected_hash=int(values.pop(0)) if projected else None,
                 max_pk=values.pop(0) if pk else None,
-            )  # fmt: skip
+            )
             if split:
                 fingerprinted.kept_rows, fingerprinted.kept_hash = values.pop(0), int(values.pop(0))
                 if fingerprinted.kept_rows < rows:
                     added = sql.SQL("SELECT t::text FROM {} t WHERE {} > {} ORDER BY {} LIMIT {}").format(
-                        sql.Identifier(schema, table), sql.Identifier(pk), sql.Literal(old.max_pk), sql.Identifier(pk),
+                        sql.Identifier(schema, table),
+                        sql.Identifier(pk),
+                        sql.Literal(old.max_pk),
+                        sql.Identifier(pk),
                         sql.Literal(ADDED_SAMPLE),
-                    )  # fmt: skip
+                    )
                     fingerprinted.added_sample = [text for (text,) in conn.execute(added).fetchall()]
             result[oid] = fingerprinted
     return result
@@ -192,9 +200,7 @@ class ContentDiff:
     def identical(self) -> bool:
         """Same tables, columns, names and rows (renames included); only Django's bookkeeping may differ
         (rows post_migrate added, a ContentType renamed with its model)."""
-        return self.data_intact and not (
-            self.renamed_tables or self.renamed_columns or self.added_tables or self.added_columns
-        )
+        return self.data_intact and not (self.renamed_tables or self.renamed_columns or self.added_tables or self.added_columns)
 
     def problems(self) -> list[str]:
         lines = [f"table {t} dropped" for t in self.dropped_tables]
@@ -247,9 +253,7 @@ def compare(
             diff.content_type_renames.append(new.name)
         if grown or renamed_by_django and new.rows > old.rows:
             sample = tuple(new.added_sample)
-            diff.added_rows.append(
-                AddedRows(new.name, new.rows - old.rows, sample, by_post_migrate=new.name in bookkeeping.post_migrate)
-            )
+            diff.added_rows.append(AddedRows(new.name, new.rows - old.rows, sample, by_post_migrate=new.name in bookkeeping.post_migrate))
         elif new.rows != old.rows:
             diff.row_count_changes.append((new.name, old.rows, new.rows))
         # Columns by attnum when the table is the same object, by name when it was re-created.

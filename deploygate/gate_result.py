@@ -93,7 +93,7 @@ class GateResult:
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def path_for(reports_dir: Path, gate: str, image_id: str | None) -> Path:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources as package_files
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from deploygate import __version__
 from deploygate.errors import ConfigError
@@ -250,15 +250,23 @@ def discover(root: Path, answers: Answers) -> Project:
     source = str(files[0]) if files else module.source
     url, prefix = guess_database(variables, url=answers.database_url, prefix=answers.db_env_prefix, source=source)
     url, prefix, module = (_relative(guess, root) for guess in (url, prefix, module))
-    database_names = {url.value} | {prefix.value + part for part in ("HOST", "PORT", "NAME", "USER", "PASSWORD")} if not url.value else {url.value}
+    database_names = (
+        {url.value} | {prefix.value + part for part in ("HOST", "PORT", "NAME", "USER", "PASSWORD")} if not url.value else {url.value}
+    )
     secrets = {name: f"env:{name}" for name in variables if any(word in name for word in SECRET_WORDS) and name not in database_names}
     secrets.update(answers.secrets)
     hints = tuple(name for name in variables if name not in secrets and name not in database_names and name not in answers.env)
     return Project(
-        root=root, manage_py=manage_py, settings_module=module, database_url=url, db_env_prefix=prefix,
+        root=root,
+        manage_py=manage_py,
+        settings_module=module,
+        database_url=url,
+        db_env_prefix=prefix,
         health_path=_relative(guess_health_path(manage_py.parent, answers.health_path), root),
-        app_port=_relative(guess_app_port(manage_py.parent, answers.app_port), root), secrets=secrets, env_hints=hints,
-    )  # fmt: skip
+        app_port=_relative(guess_app_port(manage_py.parent, answers.app_port), root),
+        secrets=secrets,
+        env_hints=hints,
+    )
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -307,23 +315,38 @@ def render(project: Project, answers: Answers) -> dict[str, str]:
         database_line = f"database_url = {_toml(project.database_url.value)}   # the variable that gets postgres://user:password@host:port/name{_from(project.database_url).replace('  (', ' (')}"
     else:
         database_line = f"db_env_prefix = {_toml(project.db_env_prefix.value)}   # the app reads <prefix>HOST, PORT, NAME, USER, PASSWORD{_from(project.db_env_prefix).replace('  (', ' (')}"
-    checks_line = f"checks = {_toml(answers.checks_dir)}     # your pytest-django checks, run inside the release's image" if answers.checks_dir else "# checks = \"deploy_checks\"     # your pytest-django checks, run inside the release's image"
-    hints = "".join(f"\n# {hint} = \"\"   # read by the settings: set it, or make it a secret below" for hint in project.env_hints)
+    checks_line = (
+        f"checks = {_toml(answers.checks_dir)}     # your pytest-django checks, run inside the release's image"
+        if answers.checks_dir
+        else '# checks = "deploy_checks"     # your pytest-django checks, run inside the release\'s image'
+    )
+    hints = "".join(f'\n# {hint} = ""   # read by the settings: set it, or make it a secret below' for hint in project.env_hints)
     values = {
-        "project": name, "project_toml": _toml(name), "proxy_port": str(answers.proxy_port),
-        "db_name_toml": _toml(answers.db_name or name), "db_user_toml": _toml(answers.db_user or name),
-        "release_toml": _toml(release), "app_port": project.app_port.value, "port_source": _from(project.app_port),
-        "health_path_toml": _toml(project.health_path.value), "health_source": _from(project.health_path),
-        "database_line": database_line, "checks_line": checks_line,
+        "project": name,
+        "project_toml": _toml(name),
+        "proxy_port": str(answers.proxy_port),
+        "db_name_toml": _toml(answers.db_name or name),
+        "db_user_toml": _toml(answers.db_user or name),
+        "release_toml": _toml(release),
+        "app_port": project.app_port.value,
+        "port_source": _from(project.app_port),
+        "health_path_toml": _toml(project.health_path.value),
+        "health_source": _from(project.health_path),
+        "database_line": database_line,
+        "checks_line": checks_line,
         "settings_module_toml": _toml(project.settings_module.value),
         "settings_source": f"   #{_from(project.settings_module)[1:]}" if _from(project.settings_module) else "",
         "env_lines": (_table_lines(answers.env, "") + hints).strip("\n"),
         "secret_lines": _table_lines(project.secrets, '# SECRET_KEY = "env:SECRET_KEY"'),
         "process_lines": _table_lines(answers.processes, '# worker = "python manage.py process_queue"'),
-        "window_toml": _toml(answers.window), "timezone_toml": _toml(answers.timezone),
-        "branch": answers.branch, "runs_on": answers.runs_on, "image_repo": image_repo, "version": __version__,
+        "window_toml": _toml(answers.window),
+        "timezone_toml": _toml(answers.timezone),
+        "branch": answers.branch,
+        "runs_on": answers.runs_on,
+        "image_repo": image_repo,
+        "version": __version__,
         "gitlab_tags": "production",
-    }  # fmt: skip
+    }
     files = {"deploy.toml": _fill(_template("deploy.toml"), values), "noxfile.py": _fill(_template("noxfile.py"), values)}
     if answers.checks_dir:
         files[f"{answers.checks_dir}/test_deploy_checks.py"] = _fill(_template("test_deploy_checks.py"), values)
@@ -363,9 +386,12 @@ def describe(project: Project) -> list[str]:
     relative = project.manage_py.relative_to(project.root)
     lines = [f"manage.py: {relative}"]
     for label, guess in (
-        ("settings module", project.settings_module), ("database URL variable", project.database_url),
-        ("database variables prefix", project.db_env_prefix), ("health path", project.health_path), ("app port", project.app_port),
-    ):  # fmt: skip
+        ("settings module", project.settings_module),
+        ("database URL variable", project.database_url),
+        ("database variables prefix", project.db_env_prefix),
+        ("health path", project.health_path),
+        ("app port", project.app_port),
+    ):
         if label == "database variables prefix" and project.database_url.value:
             continue
         if label == "database URL variable" and not project.database_url.value:

@@ -44,8 +44,16 @@ def _has_ledger(conn) -> bool:
     return conn.execute("SELECT to_regclass('deploygate.ledger') IS NOT NULL").fetchone()[0]
 
 
-def record(address: DatabaseAddress, mirror_dir: Path | None, kind: str, outcome: str, *,
-           release: str | None = None, image_digest: str | None = None, detail: dict | None = None) -> Entry:  # fmt: skip
+def record(
+    address: DatabaseAddress,
+    mirror_dir: Path | None,
+    kind: str,
+    outcome: str,
+    *,
+    release: str | None = None,
+    image_digest: str | None = None,
+    detail: dict | None = None,
+) -> Entry:
     """Append an entry (creating the schema on first use) and mirror it to ``mirror_dir/ledger.jsonl``."""
     detail = detail or {}
     with connect(address) as conn:

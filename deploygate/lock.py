@@ -37,7 +37,9 @@ class DeployLock:
         conn.execute("SET application_name = 'deploygate deploy lock'")
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", [self._key]).fetchone()[0]:
             conn.close()
-            raise LockHeld("another deploy or rollback is running on this production; refusing (the lock frees itself if that process dies)")
+            raise LockHeld(
+                "another deploy or rollback is running on this production; refusing (the lock frees itself if that process dies)"
+            )
         self._conn = conn
         return self
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 # Progress and log lines go to a callable taking one line: print, a DeployLog, or a no-op.
 Say = Callable[[str], None]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], cell: Callable[[Any], str]) -> list[str]:

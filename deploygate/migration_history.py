@@ -18,8 +18,8 @@ one of them means the schema is not the release's:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,11 @@ class OutsideGraph:
     def explained(self) -> str:
         """The names that are history, counted: ``replaced by squash: 476, of apps no longer installed: 3``."""
         line = f"replaced by squash: {len(self.replaced_by_squash)}, of apps no longer installed: {len(self.of_removed_apps)}"
-        return line + (f", squashes of its own migrations recorded by another release: {len(self.squashes_of_its_own)}" if self.squashes_of_its_own else "")
+        return line + (
+            f", squashes of its own migrations recorded by another release: {len(self.squashes_of_its_own)}"
+            if self.squashes_of_its_own
+            else ""
+        )
 
     def describe(self) -> str:
         """One line for logs and reports: ``explained()``, then the unknown names (the first five) if any."""

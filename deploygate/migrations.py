@@ -9,8 +9,8 @@ query counts the rows in the way.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from psycopg import sql
 
@@ -99,9 +99,7 @@ def offending_rows_query(failure: MigrationFailure) -> sql.Composed | None:
     names no countable condition."""
     statement = failure.statement or ""
     if failure.sqlstate == NOT_NULL_VIOLATION and failure.table and failure.column:
-        return sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
-            sql.Identifier(failure.table), sql.Identifier(failure.column)
-        )
+        return sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(sql.Identifier(failure.table), sql.Identifier(failure.column))
     if failure.sqlstate == UNIQUE_VIOLATION and failure.table and (key := _KEY_COLUMNS.search(failure.detail or "")):
         columns = [sql.Identifier(c.strip().strip('"')) for c in key["columns"].split(",")]
         # Rows sharing a key with another row; NULLs never collide in a unique index.

@@ -10,7 +10,8 @@ checker alike. The declaration is the only list of settings: loading, the pytest
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Generic, Protocol, TypeVar, cast, overload
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar, cast, overload
 
 T = TypeVar("T")
 

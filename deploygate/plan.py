@@ -36,9 +36,12 @@ class PlanRun:
 def reusable(result: GateResult | None, production: str, now: dt.datetime) -> bool:
     """Whether a stored result can stand for a run now: a whole run on this production, recent, with the plan's details."""
     return (
-        result is not None and result.complete and result.production == production and REHEARSAL in (result.details or {})
+        result is not None
+        and result.complete
+        and result.production == production
+        and REHEARSAL in (result.details or {})
         and now - result.finished_at() < dt.timedelta(minutes=PREDEPLOY_REUSE_MIN)
-    )  # fmt: skip
+    )
 
 
 def gate_for_plan(platform: Platform, settings: Settings, candidate_ref: str, say: Say) -> PlanRun:
@@ -52,7 +55,7 @@ def gate_for_plan(platform: Platform, settings: Settings, candidate_ref: str, sa
     secrets = secrets_of(settings, db)
     path = gate_result.path_for(settings.path(settings.reports_dir), "predeploy", candidate.id)
     stored = gate_result.load_or_none(path)
-    if reusable(stored, production_identity(db), dt.datetime.now(dt.timezone.utc)):
+    if reusable(stored, production_identity(db), dt.datetime.now(dt.UTC)):
         say(f"the predeploy gate ran for {candidate.id[:19]} on this production at {stored.finished}: reused")
         return PlanRun(stored, reused=True, secrets=secrets)
     log = DeployLog(settings.path(settings.logs_dir) / f"plan_{new_stamp()}.log", secrets, echo=False)

@@ -49,13 +49,20 @@ def rehearsal_facts(rehearsal: Rehearsal, *, rewritten_tables: list[str], lock_t
             if name in RECORDER_TABLES:  # Django's own row per migration: every plan takes it, no reviewer asks
                 continue
             locks.append({"table": name, "mode": lock_words(lock.mode), "held_ms": round(lock.held_s * 1000, 1), "rows": rows.get(name)})
-        migrations.append({
-            "label": step.label, "operations": list(step.operations), "sql": list(step.sql),
-            "reversible": step.reversible, "atomic": step.atomic,
-            "applied": done is not None and not done.error, "error": done.error if done else None,
-            "duration_s": done.duration_s if done else None, "statements": done.statements if done else None,
-            "locks": locks,
-        })  # fmt: skip
+        migrations.append(
+            {
+                "label": step.label,
+                "operations": list(step.operations),
+                "sql": list(step.sql),
+                "reversible": step.reversible,
+                "atomic": step.atomic,
+                "applied": done is not None and not done.error,
+                "error": done.error if done else None,
+                "duration_s": done.duration_s if done else None,
+                "statements": done.statements if done else None,
+                "locks": locks,
+            }
+        )
     return {
         "migrations": migrations,
         "applied_leaves": dict(rehearsal.plan.applied_leaves),

@@ -15,7 +15,8 @@ shown as what would also stop a deploy now.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from deploygate import markdown
 from deploygate.gate_result import FAILED, PASSED, CheckResult, GateResult
@@ -45,8 +46,14 @@ def scrub(value: Any, secrets: Iterable[str] = ()) -> Any:
 def _check(check: CheckResult) -> dict[str, Any]:
     # A check's assert already says what failed: the exception's name adds nothing for a reviewer.
     why = check.summary.removeprefix("AssertionError: ")
-    return {"name": check.name, "category": check.category, "outcome": check.outcome, "value": check.value,
-            "threshold": check.threshold, "why": why}  # fmt: skip
+    return {
+        "name": check.name,
+        "category": check.category,
+        "outcome": check.outcome,
+        "value": check.value,
+        "threshold": check.threshold,
+        "why": why,
+    }
 
 
 def statements(sql: list[str]) -> list[str]:
@@ -134,7 +141,10 @@ def render_markdown(view: dict[str, Any]) -> str:
 
 def _verdict(view: dict[str, Any]) -> list[str]:
     if view["passes"]:
-        out = ["**Verdict: the change passes.** Old and new code work on either schema; the plan applies and reverses on production's data.", ""]
+        out = [
+            "**Verdict: the change passes.** Old and new code work on either schema; the plan applies and reverses on production's data.",
+            "",
+        ]
     else:
         out = ["**Verdict: the change fails.**", ""]
         out += [f"- {MARKS[False]} `{c['name']}`: {_cell(c['why'] or c['outcome'])}" for c in view["failed"]]
@@ -154,13 +164,21 @@ def _migrations(rehearsal: dict[str, Any] | None) -> list[str]:
     if not migrations:
         return out + ["None: production already has every migration of the candidate.", ""]
     rows = [
-        [_code(m["label"]), MARKS[m["applied"]] + (f" {m['error']}" if m["error"] else ""), _seconds(m["duration_s"]),
-         "yes" if m["reversible"] else "**no**", len(statements(m["sql"]))]
+        [
+            _code(m["label"]),
+            MARKS[m["applied"]] + (f" {m['error']}" if m["error"] else ""),
+            _seconds(m["duration_s"]),
+            "yes" if m["reversible"] else "**no**",
+            len(statements(m["sql"])),
+        ]
         for m in migrations
-    ]  # fmt: skip
+    ]
     out += _table(["Migration", "Applied on the copy", "Duration", "Reversible", "SQL statements"], rows)
-    locks = [[_code(m["label"]), _code(lock["table"]), _rows(lock["rows"]), lock["mode"], f"{lock['held_ms']:g} ms"]
-             for m in migrations for lock in m["locks"]]  # fmt: skip
+    locks = [
+        [_code(m["label"]), _code(lock["table"]), _rows(lock["rows"]), lock["mode"], f"{lock['held_ms']:g} ms"]
+        for m in migrations
+        for lock in m["locks"]
+    ]
     if locks:
         out += ["Strongest lock per table, held on the production-size copy:", ""]
         out += _table(["Migration", "Table", "Rows", "Strongest lock", "Held"], locks)
@@ -170,7 +188,8 @@ def _migrations(rehearsal: dict[str, Any] | None) -> list[str]:
     out += [
         f"Duration on the copy: {_seconds(rehearsal['duration_s'])} in all, with the deploy's lock_timeout "
         f"{rehearsal['lock_timeout_ms']} ms. Tables rewritten (every row copied): "
-        + (", ".join(_code(t) for t in rewritten) if rewritten else "none") + ".",
+        + (", ".join(_code(t) for t in rewritten) if rewritten else "none")
+        + ".",
         "",
     ]
     if rehearsal.get("migrate_error"):
@@ -212,7 +231,7 @@ def _compat(compat: dict[str, Any] | None) -> list[str]:
     out += _table(["Direction", "Result"], rows)
     if failures:
         out += _table(["Direction", "Model", "Field", "Operations", "Value class", "The database says"], failures)
-        out += ["Or deploy behind a maintenance hold: `--accept-incompatible --reason \"...\"`.", ""]
+        out += ['Or deploy behind a maintenance hold: `--accept-incompatible --reason "..."`.', ""]
     if compat.get("unchecked"):
         out += ["<details><summary>Not checked (never a failure)</summary>", ""]
         out += [f"- {_cell(line)}" for line in compat["unchecked"]] + ["", "</details>", ""]
@@ -260,15 +279,21 @@ def _reversal(view: dict[str, Any]) -> list[str]:
     reversal, rehearsal = view["reversal"], view.get("rehearsal") or {}
     irreversible = [m["label"] for m in rehearsal.get("migrations", []) if not m["reversible"]]
     if irreversible:
-        out.append(f"{MARKS[False]} No reverse operation: {', '.join(_code(label) for label in irreversible)} "
-                   "(a rollback restores the backup instead).")  # fmt: skip
+        out.append(
+            f"{MARKS[False]} No reverse operation: {', '.join(_code(label) for label in irreversible)} "
+            "(a rollback restores the backup instead)."
+        )
     checks = reversal.get("checks") or []
     if not checks:
         return out + ["Reversal not rehearsed.", ""]
     for check in checks:
         proven = check["outcome"] == PASSED
         took = f" in {_seconds(reversal.get('duration_s'))}" if reversal.get("duration_s") is not None else ""
-        what = f"reversed on the copy{took}: content identical to production's" if proven else f"reversal on the copy: {_cell(check['why'] or check['outcome'])}"
+        what = (
+            f"reversed on the copy{took}: content identical to production's"
+            if proven
+            else f"reversal on the copy: {_cell(check['why'] or check['outcome'])}"
+        )
         out.append(f"{MARKS[proven if check['outcome'] in (PASSED, FAILED) else None]} {what}")
     return out + [""]
 
@@ -277,8 +302,10 @@ def _app_checks(checks: list[dict[str, Any]]) -> list[str]:
     out = ["### The app's own checks (in the candidate's image, on the migrated copy)", ""]
     if not checks:
         return out + ["None ran.", ""]
-    rows = [[_code(c["name"].removeprefix("test_app_check[").removesuffix("]")), f"{_mark(c)} {c['outcome']}", c["value"], c["why"]]
-            for c in checks]  # fmt: skip
+    rows = [
+        [_code(c["name"].removeprefix("test_app_check[").removesuffix("]")), f"{_mark(c)} {c['outcome']}", c["value"], c["why"]]
+        for c in checks
+    ]
     return out + _table(["Check", "Verdict", "Measured", "Why"], rows)
 
 
@@ -291,7 +318,7 @@ def _deploy_now(checks: list[dict[str, Any]], overrides: dict[str, str]) -> list
     if not checks:
         return []
     failing = [c for c in checks if c["outcome"] in (FAILED, "error")]
-    summary = (f"{MARKS[False]} {len(failing)} would stop a deploy right now" if failing else f"{MARKS[True]} a deploy could start now")
+    summary = f"{MARKS[False]} {len(failing)} would stop a deploy right now" if failing else f"{MARKS[True]} a deploy could start now"
     out = [f"<details><summary>Production today (health, policy, backup): {summary}</summary>", ""]
     rows = [[_code(c["name"]), f"{_mark(c)} {c['outcome']}", c["value"], c["threshold"], c["why"]] for c in checks]
     out += _table(["Check", "Verdict", "Measured", "Limit", "Why"], rows)

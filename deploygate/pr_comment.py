@@ -10,9 +10,9 @@ so a pull request carries one plan however often it is pushed to.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit
 
 import requests
@@ -96,10 +96,14 @@ class _GitHub:
         self.target = target
         self.origin = urlsplit(target.api_url)[:2]
         self.session = session or requests.Session()
-        self.session.headers.update({
-            "Authorization": f"Bearer {target.token}", "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "deploygate",
-        })  # fmt: skip
+        self.session.headers.update(
+            {
+                "Authorization": f"Bearer {target.token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "User-Agent": "deploygate",
+            }
+        )
 
     def call(self, method: str, url: str, **kwargs) -> requests.Response:
         if urlsplit(url)[:2] != self.origin:

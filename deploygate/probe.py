@@ -8,7 +8,8 @@ line; ``deploygate.probe_results`` parses it into records.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from deploygate.errors import DeployGateError
 from deploygate.log import Say
@@ -127,11 +128,19 @@ class Prober:
 
     @classmethod
     def configured(
-        cls, platform: Platform, settings: Settings, image: Image, environment: Mapping[str, str], *,
-        network: str | None = None, say: Say | None = None,
-    ) -> Prober:  # fmt: skip
+        cls,
+        platform: Platform,
+        settings: Settings,
+        image: Image,
+        environment: Mapping[str, str],
+        *,
+        network: str | None = None,
+        say: Say | None = None,
+    ) -> Prober:
         """The probe as ``settings`` configure it: their lock_timeout and the app's Python."""
-        return cls(platform, image, environment, lock_timeout_ms=settings.lock_timeout_ms, network=network, say=say, python=settings.app_python)
+        return cls(
+            platform, image, environment, lock_timeout_ms=settings.lock_timeout_ms, network=network, say=say, python=settings.app_python
+        )
 
     def run(self, command: str, argument: Any = None) -> tuple[dict, int]:
         """The probe's raw JSON result and exit code (lines it prints go to ``say``, the result line does not)."""

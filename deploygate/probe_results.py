@@ -122,8 +122,7 @@ def _facts(data: dict | None) -> FieldFacts | None:
 
 def _parse_step(step: dict) -> PlanStep:
     changes = [
-        _pick(OperationChange, {**c, "before": _facts(c.get("before")), "after": _facts(c.get("after"))})
-        for c in step.get("changes", [])
+        _pick(OperationChange, {**c, "before": _facts(c.get("before")), "after": _facts(c.get("after"))}) for c in step.get("changes", [])
     ]
     return _pick(PlanStep, {**step, "changes": changes})
 
@@ -230,7 +229,7 @@ class MigrateResult:
 def parse_applied(payload: dict) -> list[AppliedMigration]:
     applied = []
     for migration in payload["migrations"]:
-        locks = {t: TableLock(mode=l["mode"], held_s=l["held_s"]) for t, l in (migration.get("locks") or {}).items()}
+        locks = {t: TableLock(mode=lock["mode"], held_s=lock["held_s"]) for t, lock in (migration.get("locks") or {}).items()}
         applied.append(_pick(AppliedMigration, {**migration, "locks": locks}))
     return applied
 
@@ -306,8 +305,7 @@ class ModelExercise:
 
 def parse_exercise(payload: dict) -> list[ModelExercise]:
     return [
-        ModelExercise(model=m["model"], table=m["table"], checks=[_pick(ExerciseCheck, c) for c in m["checks"]])
-        for m in payload["models"]
+        ModelExercise(model=m["model"], table=m["table"], checks=[_pick(ExerciseCheck, c) for c in m["checks"]]) for m in payload["models"]
     ]
 
 

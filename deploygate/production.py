@@ -84,13 +84,17 @@ def _ensure_app(platform: Platform, settings: Settings, proxy: Proxy, image: Ima
     if state is None:
         # migrate's own output can run to hundreds of KB (every migration, the probe's result): the
         # terminal gets one line, the log file all of it.
-        log = DeployLog(settings.path(settings.logs_dir) / f"up_{time.strftime('%Y%m%d_%H%M%S')}.log", _secrets(platform, settings), echo=False)
+        log = DeployLog(
+            settings.path(settings.logs_dir) / f"up_{time.strftime('%Y%m%d_%H%M%S')}.log", _secrets(platform, settings), echo=False
+        )
         say(f"migrating the database with {image.tag} (its output: {log.path})...")
         started = time.monotonic()
         migrated = Prober.configured(platform, settings, image, app_environment(platform, settings), say=log).migrate()
         report.timings["migrate_s"] = time.monotonic() - started
         for migration in migrated.migrations:
-            log(f"{migration.label}: {migration.duration_s:.3f}s, {migration.strongest_locks()}{', ' + migration.error if migration.error else ''}")
+            log(
+                f"{migration.label}: {migration.duration_s:.3f}s, {migration.strongest_locks()}{', ' + migration.error if migration.error else ''}"
+            )
         log(migrate_summary(image.tag, migrated, report.timings["migrate_s"]))
         if not migrated.ok:
             raise StackError(f"migrating production with {image.tag} failed: {migrated.error} (its output: {log.path})")

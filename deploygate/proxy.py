@@ -14,9 +14,10 @@ what users actually saw.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import requests
 
@@ -119,7 +120,7 @@ class Proxy:
 
     def serving_urls(self) -> list[str]:
         """The addresses of the proxies that run now (a proxy whose node is down serves nobody)."""
-        return [url for name, url in zip(self.instances, self.urls) if self.platform.proxy_running(name)]
+        return [url for name, url in zip(self.instances, self.urls, strict=False) if self.platform.proxy_running(name)]
 
     @property
     def _first(self) -> haproxy.ProxyDirs:
@@ -150,16 +151,24 @@ class Proxy:
             haproxy.prepare(dirs, backends, route.color)
         changes += self._start(image)
         for url in self.urls:
-            wait_until(lambda: requests.get(f"{url}{self.settings.health_path}", timeout=5).ok, timeout=30, interval=0.5,
-                       what=f"{url}{self.settings.health_path} to answer 2xx")  # fmt: skip
+            wait_until(
+                lambda url=url: requests.get(f"{url}{self.settings.health_path}", timeout=5).ok,
+                timeout=30,
+                interval=0.5,
+                what=f"{url}{self.settings.health_path} to answer 2xx",
+            )
         return changes
 
     def _start(self, image: Image) -> list[str]:
         template = haproxy.ProxyDirs(self.base / INSTANCE)
         changes = self.platform.ensure_proxy(
-            image, haproxy.command(), template.mounts(), template.writable,
-            user=haproxy.container_user(), port_in_container=haproxy.HTTP_PORT,
-        )  # fmt: skip
+            image,
+            haproxy.command(),
+            template.mounts(),
+            template.writable,
+            user=haproxy.container_user(),
+            port_in_container=haproxy.HTTP_PORT,
+        )
         for name, dirs in self.instances.items():
             if self.platform.proxy_running(name):
                 haproxy.wait_answering(dirs)
@@ -222,4 +231,6 @@ class Proxy:
                 raise StackError(f"the proxy at {url} does not answer: {type(exc).__name__}") from None
             served_by = answer.headers.get(COLOR_HEADER)
             if not answer.ok or served_by != color:
-                raise StackError(f"through {url} {self.settings.health_path} answers {answer.status_code} from {served_by}, expected {color}")
+                raise StackError(
+                    f"through {url} {self.settings.health_path} answers {answer.status_code} from {served_by}, expected {color}"
+                )

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import psycopg
 
@@ -27,8 +27,7 @@ from deploygate.log import Say
 from deploygate.migrations import offending_rows_query, qualify
 from deploygate.platform.base import Platform, Scratch
 from deploygate.platform.images import Image
-from deploygate.probe import AppliedMigration, MigrationFailure, MigrationPlan, ModelExercise, Prober, parse_exercise
-from deploygate.probe import parse_migrate
+from deploygate.probe import AppliedMigration, MigrationFailure, MigrationPlan, ModelExercise, Prober, parse_exercise, parse_migrate
 
 _BACKUP_IN_CONTAINER = "/backup"
 _COPY_PORT = 5432
@@ -73,7 +72,7 @@ class CopyStarter:
     def stop(self) -> None:
         try:
             self._future.result()
-        except Exception:  # noqa: BLE001 - a failed start has nothing to stop; its error was raised by result()
+        except Exception:
             return
         finally:
             self._pool.shutdown()
@@ -115,10 +114,15 @@ def restore(copy: DatabaseCopy, backup: Backup, say: Say = print) -> None:
     say(f"restoring {backup.path.name} into the copy...")
     code, output = copy.scratch.exec(
         [
-            "pg_restore", "--exit-on-error", "--no-owner", "--no-acl", "--jobs=2",
-            f"--username={copy.host_address.user}", f"--dbname={copy.host_address.name}",
+            "pg_restore",
+            "--exit-on-error",
+            "--no-owner",
+            "--no-acl",
+            "--jobs=2",
+            f"--username={copy.host_address.user}",
+            f"--dbname={copy.host_address.name}",
             f"{_BACKUP_IN_CONTAINER}/{backup.path.name}",
-        ]  # fmt: skip
+        ]
     )
     if code != 0:
         lines = [line for line in output.splitlines() if line.strip()]
@@ -167,9 +171,14 @@ def _exercise_steps(wanted: list[tuple[str, dict]], needed: frozenset[str], spec
 
 
 def rehearse(
-    platform: Platform, settings: Settings, candidate: Image, copy: DatabaseCopy, say: Say = print, *,
+    platform: Platform,
+    settings: Settings,
+    candidate: Image,
+    copy: DatabaseCopy,
+    say: Say = print,
+    *,
     exercises: frozenset[str] = EXERCISES,
-) -> Rehearsal:  # fmt: skip
+) -> Rehearsal:
     """Plan, exercise both releases on the old schema, migrate, fingerprint, exercise both releases on the new one.
 
     Only the ``exercises`` asked for run (a check skipped by name costs nothing), over the
@@ -206,7 +215,7 @@ def rehearse(
         [("exercise", argument) for _, argument in old_steps] + [("migrate", None)] + [("exercise", argument) for _, argument in new_steps]
     )
     exercised: dict[str, list[ModelExercise]] = {}
-    for (name, _), payload, took in zip(old_steps + [("migrate", None)] + new_steps, results, seconds):
+    for (name, _), payload, took in zip(old_steps + [("migrate", None)] + new_steps, results, seconds, strict=False):
         if name == "migrate":
             migrate_payload, timings["migrate_in_probe_s"] = payload, took
             continue

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from deploygate import markdown
+from deploygate import markdown, traffic
 from deploygate import report_format as fmt
-from deploygate import traffic
 from deploygate.record import DeployRecord
 from deploygate.traffic import PhaseStats, Response
 
@@ -176,10 +176,16 @@ def _stages(record: DeployRecord, origin: float | None) -> list[str]:
     if not record.stages:
         return out + ["No stages recorded.", ""]
     rows = [
-        [s.name, fmt.clock(s.started, origin), fmt.clock(s.finished, origin),
-         fmt.seconds(s.finished - s.started) if s.finished is not None else None, s.outcome, s.detail]
+        [
+            s.name,
+            fmt.clock(s.started, origin),
+            fmt.clock(s.finished, origin),
+            fmt.seconds(s.finished - s.started) if s.finished is not None else None,
+            s.outcome,
+            s.detail,
+        ]
         for s in record.stages
-    ]  # fmt: skip
+    ]
     return out + markdown.table(["Stage", "Started", "Finished", "Duration", "Outcome", "Detail"], rows, fmt.cell) + [""]
 
 
@@ -232,14 +238,19 @@ def _traffic(phases: Sequence[PhaseStats], totals: dict, responses: Sequence[Res
     out = ["## Traffic per phase", ""]
     if not totals.get("requests"):
         return out + ["No traffic was recorded.", ""]
-    rows = [
-        [p.name, p.requests, p.non_2xx, p.failed, p.held, fmt.ms(p.p50_ms), fmt.ms(p.p95_ms), fmt.counts(p.colors)]
-        for p in phases
-    ]
-    rows.append([
-        "**total**", totals["requests"], totals["non_2xx"], totals["failed"], totals.get("held", 0),
-        fmt.ms(totals["p50_ms"]), fmt.ms(totals["p95_ms"]), fmt.counts(totals["by_color"]),
-    ])  # fmt: skip
+    rows = [[p.name, p.requests, p.non_2xx, p.failed, p.held, fmt.ms(p.p50_ms), fmt.ms(p.p95_ms), fmt.counts(p.colors)] for p in phases]
+    rows.append(
+        [
+            "**total**",
+            totals["requests"],
+            totals["non_2xx"],
+            totals["failed"],
+            totals.get("held", 0),
+            fmt.ms(totals["p50_ms"]),
+            fmt.ms(totals["p95_ms"]),
+            fmt.counts(totals["by_color"]),
+        ]
+    )
     out += markdown.table(["Phase", "Requests", "Non-2xx", "Failed", "Held", "p50", "p95", "Colors"], rows, fmt.cell)
     rate = totals.get("rate_per_s")
     out += [
@@ -266,8 +277,11 @@ def _monitoring(record: DeployRecord) -> list[str]:
     monitoring = record.monitoring
     if not monitoring:
         return out + ["No monitoring window recorded.", ""]
-    out += [f"{fmt.seconds(monitoring.window_s)} watched; rollback above {monitoring.threshold} errors on the new color; "
-            f"health failures: {monitoring.health_failures}; decision: {monitoring.decision}.", ""]  # fmt: skip
+    out += [
+        f"{fmt.seconds(monitoring.window_s)} watched; rollback above {monitoring.threshold} errors on the new color; "
+        f"health failures: {monitoring.health_failures}; decision: {monitoring.decision}.",
+        "",
+    ]
     colors = sorted(set(monitoring.requests_by_color) | set(monitoring.errors_by_color))
     rows = [[c, monitoring.requests_by_color.get(c, 0), monitoring.errors_by_color.get(c, 0)] for c in colors]
     return out + markdown.table(["Color", "Requests (proxy log)", "5xx"], rows, fmt.cell) + [""]

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 # The Agg canvas is used without pyplot: no display is needed, and the process-wide backend is left alone.
 import numpy as np
@@ -47,7 +48,7 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
     if responses:
         rel = np.array([r.ts - origin for r in responses])
         first_s = int(math.floor(rel.min()))
-        bins = (np.floor(rel).astype(int) - first_s)
+        bins = np.floor(rel).astype(int) - first_s
         n_bins = int(bins.max()) + 1
         x = np.arange(n_bins) + first_s
         total = np.bincount(bins, minlength=n_bins)
@@ -56,7 +57,9 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
         ax_rate.bar(x, total, width=1.0, align="edge", color="0.75", label="requests/s")
         ax_rate.bar(x, failed, width=1.0, align="edge", color="tab:red", label="failed/s (no answer or 5xx)")
         if held.any():  # an accepted hold's answers: announced downtime, drawn apart from failures
-            ax_rate.bar(x, held, bottom=failed, width=1.0, align="edge", color=HELD_FACE, label="held/s (maintenance hold: 503 + Retry-After)")
+            ax_rate.bar(
+                x, held, bottom=failed, width=1.0, align="edge", color=HELD_FACE, label="held/s (maintenance hold: 503 + Retry-After)"
+            )
         # Legends sit outside the axes; headroom for the stage labels is added once they are placed.
         ax_rate.set_ylim(0, max(1, int(total.max())))
         ax_rate.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8)
@@ -64,7 +67,7 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
         p95 = np.full(n_bins, np.nan)
         latencies: dict[int, list[float]] = {}
         colors: dict[int, Counter] = {}
-        for b, r in zip(bins.tolist(), responses):
+        for b, r in zip(bins.tolist(), responses, strict=True):
             if r.status != 0:
                 latencies.setdefault(b, []).append(r.latency_ms)
             colors.setdefault(b, Counter())[r.color or "none"] += 1
@@ -85,8 +88,9 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
             face = serving_face(color)
             shown[color] = face
             ax_color.broken_barh([(start + first_s, end - start)], (0, 1), facecolors=face)
-        ax_color.legend(handles=[Patch(facecolor=f, label=c) for c, f in shown.items()],
-                        loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7)  # fmt: skip
+        ax_color.legend(
+            handles=[Patch(facecolor=f, label=c) for c, f in shown.items()], loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7
+        )
     else:
         ax_rate.text(0.5, 0.5, "no traffic recorded", transform=ax_rate.transAxes, ha="center", va="center")
 
@@ -157,7 +161,7 @@ def place_labels(fig: Any, ax: Any, labels: list) -> int:
             box = text.get_window_extent(renderer)
         spans.append((box.x0, box.x1))
     levels = label_levels(spans)
-    for text, level in zip(labels, levels):
+    for text, level in zip(labels, levels, strict=True):
         text.set_y(0.99 - 0.09 * level)
     return max(levels, default=0) + 1
 

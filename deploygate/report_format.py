@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from deploygate.record import DeployRecord, Outcome
 from deploygate.traffic import Response
@@ -92,14 +93,14 @@ def counts(by_name: dict) -> str:
 
 
 def utc(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def clock(ts: float | None, since: float | None) -> str | None:
     """A time of day to a tenth of a second, with its offset from t0 (``since``) when there is one."""
     if ts is None:
         return None
-    time_of_day = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%H:%M:%S.%f")[:-5]
+    time_of_day = dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%H:%M:%S.%f")[:-5]
     return f"{time_of_day} (+{ts - since:.1f} s)" if since is not None else time_of_day
 
 

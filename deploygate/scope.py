@@ -59,8 +59,10 @@ class Scope:
 
     def describe(self) -> str:
         """In words, e.g. "the models of tables a, b; every model of app x; and those whose foreign keys reach them"."""
-        parts = [f"the models of tables {', '.join(sorted(self.tables))}" if self.tables else "",
-                 f"every model of {', '.join(sorted(self.apps))}" if self.apps else ""]  # fmt: skip
+        parts = [
+            f"the models of tables {', '.join(sorted(self.tables))}" if self.tables else "",
+            f"every model of {', '.join(sorted(self.apps))}" if self.apps else "",
+        ]
         found = "; ".join(p for p in parts if p)
         return f"{found}, and the models whose foreign keys reach them" if found else "nothing (no table or column changes)"
 

@@ -43,8 +43,13 @@ def markdown() -> str:
     """A markdown table: TOML table and key, the flat name of ``--set`` and the env variable, default, help."""
     lines = ["| TOML | `--set` name | Environment | Default | What it is |", "|---|---|---|---|---|"]
     for option in OPTIONS:
-        cells = [f"`{table_of(option)}` `{key_of(option)}`", f"`{option.name}`", f"`{option.env}`",
-                 f"`{default_text(option)}`", _help(option).replace("|", "\\|")]  # fmt: skip
+        cells = [
+            f"`{table_of(option)}` `{key_of(option)}`",
+            f"`{option.name}`",
+            f"`{option.env}`",
+            f"`{default_text(option)}`",
+            _help(option).replace("|", "\\|"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

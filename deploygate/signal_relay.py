@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 # Ctrl-C; CI runners, docker stop and Kubernetes; a closed terminal or a dropped ssh session.
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -16,9 +16,9 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 import requests
@@ -297,14 +297,12 @@ class TrafficProbe:
         status, color, created_id, error = 0, None, None, None
         try:
             # Sent once, never again: a request the proxy drops must show as a failure.
-            answer = self._session().request(
-                method, self.base_url + path, json=body, timeout=self.timeout_s, allow_redirects=False
-            )
+            answer = self._session().request(method, self.base_url + path, json=body, timeout=self.timeout_s, allow_redirects=False)
             status = answer.status_code
             color = answer.headers.get(COLOR_HEADER)
             if method == "POST" and 200 <= status < 300:
                 created_id = _id_of(answer)
-        except Exception as exc:  # noqa: BLE001 - any failure to get an answer is a status-0 record, never a lost one
+        except Exception as exc:
             error = _one_line(exc)
         latency_ms = (time.perf_counter() - started) * 1000.0
         record = Response(ts, method, path, status, latency_ms, color, created_id, error)
@@ -349,11 +347,17 @@ def _stats(name: str, start: float, end: float, responses: Sequence[Response]) -
     latencies = [r.latency_ms for r in responses if r.status != 0]
     colors = Counter(r.color for r in responses if r.color)
     return PhaseStats(
-        name=name, start=start, end=end, requests=len(responses), failed=sum(r.failed for r in responses),
+        name=name,
+        start=start,
+        end=end,
+        requests=len(responses),
+        failed=sum(r.failed for r in responses),
         non_2xx=sum(not 200 <= r.status < 300 for r in responses),
-        p50_ms=percentile(latencies, 50) if latencies else None, p95_ms=percentile(latencies, 95) if latencies else None,
-        colors=dict(sorted(colors.items())), held=sum(r.held for r in responses),
-    )  # fmt: skip
+        p50_ms=percentile(latencies, 50) if latencies else None,
+        p95_ms=percentile(latencies, 95) if latencies else None,
+        colors=dict(sorted(colors.items())),
+        held=sum(r.held for r in responses),
+    )
 
 
 def phase_stats(responses: Iterable[Response], phases: Sequence[tuple[str, float, float]]) -> list[PhaseStats]:
@@ -396,4 +400,3 @@ def summary(responses: Iterable[Response]) -> dict:
         "first_ts": first,
         "last_ts": last,
     }
-

@@ -193,10 +193,15 @@ class SwarmLab:
         if len(self.name) > 10 or not self.name.replace("_", "").isalnum():
             raise LabError(f"a lab name is at most 10 letters/digits, got {self.name!r}")
         self.nodes = [
-            Node(index=i, namespace=f"{self.name}_n{i}", hostname=f"{self.name.replace('_', '-')}-n{i}",
-                 address=f"{UNDERLAY}.{10 + i}", root=self.root / f"n{i}")
+            Node(
+                index=i,
+                namespace=f"{self.name}_n{i}",
+                hostname=f"{self.name.replace('_', '-')}-n{i}",
+                address=f"{UNDERLAY}.{10 + i}",
+                root=self.root / f"n{i}",
+            )
             for i in range(1, self.size + 1)
-        ]  # fmt: skip
+        ]
 
     @property
     def bridge_namespace(self) -> str:
@@ -264,19 +269,33 @@ class SwarmLab:
         for sub in ("data", "exec"):
             (node.root / sub).mkdir(parents=True, exist_ok=True)
         dockerd = [
-            "dockerd", "--data-root", str(node.root / "data"), "--exec-root", str(node.root / "exec"),
-            "-H", node.endpoint, "--pidfile", str(node.root / "docker.pid"), "--cgroup-parent", node.cgroup_parent,
+            "dockerd",
+            "--data-root",
+            str(node.root / "data"),
+            "--exec-root",
+            str(node.root / "exec"),
+            "-H",
+            node.endpoint,
+            "--pidfile",
+            str(node.root / "docker.pid"),
+            "--cgroup-parent",
+            node.cgroup_parent,
             # No docker0: everything of the lab runs on overlay networks (swarm adds docker_gwbridge).
             # No userland proxy: published ports are iptables rules only, as on the host's engine.
-            "--bridge=none", "--userland-proxy=false", "--log-level=warn",
-        ]  # fmt: skip
+            "--bridge=none",
+            "--userland-proxy=false",
+            "--log-level=warn",
+        ]
         script = f"hostname {node.hostname} && {_remount_cgroups_script()} && exec {shlex.join(dockerd)}"
         with node.log.open("ab") as log:
             # unshare --uts: the node's own hostname, which swarm reports ({{.Node.Hostname}}).
             node.process = subprocess.Popen(
                 ["ip", "netns", "exec", node.namespace, "unshare", "--uts", "sh", "-c", script],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def _wait_engine(self, node: Node) -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S
@@ -301,15 +320,19 @@ class SwarmLab:
     def _form_swarm(self) -> None:
         manager = self.manager.client()
         manager.swarm.init(
-            advertise_addr=self.manager.address, listen_addr=f"{self.manager.address}:2377",
-            default_addr_pool=[OVERLAY_POOL], subnet_size=24,
-        )  # fmt: skip
+            advertise_addr=self.manager.address,
+            listen_addr=f"{self.manager.address}:2377",
+            default_addr_pool=[OVERLAY_POOL],
+            subnet_size=24,
+        )
         token = manager.swarm.attrs["JoinTokens"]["Worker"]
         for node in self.nodes[1:]:
             node.client().swarm.join(
-                remote_addrs=[f"{self.manager.address}:2377"], join_token=token,
-                advertise_addr=node.address, listen_addr=f"{node.address}:2377",
-            )  # fmt: skip
+                remote_addrs=[f"{self.manager.address}:2377"],
+                join_token=token,
+                advertise_addr=node.address,
+                listen_addr=f"{node.address}:2377",
+            )
         deadline = time.monotonic() + _START_TIMEOUT_S
         while len([n for n in manager.nodes.list() if n.attrs["Status"]["State"] == "ready"]) < self.size:
             if time.monotonic() > deadline:
@@ -366,7 +389,7 @@ class SwarmLab:
         for pid in _pids():
             argv, cgroups = _cmdline(pid).split(), _cgroups(pid)
             # A dockerd of this node, even one a killed run started under another root, with everything it started.
-            if any(a == "--cgroup-parent" and b == node.cgroup_parent for a, b in zip(argv, argv[1:])):
+            if any(a == "--cgroup-parent" and b == node.cgroup_parent for a, b in zip(argv, argv[1:], strict=False)):
                 doomed.update(_descendants(pid, tree))
             if marker in " ".join(argv) or f":{node.cgroup_parent}/" in cgroups or cgroups.rstrip().endswith(f":{node.cgroup_parent}"):
                 doomed.add(pid)

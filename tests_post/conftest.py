@@ -21,10 +21,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--deploy-color", default=None, help="the new color (default: the color the proxy routes to)")
     group.addoption("--since", type=float, default=None, help="epoch seconds the error count starts at (the switch)")
     group.addoption(
-        "--plan-scope", default=None, metavar="JSON",
+        "--plan-scope",
+        default=None,
+        metavar="JSON",
         help='the models the ORM check exercises, {"tables": [...], "apps": [...]} as the deploy\'s plan changed them '
         "(set by the deploy; absent: every model)",
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)

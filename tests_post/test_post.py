@@ -49,7 +49,9 @@ def test_new_color_is_healthy(target, settings, gate_measure) -> None:
     # Every replica of the color (several on a cluster), or every proxy in front of it.
     samples = [health.sample(f"{url}{settings.health_path}", timeout=10) for url in target.urls]
     bad = [sample for sample in samples if not sample.ok]
-    gate_measure(samples[0].describe() if len(samples) == 1 else f"{len(samples) - len(bad)}/{len(samples)} 2xx and healthy", "2xx, healthy")
+    gate_measure(
+        samples[0].describe() if len(samples) == 1 else f"{len(samples) - len(bad)}/{len(samples)} 2xx and healthy", "2xx, healthy"
+    )
     assert not bad, f"{bad[0].url} answered {bad[0].describe()} {bad[0].detail or ''}"
     if target.via_proxy:
         for url in target.urls:
@@ -64,7 +66,9 @@ def test_error_rate_of_new_color(target, settings, pytestconfig, proxy, gate_mea
         errors = sum(r.status >= 500 for r in records)
         gate_measure(f"{errors} 5xx in {len(records)} requests", f"<= {settings.monitor_max_errors}")
         print(f"{target.color}: {errors} errors in {len(records)} requests since the switch")
-        assert errors <= settings.monitor_max_errors, f"{errors} errors on {target.color} since the switch (limit {settings.monitor_max_errors})"
+        assert errors <= settings.monitor_max_errors, (
+            f"{errors} errors on {target.color} since the switch (limit {settings.monitor_max_errors})"
+        )
     else:
         errors = health.sample(f"{target.url}{settings.health_path}", timeout=10).errors
         if errors is None:

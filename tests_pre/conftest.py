@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -17,8 +17,8 @@ def now() -> dt.datetime:
     fixed = os.environ.get("DEPLOYGATE_NOW")
     if fixed:
         parsed = dt.datetime.fromisoformat(fixed)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime.now(dt.timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def policy_gate(policy_overrides: dict[str, str], gate_results: GateResults) -> 
             gate_results.overrides[name] = policy_overrides[name]
             gate_results.notes.append(f"{name} overridden: {message}")
             return
-        pytest.fail(f"{message} (to go ahead anyway: --override {name} --reason \"...\")", pytrace=False)
+        pytest.fail(f'{message} (to go ahead anyway: --override {name} --reason "...")', pytrace=False)
 
     return judge
 

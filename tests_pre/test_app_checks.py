@@ -17,11 +17,18 @@ pytestmark = pytest.mark.app
 @pytest.fixture(scope="session")
 def app_check_results(request, platform, settings, candidate_image, rehearsed, db_copy):
     applied = db_copy.prober(platform, settings, candidate_image).plan()
-    assert applied.at_release, f"the copy is not at {candidate_image.tag}'s migrations (pending {applied.labels}): the checks would judge the wrong schema"
+    assert applied.at_release, (
+        f"the copy is not at {candidate_image.tag}'s migrations (pending {applied.labels}): the checks would judge the wrong schema"
+    )
     return app_checks.run(
-        platform, settings, candidate_image, db_copy.app_environment(settings),
-        network=db_copy.scratch.database.network, selected=checks.selected(request.session), say=print,
-    )  # fmt: skip
+        platform,
+        settings,
+        candidate_image,
+        db_copy.app_environment(settings),
+        network=db_copy.scratch.database.network,
+        selected=checks.selected(request.session),
+        say=print,
+    )
 
 
 def test_app_check(app_check, app_check_results, gate_measure) -> None:

@@ -13,7 +13,10 @@ pytestmark = pytest.mark.backup
 
 def test_backup_is_private_and_matches_its_manifest(backup_archive, gate_measure) -> None:
     modes = {oct(stat.S_IMODE(p.stat().st_mode)) for p in (backup_archive.path, backup_archive.manifest_path)}
-    gate_measure(f"mode {', '.join(sorted(modes))}, {backup_archive.size:,} bytes, sha256 {backup_archive.sha256[:12]}", "0o600, as the manifest says")
+    gate_measure(
+        f"mode {', '.join(sorted(modes))}, {backup_archive.size:,} bytes, sha256 {backup_archive.sha256[:12]}",
+        "0o600, as the manifest says",
+    )
     for path in (backup_archive.path, backup_archive.manifest_path):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == 0o600, f"{path.name} has mode {oct(mode)}, expected 0o600"

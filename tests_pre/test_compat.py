@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from deploygate import compat, plan_facts
-
 from deploygate.rehearsal import EXERCISES
 
 # Every exercise: each release on the other schema is judged against itself on its own.

@@ -22,9 +22,7 @@ def test_plan_is_the_expected_one(rehearsed, settings, gate_measure) -> None:
     gate_measure(", ".join(rehearsed.plan.labels) or "nothing to apply", ", ".join(expected) or "any")
     print(f"migration plan of {rehearsed.candidate.tag}:\n{_plan_table(rehearsed)}")
     if expected:
-        assert sorted(rehearsed.plan.labels) == sorted(expected), (
-            f"plan {rehearsed.plan.labels} is not the expected {expected}"
-        )
+        assert sorted(rehearsed.plan.labels) == sorted(expected), f"plan {rehearsed.plan.labels} is not the expected {expected}"
 
 
 def test_every_migration_applies(rehearsed, gate_measure) -> None:
@@ -41,8 +39,10 @@ def test_schema_changed_as_planned(rehearsed, gate_measure) -> None:
     diff = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES)
     seen_tables = set(diff.renamed_tables)
     seen_columns = {(old, new) for _, old, new in diff.renamed_columns}
-    gate_measure(f"{len(seen_tables)} tables and {len(seen_columns)} columns renamed, {len(diff.added_columns)} columns added",
-                 "what the plan's SQL announces")  # fmt: skip
+    gate_measure(
+        f"{len(seen_tables)} tables and {len(seen_columns)} columns renamed, {len(diff.added_columns)} columns added",
+        "what the plan's SQL announces",
+    )
     assert seen_tables == announced.renamed_tables, f"tables renamed {seen_tables}, plan says {announced.renamed_tables}"
     assert seen_columns == announced.renamed_columns, f"columns renamed {seen_columns}, plan says {announced.renamed_columns}"
     assert {c for _, c in diff.added_columns} == announced.added_columns, f"columns added {diff.added_columns}"
@@ -104,8 +104,10 @@ def test_migration_cost_within_budget(rehearsed, settings, gate_measure) -> None
     for migration in rehearsed.applied:
         exclusive = migration.exclusive_locks_ms()
         longest = max(exclusive.values(), default=0)
-        print(f"  {migration.label}: {migration.duration_s:.3f}s, {migration.statements} statements, "
-              f"ACCESS EXCLUSIVE on {sorted(exclusive) or 'nothing'} (longest {longest} ms)")  # fmt: skip
+        print(
+            f"  {migration.label}: {migration.duration_s:.3f}s, {migration.statements} statements, "
+            f"ACCESS EXCLUSIVE on {sorted(exclusive) or 'nothing'} (longest {longest} ms)"
+        )
         if migration.duration_s > settings.migration_budget_s:
             worst.append(f"{migration.label} took {migration.duration_s:.1f}s > {settings.migration_budget_s}s")
         if longest > settings.lock_budget_ms:
@@ -114,6 +116,7 @@ def test_migration_cost_within_budget(rehearsed, settings, gate_measure) -> None
         print(f"  tables rewritten: {diff.rewritten_tables}")
     slowest = max((m.duration_s for m in rehearsed.applied), default=0.0)
     longest_lock = max((max(m.exclusive_locks_ms().values(), default=0) for m in rehearsed.applied), default=0)
-    gate_measure(f"{slowest:.2f} s, ACCESS EXCLUSIVE {longest_lock} ms",
-                 f"<= {settings.migration_budget_s} s, <= {settings.lock_budget_ms} ms")  # fmt: skip
+    gate_measure(
+        f"{slowest:.2f} s, ACCESS EXCLUSIVE {longest_lock} ms", f"<= {settings.migration_budget_s} s, <= {settings.lock_budget_ms} ms"
+    )
     assert not worst, "; ".join(worst)

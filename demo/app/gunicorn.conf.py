@@ -4,6 +4,7 @@ One worker process with threads: the 5xx counter behind /health/detailed/
 and the error-burst counter live in the process, so a single process keeps
 them the numbers of the whole server.
 """
+
 from pathlib import Path
 
 wsgi_app = "bmparliament.wsgi:application"

@@ -49,7 +49,7 @@ def deploy(platform: Platform, settings: Settings, request: Request, *, echo: bo
     ``services``: what the deploy reaches besides the platform (the real ones by default).
     """
     run = DeployRun.create(platform, settings, request, echo=echo, services=services)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     with run.services.lock(run.db, settings.project):
         run.log(f"deploy of {request.candidate_ref} to {settings.project}; lock held")
         try:
@@ -81,8 +81,14 @@ def _last_deploy_checkpoint(entries: list[ledger.Entry], last: ledger.Entry) -> 
 
 
 def rollback(
-    platform: Platform, settings: Settings, *, force: bool = False, only_unfinished: bool = False,
-    accept_schema_mismatch: str | None = None, echo: bool = True, services: Services | None = None,
+    platform: Platform,
+    settings: Settings,
+    *,
+    force: bool = False,
+    only_unfinished: bool = False,
+    accept_schema_mismatch: str | None = None,
+    echo: bool = True,
+    services: Services | None = None,
 ) -> Result | None:
     """Forced rollback: of an unfinished deploy (crash), or of the last successful one within the forward-fix threshold.
 
@@ -156,7 +162,7 @@ def _finish_report(run: DeployRun) -> Path | None:
     run.record.traffic_created_ids = [r.created_id for r in responses if r.created_id is not None]
     try:
         markdown = run.services.report(run.record, responses, run.settings.path(run.settings.logs_dir), run.stamp)
-    except Exception as exc:  # noqa: BLE001 - the deploy's outcome stands whatever the report does
+    except Exception as exc:
         run.log(f"   report not written: {one_line(exc)}")
         return None
     run.log(f"report: {markdown}")

@@ -20,8 +20,8 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from deploygate import ledger
 from deploygate.database import DatabaseAddress
@@ -67,8 +67,10 @@ def deferred(say: Say) -> Iterator[None]:
 
     def handler(signum: int, _frame: object) -> None:
         _detach_console_on_hangup(signum)
-        say(f"!! {signal.Signals(signum).name} received during the rollback: it finishes first "
-            "(SIGKILL stops it; `nox -s rollback` then converges)")  # fmt: skip
+        say(
+            f"!! {signal.Signals(signum).name} received during the rollback: it finishes first "
+            "(SIGKILL stops it; `nox -s rollback` then converges)"
+        )
 
     with handling(handler):
         yield

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from deploygate import config, gate_result, request_flags, resources
 from deploygate.config import Settings
@@ -38,8 +38,18 @@ def suite_argv(gate: str) -> list[str]:
     stay ``tests_pre/test_x.py::test_y`` however deploygate was installed.
     """
     root = resources.bundle_root()
-    return [sys.executable, "-m", "pytest", str(resources.suite_dir(gate)), "-c", str(resources.pytest_ini()),
-            "--rootdir", str(root), "-p", "no:cacheprovider"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(resources.suite_dir(gate)),
+        "-c",
+        str(resources.pytest_ini()),
+        "--rootdir",
+        str(root),
+        "-p",
+        "no:cacheprovider",
+    ]
 
 
 def check_names(gate: str) -> set[str]:
@@ -94,7 +104,8 @@ def notes(result: GateResult) -> list[str]:
 def rows(result: GateResult) -> list[GateRow]:
     """The gate's checks as rows of the deploy record."""
     return [
-        GateRow(gate=result.gate, name=c.name, category=c.category, threshold=c.threshold, value=c.value,
-                verdict=c.outcome, message=c.summary)  # fmt: skip
+        GateRow(
+            gate=result.gate, name=c.name, category=c.category, threshold=c.threshold, value=c.value, verdict=c.outcome, message=c.summary
+        )
         for c in result.checks
     ]

@@ -11,10 +11,11 @@ what the deploy uses of it; a module whose functions already have that shape (``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from deploygate import window
 from deploygate.config import Settings
@@ -40,8 +41,15 @@ class Ledger(Protocol):
     """The deploy ledger in production's database (``deploygate.ledger``)."""
 
     def record(
-        self, address: DatabaseAddress, mirror_dir: Path | None, kind: str, outcome: str, *,
-        release: str | None = None, image_digest: str | None = None, detail: dict | None = None,
+        self,
+        address: DatabaseAddress,
+        mirror_dir: Path | None,
+        kind: str,
+        outcome: str,
+        *,
+        release: str | None = None,
+        image_digest: str | None = None,
+        detail: dict | None = None,
     ) -> Entry: ...
 
     def entries(self, address: DatabaseAddress, kind: str | None = None) -> list[Entry]: ...
@@ -52,7 +60,9 @@ class ProductionData(Protocol):
 
     def max_ids(self, db: DatabaseAddress) -> dict[str, int]: ...
 
-    def export_rows(self, db: DatabaseAddress, floors: dict[str, int], path: Path, migrate_writes: window.MigrateWrites | None = None) -> int: ...
+    def export_rows(
+        self, db: DatabaseAddress, floors: dict[str, int], path: Path, migrate_writes: window.MigrateWrites | None = None
+    ) -> int: ...
 
     def migrate_rows(self, db: DatabaseAddress, writes: window.MigrateWrites) -> dict[str, int]: ...
 

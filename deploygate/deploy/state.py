@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from deploygate import ledger
@@ -82,7 +83,9 @@ class Checkpoint:
         candidate = data["candidate"]
         return cls(
             stamp=data["stamp"],
-            candidate=ImageRecord(ref=candidate.get("ref", ""), tag=candidate.get("tag"), image_id=candidate.get("image_id") or candidate.get("id")),
+            candidate=ImageRecord(
+                ref=candidate.get("ref", ""), tag=candidate.get("tag"), image_id=candidate.get("image_id") or candidate.get("id")
+            ),
             previous=RouteRecord(color=previous["color"], release=previous.get("release", "")) if previous else None,
             new_color=data["new_color"],
             reversal_targets=data.get("reversal_targets", {}),
@@ -98,7 +101,7 @@ class Checkpoint:
 
 
 def new_stamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d_%H%M%S")
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S")
 
 
 @dataclass
@@ -132,16 +135,33 @@ class DeployRun:
 
     @classmethod
     def create(
-        cls, platform: Platform, settings: Settings, request: Request, *, kind: str = "deploy", echo: bool = True,
+        cls,
+        platform: Platform,
+        settings: Settings,
+        request: Request,
+        *,
+        kind: str = "deploy",
+        echo: bool = True,
         services: Services | None = None,
     ) -> DeployRun:
         services = services or Services.real()
         stamp = new_stamp()
         db = platform.database()
         log = DeployLog(settings.path(settings.logs_dir) / f"deployment_{stamp}.log", secrets_of(settings, db), echo=echo)
-        record = DeployRecord(kind=kind, outcome=Outcome.RUNNING, candidate=ImageRecord(ref=request.candidate_ref) if request.candidate_ref else None)
-        return cls(platform=platform, settings=settings, services=services, proxy=services.proxy(settings, platform),
-                   log=log, stamp=stamp, db=db, request=request, record=record)
+        record = DeployRecord(
+            kind=kind, outcome=Outcome.RUNNING, candidate=ImageRecord(ref=request.candidate_ref) if request.candidate_ref else None
+        )
+        return cls(
+            platform=platform,
+            settings=settings,
+            services=services,
+            proxy=services.proxy(settings, platform),
+            log=log,
+            stamp=stamp,
+            db=db,
+            request=request,
+            record=record,
+        )
 
     @property
     def old_color(self) -> str:
@@ -193,10 +213,20 @@ class DeployRun:
         detail = {**self.checkpoint().to_json(), **extra}
         rollback = self.record.rollback
         if rollback is not None:  # how far the rollback got, for the next command to say and finish
-            detail["rollback"] = {"reason": rollback.reason, "trigger_ts": rollback.trigger_ts,
-                                  "traffic_on_previous_ts": rollback.traffic_on_previous_ts}  # fmt: skip
-        self.services.ledger.record(self.db, self.settings.path(self.settings.logs_dir), "deploy", outcome,
-                      release=self.candidate.tag, image_digest=self.candidate.id, detail=detail)  # fmt: skip
+            detail["rollback"] = {
+                "reason": rollback.reason,
+                "trigger_ts": rollback.trigger_ts,
+                "traffic_on_previous_ts": rollback.traffic_on_previous_ts,
+            }
+        self.services.ledger.record(
+            self.db,
+            self.settings.path(self.settings.logs_dir),
+            "deploy",
+            outcome,
+            release=self.candidate.tag,
+            image_digest=self.candidate.id,
+            detail=detail,
+        )
 
     def resume(self, checkpoint: Checkpoint) -> None:
         """Take over a deploy another (maybe dead) process wrote to the ledger."""
@@ -262,8 +292,8 @@ def undo_after_traffic(plan: list[str], reversible: bool, new_color: str) -> lis
 
 
 def _clock(at: dt.datetime | float) -> str:
-    moment = at if isinstance(at, dt.datetime) else dt.datetime.fromtimestamp(at, dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    moment = at if isinstance(at, dt.datetime) else dt.datetime.fromtimestamp(at, dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def describe_unfinished(last: ledger.Entry, since: dt.datetime) -> str:
@@ -276,8 +306,11 @@ def describe_unfinished(last: ledger.Entry, since: dt.datetime) -> str:
     rollback = last.detail.get("rollback")
     if last.outcome == ROLLING_BACK and rollback:
         traffic = rollback.get("traffic_on_previous_ts")
-        where = (f"its rollback ({rollback.get('reason')}) stopped after {last.detail.get('step')}"
-                 + (f", traffic back on {back_to} since {_clock(traffic)}" if traffic else ""))  # fmt: skip
+        where = f"its rollback ({rollback.get('reason')}) stopped after {last.detail.get('step')}" + (
+            f", traffic back on {back_to} since {_clock(traffic)}" if traffic else ""
+        )
     undo = [f"traffic on {back_to}", *undo_after_traffic(checkpoint.plan, checkpoint.reversible, checkpoint.new_color)]
-    return (f"!! deploy {checkpoint.stamp} of {release} is unfinished (since {_clock(since)}; {where}): "
-            f"`nox -s rollback` will: {'; '.join(undo)}")  # fmt: skip
+    return (
+        f"!! deploy {checkpoint.stamp} of {release} is unfinished (since {_clock(since)}; {where}): "
+        f"`nox -s rollback` will: {'; '.join(undo)}"
+    )

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from deploygate import monitor, scope, window
 from deploygate.deploy import gates, undo
-from deploygate.deploy.runner import Step, StageFailed
+from deploygate.deploy.runner import StageFailed, Step
 from deploygate.deploy.services import Switch
 from deploygate.deploy.state import DeployRun, unfinished
 from deploygate.gate_result import load_or_none, path_for
@@ -78,11 +78,14 @@ def run_predeploy(run: DeployRun) -> None:
     path = path_for(run.settings.path(run.settings.reports_dir), "predeploy", run.candidate.id)
     result = load_or_none(path)
     reusable = (
-        result is not None and result.passed and result.complete and not run.request.gate_args
+        result is not None
+        and result.passed
+        and result.complete
+        and not run.request.gate_args
         and not run.request.skip_checks
-        and dt.datetime.now(dt.timezone.utc) - result.finished_at() < dt.timedelta(minutes=PREDEPLOY_REUSE_MIN)
+        and dt.datetime.now(dt.UTC) - result.finished_at() < dt.timedelta(minutes=PREDEPLOY_REUSE_MIN)
         and result.production == run.services.data.identity(run.db)
-    )  # fmt: skip
+    )
     if reusable:
         run.log(f"   predeploy already passed for {run.candidate.id[:19]} on this production at {result.finished}: not repeated")
         gates.log_checks(result, run.log)
@@ -126,8 +129,9 @@ def describe_dry_run(run: DeployRun) -> None:
     for step in run.plan.steps if run.plan else []:
         for statement in step.sql:
             run.log(f"      {statement}")
-    run.log(f"   switch {where.proxy_name} from {run.previous.color} ({run.previous.release}) to {run.new_color}, "
-            f"watch {s.monitor_window_s}s")  # fmt: skip
+    run.log(
+        f"   switch {where.proxy_name} from {run.previous.color} ({run.previous.release}) to {run.new_color}, watch {s.monitor_window_s}s"
+    )
     unchanged = run.services.data.content_checksum(run.db) == before
     run.log(f"   production content checksum {before[:16]}... {'unchanged' if unchanged else 'CHANGED'}")
     if not unchanged:
@@ -139,9 +143,11 @@ def take_backup(run: DeployRun) -> None:
     run.backup = run.services.backups.take_backup(run.platform, run.settings, run.db, say=run.log)
     run.services.backups.check_integrity(run.backup)
     run.record.backup = BackupRecord(
-        path=str(run.backup.path), size=run.backup.size, sha256=run.backup.sha256,
+        path=str(run.backup.path),
+        size=run.backup.size,
+        sha256=run.backup.sha256,
         restore_verified="by the predeploy gate's restore of the same server's dump",
-    )  # fmt: skip
+    )
 
 
 def open_window(run: DeployRun) -> None:
@@ -201,9 +207,11 @@ def migrate_production(run: DeployRun) -> None:
         run.log(f"   {migration.label}: {migration.duration_s:.3f}s, {migration.strongest_locks()}")
     run.record.migrations = [
         MigrationRecord(
-            label=m.label, duration_s=m.duration_s, error=m.error,
+            label=m.label,
+            duration_s=m.duration_s,
+            error=m.error,
             locks=[LockRecord(table=t, mode=lock.mode, held_s=lock.held_s) for t, lock in sorted(m.locks.items())],
-        )  # fmt: skip
+        )
         for m in done.migrations
     ]
     if not done.ok:
@@ -304,13 +312,18 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
     # A node lost in the window takes its proxy with it: the verdict is the other proxies'. Said, not hidden.
     down = [name for name in window.switch.instances if not window.proxy_running(name)]
     if down:
-        notes.append(f"monitoring: the proxy on {', '.join(down)} did not run at the end of the window; {state.decision} through the others")
+        notes.append(
+            f"monitoring: the proxy on {', '.join(down)} did not run at the end of the window; {state.decision} through the others"
+        )
         window.say(f"   {notes[-1]}")
     monitoring = MonitoringRecord(
-        window_s=window.window_s, threshold=window.threshold,
-        requests_by_color=dict(state.requests_by_color), errors_by_color=dict(state.errors_by_color),
-        health_failures=state.health_failures, decision=state.decision or "",
-    )  # fmt: skip
+        window_s=window.window_s,
+        threshold=window.threshold,
+        requests_by_color=dict(state.requests_by_color),
+        errors_by_color=dict(state.errors_by_color),
+        health_failures=state.health_failures,
+        decision=state.decision or "",
+    )
     return MonitorVerdict(monitoring, notes)
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from deploygate import ledger, window
 from deploygate.config import Settings
-from deploygate.deploy.runner import Step, StageFailed, run_steps
-from deploygate.deploy.state import ROLLING_BACK, Checkpoint, DeployRun, Request, undo_after_traffic
+from deploygate.deploy.runner import StageFailed, Step, run_steps
 from deploygate.deploy.services import Services
+from deploygate.deploy.state import ROLLING_BACK, Checkpoint, DeployRun, Request, undo_after_traffic
 from deploygate.errors import DeployGateError, StackError
 from deploygate.log import DeployLog
 from deploygate.platform import Platform
@@ -33,8 +33,13 @@ def production_answers(run: DeployRun) -> None:
 
     The database's address is read again: a restarted engine may have given it another.
     """
-    wait_until(lambda: run.platform.database(), timeout=run.settings.health_timeout, interval=1.0,
-               what="production's database to run again", transient=(OSError, StackError))  # fmt: skip
+    wait_until(
+        lambda: run.platform.database(),
+        timeout=run.settings.health_timeout,
+        interval=1.0,
+        what="production's database to run again",
+        transient=(OSError, StackError),
+    )
     run.db = run.platform.database()
     run.services.data.wait_connectable(run.db, timeout=run.settings.health_timeout)
 
@@ -141,14 +146,18 @@ def verify_previous(run: DeployRun) -> None:
     if outside.replaced_by_squash or outside.of_removed_apps or outside.squashes_of_its_own:
         # History, not a mismatch: said in the log and the report, so nobody wonders where they went.
         run.log(f"   applied migrations {run.old_color}'s graph explains: {outside.explained()}")
-        run.record.notes.append(f"rollback verify: applied migrations outside {run.old_color}'s graph, not a mismatch: {outside.explained()}")
+        run.record.notes.append(
+            f"rollback verify: applied migrations outside {run.old_color}'s graph, not a mismatch: {outside.explained()}"
+        )
     if not plan.at_release:
         mismatch = f"schema does not match {run.old_color}: {plan.mismatch()}"
         accepted = run.request.accept_schema_mismatch
         if not accepted:
             # Re-running cannot change what django_migrations records: without a way out the deploy stays open for good.
-            raise StageFailed(f'{mismatch}; if that is expected, `nox -s rollback -- --accept-schema-mismatch --reason "why"` '
-                              "closes the deploy (recorded)")  # fmt: skip
+            raise StageFailed(
+                f'{mismatch}; if that is expected, `nox -s rollback -- --accept-schema-mismatch --reason "why"` '
+                "closes the deploy (recorded)"
+            )
         run.log(f"   {mismatch}: ACCEPTED ({accepted})")
         run.record.notes.append(f"rollback verify: {mismatch}; accepted: {accepted}")
         # The exceptions go to the ledger with the rolled_back entry: what was accepted, beside why.
@@ -186,8 +195,10 @@ def run_rollback(run: DeployRun, reason: str) -> None:
     run.record.rollback = RollbackRecord(reason=reason, trigger_ts=time.time())
     run.log(f"!! rolling back: {reason}")
     then = ["export the window's rows", *undo_after_traffic(run.plan_labels, run.reversible, run.new_color)]
-    run.log(f"   traffic goes back to {run.old_color} first; then: {', '.join(then)} "
-            "(if this process is killed before the end, the next deploygate command finishes it)")  # fmt: skip
+    run.log(
+        f"   traffic goes back to {run.old_color} first; then: {', '.join(then)} "
+        "(if this process is killed before the end, the next deploygate command finishes it)"
+    )
     run_steps(ROLLBACK, run)
 
 

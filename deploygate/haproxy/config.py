@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from deploygate import upstreams
 from deploygate.upstreams import server_template
@@ -71,10 +71,7 @@ def _seconds(ms_expr: str) -> str:
 
     HAProxy 2.6 has no fraction formatting, so the digits are computed one by one.
     """
-    return (
-        f"%[{ms_expr},div(1000)].%[{ms_expr},mod(1000),div(100)]"
-        f"%[{ms_expr},mod(100),div(10)]%[{ms_expr},mod(10)]"
-    )
+    return f"%[{ms_expr},div(1000)].%[{ms_expr},mod(1000),div(100)]%[{ms_expr},mod(100),div(10)]%[{ms_expr},mod(10)]"
 
 
 # The keys of deploygate's nginx log, so ``deploygate.proxy.parse_access_line`` reads both:

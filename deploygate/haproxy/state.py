@@ -6,12 +6,13 @@ Every change is written here first: a proxy that restarts reads this file and ro
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from deploygate.errors import ProxyError
 from deploygate.haproxy.config import (
+    _HOLD_OFF,
     ACCESS_LOG_NAME,
     CONFIG_DIR_IN_CONTAINER,
     CONFIG_NAME,
@@ -22,7 +23,6 @@ from deploygate.haproxy.config import (
     RUN_DIR_IN_CONTAINER,
     SOCKET_NAME,
     STATE_NAME,
-    _HOLD_OFF,
     _check_color,
     render_config,
 )

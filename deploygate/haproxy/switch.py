@@ -26,7 +26,9 @@ def _wait(probe, *, timeout_s: float, interval_s: float, what: str, failure: str
 
 def wait_answering(dirs: ProxyDirs, *, timeout_s: float = 30.0) -> dict[str, str]:
     """Wait until the proxy's runtime API answers; returns ``show info``. Raises ``ProxyError`` naming the last failure."""
-    return _wait(lambda: api(dirs).info(), timeout_s=timeout_s, interval_s=0.2, what="HAProxy's runtime API", failure="HAProxy does not answer")
+    return _wait(
+        lambda: api(dirs).info(), timeout_s=timeout_s, interval_s=0.2, what="HAProxy's runtime API", failure="HAProxy does not answer"
+    )
 
 
 def wait_drained(dirs: ProxyDirs, color: str, *, timeout_s: float = 30.0) -> None:
@@ -35,9 +37,12 @@ def wait_drained(dirs: ProxyDirs, color: str, *, timeout_s: float = 30.0) -> Non
     Raises ``ProxyError`` if requests are still in flight after ``timeout_s``.
     """
     _wait(
-        lambda: in_flight(dirs, color) == 0, timeout_s=timeout_s, interval_s=0.1,
-        what=f"no request in flight at {color}", failure=f"{color} still has requests in flight",
-    )  # fmt: skip
+        lambda: in_flight(dirs, color) == 0,
+        timeout_s=timeout_s,
+        interval_s=0.1,
+        what=f"no request in flight at {color}",
+        failure=f"{color} still has requests in flight",
+    )
 
 
 def _apply(dirs: ProxyDirs, state: RoutingState) -> None:
@@ -92,9 +97,12 @@ def route(dirs: ProxyDirs, color: str, *, ready_timeout_s: float = 30.0, fresh: 
     if fresh and serving is not None and serving.color != color and _answers(dirs):
         recheck(dirs, color)
     _wait(
-        lambda: ready_servers(dirs, color), timeout_s=ready_timeout_s, interval_s=0.2,
-        what=f"a server of {color} to be up in the proxy", failure=f"not routing to {color}, nothing changed",
-    )  # fmt: skip
+        lambda: ready_servers(dirs, color),
+        timeout_s=ready_timeout_s,
+        interval_s=0.2,
+        what=f"a server of {color} to be up in the proxy",
+        failure=f"not routing to {color}, nothing changed",
+    )
     return _change(dirs, RoutingState(color=color, hold_s=_on_disk(dirs).hold_s))
 
 

@@ -10,9 +10,10 @@ same shape: several replicas, on several hosts, each with its own address.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress

@@ -9,7 +9,8 @@ address, its last log lines, and the spec that would create it again.
 from __future__ import annotations
 
 import codecs
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import docker
 import docker.errors

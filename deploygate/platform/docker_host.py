@@ -9,8 +9,8 @@ the library that speaks to the docker SDK.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Mapping, Sequence
 
 import docker
 import docker.errors
@@ -245,8 +245,10 @@ class DockerHost(ProjectObjects):
 
     def start_processes(self, color: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str]) -> None:
         pin = self._db_pin() if processes else {}
-        specs = [self._checked(process_spec(self.settings, color, image, environment, name, command, pin=pin))
-                 for name, command in processes.items()]
+        specs = [
+            self._checked(process_spec(self.settings, color, image, environment, name, command, pin=pin))
+            for name, command in processes.items()
+        ]
         for spec in specs:
             create(self.client, spec)
 
@@ -386,4 +388,3 @@ class DockerHost(ProjectObjects):
 
     def down(self, *, volumes: bool = False) -> list[str]:
         return remove_labelled(self.client, self.settings.project, volumes=volumes)
-

@@ -11,8 +11,8 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import docker
 import docker.errors
@@ -71,9 +71,7 @@ def _start_dockerd(say: Callable[[str], None], timeout: float) -> docker.DockerC
     with DOCKERD_LOG.open("ab") as log:
         # A new session detaches dockerd from this process group, so it outlives
         # the nox session or CI step that started it.
-        proc = subprocess.Popen(
-            list(DOCKERD_ARGV), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+        proc = subprocess.Popen(list(DOCKERD_ARGV), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         client = _client_or_none()
@@ -96,9 +94,7 @@ def _last_log_line() -> str:
     return lines[-1][-300:] if lines else "no log"
 
 
-def ensure_engine(
-    *, say: Callable[[str], None] = print, timeout: float = START_TIMEOUT_S
-) -> docker.DockerClient:
+def ensure_engine(*, say: Callable[[str], None] = print, timeout: float = START_TIMEOUT_S) -> docker.DockerClient:
     """Return a client of an engine that answers, installing/starting one if needed.
 
     Raises ``EngineUnavailable`` with a one-line cause when no engine can be had.

@@ -11,9 +11,9 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 import docker
 import docker.errors

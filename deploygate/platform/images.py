@@ -15,9 +15,10 @@ import subprocess
 import tarfile
 import tempfile
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import docker
 import docker.errors
@@ -63,9 +64,13 @@ def base_image(client: docker.DockerClient, settings: Settings, say: Say = print
     with tempfile.TemporaryDirectory(prefix="deploygate-base-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         argv = [
-            "debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-            settings.debian_suite, str(rootfs), settings.debian_mirror,
-        ]  # fmt: skip
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(BASE_PACKAGES)}",
+            settings.debian_suite,
+            str(rootfs),
+            settings.debian_mirror,
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
@@ -230,14 +235,31 @@ def _wheelhouse(settings: Settings, requirements: Path, say: Say, *, python: str
     target = settings.path(settings.cache_dir) / f"wheelhouse-py{python}-{key}"
     if (target / ".complete").exists():
         return target
-    say(f"downloading wheels for {requirements.relative_to(settings.root) if requirements.is_relative_to(settings.root) else requirements}...")
+    say(
+        f"downloading wheels for {requirements.relative_to(settings.root) if requirements.is_relative_to(settings.root) else requirements}..."
+    )
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     argv = [
-        "python3", "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-        "--python-version", python, "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
-        "--implementation", "cp", "-r", str(requirements), "-d", str(partial),
-    ]  # fmt: skip
+        "python3",
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--only-binary=:all:",
+        "--python-version",
+        python,
+        "--platform",
+        "manylinux2014_x86_64",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--implementation",
+        "cp",
+        "-r",
+        str(requirements),
+        "-d",
+        str(partial),
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = [line for line in (done.stderr or done.stdout).splitlines() if line.startswith("ERROR")][-1:]

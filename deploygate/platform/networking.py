@@ -16,8 +16,8 @@ Two reasons for host entries:
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 from deploygate.errors import ConfigError, StackError
 

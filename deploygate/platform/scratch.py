@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import docker
 

@@ -9,8 +9,8 @@ with everything else. Single Docker host only, like the bench.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import docker
 import docker.errors

@@ -12,8 +12,8 @@ commands are built and tested the same way, apart from the one runner that execu
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
 
 from deploygate.config import Settings
 from deploygate.platform.base import INSTANCE
@@ -217,7 +217,9 @@ def database_spec(settings: Settings, image: Image, password: str) -> ContainerS
         name=names.db,
         image=image.tag,
         environment={"POSTGRES_USER": settings.db_user, "POSTGRES_PASSWORD": password, "POSTGRES_DB": settings.db_name},
-        mounts=(Mount(source=names.db_volume, target=PGDATA, read_only=False, volume=True, volume_labels=labels(settings.project, "db-data")),),
+        mounts=(
+            Mount(source=names.db_volume, target=PGDATA, read_only=False, volume=True, volume_labels=labels(settings.project, "db-data")),
+        ),
         ports=(Port(DB_PORT),),
         networks=(names.network,),
         labels=labels(settings.project, "db", **{DIGEST_LABEL: image.id}),

@@ -28,9 +28,9 @@ that local engine, exactly as on a single host: they never touch production.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Mapping, Sequence
 
 import docker
 import docker.errors
@@ -193,9 +193,12 @@ class SwarmPlatform(SwarmObjects):
             running = self._running_tasks(process)
             processes[process.attrs["Spec"]["Labels"].get(PROCESS_LABEL, process.name)] = "running" if running else "stopped"
         return ColorState(
-            color=color, release=labels.get(RELEASE_LABEL, ""), image_id=labels.get(DIGEST_LABEL, ""),
-            replicas=replicas, processes=processes,
-        )  # fmt: skip
+            color=color,
+            release=labels.get(RELEASE_LABEL, ""),
+            image_id=labels.get(DIGEST_LABEL, ""),
+            replicas=replicas,
+            processes=processes,
+        )
 
     def color(self, color: str) -> ColorState | None:
         service = self._web(color)

@@ -6,7 +6,7 @@ image a service needs is copied to the engines of ``swarm_nodes`` once (remember
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import docker
 import docker.errors
@@ -49,7 +49,9 @@ class NodeImages:
                 try:
                     source = self.local.images.get(image.id)
                 except docker.errors.ImageNotFound:
-                    raise StackError(f"{image.tag} ({image.id[:19]}) is no longer on the local engine: removed while it was copied to the nodes") from None
+                    raise StackError(
+                        f"{image.tag} ({image.id[:19]}) is no longer on the local engine: removed while it was copied to the nodes"
+                    ) from None
                 try:
                     node.images.load(source.save(named=image.tag))
                 except (docker.errors.APIError, requests.RequestException) as exc:

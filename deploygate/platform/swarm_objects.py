@@ -8,7 +8,8 @@ project holds (by label, like a single host).
 from __future__ import annotations
 
 import os
-from typing import Self, Sequence
+from collections.abc import Sequence
+from typing import Self
 
 import docker
 import docker.errors
@@ -57,7 +58,9 @@ class SwarmObjects(ProjectObjects):
         except (docker.errors.DockerException, requests.RequestException) as exc:
             raise StackError(f"the swarm manager {endpoint or 'of DOCKER_HOST'} does not answer: {type(exc).__name__}") from None
         if not control:
-            raise StackError(f"the engine at {endpoint or 'DOCKER_HOST'} is not a swarm manager (docker swarm init, or point swarm_manager at one)")
+            raise StackError(
+                f"the engine at {endpoint or 'DOCKER_HOST'} is not a swarm manager (docker swarm init, or point swarm_manager at one)"
+            )
         return cls(manager, local, [e.strip() for e in settings.swarm_nodes.split(",") if e.strip()], settings)
 
     def wait_ready(self, timeout: float) -> None:
@@ -164,8 +167,11 @@ class SwarmObjects(ProjectObjects):
         found |= {f"volume {v.name}" for v in self.manager.volumes.list(filters=selector)}
         found |= {f"local {item}" for item in self.local.footprint() if not item.startswith("dangling")}
         # Task containers left on the manager's engine (a job's, whose service is gone, would be a leak).
-        found |= {f"container {c.name} ({c.status})" for c in self.manager.containers.list(all=True, filters={"label": "com.docker.swarm.service.name"})
-                  if c.labels["com.docker.swarm.service.name"].startswith(f"{self.settings.project}_")}  # fmt: skip
+        found |= {
+            f"container {c.name} ({c.status})"
+            for c in self.manager.containers.list(all=True, filters={"label": "com.docker.swarm.service.name"})
+            if c.labels["com.docker.swarm.service.name"].startswith(f"{self.settings.project}_")
+        }
         found |= {f"dangling volume {v.name}" for v in self.manager.volumes.list(filters={"dangling": True})}
         return found
 

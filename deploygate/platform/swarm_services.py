@@ -8,7 +8,8 @@ port a spec fixes (the proxy's) or one the engine picks (a web task's, the datab
 from __future__ import annotations
 
 import datetime
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from docker.types import EndpointSpec, Healthcheck, Mount, RestartPolicy, ServiceMode
 
@@ -95,7 +96,7 @@ def published_port(task: dict) -> int | None:
 def when(timestamp: str) -> datetime.datetime:
     """An engine's RFC 3339 timestamp (nanoseconds, ``Z``) as an aware datetime; the epoch when there is none."""
     if not timestamp:
-        return datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(0, datetime.UTC)
     head, _, fraction = timestamp.rstrip("Z").partition(".")
     return datetime.datetime.fromisoformat(f"{head}.{(fraction or '0')[:6]:0<6}+00:00")
 

@@ -9,11 +9,10 @@ import json
 import re
 import time
 
-from django.db import DatabaseError, models, transaction
-from django.db.migrations.loader import MigrationLoader
-
 from deploygate_common import applied_leaves, connection, database_error, one_line
 from deploygate_values import Unfillable, boundary_values, fresh_value, reset_seed
+from django.db import DatabaseError, models, transaction
+from django.db.migrations.loader import MigrationLoader
 
 
 class _Rollback(Exception):
@@ -32,7 +31,7 @@ def _step(checks, entry, func, keep=True):
                 raise _Rollback
     except _Rollback:
         pass
-    except Exception as exc:  # noqa: BLE001 - any error is reported; the host judges it (schema or app code)
+    except Exception as exc:
         error = exc
         said = database_error(exc)
         entry["error"] = one_line(exc)
@@ -46,10 +45,11 @@ def _step(checks, entry, func, keep=True):
 def writable_fields(model):
     """The concrete fields an insert sets (not the auto primary key, auto_now dates or generated columns)."""
     return [
-        f for f in model._meta.concrete_fields
+        f
+        for f in model._meta.concrete_fields
         if not (f.primary_key and f.auto_created or isinstance(f, models.AutoField))
         and not (getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) or getattr(f, "generated", False))
-    ]  # fmt: skip
+    ]
 
 
 def uniqueness_sets(model):
@@ -175,7 +175,11 @@ def read_checks(model, checks):
     attnames = [f.attname for f in model._meta.concrete_fields]
     _step(checks, {"op": "select"}, lambda: list(manager.order_by().values(*attnames)[:5]))
     for field in model._meta.concrete_fields:
-        _step(checks, {"op": "filter", "field": field.name}, lambda f=field: manager.filter(**{f"{f.attname}__isnull": False}).order_by().exists())
+        _step(
+            checks,
+            {"op": "filter", "field": field.name},
+            lambda f=field: manager.filter(**{f"{f.attname}__isnull": False}).order_by().exists(),
+        )
         # A typed comparison, as an old release's queries would send it (catches type changes).
         if not field.is_relation and not isinstance(field, (models.AutoField, models.BinaryField, models.JSONField)):
             entry = {"op": "filter_value", "field": field.name}
@@ -242,7 +246,11 @@ def ordered_models(all_models):
     while pending:
         progressed = False
         for model in list(pending):
-            deps = {f.related_model for f in model._meta.concrete_fields if f.is_relation and f.related_model in pending and f.related_model is not model}
+            deps = {
+                f.related_model
+                for f in model._meta.concrete_fields
+                if f.is_relation and f.related_model in pending and f.related_model is not model
+            }
             if not deps:
                 ordered.append(model)
                 pending.remove(model)
@@ -268,15 +276,16 @@ def in_scope(all_models, scope):
         return meta.db_table if meta is not None else None
 
     changed = {
-        m for m in all_models
-        if m._meta.db_table in tables or m._meta.app_label in apps
-        or any(through_table(f) in tables for f in m._meta.local_many_to_many)
-    }  # fmt: skip
+        m
+        for m in all_models
+        if m._meta.db_table in tables or m._meta.app_label in apps or any(through_table(f) in tables for f in m._meta.local_many_to_many)
+    }
     reaching = {
-        m for m in all_models
+        m
+        for m in all_models
         if any(f.is_relation and f.related_model in changed for f in m._meta.concrete_fields)
         or any(f.related_model in changed for f in m._meta.local_many_to_many)
-    }  # fmt: skip
+    }
     return [m for m in all_models if m in changed or m in reaching]
 
 

@@ -84,7 +84,9 @@ class InsertTracker:
             # In a savepoint: whatever goes wrong here must not abort the plan it only describes.
             _command(raw_connection, "SAVEPOINT deploygate_own_xids")
             rows = _query(raw_connection, query, [value])
-            _command(raw_connection, "RELEASE SAVEPOINT deploygate_own_xids" if rows is not None else "ROLLBACK TO SAVEPOINT deploygate_own_xids")
+            _command(
+                raw_connection, "RELEASE SAVEPOINT deploygate_own_xids" if rows is not None else "ROLLBACK TO SAVEPOINT deploygate_own_xids"
+            )
             for (xid,) in rows or []:
                 self.xids.setdefault(table, set()).add(int(xid))
 
@@ -108,7 +110,7 @@ def _query(raw_connection, sql, params=None):
         with raw_connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
-    except Exception:  # noqa: BLE001 - see the docstring
+    except Exception:
         return None
 
 
@@ -118,7 +120,7 @@ def _command(raw_connection, sql):
         with raw_connection.cursor() as cursor:
             cursor.execute(sql)
         return True
-    except Exception:  # noqa: BLE001 - as _query
+    except Exception:
         return False
 
 

@@ -7,12 +7,11 @@ models a state-only operation changes, and the tables of models changed without 
 migration (both in the ORM exercises' scope).
 """
 
+from deploygate_common import applied_leaves, connection, one_line
 from django.apps import apps as django_apps
 from django.db import migrations, models
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
-
-from deploygate_common import applied_leaves, connection, one_line
 
 FIELD_CHANGES = (migrations.AddField, migrations.AlterField, migrations.RemoveField)
 
@@ -20,7 +19,7 @@ FIELD_CHANGES = (migrations.AddField, migrations.AlterField, migrations.RemoveFi
 def describe(operation):
     try:
         return operation.describe()
-    except Exception:  # noqa: BLE001 - a third-party operation may not describe itself
+    except Exception:
         return type(operation).__name__
 
 
@@ -30,7 +29,7 @@ def _field_facts(field):
         return None
     try:
         db_type = field.db_type(connection)
-    except Exception:  # noqa: BLE001 - an unbound relation cannot name its column type
+    except Exception:
         db_type = None
     return {"db_type": db_type, "null": bool(field.null), "unique": bool(field.unique)}
 
@@ -56,7 +55,7 @@ def operation_changes(migration, state):
         changes.append(change)
         try:
             op.state_forwards(migration.app_label, state)
-        except Exception:  # noqa: BLE001 - a third-party operation: no facts, the advice falls back to its type
+        except Exception:
             continue
         model = getattr(op, "model_name_lower", None) or getattr(op, "name_lower", None)
         old, new = before.models.get((migration.app_label, model)), state.models.get((migration.app_label, model))
@@ -85,13 +84,17 @@ def state_only_tables(migration, state):
         before = state.clone()
         try:
             op.state_forwards(migration.app_label, state)
-        except Exception:  # noqa: BLE001 - a third-party operation: its SQL is all we know
+        except Exception:
             continue
         if not isinstance(op, migrations.SeparateDatabaseAndState):
             continue
         for inner in op.state_operations:
-            for name in {getattr(inner, "model_name_lower", None), getattr(inner, "name_lower", None),
-                         getattr(inner, "old_name_lower", None), getattr(inner, "new_name_lower", None)} - {None}:  # fmt: skip
+            for name in {
+                getattr(inner, "model_name_lower", None),
+                getattr(inner, "name_lower", None),
+                getattr(inner, "old_name_lower", None),
+                getattr(inner, "new_name_lower", None),
+            } - {None}:
                 tables |= {_table_of(before, migration.app_label, name), _table_of(state, migration.app_label, name)}
     return sorted(tables - {None})
 
@@ -105,7 +108,7 @@ def unmigrated_tables():
     try:
         loader = MigrationLoader(None, ignore_no_migrations=True)
         changes = MigrationAutodetector(loader.project_state(), ProjectState.from_apps(django_apps)).changes(graph=loader.graph)
-    except Exception:  # noqa: BLE001 - a project the autodetector cannot read: the plan's SQL is all we know
+    except Exception:
         return []
     tables = set()
     for app_label, found in changes.items():
@@ -124,7 +127,7 @@ def cmd_plan(_arg):
     loader = executor.loader
     plan = executor.migration_plan(loader.graph.leaf_nodes())
     steps = []
-    for migration, backwards in plan:
+    for migration, _backwards in plan:
         sql = []
         state = loader.project_state((migration.app_label, migration.name), at_end=False)
         changes = operation_changes(migration, state.clone())
@@ -133,7 +136,7 @@ def cmd_plan(_arg):
             with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
                 migration.apply(state, editor, collect_sql=True)
             sql = editor.collected_sql
-        except Exception as exc:  # noqa: BLE001 - RunPython and friends cannot always render SQL
+        except Exception as exc:
             sql = [f"-- SQL not renderable: {one_line(exc)}"]
         steps.append(
             {

@@ -14,11 +14,10 @@ import hashlib
 import ipaddress
 import uuid
 
+from deploygate_common import connection, one_line
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import DatabaseError, models, transaction
-
-from deploygate_common import connection, one_line
 
 
 class Unfillable(Exception):
@@ -61,7 +60,7 @@ def reset_seed():
 def instant():
     """The one date and time every run writes (aware when the project uses time zones)."""
     moment = datetime.datetime(2001, 2, 3, 4, 5, 6)
-    return moment.replace(tzinfo=datetime.timezone.utc) if settings.USE_TZ else moment
+    return moment.replace(tzinfo=datetime.UTC) if settings.USE_TZ else moment
 
 
 def _padded(prefix, suffix, length, token):
@@ -134,9 +133,12 @@ FRESH = {
 }
 # Kinds whose fresh value, where it must be unique, is taken above the column's maximum.
 ORDERED = {
-    "IntegerField": 1, "FloatField": 1.0, "DecimalField": decimal.Decimal(1),
-    "DateField": datetime.timedelta(days=1), "DateTimeField": datetime.timedelta(seconds=1),
-}  # fmt: skip
+    "IntegerField": 1,
+    "FloatField": 1.0,
+    "DecimalField": decimal.Decimal(1),
+    "DateField": datetime.timedelta(days=1),
+    "DateTimeField": datetime.timedelta(seconds=1),
+}
 
 
 def _kind(field):
@@ -149,7 +151,7 @@ def _kind(field):
 def _db_type(field):
     try:
         return field.db_type(connection)
-    except Exception:  # noqa: BLE001 - only used to explain why a field is unchecked
+    except Exception:
         return "?"
 
 

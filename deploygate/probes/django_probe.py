@@ -29,13 +29,14 @@ import time
 
 sys.path.insert(0, os.getcwd())  # the image's WORKDIR holds manage.py and the project
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
 # The probe's own modules sit beside it (its directory is sys.path's second entry).
 from deploygate_common import applied_leaves, connection, database_error, one_line  # noqa: E402
 from deploygate_exercise import cmd_exercise  # noqa: E402
+from deploygate_migrate_writes import InsertTracker  # noqa: E402
 from deploygate_plan import cmd_plan  # noqa: E402
 from django.apps import apps as django_apps  # noqa: E402
 from django.core.management import call_command  # noqa: E402
@@ -44,7 +45,6 @@ from django.core.management.sql import emit_pre_migrate_signal  # noqa: E402
 from django.db import transaction  # noqa: E402
 from django.db.migrations.executor import MigrationExecutor  # noqa: E402
 from django.db.migrations.loader import MigrationLoader  # noqa: E402
-from deploygate_migrate_writes import InsertTracker  # noqa: E402
 
 MARKER = "DEPLOYGATE_RESULT "
 # User tables by OID. Taken before each statement: a table the statement drops is gone
@@ -63,9 +63,15 @@ WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
 # The table an INSERT / UPDATE / DELETE writes to (to tell which tables post_migrate handlers fill).
 WRITTEN_TABLE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?([\w.]+)"?', re.I)
 LOCK_STRENGTH = [
-    "AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
-    "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
-]  # fmt: skip
+    "AccessShareLock",
+    "RowShareLock",
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+]
 
 
 def emit(result):
@@ -92,9 +98,14 @@ class LockRecorder:
 
     def begin(self, migration, direction):
         self.current = {
-            "app": migration.app_label, "name": migration.name, "direction": direction,
-            "started": time.monotonic(), "statements": 0, "first_seen": {}, "failure": None,
-        }  # fmt: skip
+            "app": migration.app_label,
+            "name": migration.name,
+            "direction": direction,
+            "started": time.monotonic(),
+            "statements": 0,
+            "first_seen": {},
+            "failure": None,
+        }
 
     def end(self, error=None):
         done = self.current
@@ -175,7 +186,7 @@ def _query(raw_connection, sql):
         with raw_connection.cursor() as cursor:
             cursor.execute(sql)
             return cursor.fetchall()
-    except Exception:  # noqa: BLE001 - see the docstring
+    except Exception:
         return None
 
 
@@ -183,7 +194,7 @@ _ORIGINAL_APPLY = MigrationExecutor.apply_migration
 _ORIGINAL_UNAPPLY = MigrationExecutor.unapply_migration
 _ORIGINAL_POST_MIGRATE = migrate_command.emit_post_migrate_signal
 if django_apps.is_installed("django.contrib.contenttypes"):
-    from django.contrib.contenttypes.management import RenameContentType  # noqa: E402
+    from django.contrib.contenttypes.management import RenameContentType
 
     _ORIGINAL_RENAME_CONTENT_TYPE = RenameContentType._rename
 else:
@@ -257,7 +268,7 @@ def cmd_migrate(_arg):
                     recorder.inserts.own_xids(connection.connection)
             else:
                 call_command("migrate", interactive=False, verbosity=1)
-        except Exception as exc:  # noqa: BLE001 - reported to the host, which fails the gate
+        except Exception as exc:
             error = one_line(exc)
     migrations = recorder.finalize(committed_at=time.monotonic() if whole_plan else None)
     return {
@@ -286,7 +297,7 @@ def cmd_migrate_to(arg):
             state = executor.loader.project_state(nodes=[(app, name) for app, name in leaves.items() if name], at_end=True)
             emit_pre_migrate_signal(0, False, connection.alias, apps=state.apps, plan=plan)
             executor.migrate(targets, plan=plan)
-        except Exception as exc:  # noqa: BLE001 - IrreversibleError among others: reported, not raised
+        except Exception as exc:
             error = one_line(exc)
     return {"migrations": recorder.finalize(), "error": error, "failure": recorder.failure()}, (1 if error else 0)
 
@@ -312,14 +323,14 @@ def cmd_safe_migrations(arg):
             if isinstance(op, m.RenameField):
                 field = state.models[migration.app_label, op.model_name_lower].fields[op.old_name].clone()
                 field.db_column = field.db_column or (f"{op.old_name}_id" if field.is_relation else op.old_name)
-                operations.append(m.SeparateDatabaseAndState(state_operations=[
-                    m.AlterField(model_name=op.model_name, name=op.old_name, field=field), op]))
+                operations.append(
+                    m.SeparateDatabaseAndState(state_operations=[m.AlterField(model_name=op.model_name, name=op.old_name, field=field), op])
+                )
                 changed = True
             elif isinstance(op, m.RenameModel):
                 model_state = state.models[migration.app_label, op.old_name_lower]
                 table = model_state.options.get("db_table") or f"{migration.app_label}_{op.old_name_lower}"
-                operations.append(m.SeparateDatabaseAndState(state_operations=[
-                    m.AlterModelTable(name=op.old_name, table=table), op]))
+                operations.append(m.SeparateDatabaseAndState(state_operations=[m.AlterModelTable(name=op.old_name, table=table), op]))
                 changed = True
             else:
                 operations.append(op)
@@ -358,7 +369,7 @@ if __name__ == "__main__":
     argument = sys.argv[2] if len(sys.argv) > 2 else ""
     try:
         result, code = COMMANDS[command](argument)
-    except Exception as exc:  # noqa: BLE001 - e.g. the database went away under us: say so in one line
+    except Exception as exc:
         result, code = {"fatal": one_line(exc)}, 1
     emit(result)
     sys.exit(code)

@@ -18,17 +18,16 @@ import requests
 from deploygate import config, production
 from deploygate.database import connect
 from deploygate.platform import Platform
+from deploygate.platform import connect as connect_platform
 from deploygate.platform.images import Image
 from deploygate.probe import Prober
 from deploygate.production import app_environment
-from deploygate.platform import connect as connect_platform
 from deploygate.proxy import Proxy
 from deploygate.traffic import TrafficProbe, body_template
 from tests.support import free_port, mark_integration, project_name
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_PROJECT = project_name("dge2e")
-
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -181,8 +180,12 @@ def assert_back_on_v1(platform: Platform, e2e_stack: config.Settings, proxy: Pro
         assert platform.color("green") is None
         db = platform.database()
         with connect(db) as conn:
-            columns = {r[0] for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = 'unified_db_personlink'").fetchall()}  # fmt: skip
+            columns = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'unified_db_personlink'"
+                ).fetchall()
+            }
             assert "fahanie_cares_member_id" in columns and "bm_parliament_member_id" not in columns
             assert conn.execute("SELECT to_regclass('members_fahaniecaresmember') IS NOT NULL").fetchone()[0]
             if created_ids:

@@ -29,8 +29,9 @@ def test_a_second_signal_does_not_stop_the_rollback_half_way(dg, traffic, assert
 
 def test_abort_from_another_process_rolls_the_deploy_back(dg, traffic, assert_back_on_v1) -> None:
     asked = []
-    deploy = dg.act_after("== monitor", lambda: asked.append(dg.run("abort", "--reason", "e2e: stop it from elsewhere")),
-                          "deploy", "--candidate", "v2-safe")  # fmt: skip
+    deploy = dg.act_after(
+        "== monitor", lambda: asked.append(dg.run("abort", "--reason", "e2e: stop it from elsewhere")), "deploy", "--candidate", "v2-safe"
+    )
     output = deploy.output
     assert asked[0].code == 0 and "the deploy has stopped: rolled_back" in asked[0].output, asked[0].output[-2000:]
     assert deploy.code == 130 and "abort requested by" in output, output[-3000:]
@@ -42,7 +43,9 @@ def test_abort_from_another_process_rolls_the_deploy_back(dg, traffic, assert_ba
     assert again.code == 2 and "nothing to abort" in again.output
 
 
-def test_every_command_after_a_killed_deploy_says_it_is_unfinished_and_a_bad_one_changes_nothing(dg, e2e_overrides, assert_back_on_v1) -> None:
+def test_every_command_after_a_killed_deploy_says_it_is_unfinished_and_a_bad_one_changes_nothing(
+    dg, e2e_overrides, assert_back_on_v1
+) -> None:
     dg.kill_after("== monitor", "deploy", "--candidate", "v2-safe")
     notice = "is unfinished (since "
     status = dg.run("status")
@@ -50,8 +53,27 @@ def test_every_command_after_a_killed_deploy_says_it_is_unfinished_and_a_bad_one
     assert notice in status.output and "`nox -s rollback` will: traffic on blue (v1); reverse " in status.output
     # The predeploy gate says it in its header, before any check runs (none is selected here).
     sets = [item for name, value in e2e_overrides.items() for item in ("--dg-set", f"{name}={value}")]
-    gate = subprocess.run([sys.executable, "-m", "pytest", "tests_pre", "--gate", "predeploy", "--candidate", "v2-safe",
-                           "-k", "no_such_check", "-p", "no:cacheprovider", *sets], cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    gate = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests_pre",
+            "--gate",
+            "predeploy",
+            "--candidate",
+            "v2-safe",
+            "-k",
+            "no_such_check",
+            "-p",
+            "no:cacheprovider",
+            *sets,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert notice in gate.stdout, gate.stdout[-2000:]
     refused = dg.run("deploy", "--candidate", "nope")
     assert refused.code == 2 and "candidate 'nope'" in refused.output, refused.output[-2000:]
@@ -64,5 +86,3 @@ def test_every_command_after_a_killed_deploy_says_it_is_unfinished_and_a_bad_one
     assert dg.run("status").code == 0
     again = dg.run("rollback", "--if-unfinished")  # a CI cleanup step after a deploy that finished: nothing to do
     assert again.code == 0 and "nothing to converge" in again.output, again.output[-2000:]
-
-

@@ -124,8 +124,21 @@ def dgb(bigapp_overrides: dict[str, str], bigapp_environ: dict[str, str]) -> Dep
 
 def _predeploy(dgb: Deploygate, overrides: dict[str, str], candidate: str) -> tuple[int, dict, str]:
     """The predeploy gate on ``candidate`` as a user runs it: exit code, gate result JSON, output."""
-    argv = [sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--gate", "predeploy",
-            "--candidate", candidate, "--dg-config", str(BIGAPP_CONFIG)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests_pre",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--gate",
+        "predeploy",
+        "--candidate",
+        candidate,
+        "--dg-config",
+        str(BIGAPP_CONFIG),
+    ]
     for name, value in overrides.items():
         argv += ["--dg-set", f"{name}={value}"]
     done = subprocess.run(argv, cwd=ROOT, env=dgb.env(), capture_output=True, text=True, timeout=900)
@@ -167,8 +180,12 @@ def test_up_seeds_through_the_models_own_code_and_starts_the_worker(dgb, bigapp,
     with connect(bigapp.database()) as conn:
         assert conn.execute("SELECT count(*) FROM sales_order").fetchone()[0] == 300
         # The signal gave every member its profile; the seed's jobs are the worker's queue.
-        assert conn.execute("SELECT count(*) FROM accounts_member m LEFT JOIN accounts_profile p ON p.member_id = m.id "
-                            "WHERE p.id IS NULL").fetchone()[0] == 0  # fmt: skip
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM accounts_member m LEFT JOIN accounts_profile p ON p.member_id = m.id WHERE p.id IS NULL"
+            ).fetchone()[0]
+            == 0
+        )
     assert _applied(bigapp) == _originals() and len(_originals()) == 13 and len(_squashes()) == 4
 
 
@@ -189,9 +206,13 @@ def test_index_only_release_deploys_and_rolls_back_on_a_squashed_history(dgb, bi
     worker and rows back on release 1, while django_migrations keeps the names release 2's squashes replace."""
     proxy = Proxy(bigapp_settings, bigapp)
     probe = TrafficProbe(
-        proxy.url, rate_per_s=20, read_paths=["/api/orders/", "/api/orders/{id}/"], write_path="/api/orders/",
-        write_body=body_template(bigapp_settings.traffic_write_body), max_duration_s=900,
-    ).start()  # fmt: skip
+        proxy.url,
+        rate_per_s=20,
+        read_paths=["/api/orders/", "/api/orders/{id}/"],
+        write_path="/api/orders/",
+        write_body=body_template(bigapp_settings.traffic_write_body),
+        max_duration_s=900,
+    ).start()
     try:
         deployed = dgb.run("deploy", "--candidate", "dgbigapp:2")
         assert deployed.code == 0, deployed.output[-4000:]

@@ -91,8 +91,13 @@ def test_a_failing_app_check_rolls_back_with_its_own_message(dg, traffic, assert
 
 def test_the_new_color_vanishing_after_migrate_rolls_back(dg, traffic, assert_back_on_v1, platform) -> None:
     # The engine, not a gate, fails the next step: green's container is gone (removed behind the deploy's back).
-    run = dg.act_after("   migrate ok", lambda: platform.client.containers.get(platform.color_name("green")).remove(force=True),
-                       "deploy", "--candidate", "v2-safe")  # fmt: skip
+    run = dg.act_after(
+        "   migrate ok",
+        lambda: platform.client.containers.get(platform.color_name("green")).remove(force=True),
+        "deploy",
+        "--candidate",
+        "v2-safe",
+    )
     assert run.code == 1, run.output[-3000:]
     # Whichever step meets the vanished container first (green may have been healthy already) fails it.
     assert ("green_healthy FAILED" in run.output or "post_green FAILED" in run.output) and "rolling back" in run.output
@@ -129,8 +134,10 @@ def test_proxy_killed_in_the_monitoring_window_converges(dg, traffic, assert_bac
     assert all(r.status == 0 for r in gap if r.failed), "the outage's failures are the dead proxy's refusals, never a 5xx"
     after = [r for r in responses if r.ts >= back]
     assert after and not [r for r in after if r.failed], f"a request failed after the proxy was back: {[r for r in after if r.failed][:1]}"
-    print(f"proxy killed: {sum(r.failed for r in gap)} of {len(gap)} requests unanswered during {back - killed['at']:.1f}s until the rollback restarted it; "
-          f"{len(after)} served after it was back, 0 failed")  # fmt: skip
+    print(
+        f"proxy killed: {sum(r.failed for r in gap)} of {len(gap)} requests unanswered during {back - killed['at']:.1f}s until the rollback restarted it; "
+        f"{len(after)} served after it was back, 0 failed"
+    )
     assert_back_on_v1([r.created_id for r in responses if r.created_id is not None] + report["record"]["traffic_created_ids"])
 
 
@@ -190,7 +197,9 @@ def test_dry_run_changes_nothing(dg) -> None:
 
 def test_v2_safe_deploys_with_zero_failed_requests_and_a_second_deploy_is_refused(dg, traffic, proxy) -> None:
     refused = []
-    first = dg.act_after("lock held", lambda: refused.append(dg.run("deploy", "--candidate", "v2-safe")), "deploy", "--candidate", "v2-safe")
+    first = dg.act_after(
+        "lock held", lambda: refused.append(dg.run("deploy", "--candidate", "v2-safe")), "deploy", "--candidate", "v2-safe"
+    )
     second = refused[0]
     assert second.code == 2 and "another deploy or rollback is running" in second.output, second.output[-2000:]
     text = first.output
@@ -202,8 +211,10 @@ def test_v2_safe_deploys_with_zero_failed_requests_and_a_second_deploy_is_refuse
     responses = traffic.responses()
     _served_throughout(traffic)
     summary = report["traffic"]["summary"]
-    print(f"v2-safe deploy: the test's probe sent {len(responses)} requests, 0 failed; the deploy's own probe "
-          f"{summary['requests']} requests, {summary['failed']} failed, p95 {summary['p95_ms']} ms")  # fmt: skip
+    print(
+        f"v2-safe deploy: the test's probe sent {len(responses)} requests, 0 failed; the deploy's own probe "
+        f"{summary['requests']} requests, {summary['failed']} failed, p95 {summary['p95_ms']} ms"
+    )
 
 
 def test_forced_rollback_respects_the_forward_fix_threshold(dg, traffic, assert_back_on_v1) -> None:

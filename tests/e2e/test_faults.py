@@ -22,7 +22,6 @@ from deploygate.waiting import wait_until
 from tests.e2e.conftest import report_of
 
 
-
 def _created(responses: list, report: dict) -> list[int]:
     return [r.created_id for r in responses if r.created_id is not None] + report["record"]["traffic_created_ids"]
 
@@ -33,8 +32,16 @@ def test_database_restarted_during_migrate_converges(dg, traffic, platform, asse
         time.sleep(2)
         platform.client.containers.get(platform.names.db).restart(timeout=5)
 
-    run = dg.act_after("== migrate", restart_database, "deploy", "--candidate", "v2-slow-migration",
-                       "--skip-predeploy", "--reason", "e2e: the fault is production's, not the candidate's")  # fmt: skip
+    run = dg.act_after(
+        "== migrate",
+        restart_database,
+        "deploy",
+        "--candidate",
+        "v2-slow-migration",
+        "--skip-predeploy",
+        "--reason",
+        "e2e: the fault is production's, not the candidate's",
+    )
     assert run.code == 1 and "migrate FAILED" in run.output, run.output[-3000:]
     report = report_of(run.output)
     outcome = report["record"]["outcome"]
@@ -46,8 +53,10 @@ def test_database_restarted_during_migrate_converges(dg, traffic, platform, asse
     assert not [r for r in responses if r.status == 0], "a request got no answer"
     serving = assert_converged(_created(responses, report))
     assert serving == "blue"
-    print(f"database restarted during migrate: {outcome} ({cause}); {serving} serves; "
-          f"{sum(r.status >= 500 for r in responses)} answers were 5xx while it restarted")  # fmt: skip
+    print(
+        f"database restarted during migrate: {outcome} ({cause}); {serving} serves; "
+        f"{sum(r.status >= 500 for r in responses)} answers were 5xx while it restarted"
+    )
 
 
 def test_no_room_for_the_backup_refuses_without_touching_production(dg, platform, tmp_path) -> None:
@@ -131,8 +140,10 @@ def test_engine_restarted_in_the_monitoring_window_converges(dg, traffic, platfo
     during = [r for r in errors if restarted["at"] <= r.ts + r.latency_ms / 1000 and r.ts <= restarted["back"]]
     assert not errors, f"{len(errors)} requests failed ({len(during)} while the engine was down), e.g. {errors[0]}"
     serving = assert_converged(_created(responses, report))
-    print(f"engine restarted in the monitoring window ({restarted['back'] - restarted['at']:.1f}s): {decided}; "
-          f"{serving} serves; {restarted['dropped']} app connections ended while it was down; "
-          f"{len(responses)} requests, 0 unanswered, {len(errors)} 5xx")  # fmt: skip
+    print(
+        f"engine restarted in the monitoring window ({restarted['back'] - restarted['at']:.1f}s): {decided}; "
+        f"{serving} serves; {restarted['dropped']} app connections ended while it was down; "
+        f"{len(responses)} requests, 0 unanswered, {len(errors)} 5xx"
+    )
     if run.code == 0:  # kept: the teardown removes it all, but leave v1 as the other tests do
         assert dg.run("rollback").code == 0

@@ -21,10 +21,9 @@ import requests
 
 from deploygate import config, production
 from deploygate.database import connect
-from deploygate.gate_result import FAILED, ERROR
-from deploygate.platform import Platform
+from deploygate.gate_result import ERROR, FAILED
+from deploygate.platform import Platform, images
 from deploygate.platform import connect as connect_platform
-from deploygate.platform import images
 from deploygate.platform.images import Image
 from deploygate.probe import Prober
 from deploygate.proxy import Proxy
@@ -121,8 +120,21 @@ def test_up_from_an_image_reference_with_a_worker_and_plain_text_health(dgs, sho
 
 
 def test_predeploy_of_release_2_has_no_false_failure(dgs, shop, shop_overrides, shop_environ) -> None:
-    argv = [sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--gate", "predeploy",
-            "--candidate", "dgshop:2", "--dg-config", str(SHOP_CONFIG)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests_pre",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--gate",
+        "predeploy",
+        "--candidate",
+        "dgshop:2",
+        "--dg-config",
+        str(SHOP_CONFIG),
+    ]
     for name, value in shop_overrides.items():
         argv += ["--dg-set", f"{name}={value}"]
     done = subprocess.run(argv, cwd=ROOT, env=dgs.env(), capture_output=True, text=True, timeout=900)
@@ -133,17 +145,22 @@ def test_predeploy_of_release_2_has_no_false_failure(dgs, shop, shop_overrides, 
     failed = [c for c in result["checks"] if c["outcome"] in (FAILED, ERROR)]
     assert done.returncode == 0 and not failed, f"{failed}\n{done.stdout[-3000:]}"
     assert {c["name"] for c in result["checks"] if c["outcome"] == "not reported"} == {
-        "test_error_count_within_limit", "test_db_connections_in_range",  # a plain-text health URL tells neither
+        "test_error_count_within_limit",
+        "test_db_connections_in_range",  # a plain-text health URL tells neither
         "test_app_check[none]",  # the shop declares no checks of its own
-    }, "only what the shop does not report is not reported"  # fmt: skip
+    }, "only what the shop does not report is not reported"
 
 
 def test_release_2_deploys_under_traffic_then_a_forced_rollback_restores_release_1(dgs, shop, shop_settings) -> None:
     proxy = Proxy(shop_settings, shop)
     probe = TrafficProbe(
-        proxy.url, rate_per_s=20, read_paths=["/api/things/", "/api/things/{id}/"], write_path="/api/things/",
-        write_body=body_template(shop_settings.traffic_write_body), max_duration_s=900,
-    ).start()  # fmt: skip
+        proxy.url,
+        rate_per_s=20,
+        read_paths=["/api/things/", "/api/things/{id}/"],
+        write_path="/api/things/",
+        write_body=body_template(shop_settings.traffic_write_body),
+        max_duration_s=900,
+    ).start()
     try:
         deployed = dgs.run("deploy", "--candidate", "dgshop:2")
         assert deployed.code == 0, deployed.output[-3000:]
@@ -158,8 +175,10 @@ def test_release_2_deploys_under_traffic_then_a_forced_rollback_restores_release
         responses = probe.stop()
     failed = [r for r in responses if r.failed]
     created = [r.created_id for r in responses if r.created_id is not None]
-    print(f"shop: {len(responses)} requests (keep-alive, 1 in 5 a POST) through deploy and rollback, {len(failed)} failed; "
-          f"{len(created)} things written")  # fmt: skip
+    print(
+        f"shop: {len(responses)} requests (keep-alive, 1 in 5 a POST) through deploy and rollback, {len(failed)} failed; "
+        f"{len(created)} things written"
+    )
     assert len(responses) > 100 and not failed, failed[:3]
     live = proxy.current()
     assert (live.color, live.release, live.hold) == ("blue", "1", False)
@@ -182,13 +201,20 @@ def existing_server(shop_settings: config.Settings) -> Iterator[dict[str, str]]:
     for container in stale:
         container.remove(force=True, v=True)
     server = client.containers.run(
-        image.tag, ["postgres", "-c", f"listen_addresses={address}", "-c", f"port={port}"], name=name, detach=True,
-        network_mode="host", environment={"POSTGRES_USER": "shop", "POSTGRES_PASSWORD": password, "POSTGRES_DB": "shop"},
+        image.tag,
+        ["postgres", "-c", f"listen_addresses={address}", "-c", f"port={port}"],
+        name=name,
+        detach=True,
+        network_mode="host",
+        environment={"POSTGRES_USER": "shop", "POSTGRES_PASSWORD": password, "POSTGRES_DB": "shop"},
         labels={"deploygate.test": "existing-server"},
-    )  # fmt: skip
+    )
     try:
-        wait_until(lambda: server.exec_run(["pg_isready", "-q", "-h", address, "-p", str(port)])[0] == 0, timeout=60,
-                   what="the existing server to accept connections")  # fmt: skip
+        wait_until(
+            lambda: server.exec_run(["pg_isready", "-q", "-h", address, "-p", str(port)])[0] == 0,
+            timeout=60,
+            what="the existing server to accept connections",
+        )
         yield {"db_host": address, "db_port": str(port), "password": password, "container": name}
     finally:
         server.remove(force=True, v=True)
@@ -196,10 +222,16 @@ def existing_server(shop_settings: config.Settings) -> Iterator[dict[str, str]]:
 
 def test_the_shop_on_an_existing_server_of_another_major(shop_images, shop_overrides, shop_environ, existing_server, tmp_path) -> None:
     overrides = {
-        **shop_overrides, "project": project_name("dgshopx"), "proxy_port": str(free_port()),
-        "state_dir": str(tmp_path / "state"), "backup_dir": str(tmp_path / "backups"), "reports_dir": str(tmp_path / "reports"),
-        "logs_dir": str(tmp_path / "logs"), "db_host": existing_server["db_host"], "db_port": existing_server["db_port"],
-    }  # fmt: skip
+        **shop_overrides,
+        "project": project_name("dgshopx"),
+        "proxy_port": str(free_port()),
+        "state_dir": str(tmp_path / "state"),
+        "backup_dir": str(tmp_path / "backups"),
+        "reports_dir": str(tmp_path / "reports"),
+        "logs_dir": str(tmp_path / "logs"),
+        "db_host": existing_server["db_host"],
+        "db_port": existing_server["db_port"],
+    }
     environ = {**shop_environ, "DEPLOYGATE_DB_PASSWORD": existing_server["password"]}
     dgx = Deploygate(overrides, config_file=SHOP_CONFIG, environ=environ)
     settings = config.load(SHOP_CONFIG, environ=environ, overrides=overrides, root=ROOT)

@@ -76,8 +76,7 @@ def nox_argv(session: str, overrides: dict[str, str], *args: str) -> list[str]:
 def start(argv: list[str]) -> NoxRun:
     """In a session of its own: its process group is the terminal's foreground group, or a CI step's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYGATE_")}
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     return NoxRun(process)
 
 
@@ -131,10 +130,12 @@ def stop_and_converge(way: str, run: NoxRun, send: Callable[[NoxRun], float | No
     on_blue = [r.ts for r in responses if r.ts >= signalled_at and r.color == "blue"]
     assert on_blue, f"{way}: no answer from blue after the signal\n{run.output[-3000:]}"
     to_blue = min(on_blue) - signalled_at
-    print(f"\n{way}: exit {code}; blue (v1) answered {to_blue:.2f}s after the first signal "
-          f"(process ended {ended:.1f}s after it, {f'killed at {killed_at - signalled_at:.1f}s' if killed_at else 'not killed'}); "
-          f"failed requests {len(failed)}; rows written {sum(1 for r in responses if r.created_id)}; "
-          f"status afterwards: {said or 'no unfinished deploy'}")  # fmt: skip
+    print(
+        f"\n{way}: exit {code}; blue (v1) answered {to_blue:.2f}s after the first signal "
+        f"(process ended {ended:.1f}s after it, {f'killed at {killed_at - signalled_at:.1f}s' if killed_at else 'not killed'}); "
+        f"failed requests {len(failed)}; rows written {sum(1 for r in responses if r.created_id)}; "
+        f"status afterwards: {said or 'no unfinished deploy'}"
+    )
     if killed_at is not None:
         assert min(on_blue) < killed_at, f"{way}: users were still on green when the kill landed"
     assert not failed, f"{way}: {len(failed)} requests failed: {failed[:3]}"
@@ -183,7 +184,9 @@ def test_a_cancelled_github_job_rolls_back_or_leaves_what_the_next_step_converge
     stop_and_converge("GitHub cancel (SIGINT, SIGTERM +7.5s, tree SIGKILL +2.5s)", run, cancel, e2e_overrides, traffic, assert_back_on_v1)
 
 
-def test_docker_stop_of_the_deploy_container_rolls_back_or_leaves_what_the_next_command_converges(e2e_overrides, traffic, assert_back_on_v1) -> None:
+def test_docker_stop_of_the_deploy_container_rolls_back_or_leaves_what_the_next_command_converges(
+    e2e_overrides, traffic, assert_back_on_v1
+) -> None:
     def docker_stop(run: NoxRun) -> float:
         pid1 = children(run.process.pid)[0]  # nox, PID 1 of the "container"'s PID namespace
         os.kill(pid1, signal.SIGTERM)

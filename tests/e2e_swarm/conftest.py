@@ -57,9 +57,12 @@ def swarm_lab(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFact
     lab = SwarmLab.for_tests(tmp_path_factory.mktemp("swarm", numbered=True))
     lab.up()
     try:
-        _say(pytestconfig, f"swarm lab: {lab.size} nodes set up in {lab.timings['total_s']:.1f}s "
-                           f"(network {lab.timings['network_s']:.1f}s, engines {lab.timings['engines_s']:.1f}s, swarm {lab.timings['swarm_s']:.1f}s); "
-                           f"memory {lab.memory_mib()} MiB")  # fmt: skip
+        _say(
+            pytestconfig,
+            f"swarm lab: {lab.size} nodes set up in {lab.timings['total_s']:.1f}s "
+            f"(network {lab.timings['network_s']:.1f}s, engines {lab.timings['engines_s']:.1f}s, swarm {lab.timings['swarm_s']:.1f}s); "
+            f"memory {lab.memory_mib()} MiB",
+        )
         yield lab
     finally:
         _say(pytestconfig, f"swarm lab at the end: memory {lab.memory_mib()} MiB")
@@ -110,8 +113,11 @@ def e2e_stack(pytestconfig: pytest.Config, swarm_lab: SwarmLab, platform: Platfo
     """Production at v1 on blue (2 replicas), a proxy on each node; removed afterwards."""
     started = time.monotonic()
     report = production.up(platform, settings, say=lambda message: None)
-    _say(pytestconfig, f"swarm production up in {time.monotonic() - started:.1f}s (images copied to the nodes included): "
-                       f"{', '.join(report.changes)}; memory {swarm_lab.memory_mib()} MiB")  # fmt: skip
+    _say(
+        pytestconfig,
+        f"swarm production up in {time.monotonic() - started:.1f}s (images copied to the nodes included): "
+        f"{', '.join(report.changes)}; memory {swarm_lab.memory_mib()} MiB",
+    )
     try:
         yield settings
     finally:
@@ -135,8 +141,9 @@ def nox_rollback(swarm_overrides: dict[str, str]):
     def run() -> CliRun:
         sets = [arg for name, value in swarm_overrides.items() for arg in ("--set", f"{name}={value}")]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYGATE_")}
-        done = subprocess.run([sys.executable, "-m", "nox", "-s", "rollback", "--", *sets], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "nox", "-s", "rollback", "--", *sets], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        )
         return CliRun(done.returncode, done.stdout + done.stderr)
 
     return run

@@ -14,11 +14,13 @@ from deploygate.waiting import wait_until
 
 _TEAM_SERVICE = "import http.server as h; h.HTTPServer(('', 6380), type('H', (h.BaseHTTPRequestHandler,), {'do_GET': lambda s: (s.send_response(200), s.end_headers(), s.wfile.write(b'team'))})).serve_forever()"
 # The team's service may still be starting: tried for 60 s.
-_FETCH = ("import sys, time, urllib.request\n"
-          "for _ in range(120):\n"
-          "    try: print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode()); break\n"
-          "    except OSError: time.sleep(0.5)\n"
-          "else: sys.exit('unreachable')\n")  # fmt: skip
+_FETCH = (
+    "import sys, time, urllib.request\n"
+    "for _ in range(120):\n"
+    "    try: print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode()); break\n"
+    "    except OSError: time.sleep(0.5)\n"
+    "else: sys.exit('unreachable')\n"
+)
 
 
 def _with(platform: SwarmPlatform, **values) -> SwarmPlatform:
@@ -32,13 +34,21 @@ def test_the_app_joins_the_teams_overlay_and_gets_its_host_entries(platform: Swa
     image = platform.resolve_image("v1", say=lambda message: None)
     # A network that does not exist: one line, and no service created.
     with pytest.raises(StackError, match=rf"^app.networks: no network named {project}_nosuchnet on the swarm"):
-        _with(platform, app_networks=(f"{project}_nosuchnet",)).start_color("green", image, prod.app_environment(platform, platform.settings))
+        _with(platform, app_networks=(f"{project}_nosuchnet",)).start_color(
+            "green", image, prod.app_environment(platform, platform.settings)
+        )
     assert platform.color("green") is None
 
     network = platform.manager.networks.create(team, driver="overlay", attachable=True, labels=labels)
     helper = platform._by_reference("deploygate/python:3.11")
-    service = platform.manager.services.create(helper.tag, ["python3", "-c", _TEAM_SERVICE], name=f"{team}svc", networks=[network.id],
-                                               endpoint_spec=EndpointSpec(mode="dnsrr"), labels=labels)  # fmt: skip
+    service = platform.manager.services.create(
+        helper.tag,
+        ["python3", "-c", _TEAM_SERVICE],
+        name=f"{team}svc",
+        networks=[network.id],
+        endpoint_spec=EndpointSpec(mode="dnsrr"),
+        labels=labels,
+    )
     swarm = _with(platform, app_networks=(team,), app_extra_hosts={"redis.internal": "10.0.0.5"})
     try:
         swarm.start_color("green", image, prod.app_environment(swarm, swarm.settings))

@@ -40,13 +40,20 @@ def existing_server(swarm_lab: SwarmLab, settings: config.Settings) -> Iterator[
     for stale in client.containers.list(all=True, filters={"name": name}):
         stale.remove(force=True, v=True)
     server = client.containers.run(
-        image.tag, ["postgres", "-c", f"listen_addresses={address}", "-c", f"port={port}"], name=name, detach=True,
-        network_mode="host", labels={"deploygate.test": "existing-server"},
+        image.tag,
+        ["postgres", "-c", f"listen_addresses={address}", "-c", f"port={port}"],
+        name=name,
+        detach=True,
+        network_mode="host",
+        labels={"deploygate.test": "existing-server"},
         environment={"POSTGRES_USER": settings.db_user, "POSTGRES_PASSWORD": password, "POSTGRES_DB": settings.db_name},
-    )  # fmt: skip
+    )
     try:
-        wait_until(lambda: server.exec_run(["pg_isready", "-q", "-h", address, "-p", str(port)])[0] == 0, timeout=60,
-                   what="the existing server to accept connections")  # fmt: skip
+        wait_until(
+            lambda: server.exec_run(["pg_isready", "-q", "-h", address, "-p", str(port)])[0] == 0,
+            timeout=60,
+            what="the existing server to accept connections",
+        )
         yield {"db_host": address, "db_port": str(port), "password": password, "container": name}
     finally:
         server.remove(force=True, v=True)
@@ -54,18 +61,30 @@ def existing_server(swarm_lab: SwarmLab, settings: config.Settings) -> Iterator[
 
 def _probes(settings: config.Settings, proxy: Proxy) -> dict[str, TrafficProbe]:
     return {
-        url: TrafficProbe(url, rate_per_s=10, read_paths=["/api/links/?page_size=20", "/api/links/{id}/"], write_path="/api/links/",
-                          write_body=body_template(settings.traffic_write_body), max_duration_s=900).start()
+        url: TrafficProbe(
+            url,
+            rate_per_s=10,
+            read_paths=["/api/links/?page_size=20", "/api/links/{id}/"],
+            write_path="/api/links/",
+            write_body=body_template(settings.traffic_write_body),
+            max_duration_s=900,
+        ).start()
         for url in proxy.urls
-    }  # fmt: skip
+    }
 
 
 def test_deploy_and_rollback_on_an_existing_server(swarm_overrides, existing_server, tmp_path) -> None:
     overrides = {
-        **swarm_overrides, "project": project_name("dgswx"), "proxy_port": "18081",
-        "state_dir": str(tmp_path / "state"), "backup_dir": str(tmp_path / "backups"), "reports_dir": str(tmp_path / "reports"),
-        "logs_dir": str(tmp_path / "logs"), "db_host": existing_server["db_host"], "db_port": existing_server["db_port"],
-    }  # fmt: skip
+        **swarm_overrides,
+        "project": project_name("dgswx"),
+        "proxy_port": "18081",
+        "state_dir": str(tmp_path / "state"),
+        "backup_dir": str(tmp_path / "backups"),
+        "reports_dir": str(tmp_path / "reports"),
+        "logs_dir": str(tmp_path / "logs"),
+        "db_host": existing_server["db_host"],
+        "db_port": existing_server["db_port"],
+    }
     environ = {"DEPLOYGATE_DB_PASSWORD": existing_server["password"]}
     dgx = Deploygate(overrides, environ=environ)
     settings = config.load(root=ROOT, environ=environ, overrides=overrides)
@@ -95,15 +114,21 @@ def test_deploy_and_rollback_on_an_existing_server(swarm_overrides, existing_ser
             assert len(responses) > 30 and not failed, f"{len(failed)} of {len(responses)} failed through {url}, e.g. {failed[:1]}"
             counts[url] = f"{len(responses)} requests, {len(failed)} failed"
             created += [r.created_id for r in responses if r.created_id is not None]
-        print(f"existing server {existing_server['db_host']}:{existing_server['db_port']}: deploy of v2-safe {deploy_s:.1f}s, "
-              f"rollback {rollback_s:.1f}s; {counts}; {len(created)} rows written")  # fmt: skip
+        print(
+            f"existing server {existing_server['db_host']}:{existing_server['db_port']}: deploy of v2-safe {deploy_s:.1f}s, "
+            f"rollback {rollback_s:.1f}s; {counts}; {len(created)} rows written"
+        )
         # v1 is back on blue with its schema, and every row written through deploy and rollback is kept.
         live = proxy.current()
         assert live is not None and (live.color, live.release, live.hold) == ("blue", "v1", False), live
         assert platform.color("green") is None
         with connect(platform.database()) as conn:
-            columns = {r[0] for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = 'unified_db_personlink'").fetchall()}  # fmt: skip
+            columns = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'unified_db_personlink'"
+                ).fetchall()
+            }
             assert "fahanie_cares_member_id" in columns and "bm_parliament_member_id" not in columns
             found = conn.execute("SELECT count(*) FROM unified_db_personlink WHERE id = ANY(%s)", [created]).fetchone()[0]
             assert found == len(set(created)), f"{len(set(created)) - found} rows written during the deploy are gone"

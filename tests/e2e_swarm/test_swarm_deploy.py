@@ -31,7 +31,9 @@ def _per_node(probes: dict[str, TrafficProbe], *, allow_5xx: bool = False) -> tu
         if not allow_5xx:
             errors = [r for r in responses if r.status >= 500]
             assert not errors, f"{len(errors)} requests through {url} failed, e.g. {errors[0]}"
-        counts[url] = f"{len(responses)} requests, {sum(r.failed for r in responses)} failed, colors {dict(Counter(r.color for r in responses))}"
+        counts[url] = (
+            f"{len(responses)} requests, {sum(r.failed for r in responses)} failed, colors {dict(Counter(r.color for r in responses))}"
+        )
         created += [r.created_id for r in responses if r.created_id is not None]
     return counts, created
 
@@ -102,11 +104,15 @@ def test_v2_safe_deploys_two_replicas_with_zero_failed_requests_through_both_nod
         assert requests.get(f"{url}/health/", timeout=10).headers.get(COLOR_HEADER) == "green", url
     counts, _created = _per_node(traffic)
     # What each node's proxy logged during the deploy, per color: both served, both switched.
-    logged = {name: dict(Counter(r.color for r in read_access_log(dirs.access_log, since=started))) for name, dirs in proxy.instances.items()}
+    logged = {
+        name: dict(Counter(r.color for r in read_access_log(dirs.access_log, since=started))) for name, dirs in proxy.instances.items()
+    }
     assert all(c.get("blue") and c.get("green") for c in logged.values()), logged
     summary = report_of(run.output)["traffic"]["summary"]
-    print(f"v2-safe on 2 replicas: the test's probes {counts}; proxies' logs {logged}; "
-          f"the deploy's own probe {summary['requests']} requests, {summary['failed']} failed")  # fmt: skip
+    print(
+        f"v2-safe on 2 replicas: the test's probes {counts}; proxies' logs {logged}; "
+        f"the deploy's own probe {summary['requests']} requests, {summary['failed']} failed"
+    )
 
 
 def test_a_node_engine_stopped_in_the_monitoring_window(dg, traffic, swarm_lab, platform, proxy, assert_converged) -> None:
@@ -114,7 +120,7 @@ def test_a_node_engine_stopped_in_the_monitoring_window(dg, traffic, swarm_lab, 
     back = dg.run("rollback")
     assert back.code == 0, back.output[-3000:]
     worker = swarm_lab.nodes[1]
-    worker_url = next(url for name, url in zip(proxy.instances, proxy.urls) if name == worker.hostname)
+    worker_url = next(url for name, url in zip(proxy.instances, proxy.urls, strict=True) if name == worker.hostname)
     stopped = {}
 
     def stop_worker() -> None:
@@ -146,14 +152,20 @@ def test_a_node_engine_stopped_in_the_monitoring_window(dg, traffic, swarm_lab, 
         responses = traffic[url].stop()
         failed = [r for r in responses if r.failed]
         outside = [r for r in failed if not lost_window[0] <= r.ts <= lost_window[1]]
-        assert len(responses) > 30 and not outside, f"{len(outside)} of {len(responses)} failed through {url} outside the node's loss, e.g. {outside[:1]}"
-        counts[url] = (f"{len(responses)} requests, {len(failed)} failed (all within the node's loss: "
-                       f"{[f'{r.method} {r.status or r.error}' for r in failed]}), {sum(r.ts >= stopped['at'] for r in responses)} after the stop")  # fmt: skip
+        assert len(responses) > 30 and not outside, (
+            f"{len(outside)} of {len(responses)} failed through {url} outside the node's loss, e.g. {outside[:1]}"
+        )
+        counts[url] = (
+            f"{len(responses)} requests, {len(failed)} failed (all within the node's loss: "
+            f"{[f'{r.method} {r.status or r.error}' for r in failed]}), {sum(r.ts >= stopped['at'] for r in responses)} after the stop"
+        )
     # Through the stopped node: failures only once its engine was going down (its proxy went with it).
     lost = traffic[worker_url].stop()
     early = [r for r in lost if r.failed and r.ts + r.latency_ms / 1000 < stopped["at"]]
     assert not early, f"a request through {worker_url} failed before its engine was stopped: {early[0]}"
     counts[worker_url] = f"{len(lost)} requests, {sum(r.failed for r in lost)} failed, all after the stop"
-    print(f"node {worker.hostname} stopped {stopped['done'] - stopped['at']:.1f}s in the monitoring window: decision {outcome} ({cause}); {counts}")
+    print(
+        f"node {worker.hostname} stopped {stopped['done'] - stopped['at']:.1f}s in the monitoring window: decision {outcome} ({cause}); {counts}"
+    )
     created = [r.created_id for probe in traffic.values() for r in probe.responses() if r.created_id is not None]
     assert_converged(created)

@@ -16,7 +16,6 @@ TEST_SEED_ROWS = 5_000
 TEST_SEED_MEMBERS = 200
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     mark_integration(items, "integration")
 

@@ -144,15 +144,20 @@ def test_models_match_migrations(client: docker.DockerClient, bigapp_images, rel
         bigapp_images[release].id,
         ["python", "manage.py", "makemigrations", "--check", "--dry-run"],
         environment={"DJANGO_SETTINGS_MODULE": "bigapp.settings", "SECRET_KEY": "x", "DATABASE_URL": "postgres://u:p@nowhere/db"},
-        network_mode="none", labels={PROJECT_LABEL: PROJECT}, remove=True, stderr=True,
-    ).decode()  # fmt: skip
+        network_mode="none",
+        labels={PROJECT_LABEL: PROJECT},
+        remove=True,
+        stderr=True,
+    ).decode()
     assert "No changes detected" in output, output
 
 
 def test_seed_writes_every_model_through_its_own_code(rig: Rig, release1: Release1) -> None:
     assert _sql(rig, "SELECT count(*) FROM sales_order") == [str(SEED_ORDERS)]
     # The signals: a profile per member, an audit row per order.
-    assert _sql(rig, "SELECT count(*) FROM accounts_member m LEFT JOIN accounts_profile p ON p.member_id = m.id WHERE p.id IS NULL") == ["0"]
+    assert _sql(rig, "SELECT count(*) FROM accounts_member m LEFT JOIN accounts_profile p ON p.member_id = m.id WHERE p.id IS NULL") == [
+        "0"
+    ]
     assert _sql(rig, "SELECT count(*) FROM ops_auditlog WHERE action = 'order.created'") == [str(SEED_ORDERS)]
     assert _sql(rig, "SELECT count(*) > 0 FROM sales_invoice WHERE due_on > issued_on") == ["t"]
     assert _sql(rig, "SELECT count(*) FROM catalog_price WHERE minor_units = 2") != ["0"]
@@ -166,7 +171,9 @@ def test_model_code_refuses_rows_not_shaped_like_the_apps(rig: Rig, bigapp_image
     """What the README promises: each trap raises, in a one-off process (which has no EXPORTS_DIR)."""
     code, output = rig.oneoff(bigapp_images[1], ["python", "-c", TRAPS])
     assert code == 0, output
-    assert {line.split(": ", 1)[0].removeprefix("trap "): line.split(": ", 1)[1] for line in output.splitlines() if line.startswith("trap ")} == {
+    assert {
+        line.split(": ", 1)[0].removeprefix("trap "): line.split(": ", 1)[1] for line in output.splitlines() if line.startswith("trap ")
+    } == {
         "second profile": "IntegrityError",
         "unknown currency": "KeyError",
         "line without a price": "DoesNotExist",
@@ -175,7 +182,7 @@ def test_model_code_refuses_rows_not_shaped_like_the_apps(rig: Rig, bigapp_image
         "layout of no known shape": "RecursionError",
         "duplicate options": "ValidationError",
         "negative stock": "IntegrityError",
-    }  # fmt: skip
+    }
 
 
 def test_api_and_worker(rig: Rig, release1: Release1) -> None:
@@ -186,15 +193,19 @@ def test_api_and_worker(rig: Rig, release1: Release1) -> None:
     assert _get(release1.url, "/api/orders/999999/").status_code == 404
     wait_until(
         lambda: _sql(rig, f"SELECT status FROM ops_job WHERE payload->>'order' = '{placed['id']}'") == ["done"],
-        timeout=30, what="the worker to process the order's job", last_seen=lambda: logs(release1.worker)[-500:],
-    )  # fmt: skip
+        timeout=30,
+        what="the worker to process the order's job",
+        last_seen=lambda: logs(release1.worker)[-500:],
+    )
 
 
 def test_release_2_squash_and_index_under_release_1(rig: Rig, bigapp_images, release1: Release1) -> None:
     """Release 2's migrate applies the index rebuild alone and records its squashes beside the names they replace;
     release 1 keeps working on that schema, release 2 on it too, and release 1's worker serves release 2's jobs."""
     output = _migrate(rig, bigapp_images[2])
-    assert [line.strip() for line in output.splitlines() if "Applying" in line] == ["Applying catalog.0005_product_cat_status_created_at... OK"]
+    assert [line.strip() for line in output.splitlines() if "Applying" in line] == [
+        "Applying catalog.0005_product_cat_status_created_at... OK"
+    ]
     applied = set(_sql(rig, "SELECT app || '.' || name FROM django_migrations"))
     assert set(SQUASHES) <= applied and "catalog.0004_product_cat_status" in applied
     assert "created_at" in _sql(rig, "SELECT indexdef FROM pg_indexes WHERE indexname = 'catalog_product_cat_status'")[0]
@@ -203,8 +214,11 @@ def test_release_2_squash_and_index_under_release_1(rig: Rig, bigapp_images, rel
     url2 = rig.start_web("web2", bigapp_images[2])
     new = _place(url2, "new-code@example.invalid")
     assert _get(url2, f"/api/orders/{old['id']}/").json()["reference"] == old["reference"]
-    wait_until(lambda: _sql(rig, f"SELECT status FROM ops_job WHERE payload->>'order' = '{new['id']}'") == ["done"],
-               timeout=30, what="release 1's worker to process release 2's job")  # fmt: skip
+    wait_until(
+        lambda: _sql(rig, f"SELECT status FROM ops_job WHERE payload->>'order' = '{new['id']}'") == ["done"],
+        timeout=30,
+        what="release 1's worker to process release 2's job",
+    )
 
 
 def test_release_2_reverses(rig: Rig, bigapp_images, release1: Release1) -> None:

@@ -99,9 +99,7 @@ CASES = {
     "drop_table": Expected(production_on_new=False, candidate_on_old=True, reversible=False, keeps_data=False),
     # Django backfills NULL prices with 0 and adds NOT NULL: the old release still writes
     # NULL prices. Reversal drops NOT NULL but the NULLs are gone.
-    "make_not_null_with_python_default": Expected(
-        production_on_new=False, candidate_on_old=True, reversible=False, keeps_data=False
-    ),
+    "make_not_null_with_python_default": Expected(production_on_new=False, candidate_on_old=True, reversible=False, keeps_data=False),
     # SET NOT NULL fails on the rows that hold NULL: the plan rolls back, no schema changes,
     # the verdict is the failure itself (and the candidate is not blamed for it).
     "make_not_null_on_null_rows": Expected(production_on_new=True, candidate_on_old=True, reversible=True, migrates=False),
@@ -245,6 +243,7 @@ def verdict_table() -> Iterator[dict[str, tuple[Expected, Expected, float, str]]
         width = max(map(len, observed))
         print(f"\n{'case':<{width}}  label         verdict       reversible (label/seen)  agree  seconds  why")
         for case, (label, seen, seconds, why) in observed.items():
+
             def word(compatible: bool) -> str:
                 return "compatible" if compatible else "incompatible"
 
@@ -256,9 +255,7 @@ def verdict_table() -> Iterator[dict[str, tuple[Expected, Expected, float, str]]
             )
 
 
-def _production_with_rows(
-    platform: Platform, settings: config.Settings, base: images.Image, copy: rehearsal.DatabaseCopy
-) -> None:
+def _production_with_rows(platform: Platform, settings: config.Settings, base: images.Image, copy: rehearsal.DatabaseCopy) -> None:
     """Build the base schema with the base release's own migrate, then seed it.
 
     Distinct codes and names, so a unique constraint can be added; half the notes empty,
@@ -269,8 +266,7 @@ def _production_with_rows(
     assert done.error is None, f"the base release's migrate failed: {done.error}"
     with connect(copy.host_address) as conn:
         category_ids = [
-            conn.execute("INSERT INTO shop_category (title) VALUES (%s) RETURNING id", [title]).fetchone()[0]
-            for title in CATEGORIES
+            conn.execute("INSERT INTO shop_category (title) VALUES (%s) RETURNING id", [title]).fetchone()[0] for title in CATEGORIES
         ]
         conn.cursor().executemany(
             "INSERT INTO shop_item (name, quantity, code, barcode, price, note, category_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -340,9 +336,7 @@ def test_models_match_migrations(release: str, tmp_path: Path, compat_settings: 
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_verdict(
-    case: str, run_case: Callable[[str], CaseRun], verdict_table: dict[str, tuple[Expected, Expected, float, str]]
-) -> None:
+def test_verdict(case: str, run_case: Callable[[str], CaseRun], verdict_table: dict[str, tuple[Expected, Expected, float, str]]) -> None:
     """Rehearse one case on a seeded copy; the gate's verdict, the content check and the reversal match the truth."""
     run = run_case(case)
     rehearsed, reversal = run.rehearsed, run.reversal
@@ -420,10 +414,16 @@ def test_probe_fills_every_field_type(run_case: Callable[[str], CaseRun]) -> Non
     inserted = {(c.field, c.value) for c in specimen.checks if c.op == "insert" and c.ok and not c.unchecked}
     assert (None, "fresh") in inserted and (None, "duplicate") in inserted
     for expected in [
-        ("small", "min=-32768"), ("positive_small", "max=32767"), ("positive_big", "max=9223372036854775807"),
-        ("amount", "min=-999.99"), ("email", "max_length=254"), ("kind", "choice 'b'"), ("level", "choice 2"),
-        ("maybe", "null"), ("category", "null"),
-    ]:  # fmt: skip
+        ("small", "min=-32768"),
+        ("positive_small", "max=32767"),
+        ("positive_big", "max=9223372036854775807"),
+        ("amount", "min=-999.99"),
+        ("email", "max_length=254"),
+        ("kind", "choice 'b'"),
+        ("level", "choice 2"),
+        ("maybe", "null"),
+        ("category", "null"),
+    ]:
         assert expected in inserted, f"{expected} not written; written: {sorted(inserted, key=str)}"
 
 
@@ -497,7 +497,10 @@ def test_each_operation_says_whether_it_has_a_reverse(run_case: Callable[[str], 
     reverse_code none (what the advice reads, not the migration's all-or-nothing)."""
     (step,) = run_case("add_not_null_with_choices_and_noop_data").rehearsed.plan.steps
     assert [(c.type, c.reversible) for c in step.changes] == [
-        ("AddField", True), ("AlterField", True), ("AlterField", True), ("RunPython", True)
+        ("AddField", True),
+        ("AlterField", True),
+        ("AlterField", True),
+        ("RunPython", True),
     ]
     # The choices-only AlterFields run no SQL (Django's "-- (no-op)"); the column's statements are its own.
     assert [bool(sql) for sql in advice.operation_sql(step)] == [True, False, False, False]

@@ -113,7 +113,7 @@ def rig(settings: config.Settings, tmp_path_factory: pytest.TempPathFactory) -> 
             rig.start_upstream(color)
         haproxy.wait_answering(dirs)
         for color in ("blue", "green"):
-            wait_until(lambda: haproxy.ready_servers(dirs, color), timeout=30, what=f"{color} to be up in the proxy")
+            wait_until(lambda color=color: haproxy.ready_servers(dirs, color), timeout=30, what=f"{color} to be up in the proxy")
         yield rig
     finally:
         remove_labelled(docker_client, PROJECT)

@@ -30,8 +30,14 @@ def team_network(production: Production) -> Iterator[str]:
     name = f"{production.settings.project}_team"
     # Labelled with the project: a crashed run's leftover goes with `down`.
     network = client.networks.create(name, driver="bridge", labels={PROJECT_LABEL: production.settings.project})
-    service = client.containers.run("deploygate/python:3.11", ["python3", "-c", _TEAM_SERVICE], name=f"{name}svc",
-                                    network=name, detach=True, labels={PROJECT_LABEL: production.settings.project})  # fmt: skip
+    service = client.containers.run(
+        "deploygate/python:3.11",
+        ["python3", "-c", _TEAM_SERVICE],
+        name=f"{name}svc",
+        network=name,
+        detach=True,
+        labels={PROJECT_LABEL: production.settings.project},
+    )
     yield name
     service.remove(force=True)
     production.platform.remove_color("green")
@@ -84,13 +90,20 @@ def _move_database(platform: DockerHost) -> str:
     db = platform.client.containers.get(platform.names.db)
     before = platform.database().host
     db.stop(timeout=10)
-    squatter = platform.client.containers.run("deploygate/debian:bookworm", ["sleep", "600"], network=platform.names.network,
-                                              detach=True, labels={PROJECT_LABEL: platform.settings.project})  # fmt: skip
+    squatter = platform.client.containers.run(
+        "deploygate/debian:bookworm",
+        ["sleep", "600"],
+        network=platform.names.network,
+        detach=True,
+        labels={PROJECT_LABEL: platform.settings.project},
+    )
     try:
         db.start()
         after = platform.database().host
         assert after != before
-        wait_until(lambda: db.exec_run(["pg_isready", "-q", "-h", "127.0.0.1"])[0] == 0, timeout=60, what="the database to accept connections")
+        wait_until(
+            lambda: db.exec_run(["pg_isready", "-q", "-h", "127.0.0.1"])[0] == 0, timeout=60, what="the database to accept connections"
+        )
     finally:
         squatter.remove(force=True)
     return after
@@ -126,7 +139,9 @@ def test_a_stale_pin_is_fixed_when_a_color_resumes(moving_production: Production
     platform.resume_color("blue")
     assert platform.client.containers.get(platform.names.web("blue")).id == blue.id
     assert pinned_addresses(_run(blue, ["cat", "/etc/hosts"]))[platform.names.db] == moved
-    wait_until(lambda: requests.get(f"{production.url}/health/", timeout=5).status_code == 200, timeout=30, what="blue to reach its database")
+    wait_until(
+        lambda: requests.get(f"{production.url}/health/", timeout=5).status_code == 200, timeout=30, what="blue to reach its database"
+    )
     # Green, stopped with the old address, is created again with the new one when it resumes.
     stale = platform.client.containers.get(platform.names.web("green")).id
     platform.resume_color("green")

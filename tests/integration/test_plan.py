@@ -29,15 +29,22 @@ def plan(production: Production, tmp_path: Path):
 
     def run(candidate: str, fmt: str = "markdown") -> tuple[int, str, str, str]:
         sets = {
-            "project": s.project, "proxy_port": str(s.proxy_port), "state_dir": str(s.state_dir), "seed_rows": str(s.seed_rows),
-            "backup_dir": str(tmp_path / "backups"), "reports_dir": str(tmp_path / "reports"), "logs_dir": str(tmp_path / "logs"),
-        }  # fmt: skip
+            "project": s.project,
+            "proxy_port": str(s.proxy_port),
+            "state_dir": str(s.state_dir),
+            "seed_rows": str(s.seed_rows),
+            "backup_dir": str(tmp_path / "backups"),
+            "reports_dir": str(tmp_path / "reports"),
+            "logs_dir": str(tmp_path / "logs"),
+        }
         output = tmp_path / f"plan_{candidate}.{fmt}"
         argv = [sys.executable, "-m", "deploygate", "plan", "--candidate", candidate, "--format", fmt, "--output", str(output)]
         for name, value in sets.items():
             argv += ["--set", f"{name}={value}"]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOYGATE_", "GITHUB_"))}
-        done = subprocess.run(argv, cwd=ROOT, env={**env, "GITHUB_STEP_SUMMARY": str(summary)}, capture_output=True, text=True, timeout=1200)
+        done = subprocess.run(
+            argv, cwd=ROOT, env={**env, "GITHUB_STEP_SUMMARY": str(summary)}, capture_output=True, text=True, timeout=1200
+        )
         body = output.read_text() if output.exists() else ""
         return done.returncode, done.stderr, body, summary.read_text() if summary.exists() else ""
 

@@ -50,18 +50,20 @@ def run_gate(production: Production, gate_dirs: dict[str, Path]):
     def run(*args: str, settings: dict[str, str] | None = None, env: dict[str, str] | None = None) -> GateRun:
         s = production.settings
         overrides = {
-            "project": s.project, "proxy_port": str(s.proxy_port), "state_dir": str(s.state_dir),
-            "seed_rows": str(s.seed_rows), "backup_dir": str(gate_dirs["backup_dir"]),
-            "reports_dir": str(gate_dirs["reports_dir"]), "expected_plan": s.expected_plan,
+            "project": s.project,
+            "proxy_port": str(s.proxy_port),
+            "state_dir": str(s.state_dir),
+            "seed_rows": str(s.seed_rows),
+            "backup_dir": str(gate_dirs["backup_dir"]),
+            "reports_dir": str(gate_dirs["reports_dir"]),
+            "expected_plan": s.expected_plan,
             **(settings or {}),
-        }  # fmt: skip
+        }
         argv = [sys.executable, "-m", "pytest", "tests_pre", "--gate", "predeploy", "-p", "no:cacheprovider", "-q"]
         for name, value in overrides.items():
             argv += ["--dg-set", f"{name}={value}"]
         clean_env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYGATE_")}
-        done = subprocess.run(
-            [*argv, *args], cwd=ROOT, env={**clean_env, **(env or {})}, capture_output=True, text=True, timeout=900
-        )
+        done = subprocess.run([*argv, *args], cwd=ROOT, env={**clean_env, **(env or {})}, capture_output=True, text=True, timeout=900)
         return GateRun(done, gate_dirs["reports_dir"])
 
     return run
@@ -94,7 +96,11 @@ def test_v2_is_stopped_by_the_compatibility_checks(run_gate, untouched) -> None:
 def test_checks_skipped_by_name_cost_no_exercise(run_gate, untouched) -> None:
     """The rehearsal still runs for the checks that need it, but the ORM exercises only the skipped checks
     consume are never run (issue 27: skipping them by name used to cost the whole compatibility stage)."""
-    consumers = ["test_production_release_works_on_the_new_schema", "test_candidate_works_on_the_old_schema", "test_orm_works_on_the_new_names"]
+    consumers = [
+        "test_production_release_works_on_the_new_schema",
+        "test_candidate_works_on_the_old_schema",
+        "test_orm_works_on_the_new_names",
+    ]
     skips = [arg for name in consumers for arg in ("--skip-check", name)]
     run = run_gate("--candidate", "v2", "-s", "-k", "every_migration_applies or compat or orm_works", *skips, "--reason", "false positive")
     assert run.code == 0, run.output[-3000:]

@@ -61,7 +61,9 @@ def shop_images(client: docker.DockerClient, settings: config.Settings) -> dict[
 
 
 @pytest.fixture(scope="module")
-def rig(client: docker.DockerClient, settings: config.Settings, shop_config: dict[str, Any], shop_images: dict[int, images.Image]) -> Iterator[Rig]:
+def rig(
+    client: docker.DockerClient, settings: config.Settings, shop_config: dict[str, Any], shop_images: dict[int, images.Image]
+) -> Iterator[Rig]:
     """Postgres of deploy.toml's major version, its database and user, on the rig's network."""
     with plain_rig(client, settings, PROJECT, shop_config, {"DGSHOP_SECRET_KEY": secrets.token_urlsafe(40)}) as rig:
         yield rig

@@ -62,7 +62,11 @@ def run_probe(platform: Platform, sq_settings: config.Settings, django_image: Im
     """``run_probe(release, command)``: the probe's parsed result, in the image with that release's app."""
 
     def run(release: str, command: str):
-        environment = {**database.app_environment(sq_settings), "DJANGO_SETTINGS_MODULE": "sqproj.settings", "SQ_APPS": RELEASES[release][1]}
+        environment = {
+            **database.app_environment(sq_settings),
+            "DJANGO_SETTINGS_MODULE": "sqproj.settings",
+            "SQ_APPS": RELEASES[release][1],
+        }
         done = platform.run_job(
             django_image.id,
             probe.argv(command, python=sq_settings.app_python),

@@ -12,10 +12,10 @@ import datetime as dt
 import json
 import os
 import signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 from deploygate import config
 from deploygate.backup import Backup
@@ -154,7 +154,9 @@ class FakePlatform:
         self.world.colors[color] = ColorState(color, release, image_id, _replicas(color, state, health), dict(processes))
         return self.world.colors[color]
 
-    def start_color(self, color: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None) -> ColorState:
+    def start_color(
+        self, color: str, image: Image, environment: Mapping[str, str], processes: Mapping[str, str] | None = None
+    ) -> ColorState:
         self.world.touch(f"platform.start_color {color}")
         return self._set(color, _release(image), image.id, "running", {name: "running" for name in processes or {}})
 
@@ -171,7 +173,9 @@ class FakePlatform:
     def resume_color(self, color: str, *, processes: bool = True) -> ColorState:
         self.world.touch(f"platform.resume_color {color}")
         state = self.world.colors[color]
-        return self._set(color, state.release, state.image_id, "running", {n: "running" if processes else s for n, s in state.processes.items()})
+        return self._set(
+            color, state.release, state.image_id, "running", {n: "running" if processes else s for n, s in state.processes.items()}
+        )
 
     def stop_color(self, color: str) -> None:
         self.world.touch(f"platform.stop_color {color}")
@@ -246,12 +250,19 @@ class FakeLedger:
         self.world = world
 
     def record(
-        self, address: DatabaseAddress, mirror_dir: Path | None, kind: str, outcome: str, *,
-        release: str | None = None, image_digest: str | None = None, detail: dict | None = None,
+        self,
+        address: DatabaseAddress,
+        mirror_dir: Path | None,
+        kind: str,
+        outcome: str,
+        *,
+        release: str | None = None,
+        image_digest: str | None = None,
+        detail: dict | None = None,
     ) -> Entry:
         self.world.touch(f"ledger.record {outcome}")
         # As the real ledger stores it: JSON, so a checkpoint read back is what another process would read.
-        entry = Entry(dt.datetime.now(dt.timezone.utc), kind, outcome, release, image_digest, json.loads(json.dumps(detail or {})))
+        entry = Entry(dt.datetime.now(dt.UTC), kind, outcome, release, image_digest, json.loads(json.dumps(detail or {})))
         self.world.ledger.append(entry)
         return entry
 
@@ -342,8 +353,15 @@ class FakeGates:
 
 def _plan_step(label: str) -> dict:
     app, name = label.split(".")
-    return {"app": app, "name": name, "operations": ["AddField"], "operation_types": ["AddField"],
-            "reversible": True, "atomic": True, "sql": [f"-- {label}"]}
+    return {
+        "app": app,
+        "name": name,
+        "operations": ["AddField"],
+        "operation_types": ["AddField"],
+        "reversible": True,
+        "atomic": True,
+        "sql": [f"-- {label}"],
+    }
 
 
 class FakeProbe:
@@ -371,7 +389,9 @@ class FakeProbe:
                 return parse_migrate({"migrations": done, "error": f"{label}: lock timeout"}, exit_code=1)
             self.world.applied.append(label)
             app, name = label.split(".")
-            done.append({"app": app, "name": name, "direction": "forwards", "duration_s": 0.01, "statements": 1, "locks": {}, "error": None})
+            done.append(
+                {"app": app, "name": name, "direction": "forwards", "duration_s": 0.01, "statements": 1, "locks": {}, "error": None}
+            )
         return parse_migrate({"migrations": done, "error": None})
 
     def migrate_to(self, targets: dict[str, str | None]) -> MigrateResult:

@@ -34,7 +34,9 @@ def test_advice_names_the_fix_per_operation() -> None:
 def test_change_kinds_read_the_field_before_and_after() -> None:
     text = FieldFacts("varchar(100)", null=False, unique=False)
     assert advice.change_kinds(_alter(text, FieldFacts("varchar(100)", null=True, unique=False))) == ["drop_not_null"]
-    assert advice.change_kinds(_alter(FieldFacts("numeric(8, 2)", True, False), FieldFacts("numeric(8, 2)", False, False))) == ["set_not_null"]
+    assert advice.change_kinds(_alter(FieldFacts("numeric(8, 2)", True, False), FieldFacts("numeric(8, 2)", False, False))) == [
+        "set_not_null"
+    ]
     assert advice.change_kinds(_alter(text, FieldFacts("varchar(100)", False, True))) == ["add_unique"]
     assert advice.change_kinds(_alter(FieldFacts("varchar(32)", False, True), FieldFacts("varchar(32)", False, False))) == ["drop_unique"]
     assert advice.change_kinds(_alter(text, FieldFacts("varchar(120)", False, False))) == ["widen"]
@@ -99,7 +101,9 @@ def test_a_column_added_nullable_is_already_the_safe_form() -> None:
     not_null = OperationChange("AddField", after=FieldFacts("varchar(10)", null=False, unique=False))
     sql = ["--", "-- Add field color to item", "--", 'ALTER TABLE "shop_item" ADD COLUMN "color" varchar(30) NULL;']
     assert advice.advice_for(_plan(PlanStep("s", "0002_x", ["Add field color to item"], ["AddField"], True, True, sql, [nullable]))) == []
-    (line,) = advice.advice_for(_plan(PlanStep("s", "0002_x", ["Add field unit to item"], ["AddField"], True, True, ADD_UNIT_SQL, [not_null])))
+    (line,) = advice.advice_for(
+        _plan(PlanStep("s", "0002_x", ["Add field unit to item"], ["AddField"], True, True, ADD_UNIT_SQL, [not_null]))
+    )
     assert advice.ADVICE["AddField"] in line
 
 

@@ -29,7 +29,12 @@ def test_goal_needs_no_failure_and_a_p99_ratio_within_two() -> None:
 
 def test_render_has_a_row_per_run_and_the_colors_served() -> None:
     run = SwitchRun(
-        bench_switch.HAPROXY, 64, 50, _stats(100, colors={"blue": 40, "green": 60}), _stats(300, colors={"blue": 200, "green": 100}), 7.0,
+        bench_switch.HAPROXY,
+        64,
+        50,
+        _stats(100, colors={"blue": 40, "green": 60}),
+        _stats(300, colors={"blue": 200, "green": 100}),
+        7.0,
         log={"log_lines": 400, "answered": 400, "dropped_logs": 0},
     )
     table = bench_switch.render([run])

@@ -95,7 +95,9 @@ def test_networks_and_extra_hosts_from_file_env_and_command_line(tmp_path: Path)
     assert config.load(root=tmp_path, environ={"DEPLOYGATE_APP_NETWORKS": "a, b"}).app_networks == ("a", "b")
     forwarded = config.as_text(settings.app_networks)
     assert config.load(root=tmp_path, environ={}, overrides={"app_networks": forwarded}).app_networks == ("team_net",)
-    assert config.load(root=tmp_path, environ={"DEPLOYGATE_APP_EXTRA_HOSTS": '{"db.team": "10.0.0.6"}'}).app_extra_hosts == {"db.team": "10.0.0.6"}
+    assert config.load(root=tmp_path, environ={"DEPLOYGATE_APP_EXTRA_HOSTS": '{"db.team": "10.0.0.6"}'}).app_extra_hosts == {
+        "db.team": "10.0.0.6"
+    }
 
 
 def test_networks_must_be_a_list_of_names(tmp_path: Path) -> None:

@@ -38,8 +38,23 @@ def test_a_deploy_runs_its_steps_in_order_and_leaves_the_candidate_serving(produ
     result = _deploy(production, Request("v2"))
     world = production.world
     assert result.outcome is Outcome.SUCCEEDED
-    assert _stages(production) == ["request", "candidate", "converge", "predeploy", "plan", "backup", "window", "green",
-                                   "migrate", "green_healthy", "post_green", "switch", "monitor", "post_proxy", "finish"]
+    assert _stages(production) == [
+        "request",
+        "candidate",
+        "converge",
+        "predeploy",
+        "plan",
+        "backup",
+        "window",
+        "green",
+        "migrate",
+        "green_healthy",
+        "post_green",
+        "switch",
+        "monitor",
+        "post_proxy",
+        "finish",
+    ]
     assert world.serving == "green" and world.applied == RELEASES["v2"]
     assert world.deploy_outcomes() == ["started", "migrated", "switched", "succeeded"]
     assert world.colors["blue"].running is False  # kept, stopped, for a rollback
@@ -124,8 +139,15 @@ def test_a_step_failing_after_production_was_touched_rolls_back_to_the_previous_
     world = production.world
     assert result.outcome is Outcome.ROLLED_BACK
     stages = _stages(production)
-    assert stages[stages.index(step) + 1 :] == ["rollback_traffic", "rollback_production", "rollback_export", "rollback_schema",
-                                                "rollback_verify", "rollback_cleanup", "rollback_record"]
+    assert stages[stages.index(step) + 1 :] == [
+        "rollback_traffic",
+        "rollback_production",
+        "rollback_export",
+        "rollback_schema",
+        "rollback_verify",
+        "rollback_cleanup",
+        "rollback_record",
+    ]
     assert world.serving == "blue" and world.colors["blue"].running and "green" not in world.colors
     assert world.applied == RELEASES["v1"]  # the schema is v1's again
     assert world.deploy_outcomes()[0] == "started" and world.deploy_outcomes()[-1] == "rolled_back"
@@ -184,8 +206,14 @@ def test_the_monitoring_window_needs_only_its_narrow_context_and_says_when_a_pro
     errors = [AccessRecord(2e9, "green", "GET", "/", 500, 0.1), AccessRecord(2e9, "blue", "GET", "/", 500, 0.1)]
     world.access.extend(errors)
     window = steps.MonitorWindow(
-        switch=FakeProxy(world, None), health=lambda url: HealthSample(url, 200, 1.0, None), proxy_running=lambda name: False,
-        color="green", window_s=0, threshold=1, health_path="/health/", say=lines.append,
+        switch=FakeProxy(world, None),
+        health=lambda url: HealthSample(url, 200, 1.0, None),
+        proxy_running=lambda name: False,
+        color="green",
+        window_s=0,
+        threshold=1,
+        health_path="/health/",
+        say=lines.append,
     )
     verdict = steps.watch_window(window)
     assert verdict.ok and verdict.monitoring.errors_by_color == {"green": 1, "blue": 1}

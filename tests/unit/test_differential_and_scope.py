@@ -23,8 +23,9 @@ APP_CODE_ERRORS = [
     ExerciseCheck(op="insert", value="fresh", ok=False, error="AttributeError: 'NoneType' object has no attribute '_base_manager'"),
     ExerciseCheck(op="update", ok=False, error="RecursionError: maximum recursion depth exceeded"),
     ExerciseCheck(op="filter", field="data", ok=False, error="ProgrammingError: cannot adapt type 'dict' using placeholder '%t'"),
-    ExerciseCheck(op="insert", value="duplicate", ok=False, error="IntegrityError: duplicate key value", sqlstate="23505",
-                  table="shop_profile"),  # fmt: skip
+    ExerciseCheck(
+        op="insert", value="duplicate", ok=False, error="IntegrityError: duplicate key value", sqlstate="23505", table="shop_profile"
+    ),
     ExerciseCheck(op="insert", field="level", value="max=32767", ok=False, error="ValueError: SITE_URL is not set"),
     ExerciseCheck(op="insert", field="q", value="min=0", ok=False, error="IntegrityError: check", sqlstate="23514", table="shop_item"),
     ExerciseCheck(op="delete", ok=False, error="IntegrityError: null value in column", sqlstate="23502", table="shop_audit"),
@@ -76,16 +77,25 @@ def test_without_a_run_on_its_own_schema_only_schema_errors_count() -> None:
 def _rehearsal(plan: MigrationPlan, **exercises: list[ModelExercise]) -> Rehearsal:
     applied = [AppliedMigration(step.app, step.name, "forwards", 0.1, 1, {}, None) for step in plan.steps]
     return Rehearsal(
-        candidate=Image(tag="t", id="sha256:0", built=False), plan=plan, before={}, applied=applied, migrate_error=None, after={},
-        candidate_on_old_schema=exercises.get("candidate_on_old", []), candidate_on_new_schema=exercises.get("candidate_on_new", []),
-        production_on_new_schema=exercises.get("production_on_new", []), production_on_old_schema=exercises.get("production_on_old", []),
-    )  # fmt: skip
+        candidate=Image(tag="t", id="sha256:0", built=False),
+        plan=plan,
+        before={},
+        applied=applied,
+        migrate_error=None,
+        after={},
+        candidate_on_old_schema=exercises.get("candidate_on_old", []),
+        candidate_on_new_schema=exercises.get("candidate_on_new", []),
+        production_on_new_schema=exercises.get("production_on_new", []),
+        production_on_old_schema=exercises.get("production_on_old", []),
+    )
 
 
 def test_the_verdict_lists_gaps_and_stays_compatible() -> None:
     plan = MigrationPlan(steps=[PlanStep("shop", "0002_x", ["Add index"], ["AddIndex"], True, True, [])], applied_leaves={})
     same = _model(*APP_CODE_ERRORS)
-    verdict = compat.judge(_rehearsal(plan, candidate_on_old=[same], candidate_on_new=[same], production_on_old=[same], production_on_new=[same]))
+    verdict = compat.judge(
+        _rehearsal(plan, candidate_on_old=[same], candidate_on_new=[same], production_on_old=[same], production_on_new=[same])
+    )
     assert verdict.compatible and len(verdict.gaps) == len(APP_CODE_ERRORS)
     explained = verdict.explain(plan)
     assert f"{len(APP_CODE_ERRORS)} operations not exercisable" in explained and "RecursionError" in explained
@@ -103,8 +113,10 @@ def _scope(*steps: PlanStep, unmigrated: list[str] | None = None) -> scope.Scope
 
 
 def test_an_index_only_or_choices_only_plan_changes_no_table() -> None:
-    rebuilt = _step(['DROP INDEX IF EXISTS "shop_item_name_idx";', 'CREATE INDEX "shop_item_name_idx" ON "shop_item" ("name", "code");'],
-                    ["RemoveIndex", "AddIndex"])  # fmt: skip
+    rebuilt = _step(
+        ['DROP INDEX IF EXISTS "shop_item_name_idx";', 'CREATE INDEX "shop_item_name_idx" ON "shop_item" ("name", "code");'],
+        ["RemoveIndex", "AddIndex"],
+    )
     like = _step(['CREATE INDEX "x_like" ON "shop_item" ("name" varchar_pattern_ops);', 'ALTER INDEX "a" RENAME TO "b";'])
     choices = _step([], ["AlterField"])
     found = _scope(rebuilt, like, choices)
@@ -114,22 +126,42 @@ def test_an_index_only_or_choices_only_plan_changes_no_table() -> None:
 
 
 def test_tables_come_from_schema_and_data_changes() -> None:
-    renames = _step(['ALTER TABLE "unified_db_personlink" RENAME COLUMN "fahanie_cares_member_id" TO "bm_parliament_member_id";',
-                     'ALTER TABLE "members_fahaniecaresmember" RENAME TO "members_bmparliamentmember";'])  # fmt: skip
-    backfill = _step(['UPDATE "shop_item" SET "price" = 0 WHERE "price" IS NULL; ALTER TABLE "shop_item" ALTER COLUMN "price" SET NOT NULL;'])
+    renames = _step(
+        [
+            'ALTER TABLE "unified_db_personlink" RENAME COLUMN "fahanie_cares_member_id" TO "bm_parliament_member_id";',
+            'ALTER TABLE "members_fahaniecaresmember" RENAME TO "members_bmparliamentmember";',
+        ]
+    )
+    backfill = _step(
+        ['UPDATE "shop_item" SET "price" = 0 WHERE "price" IS NULL; ALTER TABLE "shop_item" ALTER COLUMN "price" SET NOT NULL;']
+    )
     unique = _step(['CREATE UNIQUE INDEX "u" ON "shop_tag" ("name") WHERE "active";'])
     raw = _step(["update shop_note set body = '' where body is null"], ["RunSQL"])
     found = _scope(renames, backfill, unique, raw, unmigrated=["public.shop_color"])
-    assert found.tables == {
-        "unified_db_personlink", "members_fahaniecaresmember", "members_bmparliamentmember", "shop_item", "shop_tag", "shop_note", "shop_color",
-    } and found.apps == frozenset()  # fmt: skip
+    assert (
+        found.tables
+        == {
+            "unified_db_personlink",
+            "members_fahaniecaresmember",
+            "members_bmparliamentmember",
+            "shop_item",
+            "shop_tag",
+            "shop_note",
+            "shop_color",
+        }
+        and found.apps == frozenset()
+    )
 
 
 def test_what_sql_does_not_show_brings_in_the_app_or_the_state_only_models() -> None:
-    python = _step(["-- MIGRATION NOW PERFORMS OPERATION THAT CANNOT BE WRITTEN AS SQL:", "-- Raw Python operation"], ["RunPython"], app="members")
+    python = _step(
+        ["-- MIGRATION NOW PERFORMS OPERATION THAT CANNOT BE WRITTEN AS SQL:", "-- Raw Python operation"], ["RunPython"], app="members"
+    )
     unreadable = _step(["SELECT backfill_everything();"], ["RunSQL"], app="ledger")
     state_only = _step([], ["SeparateDatabaseAndState"], state_only_tables=["shop_item"])
-    dropped_unique = _step(['DROP INDEX IF EXISTS "u";'], ["RemoveConstraint"], app="tags", changes=[OperationChange("RemoveConstraint", unique_removed=1)])
+    dropped_unique = _step(
+        ['DROP INDEX IF EXISTS "u";'], ["RemoveConstraint"], app="tags", changes=[OperationChange("RemoveConstraint", unique_removed=1)]
+    )
     found = _scope(python, unreadable, state_only, dropped_unique)
     assert found.apps == {"members", "ledger", "tags"} and found.tables == {"shop_item"}
     assert found.as_spec() == {"tables": ["shop_item"], "apps": ["ledger", "members", "tags"]}
@@ -137,9 +169,13 @@ def test_what_sql_does_not_show_brings_in_the_app_or_the_state_only_models() -> 
 
 def test_a_duplicate_row_is_the_same_operation_whichever_unique_set_refused_it() -> None:
     # The probe names the field of a refused duplicate from the database's message: only on the side that refused.
-    refused = ExerciseCheck(op="insert", field="code", value="duplicate", ok=False, error="duplicate key", sqlstate="23505", table="shop_item")
+    refused = ExerciseCheck(
+        op="insert", field="code", value="duplicate", ok=False, error="duplicate key", sqlstate="23505", table="shop_item"
+    )
     accepted = ExerciseCheck(op="insert", value="duplicate", ok=True)
-    assert differential.on_other_schema([_model(refused)], [_model(accepted)]).failed == ["shop.Item: insert code (duplicate) -> duplicate key"]
+    assert differential.on_other_schema([_model(refused)], [_model(accepted)]).failed == [
+        "shop.Item: insert code (duplicate) -> duplicate key"
+    ]
 
 
 class _Item:

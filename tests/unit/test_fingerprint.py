@@ -5,13 +5,27 @@ from __future__ import annotations
 from deploygate.fingerprint import Column, DjangoBookkeeping, TableFingerprint, compare
 
 
-def _table(oid: int, name: str, cols: dict[int, str], *, rows: int = 10, row_hash: int = 111, node: int = 1,
-           projected: int | None = None, types: dict[int, str] | None = None) -> TableFingerprint:  # fmt: skip
+def _table(
+    oid: int,
+    name: str,
+    cols: dict[int, str],
+    *,
+    rows: int = 10,
+    row_hash: int = 111,
+    node: int = 1,
+    projected: int | None = None,
+    types: dict[int, str] | None = None,
+) -> TableFingerprint:
     types = types or {}
     return TableFingerprint(
-        oid=oid, name=name, relfilenode=node, rows=rows, row_hash=row_hash, projected_hash=projected,
+        oid=oid,
+        name=name,
+        relfilenode=node,
+        rows=rows,
+        row_hash=row_hash,
+        projected_hash=projected,
         columns={n: Column(n, c, types.get(n, "integer")) for n, c in cols.items()},
-    )  # fmt: skip
+    )
 
 
 def test_renames_are_mapped_and_content_is_intact() -> None:

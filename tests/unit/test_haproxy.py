@@ -97,11 +97,13 @@ def test_state_round_trips_through_its_text(state: RoutingState) -> None:
 
 
 def test_state_text_is_a_map_of_two_keys() -> None:
-    lines = [l for l in haproxy.render_state(RoutingState("green", hold_s=7)).splitlines() if not l.startswith("#")]
+    lines = [line for line in haproxy.render_state(RoutingState("green", hold_s=7)).splitlines() if not line.startswith("#")]
     assert lines == ["color green", "hold 7"]
 
 
-@pytest.mark.parametrize("text", ["color blue\n", "hold off\n", "color blue\nhold soon\n", "color blue\nhold 0\n", "color BLUE\nhold off\n"])
+@pytest.mark.parametrize(
+    "text", ["color blue\n", "hold off\n", "color blue\nhold soon\n", "color blue\nhold 0\n", "color BLUE\nhold off\n"]
+)
 def test_unusable_state_text_is_a_proxy_error(text: str) -> None:
     with pytest.raises(ProxyError, match="unreadable routing state"):
         haproxy.parse_state(text)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from deploygate import config
-from deploygate.platform import images
 from deploygate.errors import ConfigError
+from deploygate.platform import images
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,9 +53,7 @@ def test_demo_declares_the_releases_the_gates_need() -> None:
 
 def test_a_release_json_carries_the_apps_own_keys_and_the_name(tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
-    (tmp_path / "app" / "releases.toml").write_text(
-        '[one]\noverlay = "o"\ndescription = "first"\nflavour = "mint"\nlevel = 3\n[two]\n'
-    )
+    (tmp_path / "app" / "releases.toml").write_text('[one]\noverlay = "o"\ndescription = "first"\nflavour = "mint"\nlevel = 3\n[two]\n')
     found = images.releases(config.load(root=tmp_path, environ={}, overrides={"app_source": "app"}))
     assert found["one"].manifest() == b'{"flavour": "mint", "level": 3, "name": "one"}'
     assert (found["one"].overlay, found["one"].description) == ("o", "first")

@@ -52,19 +52,22 @@ def test_a_url_style_project_is_read_from_its_settings_urls_and_dockerfile(tmp_p
 
 
 def test_a_db_prefix_project_with_a_settings_package_and_an_included_health_url(tmp_path: Path) -> None:
-    _tree(tmp_path, {
-        "src/manage.py": "import sys\n",  # no settings module named: found beside it
-        "src/config/__init__.py": "",
-        "src/config/urls.py": 'urlpatterns = [path("ops/", include("ops.urls"))]\n',
-        "src/config/settings/__init__.py": "",
-        "src/config/settings/base.py": (
-            "from os import getenv\n"
-            'DATABASES = {"default": {"HOST": getenv("POSTGRES_HOST"), "NAME": getenv("POSTGRES_DB"), "PASSWORD": getenv("POSTGRES_PASSWORD")}}\n'
-        ),
-        "src/config/settings/production.py": 'from .base import *\nSENTRY_TOKEN = env("SENTRY_TOKEN")\n',
-        "src/ops/__init__.py": "",
-        "src/ops/urls.py": 'urlpatterns = [re_path(r"^healthz$", views.healthz)]\n',
-    })  # fmt: skip
+    _tree(
+        tmp_path,
+        {
+            "src/manage.py": "import sys\n",  # no settings module named: found beside it
+            "src/config/__init__.py": "",
+            "src/config/urls.py": 'urlpatterns = [path("ops/", include("ops.urls"))]\n',
+            "src/config/settings/__init__.py": "",
+            "src/config/settings/base.py": (
+                "from os import getenv\n"
+                'DATABASES = {"default": {"HOST": getenv("POSTGRES_HOST"), "NAME": getenv("POSTGRES_DB"), "PASSWORD": getenv("POSTGRES_PASSWORD")}}\n'
+            ),
+            "src/config/settings/production.py": 'from .base import *\nSENTRY_TOKEN = env("SENTRY_TOKEN")\n',
+            "src/ops/__init__.py": "",
+            "src/ops/urls.py": 'urlpatterns = [re_path(r"^healthz$", views.healthz)]\n',
+        },
+    )
     project = init.discover(tmp_path, init.Answers())
     assert project.manage_py == tmp_path / "src" / "manage.py"
     assert project.settings_module.value == "config.settings.production"
@@ -91,7 +94,11 @@ def test_flags_win_over_guesses_and_nothing_found_is_said(tmp_path: Path) -> Non
 
 def test_the_shop_is_read_without_a_hint(tmp_path: Path) -> None:
     project = init.discover(ROOT / "tests" / "targets" / "shop", init.Answers())
-    assert (project.settings_module.value, project.database_url.value, project.health_path.value) == ("shop.settings", "DATABASE_URL", "/healthz")
+    assert (project.settings_module.value, project.database_url.value, project.health_path.value) == (
+        "shop.settings",
+        "DATABASE_URL",
+        "/healthz",
+    )
     assert project.secrets == {"SECRET_KEY": "env:SECRET_KEY"}
 
 
@@ -103,7 +110,13 @@ def test_init_twice_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixtur
     _tree(tmp_path, URL_STYLE)
     assert cli.main(["init", "--path", str(tmp_path), *UNATTENDED]) == 0
     first = _files(tmp_path)
-    assert {"deploy.toml", "noxfile.py", "deploy_checks/test_deploy_checks.py", ".github/workflows/deploygate.yml", ".gitlab-ci.yml"} <= set(first)
+    assert {
+        "deploy.toml",
+        "noxfile.py",
+        "deploy_checks/test_deploy_checks.py",
+        ".github/workflows/deploygate.yml",
+        ".gitlab-ci.yml",
+    } <= set(first)
     capsys.readouterr()
     assert cli.main(["init", "--path", str(tmp_path), *UNATTENDED]) == 0
     assert _files(tmp_path) == first
@@ -122,12 +135,31 @@ def test_an_existing_file_is_kept_unless_forced(tmp_path: Path, capsys: pytest.C
 
 def test_the_written_deploy_toml_is_what_deploygate_loads(tmp_path: Path) -> None:
     _tree(tmp_path, URL_STYLE)
-    argv = ["init", "--path", str(tmp_path), *UNATTENDED, "--env", "ALLOWED_HOSTS=*", "--process", "worker=python manage.py rqworker",
-            "--proxy-port", "8091", "--window", "00:00-24:00", "--no-github", "--no-gitlab"]  # fmt: skip
+    argv = [
+        "init",
+        "--path",
+        str(tmp_path),
+        *UNATTENDED,
+        "--env",
+        "ALLOWED_HOSTS=*",
+        "--process",
+        "worker=python manage.py rqworker",
+        "--proxy-port",
+        "8091",
+        "--window",
+        "00:00-24:00",
+        "--no-github",
+        "--no-gitlab",
+    ]
     assert cli.main(argv) == 0
     settings = config.load(tmp_path / "deploy.toml", environ={}, root=tmp_path)
     assert settings.sources["release"] == "deploy.toml"
-    assert (settings.project, settings.proxy_port, settings.release, settings.app_port) == ("mysite", 8091, "registry.example.com/mysite:1.4", 8080)
+    assert (settings.project, settings.proxy_port, settings.release, settings.app_port) == (
+        "mysite",
+        8091,
+        "registry.example.com/mysite:1.4",
+        8080,
+    )
     assert (settings.app_database_url, settings.health_path, settings.traffic_read_paths) == ("DATABASE_URL", "/health/", "/health/")
     assert settings.app_env == {"DJANGO_SETTINGS_MODULE": "mysite.settings", "ALLOWED_HOSTS": "*"}
     assert settings.app_secrets == {"DJANGO_SECRET_KEY": "env:DJANGO_SECRET_KEY"}
@@ -157,14 +189,14 @@ def test_the_written_noxfile_has_the_sessions_and_deploy_and_rollback_relay_stop
     for name, first in (("deploy", "deploy"), ("rollback", "rollback")):
         session = _Session("--candidate", "x")
         sessions[name](session)
-        (args, kwargs, handler), = session.runs
+        ((args, kwargs, handler),) = session.runs
         assert args[1:4] == ("-m", "deploygate", first) and args[4:] == ("--candidate", "x")
         assert kwargs["interrupt_timeout"] is None and kwargs["terminate_timeout"] is None
         assert handler is relay, f"{name}: a stop signal must be passed on while deploygate runs"
         assert kwargs["env"]["DEPLOYGATE_CONFIG"] == str(tmp_path / "deploy.toml")
     session = _Session("--candidate", "x", "-k", "backup")
     sessions["predeploy"](session)
-    (args, kwargs, handler), = session.runs
+    ((args, kwargs, handler),) = session.runs
     assert args[2:] == ("deploygate", "predeploy", "--candidate", "x", "-k", "backup") and handler is not relay
     session = _Session("--config", "other.toml")
     sessions["up"](session)
@@ -185,9 +217,9 @@ def test_the_written_github_workflow_predeploys_pull_requests_and_deploys_main_o
     predeploy, deploy = workflow["jobs"]["predeploy"], workflow["jobs"]["deploy"]
     assert "pull_request" in predeploy["if"]
     runs = _run_lines(predeploy["steps"])
-    assert f'deploygate=={deploygate.__version__}' in runs[0]
+    assert f"deploygate=={deploygate.__version__}" in runs[0]
     assert 'nox -s predeploy -- --candidate "$CANDIDATE"' in runs
-    assert any(line.startswith("deploygate plan --candidate \"$CANDIDATE\" --format markdown") for line in runs)
+    assert any(line.startswith('deploygate plan --candidate "$CANDIDATE" --format markdown') for line in runs)
     comment = next(step for step in predeploy["steps"] if "pr-comment" in step.get("run", ""))
     assert comment["run"].startswith("deploygate pr-comment --body-file")
     assert "vars.DEPLOYGATE_PLAN_COMMENT != 'off'" in comment["if"], "one variable turns the comment off"
@@ -204,7 +236,7 @@ def test_the_written_gitlab_ci_has_the_same_stages(tmp_path: Path) -> None:
     assert cli.main(["init", "--path", str(tmp_path), *UNATTENDED]) == 0
     pipeline = yaml.safe_load((tmp_path / ".gitlab-ci.yml").read_text())
     assert pipeline["stages"] == ["predeploy", "deploy"]
-    assert f'deploygate=={deploygate.__version__}' in " ".join(pipeline[".deploygate"]["before_script"])
+    assert f"deploygate=={deploygate.__version__}" in " ".join(pipeline[".deploygate"]["before_script"])
     assert pipeline["predeploy"]["script"] == ['nox -s predeploy -- --candidate "$CANDIDATE"']
     assert pipeline["predeploy"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
     assert any(line.startswith("deploygate plan --candidate") for line in pipeline["predeploy"]["after_script"])
@@ -231,13 +263,26 @@ def test_the_action_and_the_gitlab_template_install_this_version_and_run_the_ses
     assert template[".deploygate-deploy"]["after_script"][-1] == "nox -s rollback -- --if-unfinished"
 
 
-def test_predeploy_hands_pytest_its_arguments_and_the_settings_by_their_gate_spelling(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_predeploy_hands_pytest_its_arguments_and_the_settings_by_their_gate_spelling(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     seen: list[list[str]] = []
     monkeypatch.setattr(subprocess, "run", lambda argv, **_: seen.append(argv) or subprocess.CompletedProcess(argv, 3))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "d.toml").write_text('[stack]\nproject = "x"\n')
-    argv = ["predeploy", "--candidate", "shop:2", "-k", "backup", "--co", "--config", "d.toml", "--set", "proxy_port=9",
-            "tests_pre/test_backup.py::test_backup_restores"]  # fmt: skip
+    argv = [
+        "predeploy",
+        "--candidate",
+        "shop:2",
+        "-k",
+        "backup",
+        "--co",
+        "--config",
+        "d.toml",
+        "--set",
+        "proxy_port=9",
+        "tests_pre/test_backup.py::test_backup_restores",
+    ]
     assert cli.main(argv) == 3, "pytest's exit status is the command's"
     (pytest_argv,) = seen
     assert ["--candidate=shop:2", "-k", "backup", "--co"] == pytest_argv[-4:], "the request's flags first, then pytest's as given"

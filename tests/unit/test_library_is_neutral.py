@@ -34,7 +34,13 @@ def test_the_library_never_imports_the_benchmarks() -> None:
     offenders = []
     for path in LIBRARY.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             offenders += [f"{path.relative_to(ROOT)}: {name}" for name in names if name.split(".")[0] == "bench"]
     assert not offenders
     assert not [p.name for p in LIBRARY.glob("*.py") if p.stem.startswith("bench") or p.stem == "loadgen"]

@@ -15,7 +15,6 @@ from bench import loadgen
 from bench.loadgen import KeepAliveLoad, Sample
 from tests.support import serving
 
-
 PATHS = {
     "get_path": "/read",
     "post_path": "/write",

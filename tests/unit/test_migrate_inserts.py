@@ -23,19 +23,25 @@ class FakeConnection:
     def execute(self, sql: str, params=None) -> None:
         self.statements.append(sql.strip().split()[0] if "WITH s AS" not in sql else "OWN")
         self.rows = (
-            [(self.xid,)] if sql == CURRENT_XID_SQL
-            else [("id",)] if sql == PK_SQL
-            else [(41,)] if sql.startswith("SELECT coalesce(max(")
-            else [(x,) for x in self.own] if "WITH s AS" in sql
+            [(self.xid,)]
+            if sql == CURRENT_XID_SQL
+            else [("id",)]
+            if sql == PK_SQL
+            else [(41,)]
+            if sql.startswith("SELECT coalesce(max(")
+            else [(x,) for x in self.own]
+            if "WITH s AS" in sql
             else []
-        )  # fmt: skip
+        )
 
     def fetchall(self) -> list:
         return self.rows
 
 
 def test_the_inserted_table_is_read_from_djangos_sql() -> None:
-    assert inserted_table('INSERT INTO "django_content_type" ("app_label", "model") VALUES (%s, %s) RETURNING "id"') == "django_content_type"
+    assert (
+        inserted_table('INSERT INTO "django_content_type" ("app_label", "model") VALUES (%s, %s) RETURNING "id"') == "django_content_type"
+    )
     assert inserted_table('UPDATE "django_content_type" SET "model" = %s') is None
 
 

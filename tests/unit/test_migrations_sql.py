@@ -45,36 +45,57 @@ def test_parse_expected_plan() -> None:
     ("failure", "query"),
     [
         (
-            MigrationFailure("a.0002", "contains null values", 'ALTER TABLE "t" ALTER COLUMN "c" SET NOT NULL',
-                             sqlstate="23502", table="t", column="c"),
+            MigrationFailure(
+                "a.0002", "contains null values", 'ALTER TABLE "t" ALTER COLUMN "c" SET NOT NULL', sqlstate="23502", table="t", column="c"
+            ),
             'SELECT count(*) FROM "t" WHERE "c" IS NULL',
         ),
         (
-            MigrationFailure("a.0002", "could not create unique index", 'ALTER TABLE "t" ADD CONSTRAINT "u" UNIQUE ("a", "b")',
-                             sqlstate="23505", table="t", detail="Key (a, b)=(1, x) is duplicated."),
+            MigrationFailure(
+                "a.0002",
+                "could not create unique index",
+                'ALTER TABLE "t" ADD CONSTRAINT "u" UNIQUE ("a", "b")',
+                sqlstate="23505",
+                table="t",
+                detail="Key (a, b)=(1, x) is duplicated.",
+            ),
             'SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM "t" WHERE "a" IS NOT NULL AND "b" IS NOT NULL '
             'GROUP BY "a", "b" HAVING count(*) > 1) d',
         ),
         (
-            MigrationFailure("a.0002", "value too long", 'ALTER TABLE "t" ALTER COLUMN "name" TYPE varchar(80) USING "name"::varchar(80)',
-                             sqlstate="22001"),
+            MigrationFailure(
+                "a.0002",
+                "value too long",
+                'ALTER TABLE "t" ALTER COLUMN "name" TYPE varchar(80) USING "name"::varchar(80)',
+                sqlstate="22001",
+            ),
             'SELECT count(*) FROM "t" WHERE char_length("name") > 80',
         ),
         (
-            MigrationFailure("a.0002", "violated by some row", 'ALTER TABLE "t" ADD CONSTRAINT "q_gte_0" CHECK ("q" >= 0)',
-                             sqlstate="23514", table="t", constraint="q_gte_0"),
+            MigrationFailure(
+                "a.0002",
+                "violated by some row",
+                'ALTER TABLE "t" ADD CONSTRAINT "q_gte_0" CHECK ("q" >= 0)',
+                sqlstate="23514",
+                table="t",
+                constraint="q_gte_0",
+            ),
             'SELECT count(*) FROM "t" WHERE NOT ("q" >= 0)',
         ),
         (
-            MigrationFailure("a.0002", "violates foreign key constraint",
-                             'ALTER TABLE "t" ADD CONSTRAINT "t_p_fk" FOREIGN KEY ("p_id") REFERENCES "p" ("id") DEFERRABLE INITIALLY DEFERRED',
-                             sqlstate="23503", table="t"),
+            MigrationFailure(
+                "a.0002",
+                "violates foreign key constraint",
+                'ALTER TABLE "t" ADD CONSTRAINT "t_p_fk" FOREIGN KEY ("p_id") REFERENCES "p" ("id") DEFERRABLE INITIALLY DEFERRED',
+                sqlstate="23503",
+                table="t",
+            ),
             'SELECT count(*) FROM "t" WHERE "p_id" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "p" WHERE "p"."id" = "t"."p_id")',
         ),
         (MigrationFailure("a.0002", "fails halfway by design", "DO $$ BEGIN RAISE EXCEPTION 'x'; END $$;", sqlstate="P0001"), None),
     ],
     ids=["not_null", "unique", "too_long", "check", "foreign_key", "raise"],
-)  # fmt: skip
+)
 def test_offending_rows_query(failure: MigrationFailure, query: str | None) -> None:
     built = offending_rows_query(failure)
     assert (built.as_string(None) if built is not None else None) == query

@@ -71,10 +71,14 @@ def test_a_stopped_container_is_created_again_from_its_own_spec() -> None:
     attrs = {
         "Image": "sha256:abc",
         "Name": "/shop_worker_blue",
-        "Config": {"Image": "shop:1.4", "Cmd": ["python", "manage.py", "process_queue"], "Env": ["A=1", "B=x=y", "EMPTY="],
-                   "Labels": {"deploygate.color": "blue", "deploygate.role": "process"}},
+        "Config": {
+            "Image": "shop:1.4",
+            "Cmd": ["python", "manage.py", "process_queue"],
+            "Env": ["A=1", "B=x=y", "EMPTY="],
+            "Labels": {"deploygate.color": "blue", "deploygate.role": "process"},
+        },
         "HostConfig": {"ExtraHosts": ["shop_db:172.18.0.2"]},
-    }  # fmt: skip
+    }
     today = Attachments(networks=("shop_net", "team_net"), extra_hosts={"shop_db": "172.18.0.4"})
     spec = recreate_spec(attrs, today)
     # By image id (the tag may have moved); networks and host entries are today's, not the ones it was created with.

@@ -49,8 +49,9 @@ def test_the_version_has_one_source() -> None:
 
 def test_the_wheel_maps_every_top_level_folder_the_suites_need() -> None:
     mapped = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
-    assert mapped == {name: f"deploygate/_bundle/{name}" for name in
-                      ("conftest.py", "pytest.ini", "fixtures", "tests_pre", "tests_post", "images")}  # fmt: skip
+    assert mapped == {
+        name: f"deploygate/_bundle/{name}" for name in ("conftest.py", "pytest.ini", "fixtures", "tests_pre", "tests_post", "images")
+    }
 
 
 def test_in_a_checkout_the_suites_and_images_are_found_beside_the_package() -> None:

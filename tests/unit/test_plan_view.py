@@ -21,9 +21,24 @@ PASSWORD = "s3cret-pw"
 def _plan() -> MigrationPlan:
     return MigrationPlan(
         steps=[
-            PlanStep("members", "0002_rename", ["Rename model FahanieCaresMember to BMParliamentMember"], ["RenameModel"], True, True, [TABLE_SQL]),
-            PlanStep("unified_db", "0023_rename", ["Rename field fahanie_cares_member on personlink to bm_parliament_member"],
-                     ["RenameField"], True, True, [RENAME_SQL]),  # fmt: skip
+            PlanStep(
+                "members",
+                "0002_rename",
+                ["Rename model FahanieCaresMember to BMParliamentMember"],
+                ["RenameModel"],
+                True,
+                True,
+                [TABLE_SQL],
+            ),
+            PlanStep(
+                "unified_db",
+                "0023_rename",
+                ["Rename field fahanie_cares_member on personlink to bm_parliament_member"],
+                ["RenameField"],
+                True,
+                True,
+                [RENAME_SQL],
+            ),
         ],
         applied_leaves={"members": "0001_initial", "unified_db": "0022_x"},
     )
@@ -35,11 +50,21 @@ def _table(oid: int, name: str, rows: int, relfilenode: int = 0) -> TableFingerp
 
 def _rehearsal() -> SimpleNamespace:
     applied = [
-        AppliedMigration("members", "0002_rename", "forwards", 0.0213, 3,
-                         {"members_fahaniecaresmember": TableLock("AccessExclusiveLock", 0.0254),
-                          "django_migrations": TableLock("RowExclusiveLock", 0.03)}, None),  # fmt: skip
-        AppliedMigration("unified_db", "0023_rename", "forwards", 0.0411, 2,
-                         {"unified_db_personlink": TableLock("AccessExclusiveLock", 0.0125)}, None),  # fmt: skip
+        AppliedMigration(
+            "members",
+            "0002_rename",
+            "forwards",
+            0.0213,
+            3,
+            {
+                "members_fahaniecaresmember": TableLock("AccessExclusiveLock", 0.0254),
+                "django_migrations": TableLock("RowExclusiveLock", 0.03),
+            },
+            None,
+        ),
+        AppliedMigration(
+            "unified_db", "0023_rename", "forwards", 0.0411, 2, {"unified_db_personlink": TableLock("AccessExclusiveLock", 0.0125)}, None
+        ),
     ]
     before = {1: _table(1, "public.members_fahaniecaresmember", 2000), 2: _table(2, "public.unified_db_personlink", 200_000)}
     after = {1: _table(1, "public.members_bmparliamentmember", 2000), 2: _table(2, "public.unified_db_personlink", 200_000)}
@@ -49,12 +74,24 @@ def _rehearsal() -> SimpleNamespace:
 def _verdict() -> Verdict:
     return Verdict(
         production_on_new=[
-            Incompatibility(PRODUCTION_ON_NEW, "members.FahanieCaresMember", "members_fahaniecaresmember", None,
-                            ("delete", "insert", "select"), 'relation "members_fahaniecaresmember" does not exist'),
-            Incompatibility(PRODUCTION_ON_NEW, "unified_db.PersonLink", "unified_db_personlink", "fahanie_cares_member",
-                            ("filter", "insert"), "column unified_db_personlink.fahanie_cares_member_id does not exist | really",
-                            ("null",)),
-        ],  # fmt: skip
+            Incompatibility(
+                PRODUCTION_ON_NEW,
+                "members.FahanieCaresMember",
+                "members_fahaniecaresmember",
+                None,
+                ("delete", "insert", "select"),
+                'relation "members_fahaniecaresmember" does not exist',
+            ),
+            Incompatibility(
+                PRODUCTION_ON_NEW,
+                "unified_db.PersonLink",
+                "unified_db_personlink",
+                "fahanie_cares_member",
+                ("filter", "insert"),
+                "column unified_db_personlink.fahanie_cares_member_id does not exist | really",
+                ("null",),
+            ),
+        ],
         advice=["members.0002_rename (Rename model ...): keep the table: make the rename state-only (SeparateDatabaseAndState ...)"],
     )
 
@@ -63,23 +100,46 @@ def _result(*, compat_ok: bool = False, details: bool = True, policy_ok: bool = 
     rehearsal = _rehearsal()
     verdict = Verdict() if compat_ok else _verdict()
     checks = [
-        CheckResult("tests_pre/test_health.py::test_production_reports_healthy", "test_production_reports_healthy", "health",
-                    value="0 errors", threshold="<= 5"),
-        CheckResult("tests_pre/test_policy.py::test_deploy_window", "test_deploy_window", "policy",
-                    outcome="passed" if policy_ok else "failed", message="" if policy_ok else "outside the deploy window 02:00-04:00"),
+        CheckResult(
+            "tests_pre/test_health.py::test_production_reports_healthy",
+            "test_production_reports_healthy",
+            "health",
+            value="0 errors",
+            threshold="<= 5",
+        ),
+        CheckResult(
+            "tests_pre/test_policy.py::test_deploy_window",
+            "test_deploy_window",
+            "policy",
+            outcome="passed" if policy_ok else "failed",
+            message="" if policy_ok else "outside the deploy window 02:00-04:00",
+        ),
         CheckResult("tests_pre/test_rehearsal.py::test_every_migration_applies", "test_every_migration_applies", "rehearsal"),
         CheckResult("tests_pre/test_rehearsal.py::test_migrations_are_reversible", "test_migrations_are_reversible", "reversal"),
-        CheckResult("tests_pre/test_compat.py::test_production_release_works_on_the_new_schema",
-                    "test_production_release_works_on_the_new_schema", "compat", outcome="passed" if compat_ok else "failed",
-                    message="" if compat_ok else "incompatible: requests will fail\n  more lines"),
-        CheckResult("tests_pre/test_app_checks.py::test_app_check[test_seed.py::test_links]", "test_app_check[test_seed.py::test_links]",
-                    "app", value="passed in 0.10s"),
-    ]  # fmt: skip
+        CheckResult(
+            "tests_pre/test_compat.py::test_production_release_works_on_the_new_schema",
+            "test_production_release_works_on_the_new_schema",
+            "compat",
+            outcome="passed" if compat_ok else "failed",
+            message="" if compat_ok else "incompatible: requests will fail\n  more lines",
+        ),
+        CheckResult(
+            "tests_pre/test_app_checks.py::test_app_check[test_seed.py::test_links]",
+            "test_app_check[test_seed.py::test_links]",
+            "app",
+            value="passed in 0.10s",
+        ),
+    ]
     result = GateResult(
-        gate="predeploy", started="2026-12-05T09:00:00+00:00", finished="2026-12-05T09:01:00+00:00", passed=False,
-        candidate={"ref": "v2", "tag": "bmparliament:v2", "image_id": "sha256:" + "ab" * 32}, production="7345/bmparliament_prod",
-        complete=True, checks=checks,
-    )  # fmt: skip
+        gate="predeploy",
+        started="2026-12-05T09:00:00+00:00",
+        finished="2026-12-05T09:01:00+00:00",
+        passed=False,
+        candidate={"ref": "v2", "tag": "bmparliament:v2", "image_id": "sha256:" + "ab" * 32},
+        production="7345/bmparliament_prod",
+        complete=True,
+        checks=checks,
+    )
     if details:
         result.details = {
             plan_facts.REHEARSAL: plan_facts.rehearsal_facts(rehearsal, rewritten_tables=[], lock_timeout_ms=5000),
@@ -153,8 +213,10 @@ def test_secrets_never_reach_the_body() -> None:
     result = _result()
     result.checks[0].message = f"could not connect with password {PASSWORD}"
     result.checks[0].outcome = "failed"
-    for body in (plan_view.render_markdown(plan_view.build(result, secrets=[PASSWORD])),
-                 plan_view.render_json(plan_view.build(result, secrets=[PASSWORD]))):  # fmt: skip
+    for body in (
+        plan_view.render_markdown(plan_view.build(result, secrets=[PASSWORD])),
+        plan_view.render_json(plan_view.build(result, secrets=[PASSWORD])),
+    ):
         assert PASSWORD not in body
     assert plan_view.scrub({"db_password": "x", "a": [f"pw={PASSWORD}"]}, [PASSWORD]) == {"db_password": "[redacted]", "a": ["pw=***"]}
 
@@ -193,10 +255,19 @@ def test_a_migration_that_cannot_run_on_productions_rows_says_where_and_how_to_f
     from deploygate.probe import MigrationFailure
 
     rehearsal = _rehearsal()
-    rehearsal.applied[1] = AppliedMigration("unified_db", "0023_rename", "forwards", 0.01, 1, {}, "NotNullViolation: column x contains null values")
+    rehearsal.applied[1] = AppliedMigration(
+        "unified_db", "0023_rename", "forwards", 0.01, 1, {}, "NotNullViolation: column x contains null values"
+    )
     rehearsal.migrate_error = "NotNullViolation: column x contains null values"
-    failure = MigrationFailure(migration="unified_db.0023_rename", message="column x contains null values", sqlstate="23502",
-                               statement='ALTER TABLE "t" ALTER COLUMN "x" SET NOT NULL', table="t", column="x", offending_rows=12)  # fmt: skip
+    failure = MigrationFailure(
+        migration="unified_db.0023_rename",
+        message="column x contains null values",
+        sqlstate="23502",
+        statement='ALTER TABLE "t" ALTER COLUMN "x" SET NOT NULL',
+        table="t",
+        column="x",
+        offending_rows=12,
+    )
     result = _result(compat_ok=True)
     result.checks[2].outcome, result.checks[2].message = "failed", "on the copy, migration unified_db.0023_rename failed at ..."
     result.details["rehearsal"] = plan_facts.rehearsal_facts(rehearsal, rewritten_tables=[], lock_timeout_ms=5000)

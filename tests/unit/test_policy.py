@@ -10,14 +10,14 @@ from deploygate import policy
 from deploygate.errors import ConfigError
 from deploygate.proxy import AccessRecord
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.mark.parametrize(
     ("utc", "expected"),
     [
-        ("2026-11-23T18:00:00", True),   # 02:00 Manila (UTC+8): first minute of the window
-        ("2026-11-23T19:59:00", True),   # 03:59 Manila
+        ("2026-11-23T18:00:00", True),  # 02:00 Manila (UTC+8): first minute of the window
+        ("2026-11-23T19:59:00", True),  # 03:59 Manila
         ("2026-11-23T20:00:00", False),  # 04:00 Manila: the window is closed at its end
         ("2026-11-23T17:59:00", False),  # 01:59 Manila
         ("2026-11-23T02:00:00", False),  # 10:00 Manila, 02:00 UTC: the zone matters

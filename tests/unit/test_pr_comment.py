@@ -59,7 +59,11 @@ class FakeGitHub:
                     page = int(listing[1] or 1)
                     chunk = github.comments[(page - 1) * PAGE : page * PAGE]
                     more = page * PAGE < len(github.comments)
-                    link = {"Link": f'<{github.url}/repos/{REPO}/issues/{PR}/comments?per_page=100&page={page + 1}>; rel="next"'} if more else {}
+                    link = (
+                        {"Link": f'<{github.url}/repos/{REPO}/issues/{PR}/comments?per_page=100&page={page + 1}>; rel="next"'}
+                        if more
+                        else {}
+                    )
                     return self._answer(200, chunk, link)
                 if method == "POST" and listing:
                     comment = {"id": 100 + len(github.comments), "body": body["body"], "html_url": f"{github.url}/c"}

@@ -64,7 +64,7 @@ def test_two_runs_write_the_same_values_and_each_value_is_fresh() -> None:
     assert done.returncode == 0, done.stderr
     one, two = json.loads(done.stdout)
     assert one == two, "a second exercise (another run, another schema) must write exactly the same values"
-    assert all(a != b for a, b in zip(one["first"][:5], one["again"][:5])), "each call gives the field an unused value"
+    assert all(a != b for a, b in zip(one["first"][:5], one["again"][:5], strict=True)), "each call gives the field an unused value"
     assert one["first"][5] == one["again"][5] == "2001-02-03 04:05:06+00:00", "one fixed instant, never the clock"
     assert one["other"] != one["first"][0], "the seed includes the model's label"
     assert len(one["longest"]) == 40 and one["longest"].startswith("dg")

@@ -53,8 +53,12 @@ PLAN = {
             "sql": ['ALTER TABLE "shop_item" ADD COLUMN "sku" varchar(20) NULL;'],
             "changes": [
                 {"type": "AddField", "after": {"db_type": "varchar(20)", "null": True, "unique": False}},
-                {"type": "AlterField", "before": {"db_type": "varchar(50)", "null": False, "unique": False},
-                 "after": {"db_type": "varchar(100)", "null": False, "unique": False, "collation": "C"}, "unique_added": 1},
+                {
+                    "type": "AlterField",
+                    "before": {"db_type": "varchar(50)", "null": False, "unique": False},
+                    "after": {"db_type": "varchar(100)", "null": False, "unique": False, "collation": "C"},
+                    "unique_added": 1,
+                },
             ],
             "seconds": 0.2,  # a key the host does not read
         }
@@ -76,11 +80,27 @@ def test_a_plan_keeps_what_the_host_reads_and_drops_the_rest() -> None:
 
 MIGRATE = {
     "migrations": [
-        {"app": "shop", "name": "0002_sku", "direction": "forwards", "duration_s": 0.4, "statements": 2, "error": None,
-         "locks": {"shop_item": {"mode": "AccessExclusiveLock", "held_s": 0.0123},
-                   "shop_tag": {"mode": "RowExclusiveLock", "held_s": 0.002}}},
-        {"app": "shop", "name": "0003_unique", "direction": "forwards", "duration_s": 0.1, "statements": 1, "locks": None,
-         "error": "duplicate key value violates unique constraint"},
+        {
+            "app": "shop",
+            "name": "0002_sku",
+            "direction": "forwards",
+            "duration_s": 0.4,
+            "statements": 2,
+            "error": None,
+            "locks": {
+                "shop_item": {"mode": "AccessExclusiveLock", "held_s": 0.0123},
+                "shop_tag": {"mode": "RowExclusiveLock", "held_s": 0.002},
+            },
+        },
+        {
+            "app": "shop",
+            "name": "0003_unique",
+            "direction": "forwards",
+            "duration_s": 0.1,
+            "statements": 1,
+            "locks": None,
+            "error": "duplicate key value violates unique constraint",
+        },
     ],
     "error": "duplicate key value violates unique constraint",
     "failure": {"migration": "shop.0003_unique", "message": "duplicate key", "sqlstate": "23505", "table": "shop_item", "hint": "x"},

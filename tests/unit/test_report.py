@@ -52,8 +52,9 @@ def _record(**overrides: Any) -> DeployRecord:
         backup=BackupRecord(path="backups/prod-1.dump", size=5_242_880, sha256="f" * 64, restore_verified="yes"),
         plan=[PlanRecord(label="unified_db.0021_add_member", operations=["AddField personlink.bm_parliament_member"], sql=[SQL])],
         migrations=[MigrationRecord("unified_db.0021_add_member", 0.4, [LockRecord("unified_db_personlink", "AccessExclusiveLock", 0.01)])],
-        monitoring=MonitoringRecord(window_s=3, threshold=1, requests_by_color={"green": 30}, errors_by_color={"green": 0},
-                                    health_failures=0, decision="ok"),  # fmt: skip
+        monitoring=MonitoringRecord(
+            window_s=3, threshold=1, requests_by_color={"green": 30}, errors_by_color={"green": 0}, health_failures=0, decision="ok"
+        ),
         notes=["seeded demo data"],
         traffic_created_ids=[4242, 4243],
     )
@@ -69,9 +70,18 @@ def _responses() -> list[Response]:
         ts = T0 + i / 10
         color = "blue" if ts < T0 + 6.3 else "green"
         status = 503 if T0 + 6.0 <= ts < T0 + 6.2 else (0 if ts == T0 + 6.5 else 200)
-        out.append(Response(ts=ts, method="GET", path="/api/links/", status=status, latency_ms=5.0 + i % 7,
-                            color=None if status == 0 else color, created_id=None,
-                            error="ConnectionError: reset" if status == 0 else None))  # fmt: skip
+        out.append(
+            Response(
+                ts=ts,
+                method="GET",
+                path="/api/links/",
+                status=status,
+                latency_ms=5.0 + i % 7,
+                color=None if status == 0 else color,
+                created_id=None,
+                error="ConnectionError: reset" if status == 0 else None,
+            )
+        )
     out.append(Response(T0 - 0.5, "GET", "/api/links/", 200, 4.0, "blue", None, None))  # before the first stage
     return out
 
@@ -101,8 +111,18 @@ def test_write_report_writes_three_files(tmp_path: Path) -> None:
     assert "nginx reload \\| ok" in md  # a pipe in a cell does not break the table
     assert "No rollback" in md
     assert "- seeded demo data" in md
-    for section in ("## Gates", "## Stages", "## Backup", "## Migration plan", "## Migrations applied to production",
-                    "## Traffic per phase", "### Errors per color", "## Monitoring window", "## Rollback decision", "## Notes"):  # fmt: skip
+    for section in (
+        "## Gates",
+        "## Stages",
+        "## Backup",
+        "## Migration plan",
+        "## Migrations applied to production",
+        "## Traffic per phase",
+        "### Errors per color",
+        "## Monitoring window",
+        "## Rollback decision",
+        "## Notes",
+    ):
         assert section in md
 
 
@@ -127,16 +147,25 @@ def test_json_has_record_and_traffic(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kind", "outcome", "rollback", "line"),
     [
-        ("deploy", Outcome.ROLLED_BACK, RollbackRecord(reason="5xx on green", trigger_ts=T0 + 8, traffic_on_previous_ts=T0 + 8.4,
-                                                       rows_exported=12, export_path="logs/rows.csv", method="proxy switch"),
-         "# ROLLED BACK: v2-safe"),
+        (
+            "deploy",
+            Outcome.ROLLED_BACK,
+            RollbackRecord(
+                reason="5xx on green",
+                trigger_ts=T0 + 8,
+                traffic_on_previous_ts=T0 + 8.4,
+                rows_exported=12,
+                export_path="logs/rows.csv",
+                method="proxy switch",
+            ),
+            "# ROLLED BACK: v2-safe",
+        ),
         ("rollback", Outcome.SUCCEEDED, None, "# ROLLED BACK: v2-safe"),
         ("deploy", Outcome.FAILED, None, "# FAILED: v2-safe"),
         ("deploy", Outcome.REFUSED, None, "# REFUSED: v2-safe"),
     ],
-)  # fmt: skip
-def test_outcome_line_and_rollback_section(tmp_path: Path, kind: str, outcome: Outcome, rollback: RollbackRecord | None,
-                                           line: str) -> None:  # fmt: skip
+)
+def test_outcome_line_and_rollback_section(tmp_path: Path, kind: str, outcome: Outcome, rollback: RollbackRecord | None, line: str) -> None:
     paths = report.write_report(_record(kind=kind, outcome=outcome, rollback=rollback), _responses(), tmp_path, stamp="x")
     md = paths.markdown.read_text()
     assert md.splitlines()[0].startswith(line)
@@ -148,8 +177,9 @@ def test_outcome_line_and_rollback_section(tmp_path: Path, kind: str, outcome: O
 
 
 def test_report_with_nothing_recorded(tmp_path: Path) -> None:
-    paths = report.write_report(DeployRecord(kind="deploy", outcome=Outcome.FAILED, stages=[StageRecord("gate", T0)]),
-                                [], tmp_path, stamp="empty")  # fmt: skip
+    paths = report.write_report(
+        DeployRecord(kind="deploy", outcome=Outcome.FAILED, stages=[StageRecord("gate", T0)]), [], tmp_path, stamp="empty"
+    )
     md = paths.markdown.read_text()
     assert md.startswith("# FAILED")
     assert "No traffic was recorded." in md
@@ -187,8 +217,10 @@ def test_chart_labels_of_close_stages_do_not_overlap(tmp_path: Path) -> None:
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     ax.set_xlim(0, 60)
-    texts = [ax.text(at, 0.99, f" {name} ", transform=ax.get_xaxis_transform(), fontsize=7, va="top")
-             for at, name in ((24.5, "backup"), (24.6, "window"), (25.0, "green"), (59.0, "rollback_cleanup"))]  # fmt: skip
+    texts = [
+        ax.text(at, 0.99, f" {name} ", transform=ax.get_xaxis_transform(), fontsize=7, va="top")
+        for at, name in ((24.5, "backup"), (24.6, "window"), (25.0, "green"), (59.0, "rollback_cleanup"))
+    ]
     rows = report_chart.place_labels(fig, ax, texts)
     renderer = fig.canvas.get_renderer()
     boxes = [t.get_window_extent(renderer) for t in texts]
@@ -222,9 +254,7 @@ def _chart_cannot_import_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "deploygate.report_chart", raising=False)
 
 
-def test_without_matplotlib_the_report_is_written_and_says_why_there_is_no_chart(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_matplotlib_the_report_is_written_and_says_why_there_is_no_chart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _chart_cannot_import_matplotlib(monkeypatch)
     paths = report.write_report(_record(), _responses(), tmp_path, stamp="nochart")
     assert paths.chart is None and "matplotlib" in paths.chart_missing
@@ -240,9 +270,7 @@ def test_without_matplotlib_the_report_is_written_and_says_why_there_is_no_chart
     assert data["traffic"]["summary"]["requests"] == 101
 
 
-def test_a_chart_that_fails_to_draw_costs_neither_the_report_nor_a_stale_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_chart_that_fails_to_draw_costs_neither_the_report_nor_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def half_drawn(record: DeployRecord, responses: list[Response], path: Path) -> Path:
         path.write_bytes(PNG_SIGNATURE)
         raise RuntimeError("renderer gave up\nhalfway")

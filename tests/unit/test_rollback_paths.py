@@ -226,8 +226,10 @@ def test_a_stop_signal_in_the_monitoring_window_rolls_back_at_once(production: P
 def test_an_abort_requested_through_the_ledger_rolls_back_in_the_monitoring_window(production: Production) -> None:
     production.configure(monitor_window_s=30)
     world = production.world
-    production.world.on("proxy.route green", lambda: world.ledger.append(
-        Entry(world.ledger[-1].at, "abort", "requested", None, None, {"by": "ci", "reason": "cancelled"})))
+    production.world.on(
+        "proxy.route green",
+        lambda: world.ledger.append(Entry(world.ledger[-1].at, "abort", "requested", None, None, {"by": "ci", "reason": "cancelled"})),
+    )
     with pytest.raises(Aborted, match="during monitor"):
         _deploy(production)
     _assert_back_on_v1(production)

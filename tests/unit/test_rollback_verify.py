@@ -34,8 +34,13 @@ class FakeRun:
         self.proxy = SimpleNamespace(verify=self.verified.append)
 
     def prober(self, _image):
-        payload = {"plan": [], "applied_leaves": {}, "outside_graph": self.outside_graph,
-                   "squash_replaces": SQUASHED, "installed_apps": ["catalog"]}  # fmt: skip
+        payload = {
+            "plan": [],
+            "applied_leaves": {},
+            "outside_graph": self.outside_graph,
+            "squash_replaces": SQUASHED,
+            "installed_apps": ["catalog"],
+        }
         return SimpleNamespace(plan=lambda: parse_plan(payload))
 
     def log(self, line: str) -> None:
@@ -63,7 +68,9 @@ def test_an_accepted_mismatch_is_recorded_with_its_reason_and_the_rollback_goes_
     verify_previous(run)
     assert run.verified == ["blue"]
     accepted = run.record.exceptions["accept schema mismatch"]
-    assert accepted.startswith("0003 was faked by hand (accepted: schema does not match blue: pending [], unknown ['catalog.0003_candidates']")
+    assert accepted.startswith(
+        "0003 was faked by hand (accepted: schema does not match blue: pending [], unknown ['catalog.0003_candidates']"
+    )
     assert any("ACCEPTED (0003 was faked by hand)" in line for line in run.lines)
 
 

@@ -30,8 +30,15 @@ IMAGE = Image(tag="shop:1.4", id="sha256:abc", built=False)
 def settings(tmp_path: Path) -> config.Settings:
     loaded = config.load(root=tmp_path, environ={})
     return loaded.replace(
-        project="shop", app_port=8000, health_path="/health/", db_user="shop", db_name="shopdb",
-        app_networks=("team_net",), app_extra_hosts={"redis.internal": "10.0.0.5"}, proxy_bind="127.0.0.1", proxy_port=8081,
+        project="shop",
+        app_port=8000,
+        health_path="/health/",
+        db_user="shop",
+        db_name="shopdb",
+        app_networks=("team_net",),
+        app_extra_hosts={"redis.internal": "10.0.0.5"},
+        proxy_bind="127.0.0.1",
+        proxy_port=8081,
     )
 
 
@@ -41,8 +48,13 @@ def test_a_web_server_joins_the_teams_networks_with_its_host_entries_and_the_dat
     assert spec.environment == {"A": "1"}
     assert spec.networks == ("shop_net", "team_net")
     assert spec.extra_hosts == {"redis.internal": "10.0.0.5", "shop_db": "172.18.0.4"}
-    assert spec.labels == {"deploygate.project": "shop", "deploygate.role": "web", "deploygate.color": "green",
-                           "deploygate.release": "1.4", "deploygate.image_digest": "sha256:abc"}
+    assert spec.labels == {
+        "deploygate.project": "shop",
+        "deploygate.role": "web",
+        "deploygate.color": "green",
+        "deploygate.release": "1.4",
+        "deploygate.image_digest": "sha256:abc",
+    }
     assert spec.ports == (Port(8000),) and spec.mounts == ()
     assert (spec.service, spec.replicas, spec.per_node, spec.pinned_node, spec.healthcheck) == (True, 1, False, False, True)
     assert (spec.readiness.http_path, spec.readiness.port) == ("/health/", 8000)
@@ -68,8 +80,15 @@ def test_a_process_runs_its_command_beside_the_web_server(settings) -> None:
 
 
 def test_a_job_against_production_is_attached_as_the_app_with_read_only_mounts_but_the_writable(settings) -> None:
-    spec = job_spec(settings, "shop:1.4", ["python", "manage.py", "migrate"], {"A": "1"},
-                    mounts={"/srv/in": "/in", "/srv/out": "/out"}, writable=["/srv/out"], pin={"shop_db": "172.18.0.4"})
+    spec = job_spec(
+        settings,
+        "shop:1.4",
+        ["python", "manage.py", "migrate"],
+        {"A": "1"},
+        mounts={"/srv/in": "/in", "/srv/out": "/out"},
+        writable=["/srv/out"],
+        pin={"shop_db": "172.18.0.4"},
+    )
     assert (spec.role, spec.name, spec.command) == ("oneoff", None, ("python", "manage.py", "migrate"))
     assert spec.mounts == (Mount("/srv/in", "/in", read_only=True), Mount("/srv/out", "/out", read_only=False))
     assert spec.networks == ("shop_net", "team_net")
@@ -87,8 +106,15 @@ def test_the_database_keeps_its_data_in_the_projects_volume_and_is_ready_when_it
     spec = database_spec(settings, IMAGE, "s3cret")
     assert (spec.role, spec.name, spec.networks) == ("db", "shop_db", ("shop_net",))
     assert spec.environment == {"POSTGRES_USER": "shop", "POSTGRES_PASSWORD": "s3cret", "POSTGRES_DB": "shopdb"}
-    assert spec.mounts == (Mount("shop_pgdata", "/var/lib/postgresql/data", read_only=False, volume=True,
-                                 volume_labels={"deploygate.project": "shop", "deploygate.role": "db-data"}),)
+    assert spec.mounts == (
+        Mount(
+            "shop_pgdata",
+            "/var/lib/postgresql/data",
+            read_only=False,
+            volume=True,
+            volume_labels={"deploygate.project": "shop", "deploygate.role": "db-data"},
+        ),
+    )
     assert spec.ports == (Port(5432),) and spec.extra_hosts == {}
     assert spec.labels == {"deploygate.project": "shop", "deploygate.role": "db", "deploygate.image_digest": "sha256:abc"}
     assert spec.readiness.command == ("pg_isready", "-q", "-h", "127.0.0.1", "-U", "shop", "-d", "shopdb")
@@ -109,9 +135,15 @@ def test_the_proxy_publishes_its_port_and_gets_its_directories_per_instance(sett
 def test_a_single_host_creates_the_container_the_spec_says(settings) -> None:
     job = job_spec(settings, "shop:1.4", ["true"], {}, mounts={"/srv/out": "/out"}, writable=["/srv/out"])
     assert create_kwargs(job) == {
-        "image": "shop:1.4", "name": None, "network": "shop_net", "environment": {}, "command": ["true"],
-        "labels": {"deploygate.project": "shop", "deploygate.role": "oneoff"}, "extra_hosts": {"redis.internal": "10.0.0.5"},
-        "volumes": {"/srv/out": {"bind": "/out", "mode": "rw"}}, "healthcheck": {"test": ["NONE"]},
+        "image": "shop:1.4",
+        "name": None,
+        "network": "shop_net",
+        "environment": {},
+        "command": ["true"],
+        "labels": {"deploygate.project": "shop", "deploygate.role": "oneoff"},
+        "extra_hosts": {"redis.internal": "10.0.0.5"},
+        "volumes": {"/srv/out": {"bind": "/out", "mode": "rw"}},
+        "healthcheck": {"test": ["NONE"]},
     }
     proxy = create_kwargs(for_instance(proxy_spec(settings, IMAGE, ["haproxy"], {}, [], user="99:99", port_in_container=8080), ""))
     assert proxy["ports"] == {"8080/tcp": ("127.0.0.1", 8081)} and proxy["restart_policy"] == {"Name": "unless-stopped"}
@@ -129,8 +161,13 @@ def test_a_swarm_creates_the_service_the_spec_says(settings) -> None:
     assert job["mode"] == {"ReplicatedJob": {}}
     assert job["constraints"] == ["node.id==node9"] and job["restart_policy"]["Condition"] == "none"
     assert job["healthcheck"]["Test"] == ["NONE"] and job["endpoint_spec"] == {"Mode": "dnsrr"}
-    proxy = service_kwargs(proxy_spec(settings, IMAGE, ["haproxy"], {f"/p/{INSTANCE}/run": "/run/h"}, [f"/p/{INSTANCE}/run"],
-                                      user="99:99", port_in_container=8080), ["net1"], "node9")
+    proxy = service_kwargs(
+        proxy_spec(
+            settings, IMAGE, ["haproxy"], {f"/p/{INSTANCE}/run": "/run/h"}, [f"/p/{INSTANCE}/run"], user="99:99", port_in_container=8080
+        ),
+        ["net1"],
+        "node9",
+    )
     assert proxy["mode"] == {"global": {}} and proxy["user"] == "99:99"
     assert proxy["endpoint_spec"]["Ports"] == [{"Protocol": "tcp", "TargetPort": 8080, "PublishMode": "host", "PublishedPort": 8081}]
     assert [(m["Source"], m["ReadOnly"]) for m in proxy["mounts"]] == [(f"/p/{NODE_HOSTNAME}/run", False)]

@@ -59,9 +59,12 @@ def test_children_reads_the_parent_pid_of_every_process(tmp_path: Path) -> None:
 def test_the_relay_passes_each_stop_signal_to_the_child_and_waits_for_it() -> None:
     root = Path(__file__).resolve().parents[2]
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT, CHILD], cwd=root, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", PARENT, CHILD],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(root)},
-    )  # fmt: skip
+    )
     assert parent.stdout.readline().strip() == "ready"
     seen = []
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -99,12 +102,18 @@ def _entry(outcome: str, **detail: object) -> Entry:
         "plan": ["unified_db.0023_rename", "members.0002_rename"],
         "reversible": True,
     }
-    return Entry(at=dt.datetime(2026, 12, 5, 9, 31, tzinfo=dt.timezone.utc), kind="deploy", outcome=outcome,
-                 release="v2-safe", image_digest="sha256:1", detail={**base, **detail})  # fmt: skip
+    return Entry(
+        at=dt.datetime(2026, 12, 5, 9, 31, tzinfo=dt.UTC),
+        kind="deploy",
+        outcome=outcome,
+        release="v2-safe",
+        image_digest="sha256:1",
+        detail={**base, **detail},
+    )
 
 
 def test_an_open_deploy_is_described_with_where_it_stopped_and_what_rollback_will_do() -> None:
-    since = dt.datetime(2026, 12, 5, 9, 30, 12, tzinfo=dt.timezone.utc)
+    since = dt.datetime(2026, 12, 5, 9, 30, 12, tzinfo=dt.UTC)
     notice = describe_unfinished(_entry("switched", step="switch"), since)
     assert notice == (
         "!! deploy 20261205_093012 of v2-safe is unfinished (since 2026-12-05 09:30:12 UTC; last step switch): "
@@ -113,10 +122,14 @@ def test_an_open_deploy_is_described_with_where_it_stopped_and_what_rollback_wil
 
 
 def test_an_interrupted_rollback_says_traffic_is_back_and_what_remains() -> None:
-    since = dt.datetime(2026, 12, 5, 9, 30, 12, tzinfo=dt.timezone.utc)
-    back = dt.datetime(2026, 12, 5, 9, 31, 1, tzinfo=dt.timezone.utc).timestamp()
-    entry = _entry("rolling_back", step="rollback_export", reversible=False,
-                   rollback={"reason": "aborted by SIGINT during monitor", "traffic_on_previous_ts": back})  # fmt: skip
+    since = dt.datetime(2026, 12, 5, 9, 30, 12, tzinfo=dt.UTC)
+    back = dt.datetime(2026, 12, 5, 9, 31, 1, tzinfo=dt.UTC).timestamp()
+    entry = _entry(
+        "rolling_back",
+        step="rollback_export",
+        reversible=False,
+        rollback={"reason": "aborted by SIGINT during monitor", "traffic_on_previous_ts": back},
+    )
     notice = describe_unfinished(entry, since)
     assert "its rollback (aborted by SIGINT during monitor) stopped after rollback_export" in notice
     assert "traffic back on blue (v1) since 2026-12-05 09:31:01 UTC" in notice

@@ -13,7 +13,12 @@ def test_a_web_service_is_dns_round_robin_with_a_host_port_the_engine_picks() ->
 
 
 def test_the_published_port_is_read_from_the_task_status() -> None:
-    task = {"Status": {"State": "running", "PortStatus": {"Ports": [{"Protocol": "tcp", "TargetPort": 8000, "PublishedPort": 32771, "PublishMode": "host"}]}}}
+    task = {
+        "Status": {
+            "State": "running",
+            "PortStatus": {"Ports": [{"Protocol": "tcp", "TargetPort": 8000, "PublishedPort": 32771, "PublishMode": "host"}]},
+        }
+    }
     assert published_port(task) == 32771
     assert published_port({"Status": {"State": "starting", "PortStatus": {}}}) is None
     assert published_port({"Status": {"State": "pending"}}) is None

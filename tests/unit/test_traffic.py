@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -249,19 +249,27 @@ def test_probe_refuses_to_send_anywhere_but_base_url() -> None:
 
 
 def _r(ts: float, status: int = 200, latency: float = 10.0, color: str | None = "blue") -> Response:
-    return Response(ts=ts, method="GET", path="/", status=status, latency_ms=latency, color=color,
-                    created_id=None, error=None if status else "ConnectionError: refused")  # fmt: skip
+    return Response(
+        ts=ts,
+        method="GET",
+        path="/",
+        status=status,
+        latency_ms=latency,
+        color=color,
+        created_id=None,
+        error=None if status else "ConnectionError: refused",
+    )
 
 
 def test_phase_stats_splits_by_ts() -> None:
     responses = [
-        _r(0.5, latency=5),                       # before every phase
-        _r(1.0, latency=10),                      # "up": its start is inclusive
+        _r(0.5, latency=5),  # before every phase
+        _r(1.0, latency=10),  # "up": its start is inclusive
         _r(1.5, status=201, latency=30),
         _r(2.0, status=503, latency=20, color="green"),  # "switch": the end of "up" is exclusive
         _r(2.5, status=0, latency=5000, color=None),
         _r(2.9, status=404, latency=40, color="green"),
-        _r(3.5),                                  # after every phase
+        _r(3.5),  # after every phase
     ]
     up, switch, empty = traffic.phase_stats(responses, [("up", 1.0, 2.0), ("switch", 2.0, 3.0), ("idle", 3.0, 3.2)])
     assert up == PhaseStats("up", 1.0, 2.0, requests=2, failed=0, non_2xx=0, p50_ms=10, p95_ms=30, colors={"blue": 2})

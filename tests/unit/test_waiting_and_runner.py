@@ -47,7 +47,9 @@ def test_a_real_failure_ends_the_wait_at_once() -> None:
 
 def test_timeout_names_what_was_awaited_and_last_seen() -> None:
     with pytest.raises(WaitTimeout, match=r"waiting for db to accept connections; last seen: ConnectionRefusedError: no"):
-        wait_until(lambda: (_ for _ in ()).throw(ConnectionRefusedError("no")), timeout=0.05, interval=0.01, what="db to accept connections")
+        wait_until(
+            lambda: (_ for _ in ()).throw(ConnectionRefusedError("no")), timeout=0.05, interval=0.01, what="db to accept connections"
+        )
 
 
 @dataclass

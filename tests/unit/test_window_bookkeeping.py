@@ -15,9 +15,14 @@ PAYLOAD = {
     "migrations": [],
     "error": None,
     "bookkeeping": {"post_migrate": ["django_content_type", "auth_permission"], "content_type_rename": []},
-    "inserted_xids": {"django_content_type": [7001], "public.auth_permission": [7001], "catalog_item": [],
-                      "django_migrations": [7001], "catalog_note": [6999]},
-}  # fmt: skip
+    "inserted_xids": {
+        "django_content_type": [7001],
+        "public.auth_permission": [7001],
+        "catalog_item": [],
+        "django_migrations": [7001],
+        "catalog_note": [6999],
+    },
+}
 
 
 def test_the_probes_xids_reach_the_host() -> None:
@@ -46,10 +51,19 @@ def test_the_condition_leaves_out_rows_above_the_floor_in_migrates_transactions(
 def test_the_checkpoint_keeps_them_for_a_converging_process() -> None:
     writes = MigrateWrites(floors={"django_content_type": 12}, xids={"django_content_type": [7001]})
     checkpoint = Checkpoint(
-        stamp="s", candidate=ImageRecord(ref="v2", tag="app:v2", image_id="sha256:2"), previous=None, new_color="green",
-        reversal_targets={}, plan=[], reversible=True, hold=None, exceptions={}, started_ids={"django_content_type": 10},
-        backup_manifest=None, migrate_writes=writes,
-    )  # fmt: skip
+        stamp="s",
+        candidate=ImageRecord(ref="v2", tag="app:v2", image_id="sha256:2"),
+        previous=None,
+        new_color="green",
+        reversal_targets={},
+        plan=[],
+        reversible=True,
+        hold=None,
+        exceptions={},
+        started_ids={"django_content_type": 10},
+        backup_manifest=None,
+        migrate_writes=writes,
+    )
     assert Checkpoint.from_json(checkpoint.to_json()).migrate_writes == writes
     # A ledger written before migrate (or by an older deploygate) has none: every row above the floor is the window's.
     older = {k: v for k, v in checkpoint.to_json().items() if k != "migrate_writes"}

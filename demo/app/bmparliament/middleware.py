@@ -1,4 +1,5 @@
 """Middleware that counts recent server errors and injects the error burst."""
+
 import os
 import threading
 import time
@@ -72,11 +73,7 @@ class ErrorBurstMiddleware:
         self._lock = threading.Lock()
 
     def __call__(self, request):
-        if (
-            self.enabled
-            and not request.path.startswith(HEALTH_PREFIX)
-            and time.monotonic() - PROCESS_STARTED >= self.burst_after_s
-        ):
+        if self.enabled and not request.path.startswith(HEALTH_PREFIX) and time.monotonic() - PROCESS_STARTED >= self.burst_after_s:
             with self._lock:
                 self._requests += 1
                 fail = self._requests % 2 == 0

@@ -6,6 +6,7 @@ migration overlay on top of it and writes ``release.json`` next to
 which ORM names to use and how to behave. Without a release file the code is
 the release running in production today, v1.
 """
+
 import json
 import os
 from dataclasses import dataclass, fields
@@ -50,9 +51,7 @@ def load_release(path=None):
             raise ValueError(f"{path}: {key} must be a {known[key].__name__}")
     release = Release(**values)
     if release.behaviour not in BEHAVIOURS:
-        raise ValueError(
-            f"{path}: behaviour {release.behaviour!r} is not one of {', '.join(BEHAVIOURS)}"
-        )
+        raise ValueError(f"{path}: behaviour {release.behaviour!r} is not one of {', '.join(BEHAVIOURS)}")
     return release
 
 

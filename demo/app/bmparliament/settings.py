@@ -3,6 +3,7 @@
 Everything environment-specific comes from environment variables so that one
 image runs against whichever Postgres the deployment points it at.
 """
+
 import os
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """URL routes of the demo."""
+
 from django.urls import include, path
 
 from bmparliament import views_health

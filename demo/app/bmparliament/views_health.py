@@ -4,15 +4,16 @@ The health query goes through the member relation under the release's ORM
 names, so a release whose names do not match the schema reports unhealthy
 instead of passing on a plain ``SELECT 1``.
 """
+
 import time
 
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import JsonResponse
+from unified_db.models import MEMBER_FIELD, PersonLink
 
 from bmparliament.middleware import PROCESS_STARTED, RECENT_ERRORS
 from bmparliament.release import RELEASE
-from unified_db.models import MEMBER_FIELD, PersonLink
 
 BUILT_TO_FAIL = f"release {RELEASE.name} is built to fail its health check"
 
@@ -28,11 +29,7 @@ def _probe_orm():
     if RELEASE.behaviour == "unhealthy":
         return BUILT_TO_FAIL
     try:
-        list(
-            PersonLink.objects.select_related(MEMBER_FIELD)
-            .order_by("id")
-            .values_list("id", f"{MEMBER_FIELD}__full_name")[:1]
-        )
+        list(PersonLink.objects.select_related(MEMBER_FIELD).order_by("id").values_list("id", f"{MEMBER_FIELD}__full_name")[:1])
     except Exception as exc:  # any failure means unhealthy; the message says which
         return _one_line(exc)
     return None
@@ -76,9 +73,7 @@ def _migration_facts():
         "applied": sum(1 for key in recorded if key in graph.nodes),
         "pending": len(plan),
         "pending_names": [f"{migration.app_label}.{migration.name}" for migration, _ in plan],
-        "unknown_applied": sorted(
-            f"{app}.{name}" for app, name in recorded if (app, name) not in graph.nodes
-        ),
+        "unknown_applied": sorted(f"{app}.{name}" for app, name in recorded if (app, name) not in graph.nodes),
     }
 
 

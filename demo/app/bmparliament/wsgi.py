@@ -1,4 +1,5 @@
 """WSGI entry point: ``gunicorn -c gunicorn.conf.py bmparliament.wsgi:application``."""
+
 import logging
 import os
 

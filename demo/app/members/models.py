@@ -6,9 +6,9 @@ live once in an abstract base and the concrete class is created under the
 name the release uses (type() is the only way to choose a class name at run
 time). ``Member`` is that class, whatever it is called.
 """
-from django.db import models
 
 from bmparliament.release import RELEASE
+from django.db import models
 
 V1_MODEL_NAME = "FahanieCaresMember"
 V2_MODEL_NAME = "BMParliamentMember"

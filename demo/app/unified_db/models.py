@@ -6,11 +6,11 @@ the concrete PersonLink adds the member foreign key under the name the
 release uses (a class body cannot take an attribute name from a variable,
 hence type()). Code elsewhere reaches the relation through MEMBER_FIELD.
 """
+
 import uuid
 
-from django.db import models
-
 from bmparliament.release import RELEASE
+from django.db import models
 from members.models import Member
 
 MEMBER_FIELD = "bm_parliament_member" if RELEASE.renamed else "fahanie_cares_member"

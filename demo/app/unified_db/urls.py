@@ -1,4 +1,5 @@
 """Routes of the person-link pages and API."""
+
 from django.urls import path
 
 from unified_db import views

@@ -4,9 +4,11 @@ Every query goes through the member relation by the release's name for it
 (MEMBER_FIELD), so these endpoints fail exactly when the release's ORM names
 do not match the schema, as real traffic would.
 """
+
 import json
 import uuid
 
+from bmparliament.release import RELEASE
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -14,9 +16,8 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
-
-from bmparliament.release import RELEASE
 from members.models import Member
+
 from unified_db.models import MEMBER_FIELD, LinkAudit, PersonLink
 
 DEFAULT_PAGE_SIZE = 50
@@ -44,11 +45,7 @@ def link_as_dict(link):
         "full_name": link.full_name,
         "email": link.email,
         "source": link.source,
-        "member": (
-            None
-            if member is None
-            else {"id": member.id, "member_code": member.member_code, "full_name": member.full_name}
-        ),
+        "member": (None if member is None else {"id": member.id, "member_code": member.member_code, "full_name": member.full_name}),
     }
 
 

@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("members", "0001_initial"),
         ("unified_db", "0003_personlink_phone"),

@@ -14,7 +14,6 @@ def give_each_link_a_uuid(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("unified_db", "0006_personlink_person_uuid"),
     ]

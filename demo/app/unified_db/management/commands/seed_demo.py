@@ -8,6 +8,7 @@ generated and sent in chunks, so a million rows take little memory. Table and
 column names are read from the models' _meta, so the command loads the same
 data under every release, whatever the tables and columns are called.
 """
+
 import datetime
 import random
 import time
@@ -15,8 +16,8 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
-
 from members.models import Member
+
 from unified_db.models import MEMBER_FIELD, PersonLink
 
 # Rows per COPY write: big enough that per-call overhead vanishes, small
@@ -24,17 +25,56 @@ from unified_db.models import MEMBER_FIELD, PersonLink
 CHUNK_ROWS = 10_000
 PROGRESS_EVERY = 100_000
 SHARE_WITH_MEMBER = 0.85
-EPOCH = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+EPOCH = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 
 FIRST_NAMES = (
-    "Abdul", "Aisha", "Amina", "Bai", "Datu", "Fatima", "Hassan", "Ibrahim", "Jamal",
-    "Khalid", "Laila", "Maria", "Mohammad", "Nasser", "Noraida", "Omar", "Rahima",
-    "Salma", "Sittie", "Yusuf", "Zainab", "Jose", "Ana", "Rosa", "Ramon",
+    "Abdul",
+    "Aisha",
+    "Amina",
+    "Bai",
+    "Datu",
+    "Fatima",
+    "Hassan",
+    "Ibrahim",
+    "Jamal",
+    "Khalid",
+    "Laila",
+    "Maria",
+    "Mohammad",
+    "Nasser",
+    "Noraida",
+    "Omar",
+    "Rahima",
+    "Salma",
+    "Sittie",
+    "Yusuf",
+    "Zainab",
+    "Jose",
+    "Ana",
+    "Rosa",
+    "Ramon",
 )
 LAST_NAMES = (
-    "Abubakar", "Adiong", "Alonto", "Ampatuan", "Balindong", "Dimaporo", "Guiani",
-    "Hataman", "Jaafar", "Lucman", "Macarambon", "Mangudadatu", "Pangandaman",
-    "Sinsuat", "Tan", "Usman", "Santos", "Reyes", "Cruz", "Garcia",
+    "Abubakar",
+    "Adiong",
+    "Alonto",
+    "Ampatuan",
+    "Balindong",
+    "Dimaporo",
+    "Guiani",
+    "Hataman",
+    "Jaafar",
+    "Lucman",
+    "Macarambon",
+    "Mangudadatu",
+    "Pangandaman",
+    "Sinsuat",
+    "Tan",
+    "Usman",
+    "Santos",
+    "Reyes",
+    "Cruz",
+    "Garcia",
 )
 # (province, municipalities) of the Bangsamoro region.
 PLACES = (
@@ -69,8 +109,7 @@ def _columns(model, field_names):
     concrete, given = {field.name for field in model._meta.concrete_fields}, set(field_names)
     if concrete != given:
         raise CommandError(
-            f"seed_demo does not match {model._meta.label}: "
-            f"missing {sorted(concrete - given)}, unknown {sorted(given - concrete)}"
+            f"seed_demo does not match {model._meta.label}: missing {sorted(concrete - given)}, unknown {sorted(given - concrete)}"
         )
     quote = connection.ops.quote_name
     return ", ".join(quote(model._meta.get_field(name).column) for name in field_names)
@@ -82,8 +121,15 @@ def _uuid4(rng):
 
 
 MEMBER_FIELDS = (
-    "id", "member_code", "full_name", "district", "municipality", "province",
-    "is_active", "joined_on", "created_at",
+    "id",
+    "member_code",
+    "full_name",
+    "district",
+    "municipality",
+    "province",
+    "is_active",
+    "joined_on",
+    "created_at",
 )
 
 
@@ -105,8 +151,19 @@ def member_rows(rng, count):
 
 
 LINK_FIELDS = (
-    "id", "person_uuid", "full_name", "email", "phone", "source", "crm_contact_id",
-    "voter_id", "confidence", "is_verified", "notes", "created_at", "updated_at",
+    "id",
+    "person_uuid",
+    "full_name",
+    "email",
+    "phone",
+    "source",
+    "crm_contact_id",
+    "voter_id",
+    "confidence",
+    "is_verified",
+    "notes",
+    "created_at",
+    "updated_at",
     MEMBER_FIELD,
 )
 
@@ -164,9 +221,7 @@ class Command(BaseCommand):
         parser.add_argument("--rows", type=int, default=200_000, help="person links to create")
         parser.add_argument("--members", type=int, default=2_000, help="members to create")
         parser.add_argument("--seed", type=int, default=42, help="random seed")
-        parser.add_argument(
-            "--if-empty", action="store_true", help="do nothing if person links already exist"
-        )
+        parser.add_argument("--if-empty", action="store_true", help="do nothing if person links already exist")
 
     def handle(self, *args, rows, members, seed, if_empty, **options):
         if rows < 0 or members < 0:
@@ -187,16 +242,13 @@ class Command(BaseCommand):
         # One transaction: a failed load leaves the previous data in place.
         with transaction.atomic(), connection.cursor() as cursor:
             # CASCADE also empties the audit rows that point at the links.
-            cursor.execute(
-                f"TRUNCATE {quote(link_table)}, {quote(member_table)} RESTART IDENTITY CASCADE"
-            )
+            cursor.execute(f"TRUNCATE {quote(link_table)}, {quote(member_table)} RESTART IDENTITY CASCADE")
             copy_rows(cursor, Member, MEMBER_FIELDS, member_rows(rng, members))
             copy_rows(cursor, PersonLink, LINK_FIELDS, link_rows(rng, rows, members), progress)
             # COPY wrote explicit ids, so move the sequences past them.
             for table in (member_table, link_table):
                 cursor.execute(
-                    f"SELECT setval(pg_get_serial_sequence(%s, 'id'), COALESCE(MAX(id), 1),"
-                    f" MAX(id) IS NOT NULL) FROM {quote(table)}",
+                    f"SELECT setval(pg_get_serial_sequence(%s, 'id'), COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) FROM {quote(table)}",
                     [table],
                 )
         with connection.cursor() as cursor:
@@ -204,7 +256,4 @@ class Command(BaseCommand):
 
         elapsed = time.perf_counter() - started
         rate = rows / elapsed if elapsed else 0
-        self.stdout.write(
-            f"seeded {rows} person_links and {members} members"
-            f" in {elapsed:.2f} s ({rate:.0f} rows/s)"
-        )
+        self.stdout.write(f"seeded {rows} person_links and {members} members in {elapsed:.2f} s ({rate:.0f} rows/s)")

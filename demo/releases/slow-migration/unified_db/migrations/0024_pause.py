@@ -5,7 +5,6 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [("unified_db", "0023_rename_fahanie_cares_member_personlink_bm_parliament_member")]
 
     operations = [migrations.RunSQL("SELECT pg_sleep(8)", reverse_sql=migrations.RunSQL.noop)]

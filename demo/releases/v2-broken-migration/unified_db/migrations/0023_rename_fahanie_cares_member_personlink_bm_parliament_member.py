@@ -4,7 +4,6 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("members", "0002_rename_fahaniecaresmember_bmparliamentmember"),
         ("unified_db", "0022_alter_personlink_phone"),
@@ -21,7 +20,5 @@ class Migration(migrations.Migration):
             old_name="fahanie_cares_member",
             new_name="bm_parliament_member",
         ),
-        migrations.RunSQL(
-            "DO $$ BEGIN RAISE EXCEPTION 'v2-broken-migration fails halfway by design'; END $$;"
-        ),
+        migrations.RunSQL("DO $$ BEGIN RAISE EXCEPTION 'v2-broken-migration fails halfway by design'; END $$;"),
     ]

@@ -4,7 +4,6 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     # unified_db's migrations up to 0022 refer to the model by its old name
     # (0004 adds the foreign key to members.fahaniecaresmember), so they must
     # run before it is renamed, also when a fresh database is migrated.

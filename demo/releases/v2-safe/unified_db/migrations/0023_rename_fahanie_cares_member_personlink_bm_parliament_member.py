@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     # After the model rename, so the foreign key below points at BMParliamentMember.
     dependencies = [
         ("members", "0002_rename_fahaniecaresmember_bmparliamentmember"),

@@ -4,7 +4,6 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     # After the model rename, so the relation is renamed on the renamed model.
     dependencies = [
         ("members", "0002_rename_fahaniecaresmember_bmparliamentmember"),

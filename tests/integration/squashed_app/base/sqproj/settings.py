@@ -1,5 +1,6 @@
 """A project whose history gets squashed: contenttypes and auth (post_migrate writes their rows) and
 the apps SQ_APPS names (which lets a release uninstall one), on a Postgres reached through DB_*."""
+
 import os
 
 SECRET_KEY = "squashed-history-test-only-insecure-key"

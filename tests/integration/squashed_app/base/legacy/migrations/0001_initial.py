@@ -7,7 +7,9 @@ class Migration(migrations.Migration):
     operations = [
         migrations.CreateModel(
             name="Old",
-            fields=[("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                    ("title", models.CharField(max_length=50))],
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("title", models.CharField(max_length=50)),
+            ],
         ),
     ]

@@ -7,7 +7,9 @@ class Migration(migrations.Migration):
     operations = [
         migrations.CreateModel(
             name="Item",
-            fields=[("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                    ("name", models.CharField(max_length=100))],
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+            ],
         ),
     ]

@@ -11,8 +11,10 @@ class Migration(migrations.Migration):
     operations = [
         migrations.CreateModel(
             name="Shelf",
-            fields=[("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                    ("label", models.CharField(max_length=20))],
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("label", models.CharField(max_length=20)),
+            ],
         ),
         migrations.RunPython(first_shelf, migrations.RunPython.noop),
     ]

@@ -9,9 +9,11 @@ class Migration(migrations.Migration):
     operations = [
         migrations.CreateModel(
             name="Item",
-            fields=[("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                    ("name", models.CharField(max_length=100)),
-                    ("note", models.TextField(default="")),
-                    ("code", models.CharField(db_index=True, default="", max_length=20))],
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("note", models.TextField(default="")),
+                ("code", models.CharField(db_index=True, default="", max_length=20)),
+            ],
         ),
     ]

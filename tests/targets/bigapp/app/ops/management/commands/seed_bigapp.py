@@ -72,7 +72,7 @@ class Command(BaseCommand):
             product = Product.objects.create(
                 sku=f"SKU-{p:05d}", name=f"Product {p}", category=rng.choice(leaves), brand=rng.choice([*brands, None]),
                 status=rng.choice(["draft", "active", "active", "retired"]), attributes={"colour": colour},
-            )  # fmt: skip
+            )
             for size in SIZES:
                 variant = Variant.objects.create(product=product, code=f"SKU-{p:05d}-{size}", options={"size": size, "colour": colour})
                 for currency in ("EUR", "USD"):
