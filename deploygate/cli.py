@@ -172,7 +172,7 @@ def cmd_predeploy(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from deploygate import init
+    from deploygate import init, init_files
 
     answers = init.Answers(
         manage_py=args.manage_py,
@@ -202,10 +202,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     project = init.discover(root, answers)
     for line in init.describe(project):
         print(f"  {line}")
-    outcome = init.write(project.root, init.render(project, answers), force=args.force)
+    outcome = init_files.write(project.root, init_files.render(project, answers), force=args.force)
     for path, what in outcome.items():
         print(f"{what:>9}  {path}")
-    kept = [path for path, what in outcome.items() if what == init.KEPT]
+    kept = [path for path, what in outcome.items() if what == init_files.KEPT]
     if kept:
         print(
             f"deploygate: kept {len(kept)} existing file(s) that differ from what init writes: {', '.join(kept)} (--force replaces them)",

@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from deploygate import markdown, traffic
+from deploygate import markdown, traffic_stats
 from deploygate import report_format as fmt
 from deploygate.record import DeployRecord
-from deploygate.traffic import PhaseStats, Response
+from deploygate.traffic import Response
+from deploygate.traffic_stats import PhaseStats
 
 REDACTED = "[redacted]"
 OUTSIDE_STAGES = "(outside stages)"
@@ -54,9 +55,9 @@ def write_report(record: DeployRecord, responses: Sequence[Response], logs_dir: 
         chart=chart_path,
     )
     responses = sorted(responses, key=lambda r: r.ts)
-    phases = traffic.phase_stats(responses, fmt.stage_phases(record, responses))
+    phases = traffic_stats.phase_stats(responses, fmt.stage_phases(record, responses))
     phases += _outside_stages(responses, phases)
-    totals = traffic.summary(responses)
+    totals = traffic_stats.summary(responses)
     document = {
         "stamp": stamp,
         "record": redact(record.to_json()),
@@ -107,7 +108,7 @@ def _outside_stages(responses: Sequence[Response], phases: Sequence[PhaseStats])
     rest = [r for r in responses if not any(p.start <= r.ts < p.end for p in phases)]
     if not rest:
         return []
-    return traffic.phase_stats(rest, [(OUTSIDE_STAGES, rest[0].ts, math.nextafter(rest[-1].ts, math.inf))])
+    return traffic_stats.phase_stats(rest, [(OUTSIDE_STAGES, rest[0].ts, math.nextafter(rest[-1].ts, math.inf))])
 
 
 def by_color(responses: Sequence[Response]) -> dict[str, dict[str, int]]:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from deploygate import config, traffic
-from deploygate.traffic import PhaseStats, Response, TrafficProbe, body_template
+from deploygate import config, traffic, traffic_stats
+from deploygate.traffic import Response, TrafficProbe, body_template
+from deploygate.traffic_stats import PhaseStats
 from tests.support import serving
 
 # The demo's write path and body, as deploy.toml gives them (the fake app checks the body arrives).
@@ -115,7 +116,7 @@ def test_probe_keeps_rate_and_records_every_response(fake_app: FakeApp) -> None:
     assert all(r.status == 201 and r.path == "/api/links/" for r in writes)
     assert sorted(probe.created_ids()) == sorted(fake_app.created) == sorted(r.created_id for r in writes)
     assert all(r.created_id is None for r in responses if r.method == "GET")
-    stats = traffic.summary(responses)
+    stats = traffic_stats.summary(responses)
     assert stats["requests"] == len(responses) and stats["failed"] == 0 and stats["by_color"] == {"blue": len(responses)}
     assert 20 <= stats["rate_per_s"] <= 60
 
@@ -148,7 +149,7 @@ def test_503s_count_as_failed_with_their_color(fake_app: FakeApp) -> None:
     responses = probe.stop()
     late = [r for r in responses if r.ts > switched + 0.05]
     assert late and all(r.status == 503 and not r.ok and r.color == "green" for r in late)
-    stats = traffic.summary(responses)
+    stats = traffic_stats.summary(responses)
     assert stats["failed"] >= len(late) and stats["non_2xx"] == stats["failed"]
     assert stats["by_color"]["blue"] > 0 and stats["by_color"]["green"] > 0
     assert probe.created_ids() == fake_app.created  # no id from a failed write
@@ -171,7 +172,7 @@ def test_closed_connections_and_a_stopped_server_are_status_0(fake_app: FakeApp)
         assert r.status == 0 and r.failed and r.color is None and r.error
         assert "\n" not in r.error
     assert any("ConnectionError" in r.error for r in refused)
-    assert traffic.summary(responses)["failed"] >= len(dropped) + len(refused)
+    assert traffic_stats.summary(responses)["failed"] >= len(dropped) + len(refused)
 
 
 def test_a_dropped_get_is_recorded_once_and_never_sent_again(fake_app: FakeApp) -> None:
@@ -183,7 +184,7 @@ def test_a_dropped_get_is_recorded_once_and_never_sent_again(fake_app: FakeApp) 
     responses = probe.stop()
     assert responses and all(r.method == "GET" and r.status == 0 and r.error for r in responses)
     assert fake_app.requests == len(responses)  # each GET reached the server exactly once
-    assert "retried_after_reload" not in traffic.summary(responses)
+    assert "retried_after_reload" not in traffic_stats.summary(responses)
 
 
 def test_open_loop_rate_survives_slow_answers_and_timeouts_are_recorded(fake_app: FakeApp) -> None:
@@ -219,7 +220,7 @@ def test_by_default_the_probe_reads_the_root_and_writes_nothing(fake_app: FakeAp
         time.sleep(0.4)
     responses = probe.stop()
     assert responses and {(r.method, r.path) for r in responses} == {("GET", "/")}
-    assert traffic.summary(responses)["writes"] == 0 and not fake_app.created
+    assert traffic_stats.summary(responses)["writes"] == 0 and not fake_app.created
 
 
 def test_the_configured_probe_writes_only_where_settings_say(tmp_path: Path) -> None:
@@ -271,7 +272,7 @@ def test_phase_stats_splits_by_ts() -> None:
         _r(2.9, status=404, latency=40, color="green"),
         _r(3.5),  # after every phase
     ]
-    up, switch, empty = traffic.phase_stats(responses, [("up", 1.0, 2.0), ("switch", 2.0, 3.0), ("idle", 3.0, 3.2)])
+    up, switch, empty = traffic_stats.phase_stats(responses, [("up", 1.0, 2.0), ("switch", 2.0, 3.0), ("idle", 3.0, 3.2)])
     assert up == PhaseStats("up", 1.0, 2.0, requests=2, failed=0, non_2xx=0, p50_ms=10, p95_ms=30, colors={"blue": 2})
     assert switch.requests == 3 and switch.failed == 2 and switch.non_2xx == 3
     assert (switch.p50_ms, switch.p95_ms) == (20, 40)  # the status-0 request's 5 s is not a latency
@@ -280,8 +281,8 @@ def test_phase_stats_splits_by_ts() -> None:
 
 
 def test_summary_of_nothing_and_of_something() -> None:
-    assert traffic.summary([])["requests"] == 0 and traffic.summary([])["rate_per_s"] is None
-    stats = traffic.summary([_r(10.0), _r(10.5, status=0, color=None), _r(11.0, status=502, color="green")])
+    assert traffic_stats.summary([])["requests"] == 0 and traffic_stats.summary([])["rate_per_s"] is None
+    stats = traffic_stats.summary([_r(10.0), _r(10.5, status=0, color=None), _r(11.0, status=502, color="green")])
     assert stats["requests"] == 3 and stats["failed"] == 2 and stats["non_2xx"] == 2
     assert stats["rate_per_s"] == pytest.approx(2.0)
     assert stats["by_color"] == {"blue": 1, "green": 1}
@@ -307,8 +308,8 @@ def test_a_holds_503_is_held_and_not_failed() -> None:
     missing = Response(4.0, "GET", "/x", 404, 1.0, "blue", None, None)
     assert hold.held and not hold.failed
     assert own.failed and not own.held and gone.failed
-    totals = traffic.summary([hold, own, gone, missing])
+    totals = traffic_stats.summary([hold, own, gone, missing])
     assert (totals["held"], totals["failed"]) == (1, 2)
-    assert traffic.phase_stats([hold, own], [("p", 0.0, 5.0)])[0].held == 1
+    assert traffic_stats.phase_stats([hold, own], [("p", 0.0, 5.0)])[0].held == 1
     assert traffic_line([hold, hold, own, gone]) == "traffic probe: 4 requests, 2 failed, 2 held"
     assert traffic_line([missing]) == "traffic probe: 1 requests, 0 failed, 0 held, 1 answered 4xx"
