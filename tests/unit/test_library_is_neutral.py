@@ -1,4 +1,4 @@
-"""The library names no demo and carries no benchmark: those live in demo/ and bench/, outside the wheel."""
+"""The library names no demo and carries no benchmark (those live in demo/ and bench/, outside the wheel), and no module outgrows one job."""
 
 from __future__ import annotations
 
@@ -56,3 +56,13 @@ def test_neither_the_wheel_nor_the_sdist_ships_the_benchmarks_or_the_demo() -> N
     assert build["wheel"]["packages"] == ["deploygate"]
     assert not any(target.startswith(("bench", "demo")) for target in build["wheel"]["force-include"])
     assert not any(entry.strip("/").split("/")[0] in ("bench", "demo") for entry in build["sdist"]["include"])
+
+
+# One concern per module: a module past this size has grown a second job (the house's rule, issue 21).
+MAX_MODULE_LINES = 400
+
+
+def test_no_library_module_is_over_the_size_limit() -> None:
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in LIBRARY.rglob("*.py")}
+    over = {path: lines for path, lines in sizes.items() if lines > MAX_MODULE_LINES}
+    assert not over, f"split these modules (over {MAX_MODULE_LINES} lines): {over}"
