@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from deploygate.platform.base import Platform
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".json"
+# A physical backup (backup_physical): ``<prefix><stamp>.base/data``, a data directory with pg_basebackup's manifest.
+BASE_SUFFIX = ".base"
+DATA_DIR = "data"
+PG_MANIFEST = "backup_manifest"
 BACKUP_PREFIX = "pre_migration_"
 _IN_CONTAINER = "/backup"
 
@@ -39,7 +43,8 @@ class BackupError(DeployGateError):
 
 @dataclass(frozen=True)
 class Backup:
-    """A dump on disk and what its manifest records about it."""
+    """A backup on disk and what its manifest records about it: a pg_dump file (``method`` logical), or a
+    pg_basebackup directory (physical; ``sha256`` is its backup_manifest's, ``tables`` the planner's estimates)."""
 
     path: Path
     size: int
@@ -49,6 +54,8 @@ class Backup:
     created_at: str
     tables: dict[str, int]
     duration_s: float
+    method: str = "logical"
+    rows_exact: bool = True  # tables holds exact counts, taken in pg_dump's own snapshot
 
     @property
     def manifest_path(self) -> Path:
@@ -88,7 +95,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_room(backup_dir: Path, database_bytes: int) -> None:
+def check_room(backup_dir: Path, database_bytes: int) -> None:
     # A compressed custom-format dump is far smaller than the database's on-disk size,
     # so needing that much free space leaves a safe margin without guessing a ratio.
     free = shutil.disk_usage(backup_dir).free
@@ -98,7 +105,7 @@ def _check_room(backup_dir: Path, database_bytes: int) -> None:
         )
 
 
-def _pg_environment(platform: Platform, db: DatabaseAddress) -> dict[str, str]:
+def pg_environment(platform: Platform, db: DatabaseAddress) -> dict[str, str]:
     """libpq's variables for a job reaching production's database (the password never on a command line)."""
     host, port = platform.database_endpoint()
     return {"PGHOST": host, "PGPORT": str(port), "PGUSER": db.user, "PGPASSWORD": db.password, "PGDATABASE": db.name}
@@ -128,7 +135,7 @@ def take_backup(
     started = time.monotonic()
     with connect(db) as conn:
         database_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-        _check_room(backup_dir, database_bytes)
+        check_room(backup_dir, database_bytes)
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         server_version = conn.execute("SHOW server_version").fetchone()[0]
@@ -145,7 +152,7 @@ def take_backup(
                 "umask 077 && pg_dump --version && exec pg_dump --format=custom --compress=1 --no-password "
                 '--snapshot="$SNAPSHOT" --file="$TARGET"',
             ],
-            environment={**_pg_environment(platform, db), "SNAPSHOT": snapshot, "TARGET": f"{_IN_CONTAINER}/{partial.name}"},
+            environment={**pg_environment(platform, db), "SNAPSHOT": snapshot, "TARGET": f"{_IN_CONTAINER}/{partial.name}"},
             mounts={str(backup_dir): _IN_CONTAINER},
             writable=[str(backup_dir)],
         )
@@ -165,12 +172,16 @@ def take_backup(
         tables=tables,
         duration_s=round(time.monotonic() - started, 3),
     )
-    manifest = backup.manifest_path
-    fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(backup.to_json(), handle, indent=2, sort_keys=True)
+    write_manifest(backup)
     say(f"backup {final.name}: {backup.size / 1e6:.1f} MB, sha256 {backup.sha256[:12]}..., {backup.duration_s:.1f}s")
     return backup
+
+
+def write_manifest(backup: Backup) -> None:
+    """deploygate's manifest beside the backup, readable by its owner only."""
+    fd = os.open(backup.manifest_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(backup.to_json(), handle, indent=2, sort_keys=True)
 
 
 def load_backup(manifest_path: Path) -> Backup:
@@ -184,7 +195,11 @@ def load_backup(manifest_path: Path) -> Backup:
 
 
 def check_integrity(backup: Backup) -> None:
-    """The dump on disk is the one the manifest describes: present, same size, same sha256."""
+    """The backup on disk is the one the manifest describes: a dump present, same size, same sha256; a base
+    backup as ``_check_base_backup`` says."""
+    if backup.method == "physical":
+        _check_base_backup(backup)
+        return
     if not backup.path.exists():
         raise BackupError(f"backup {backup.path} is missing")
     size = backup.path.stat().st_size
@@ -195,15 +210,40 @@ def check_integrity(backup: Backup) -> None:
         raise BackupError(f"backup {backup.path.name} sha256 {digest[:12]}... does not match its manifest {backup.sha256[:12]}...")
 
 
+def _check_base_backup(backup: Backup) -> None:
+    """The base backup on disk is the one verified when it was taken: its backup_manifest has the recorded
+    sha256, and every file the manifest lists is there with its size (no data file is read)."""
+    manifest_file = backup.path / DATA_DIR / PG_MANIFEST
+    if not manifest_file.exists():
+        raise BackupError(f"backup {backup.path} is missing (or has no {PG_MANIFEST})")
+    digest = sha256_of(manifest_file)
+    if digest != backup.sha256:
+        raise BackupError(
+            f"backup {backup.path.name}: {PG_MANIFEST} sha256 {digest[:12]}... does not match its manifest {backup.sha256[:12]}..."
+        )
+    for entry in json.loads(manifest_file.read_text())["Files"]:
+        path = backup.path / DATA_DIR / entry["Path"]
+        size = path.stat().st_size if path.exists() else None
+        if size != entry["Size"]:
+            found = "missing" if size is None else f"{size} bytes"
+            raise BackupError(
+                f"backup {backup.path.name}: {entry['Path']} is {found}, pg_basebackup wrote {entry['Size']} (changed since?)"
+            )
+
+
 def apply_retention(settings: Settings, keep: int | None = None, prefix: str = BACKUP_PREFIX) -> list[Path]:
-    """Delete all but the newest ``keep`` backups (dump + manifest); returns what was deleted."""
+    """Delete all but the newest ``keep`` backups (dump or base backup, and its manifest); returns what was deleted."""
     keep = settings.backup_keep if keep is None else keep
     backup_dir = settings.path(settings.backup_dir)
-    dumps = sorted(backup_dir.glob(f"{prefix}*{DUMP_SUFFIX}"))
+    # Dumps and base backups alike, oldest first (the stamp in the name sorts by time).
+    kept = sorted([*backup_dir.glob(f"{prefix}*{DUMP_SUFFIX}"), *backup_dir.glob(f"{prefix}*{BASE_SUFFIX}")], key=lambda p: p.stem)
     deleted = []
-    for dump in dumps[: max(0, len(dumps) - keep)]:
-        for path in (dump, dump.with_suffix(MANIFEST_SUFFIX)):
-            if path.exists():
+    for backup in kept[: max(0, len(kept) - keep)]:
+        for path in (backup, backup.with_suffix(MANIFEST_SUFFIX)):
+            if path.is_dir():
+                shutil.rmtree(path)
+                deleted.append(path)
+            elif path.exists():
                 path.unlink()
                 deleted.append(path)
     return deleted
@@ -228,7 +268,7 @@ def restore_production(platform: Platform, db: DatabaseAddress, backup: Backup) 
             f"--dbname={db.name}",
             f"{_IN_CONTAINER}/{backup.path.name}",
         ],
-        environment=_pg_environment(platform, db),
+        environment=pg_environment(platform, db),
         mounts={str(backup.path.parent): _IN_CONTAINER},
     )
     if result.exit_code != 0:

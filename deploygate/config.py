@@ -77,6 +77,13 @@ class Settings:
     )
     backup_dir = text("backup.dir", "backups", "where backups and their manifests are written")
     backup_keep = integer("backup.keep", 5, "backups kept by retention (older ones are deleted)")
+    backup_method = text(
+        "backup.method",
+        "auto",
+        "the predeploy's backup: physical (pg_basebackup, the copy starts on it without copying), logical (pg_dump), "
+        "or auto (physical when the role may replicate, else logical)",
+        choices=("auto", "physical", "logical"),
+    )
     lock_timeout_ms = integer("migrate.lock_timeout_ms", 5000, "lock_timeout of migrate, in the rehearsal and the deploy")
     migration_budget_s = integer("migrate.budget_s", 60, "longest a single migration may take on the copy")
     lock_budget_ms = integer("migrate.lock_budget_ms", 2000, "longest ACCESS EXCLUSIVE lock a migration may hold")

@@ -20,6 +20,7 @@ import psycopg
 
 from deploygate import app, scope
 from deploygate.backup import Backup, BackupError, check_integrity, count_rows, user_tables
+from deploygate.backup_physical import data_directory
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, connect
 from deploygate.fingerprint import DjangoBookkeeping, fingerprint
@@ -39,6 +40,9 @@ class DatabaseCopy:
 
     scratch: Scratch
     restored_rows: dict[str, int] = field(default_factory=dict)  # per table, counted right after the restore
+    # Tables the copy of a physical backup holds as it started (its rows are not read: that would copy them up).
+    started_tables: list[str] = field(default_factory=list)
+    ready_s: float | None = None  # from asking for the copy to its answering
 
     @property
     def host_address(self) -> DatabaseAddress:
@@ -93,15 +97,40 @@ def empty_database(platform: Platform, settings: Settings, image_id: str) -> Ite
 
 @contextmanager
 def database_copy(platform: Platform, settings: Settings, image_id: str, backup: Backup, say: Say = print) -> Iterator[DatabaseCopy]:
-    """A throwaway Postgres of ``image_id`` restored from ``backup`` (checked against its manifest first).
+    """A throwaway Postgres of ``image_id`` restored from ``backup`` (checked against its manifest first), or
+    started on it when it is a physical one (``physical_copy``).
 
     Raises ``BackupError`` when the backup is corrupt or does not restore to the manifest's row counts.
     """
+    if backup.method == "physical":
+        with physical_copy(platform, settings, image_id, backup, say) as copy:
+            yield copy
+        return
     check_integrity(backup)
     say("starting a Postgres copy of production's image...")
     with _scratch(platform, settings, image_id, backup_mount(backup.path.parent)) as scratch:
         copy = DatabaseCopy(scratch)
         restore(copy, backup, say)
+        yield copy
+
+
+@contextmanager
+def physical_copy(platform: Platform, settings: Settings, image_id: str, backup: Backup, say: Say = print) -> Iterator[DatabaseCopy]:
+    """A throwaway Postgres of ``image_id`` on a copy-on-write view of the physical ``backup`` (checked first).
+
+    Its proof of restorability: pg_verifybackup passed when the backup was taken, the files are as it
+    left them, the server reaches a consistent state on them, and every table of the manifest is there.
+    """
+    check_integrity(backup)
+    started = time.monotonic()
+    with platform.scratch_from_backup(image_id, str(data_directory(backup)), user=settings.db_user, dbname=settings.db_name) as scratch:
+        copy = DatabaseCopy(scratch, ready_s=round(time.monotonic() - started, 3))
+        with connect(copy.host_address) as conn:
+            copy.started_tables = user_tables(conn)
+        missing = sorted(set(backup.tables) - set(copy.started_tables))
+        if missing:
+            raise BackupError(f"the copy of {backup.path.name} lacks tables its manifest lists: {', '.join(missing)}")
+        say(f"copy of {backup.path.name} ready in {copy.ready_s:.2f}s (copy-on-write: no file copied), {len(copy.started_tables)} tables")
         yield copy
 
 

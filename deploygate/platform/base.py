@@ -183,6 +183,10 @@ class Platform(Protocol):
     def scratch_postgres(self, image_id: str, *, user: str, dbname: str, mounts: Mapping[str, str]) -> AbstractContextManager[Scratch]:
         """A throwaway Postgres of ``image_id`` (removed on exit, even when its start fails)."""
 
+    def scratch_from_backup(self, image_id: str, data_dir: str, *, user: str, dbname: str) -> AbstractContextManager[Scratch]:
+        """A throwaway Postgres of ``image_id`` started on a copy-on-write view of ``data_dir`` (a physical
+        backup's data directory, never written); removed on exit with what it wrote."""
+
     def remove_stale_scratch(self) -> list[str]:
         """Scratch databases a crashed run left behind, removed."""
 

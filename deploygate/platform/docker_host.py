@@ -323,6 +323,9 @@ class DockerHost(ProjectObjects):
     def scratch_postgres(self, image_id: str, *, user: str, dbname: str, mounts: Mapping[str, str]) -> AbstractContextManager[Scratch]:
         return scratch.scratch_postgres(self.names.scratch_prefix, image_id, user=user, dbname=dbname, mounts=mounts)
 
+    def scratch_from_backup(self, image_id: str, data_dir: str, *, user: str, dbname: str) -> AbstractContextManager[Scratch]:
+        return scratch.scratch_from_data_dir(self.client, self.names.scratch_prefix, image_id, data_dir, user=user, dbname=dbname)
+
     def remove_stale_scratch(self) -> list[str]:
         return scratch.remove_stale(self.client, self.names.scratch_prefix)
 
@@ -382,6 +385,7 @@ class DockerHost(ProjectObjects):
         found |= {f"network {n.name}" for n in self.client.networks.list(filters=selector)}
         found |= {f"volume {v.name}" for v in self.client.volumes.list(filters=selector)}
         found |= {f"scratch {c.name}" for c in scratch.leftovers(self.client, self.names.scratch_prefix)}
+        found |= {f"scratch volume {v.name}" for v in scratch.leftover_volumes(self.client, self.names.scratch_prefix)}
         # Unnamed volumes nobody uses: a one-off removed without its volume leaves one each (engine-wide).
         found |= {f"dangling volume {v.name}" for v in self.client.volumes.list(filters={"dangling": True})}
         return found

@@ -2,7 +2,8 @@
 # The subset of the official postgres image's entrypoint that clients rely on:
 # POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB, initdb into $PGDATA on first start,
 # scripts in /docker-entrypoint-initdb.d, the server run as the postgres user and
-# listening on all addresses with password (scram-sha-256) authentication.
+# listening on all addresses with password (scram-sha-256) authentication, replication
+# connections included (pg_basebackup, standbys).
 set -Eeo pipefail
 
 if [ "$1" = 'postgres' ] && [ "$(id -u)" = '0' ]; then
@@ -21,6 +22,8 @@ if [ "$1" = 'postgres' ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
 		-D "$PGDATA" >/dev/null
 	printf "listen_addresses = '*'\n" >> "$PGDATA/postgresql.conf"
 	printf 'host all all all scram-sha-256\n' >> "$PGDATA/pg_hba.conf"
+	# Replication connections by password: deploygate's physical backups (pg_basebackup) and standbys.
+	printf 'host replication all all scram-sha-256\n' >> "$PGDATA/pg_hba.conf"
 
 	# A server on the socket only, so nothing connects before initialisation is done.
 	pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
