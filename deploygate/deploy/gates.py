@@ -15,7 +15,7 @@ from pathlib import Path
 from deploygate import config, gate_result, request_flags, resources
 from deploygate.config import Settings
 from deploygate.gate_result import GateResult
-from deploygate.log import DeployLog
+from deploygate.log import DeployLog, Say
 from deploygate.record import GateRow
 
 SUITES = resources.SUITES
@@ -84,7 +84,7 @@ def run_gate(settings: Settings, gate: str, args: list[str], *, result_path: Pat
     return result
 
 
-def log_checks(result: GateResult, log: DeployLog) -> None:
+def log_checks(result: GateResult, log: Say) -> None:
     """One line per check: verdict, name, measured value against its threshold, and why it failed."""
     for check in result.checks:
         measured = f" {check.value} (limit {check.threshold})" if check.value else ""

@@ -3,29 +3,22 @@
 Read-only steps first (the candidate, an unfinished deploy to converge, the predeploy gate,
 the plan, the backup); from ``green`` on, production is touched and any failure rolls back
 (``undo.ROLLBACK``). A dry run runs the read-only steps and ``dry_run``, nothing else.
+
+A step here is an adapter: it builds the narrow context its core may use (``predeploy``,
+``schema``, ``safekeeping``, ``colors``, ``monitoring``), calls it, and writes the typed
+result back into the run, so the cores are tested without a run and only adapters change it.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from deploygate import monitor, scope, window
-from deploygate.deploy import gates, undo
+from deploygate import scope
+from deploygate.deploy import colors, gates, predeploy, safekeeping, schema, undo
+from deploygate.deploy.monitoring import MonitorWindow, watch_window
 from deploygate.deploy.runner import StageFailed, Step
-from deploygate.deploy.services import Switch
 from deploygate.deploy.state import DeployRun, unfinished
-from deploygate.gate_result import load_or_none, path_for
-from deploygate.health import HealthSample
-from deploygate.log import Say
 from deploygate.platform import OTHER_COLOR
 from deploygate.production import app_environment
-from deploygate.record import BackupRecord, ImageRecord, LockRecord, MigrationRecord, MonitoringRecord, PlanRecord, RouteRecord
-
-# A passed predeploy of the same image digest is reused this long: production moves on.
-PREDEPLOY_REUSE_MIN = 60
+from deploygate.record import ImageRecord, RouteRecord
 
 
 def validate_request(run: DeployRun) -> None:
@@ -68,54 +61,26 @@ def rollback_unfinished_first(run: DeployRun) -> None:
 
 
 def run_predeploy(run: DeployRun) -> None:
-    """Reuse a passed predeploy of this image digest on this production, else run the gate now."""
-    if run.request.skip_predeploy:
-        # An explicit, recorded escape hatch (and how the tests reach failures the gate would stop).
-        run.record.notes.append(f"predeploy skipped: {run.request.skip_predeploy}")
-        run.record.exceptions["skip predeploy"] = run.request.skip_predeploy
-        run.log(f"   predeploy SKIPPED on request: {run.request.skip_predeploy}")
-        return
-    path = path_for(run.settings.path(run.settings.reports_dir), "predeploy", run.candidate.id)
-    result = load_or_none(path)
-    reusable = (
-        result is not None
-        and result.passed
-        and result.complete
-        and not run.request.gate_args
-        and not run.request.skip_checks
-        and dt.datetime.now(dt.UTC) - result.finished_at() < dt.timedelta(minutes=PREDEPLOY_REUSE_MIN)
-        and result.production == run.services.data.identity(run.db)
-    )
-    if reusable:
-        run.log(f"   predeploy already passed for {run.candidate.id[:19]} on this production at {result.finished}: not repeated")
-        gates.log_checks(result, run.log)
-    else:
-        skips = gates.skip_args("predeploy", run.request.skip_checks, run.services.gates.check_names)
-        args = ["--candidate", run.request.candidate_ref, *skips, *run.request.gate_args]
-        result = run.services.gates.run_gate(run.settings, "predeploy", args, result_path=path, log=run.log)
-    run.record.exceptions.update({f"override {k}": v for k, v in result.overrides.items()})
-    run.record.gates += gates.rows(result)
-    run.record.notes += gates.notes(result)
-    failed = result.failed()
-    run.reversible = not any(c.category == "reversal" for c in failed)
-    if failed and run.request.accept_incompatible and all(c.category == "compat" for c in failed):
-        run.hold = run.request.accept_incompatible
-        run.record.exceptions["accept incompatible"] = run.hold
-        run.record.notes.append(f"incompatibility accepted ({run.hold}): deploying behind a maintenance hold")
-        run.log("   incompatible, accepted: the proxy will answer 503 + Retry-After during migrate-and-switch")
-        return
-    if failed:
-        raise StageFailed(f"predeploy failed: {', '.join(c.name for c in failed)}")
+    """The predeploy gate (``predeploy.judge_predeploy``) into the record; a refusal fails the step."""
+    verdict = predeploy.judge_predeploy(predeploy.PredeployGate.of(run))
+    run.record.exceptions.update(verdict.exceptions)
+    run.record.gates += verdict.rows
+    run.record.notes += verdict.notes
+    if verdict.reversible is not None:
+        run.reversible = verdict.reversible
+    if verdict.hold:
+        run.hold = verdict.hold
+    if verdict.refusal:
+        raise StageFailed(verdict.refusal)
 
 
 def plan_migrations(run: DeployRun) -> None:
-    """What the candidate would apply to production now (read-only), and where reversal would go."""
-    plan = run.prober(run.candidate).plan()
-    run.plan, run.plan_labels = plan, plan.labels
-    run.reversal_targets = plan.reversal_targets()
-    run.reversible = run.reversible and plan.reversible
-    run.record.plan = [PlanRecord(label=s.label, operations=s.operations, sql=s.sql) for s in plan.steps]
-    run.log(f"   plan: {plan.labels or 'no migrations'}; reversal targets {run.reversal_targets}")
+    """What the candidate would apply (``schema.plan_schema``), and where reversal would go, into the run."""
+    planned = schema.plan_schema(schema.SchemaPlanning.of(run))
+    run.plan, run.plan_labels = planned.plan, planned.plan.labels
+    run.reversal_targets = planned.reversal_targets
+    run.reversible = planned.reversible
+    run.record.plan = list(planned.records)
 
 
 def describe_dry_run(run: DeployRun) -> None:
@@ -139,15 +104,9 @@ def describe_dry_run(run: DeployRun) -> None:
 
 
 def take_backup(run: DeployRun) -> None:
-    """A fresh dump of production, checked against its manifest (read-only: a failure here changes nothing)."""
-    run.backup = run.services.backups.take_backup(run.platform, run.settings, run.db, say=run.log)
-    run.services.backups.check_integrity(run.backup)
-    run.record.backup = BackupRecord(
-        path=str(run.backup.path),
-        size=run.backup.size,
-        sha256=run.backup.sha256,
-        restore_verified="by the predeploy gate's restore of the same server's dump",
-    )
+    """A checked dump of production (``safekeeping.take_backup``), kept for a rollback's restore."""
+    taken = safekeeping.take_backup(safekeeping.BackupTaking.of(run))
+    run.backup, run.record.backup = taken.backup, taken.record
 
 
 def open_window(run: DeployRun) -> None:
@@ -158,17 +117,11 @@ def open_window(run: DeployRun) -> None:
 
 
 def start_new_color(run: DeployRun) -> None:
-    """The candidate on the new color, not yet routed to (a stale one from an earlier deploy goes first).
+    """The candidate on the new color, not yet routed to (``colors.start_color``); nothing of the run changes.
 
-    Its processes (workers) start with it when old and new code run on either schema;
-    behind a hold they wait for the migration (``start_new_processes``).
+    Behind a hold its processes wait for the migration (``start_new_processes``).
     """
-    stale = run.platform.color(run.new_color)
-    if stale is not None:
-        run.log(f"   removing the previous {run.new_color} ({stale.release})")
-        run.platform.remove_color(run.new_color)
-    processes = {} if run.hold else run.settings.app_processes
-    run.platform.start_color(run.new_color, run.candidate, app_environment(run.platform, run.settings), processes)
+    colors.start_color(colors.NewColor.of(run))
 
 
 def holding(run: DeployRun) -> bool:
@@ -196,30 +149,18 @@ def start_new_processes(run: DeployRun) -> None:
 
 
 def migrate_production(run: DeployRun) -> None:
-    """The candidate's migrations on production, by the candidate's image, with the rehearsed lock_timeout.
+    """The candidate's migrations on production (``schema.migrate_schema``) into the record and the run.
 
-    The rows migrate itself inserts (post_migrate's content types and permissions, a data
-    migration's rows) are found and recorded: bookkeeping, not the window's writes.
+    The rows migrate itself inserts are kept in the run before they are counted: should counting
+    them fail, the rollback that follows must still leave them out of the window's rows.
     """
-    before = run.services.data.max_ids(run.db)
-    done = run.prober(run.candidate).migrate()
-    for migration in done.migrations:
-        run.log(f"   {migration.label}: {migration.duration_s:.3f}s, {migration.strongest_locks()}")
-    run.record.migrations = [
-        MigrationRecord(
-            label=m.label,
-            duration_s=m.duration_s,
-            error=m.error,
-            locks=[LockRecord(table=t, mode=lock.mode, held_s=lock.held_s) for t, lock in sorted(m.locks.items())],
-        )
-        for m in done.migrations
-    ]
-    if not done.ok:
-        raise StageFailed(f"migrate failed on production: {done.error}")
-    run.migrate_writes = window.MigrateWrites.taken(before, done.inserted_xids)
-    own = window.describe_counts(run.services.data.migrate_rows(run.db, run.migrate_writes))
-    run.log(f"   migrate itself wrote {own}: bookkeeping, not the window's writes")
-    run.record.notes.append(f"migrate itself wrote {own}: bookkeeping, left out of the rows written during the window")
+    migration = schema.Migration.of(run)
+    migrated = schema.migrate_schema(migration)
+    run.record.migrations = list(migrated.migrations)
+    if migrated.failure:
+        raise StageFailed(migrated.failure)
+    run.migrate_writes = migrated.writes
+    run.record.notes.append(schema.migrate_bookkeeping(migration, migrated.writes))
 
 
 def wait_new_color_healthy(run: DeployRun) -> None:
@@ -244,87 +185,8 @@ def post_checks_on_new_color(run: DeployRun) -> None:
 
 
 def switch_traffic(run: DeployRun) -> None:
-    """Every new request to the new color; in-flight ones finish where they started."""
-    run.proxy.route(run.new_color)
-    run.switched_at = time.time()
-    run.log(f"   proxy -> {run.new_color}")
-
-
-@dataclass(frozen=True)
-class MonitorWindow:
-    """All the monitoring window may use (as nox's Session is all a session may use of its runner): the proxy's
-    access records and health URL, whether each proxy runs, the color watched, the limits, the log."""
-
-    switch: Switch
-    health: Callable[[str], HealthSample]
-    proxy_running: Callable[[str], bool]
-    color: str
-    window_s: int
-    threshold: int
-    health_path: str
-    say: Say
-
-    @classmethod
-    def of(cls, run: DeployRun) -> MonitorWindow:
-        s = run.settings
-        return cls(
-            switch=run.proxy,
-            health=run.services.health,
-            proxy_running=run.platform.proxy_running,
-            color=run.new_color,
-            window_s=s.monitor_window_s,
-            threshold=s.monitor_max_errors,
-            health_path=s.health_path,
-            say=run.log,
-        )
-
-
-@dataclass(frozen=True)
-class MonitorVerdict:
-    """What the window saw, for the record, and the notes that go with it."""
-
-    monitoring: MonitoringRecord
-    notes: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return self.monitoring.decision == "ok"
-
-
-def watch_window(window: MonitorWindow) -> MonitorVerdict:
-    """Errors per color from the proxy's log (what users saw), and health, for the configured window."""
-    last = [0.0]
-
-    def tick(state: monitor.MonitorState) -> None:
-        if time.time() - last[0] >= 5 or state.decision:
-            last[0] = time.time()
-            window.say("   " + state.line())
-
-    state = monitor.watch(
-        lambda since: window.switch.records(since=since),
-        lambda: window.health(f"{window.switch.url}{window.health_path}"),
-        window.color,
-        window_s=window.window_s,
-        threshold=window.threshold,
-        on_tick=tick,
-    )
-    notes = []
-    # A node lost in the window takes its proxy with it: the verdict is the other proxies'. Said, not hidden.
-    down = [name for name in window.switch.instances if not window.proxy_running(name)]
-    if down:
-        notes.append(
-            f"monitoring: the proxy on {', '.join(down)} did not run at the end of the window; {state.decision} through the others"
-        )
-        window.say(f"   {notes[-1]}")
-    monitoring = MonitoringRecord(
-        window_s=window.window_s,
-        threshold=window.threshold,
-        requests_by_color=dict(state.requests_by_color),
-        errors_by_color=dict(state.errors_by_color),
-        health_failures=state.health_failures,
-        decision=state.decision or "",
-    )
-    return MonitorVerdict(monitoring, notes)
+    """Every new request to the new color (``colors.switch_to``); the run keeps when."""
+    run.switched_at = colors.switch_to(colors.TrafficSwitch.of(run)).at
 
 
 def monitor_window(run: DeployRun) -> None:
@@ -340,28 +202,9 @@ def post_checks_through_proxy(run: DeployRun) -> None:
     _post_checks(run, "proxy", since=run.switched_at)
 
 
-def _recent_digests(run: DeployRun) -> set[str]:
-    """Image ids of the last ``keep_releases`` successful deploys (this one included) and of what runs."""
-    deployed = [e.image_digest for e in run.services.ledger.entries(run.db, "deploy") if e.outcome == "succeeded" and e.image_digest]
-    keep = set(deployed[-(run.settings.keep_releases - 1) :]) if run.settings.keep_releases > 1 else set()
-    keep.add(run.candidate.id)
-    for color in (run.new_color, run.old_color):
-        state = run.platform.color(color)
-        if state is not None:
-            keep.add(state.image_id)
-    return keep
-
-
 def finish(run: DeployRun) -> None:
-    """The ledger says succeeded; the old color is stopped (kept for a rollback); retention runs."""
-    run.record_in_ledger("succeeded")
-    if run.platform.color(run.old_color) is not None:
-        run.platform.stop_color(run.old_color)
-        run.log(f"   stopped {run.old_color} (kept for rollback)")
-    for path in run.services.backups.apply_retention(run.settings):
-        run.log(f"   retention: removed {path.name}")
-    for tag in run.platform.prune_releases(keep=_recent_digests(run)):
-        run.log(f"   retention: removed image {tag}")
+    """The ledger says succeeded, the old color stops (kept for a rollback), retention runs (``colors.finish_deploy``)."""
+    colors.finish_deploy(colors.Finish.of(run))
 
 
 DEPLOY: tuple[Step, ...] = (
