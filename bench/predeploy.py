@@ -1,7 +1,10 @@
-"""The predeploy benchmark, as a ratio against a baseline measured in the same run (absolute times are noisy here).
+"""The predeploy benchmark, as a ratio against baselines measured in the same run (absolute times are noisy here).
 
-The pre-deploy gate's wall time split by stage, beside a raw ``pg_dump | pg_restore``
-of the same database into the same Postgres image (``nox -s bench -- predeploy``).
+The pre-deploy gate's wall time split by stage, for each backup method (physical: pg_basebackup and
+a copy started on it; logical: pg_dump and a restore), beside a raw ``pg_basebackup`` and a raw
+``pg_dump | pg_restore`` of the same database (``nox -s bench -- predeploy``). Also: how long the
+copy takes to answer, the disk each copy uses, and deploygate's own peak memory (the gate's pytest
+process, its children's containers excluded).
 """
 
 from __future__ import annotations
@@ -13,36 +16,61 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import settings as bench_settings
 from bench.settings import free_port
 from deploygate import app_checks, config, production, rehearsal
-from deploygate.backup import take_backup
+from deploygate.backup_physical import take_by_method
+from deploygate.database import connect as connect_db
 from deploygate.errors import DeployGateError
 from deploygate.log import Say, quiet
 from deploygate.packages import apt_install
 from deploygate.platform import Platform, connect
+from deploygate.platform.scratch import COPIES_DIR
 
 BENCH_PROJECT = "dgbench"
 
 
+METHODS = ("physical", "logical")
+
+
 @dataclass
-class PredeployBench:
-    rows: int
+class MethodRun:
+    """One backup method's gate at one size."""
+
     stages: dict[str, float] = field(default_factory=dict)
     gate_wall_s: float = 0.0
     gate_passed: bool = False
-    baseline_s: float = 0.0
+    gate_rss_mb: float = 0.0  # peak resident memory of the gate's pytest process
+    copy_ready_s: float = 0.0
+    copy_disk_mb: float = 0.0  # what the copy wrote (physical) or holds (logical: the restored database)
 
     @property
     def stages_total_s(self) -> float:
         return sum(v for k, v in self.stages.items() if not k.startswith("  of which"))
 
-    @property
-    def ratio(self) -> float:
-        return self.gate_wall_s / self.baseline_s if self.baseline_s else float("nan")
+
+@dataclass
+class PredeployBench:
+    rows: int
+    database_mb: float = 0.0
+    baseline_s: float = 0.0  # raw pg_dump | pg_restore
+    basebackup_s: float = 0.0  # raw pg_basebackup
+    runs: dict[str, MethodRun] = field(default_factory=dict)
+
+    def ratio(self, method: str) -> float:
+        run = self.runs.get(method)
+        return run.gate_wall_s / self.baseline_s if run and self.baseline_s else float("nan")
+
+
+def _host_client() -> None:
+    """Debian's postgresql-client on this host (installed when missing): the baselines' tools."""
+    if shutil.which("pg_dump") is None or shutil.which("pg_basebackup") is None:
+        failure = apt_install("postgresql-client")
+        if failure:
+            raise DeployGateError(f"the baselines need pg_dump and pg_basebackup on this host: {failure}")
 
 
 def _raw_dump_restore(platform: Platform, settings: config.Settings) -> float:
@@ -51,10 +79,7 @@ def _raw_dump_restore(platform: Platform, settings: config.Settings) -> float:
     The host's own client tools (Debian's postgresql-client, installed when missing) stream
     from one server to the other: the plainest copy there is, as the baseline.
     """
-    if shutil.which("pg_dump") is None:
-        failure = apt_install("postgresql-client")
-        if failure:
-            raise DeployGateError(f"the baseline needs pg_dump on this host: {failure}")
+    _host_client()
     source = platform.database()
     with rehearsal.empty_database(platform, settings, platform.database_image()) as target:
         copy = target.host_address
@@ -78,19 +103,47 @@ def _raw_dump_restore(platform: Platform, settings: config.Settings) -> float:
             return time.monotonic() - started
 
 
-def _stage_times(platform: Platform, settings: config.Settings, candidate: str) -> dict[str, float]:
-    """The gate's own library calls, in the gate's order, each timed."""
+def _raw_basebackup(platform: Platform) -> float:
+    """Seconds for a plain ``pg_basebackup -Fp -X stream`` of production by the host's client: the other baseline."""
+    _host_client()
+    source = platform.database()
+    with tempfile.TemporaryDirectory(prefix="dgbench-base-") as target:
+        started = time.monotonic()
+        subprocess.run(
+            ["pg_basebackup", "-h", source.host, "-p", str(source.port), "-U", source.user, "-D", f"{target}/data"]
+            + ["-Fp", "-X", "stream", "--checkpoint=fast", "--no-password"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PGPASSWORD": source.password},
+        )
+        return time.monotonic() - started
+
+
+def _copy_disk_bytes(copy: rehearsal.DatabaseCopy, backup_dir: Path, method: str) -> int:
+    """What the copy costs on disk: its overlay's upper directory (physical), or the restored database (logical)."""
+    if method == "physical":
+        copies = backup_dir / COPIES_DIR
+        return sum(p.stat().st_size for p in copies.rglob("*") if p.is_file())
+    with connect_db(copy.host_address) as conn:
+        return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+
+def _stage_times(platform: Platform, settings: config.Settings, candidate: str, method: str) -> tuple[dict[str, float], int, float]:
+    """The gate's own library calls, in the gate's order, each timed; with the copy's disk and ready time."""
     times: dict[str, float] = {}
     started = time.monotonic()
     image = platform.resolve_image(candidate, quiet)
     db = platform.database()
     times["candidate_image"] = time.monotonic() - started
     started = time.monotonic()
-    backup = take_backup(platform, settings, db, say=quiet)
+    backup = take_by_method(platform, settings, db, say=quiet)
+    if backup.method != method:
+        raise DeployGateError(f"asked for a {method} backup, got a {backup.method} one")
     times["backup"] = time.monotonic() - started
     started = time.monotonic()
     with rehearsal.database_copy(platform, settings, platform.database_image(), backup, say=quiet) as copy:
-        times["copy_restore_verify"] = time.monotonic() - started
+        times["copy_ready" if method == "physical" else "copy_restore_verify"] = time.monotonic() - started
+        ready_s = time.monotonic() - started
         done = rehearsal.rehearse(platform, settings, image, copy, say=quiet)
         if app_checks.configured(settings):
             started = time.monotonic()
@@ -103,7 +156,18 @@ def _stage_times(platform: Platform, settings: config.Settings, candidate: str) 
         started = time.monotonic()
         rehearsal.reverse(platform, settings, done, copy, say=quiet)
         times["reversal"] = time.monotonic() - started
-    return {name: round(seconds, 2) for name, seconds in times.items()}
+        disk = _copy_disk_bytes(copy, settings.path(settings.backup_dir), method)
+    return {name: round(seconds, 2) for name, seconds in times.items()}, disk, round(ready_s, 2)
+
+
+def _timed_gate(argv: list[str], root: Path) -> tuple[float, bool, float]:
+    """Wall seconds, passed, and peak RSS (MB) of one gate run: ``wait4`` gives that child's own peak."""
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as output:
+        child = subprocess.Popen(argv, cwd=root, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    return round(time.monotonic() - started, 2), child.returncode == 0, round(usage.ru_maxrss / 1024, 1)
 
 
 def bench_predeploy(
@@ -139,20 +203,26 @@ def bench_predeploy(
             production.up(platform, settings, say=quiet)
             bench = PredeployBench(rows=rows)
             try:
-                say(f"[{rows:,} rows] baseline: pg_dump | pg_restore...")
+                with connect_db(platform.database()) as conn:
+                    bench.database_mb = round(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 1e6, 1)
+                say(f"[{rows:,} rows] baselines: pg_basebackup, then pg_dump | pg_restore...")
+                bench.basebackup_s = round(_raw_basebackup(platform), 2)
                 bench.baseline_s = round(_raw_dump_restore(platform, settings), 2)
-                say(f"[{rows:,} rows] gate stages...")
-                bench.stages = _stage_times(platform, settings, candidate)
-                say(f"[{rows:,} rows] the whole gate (nox -s predeploy's pytest run)...")
-                argv = [sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--candidate", candidate]
-                if config_file:
-                    argv += ["--dg-config", config_file]
-                for name, value in overrides.items():
-                    argv += ["--dg-set", f"{name}={value}"]
-                started = time.monotonic()
-                done = subprocess.run(argv, cwd=root, capture_output=True, text=True)
-                bench.gate_wall_s = round(time.monotonic() - started, 2)
-                bench.gate_passed = done.returncode == 0
+                for method in METHODS:
+                    run = MethodRun()
+                    own_method = {**overrides, "backup_method": method}
+                    method_settings = settings.replace(backup_method=method)
+                    say(f"[{rows:,} rows] {method}: gate stages...")
+                    run.stages, disk, run.copy_ready_s = _stage_times(platform, method_settings, candidate, method)
+                    run.copy_disk_mb = round(disk / 1e6, 1)
+                    say(f"[{rows:,} rows] {method}: the whole gate (nox -s predeploy's pytest run)...")
+                    argv = [sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--candidate", candidate]
+                    if config_file:
+                        argv += ["--dg-config", config_file]
+                    for name, value in own_method.items():
+                        argv += ["--dg-set", f"{name}={value}"]
+                    run.gate_wall_s, run.gate_passed, run.gate_rss_mb = _timed_gate(argv, root)
+                    bench.runs[method] = run
             finally:
                 production.down(platform, settings, volumes=True)
             results.append(bench)
@@ -160,25 +230,44 @@ def bench_predeploy(
 
 
 def render(results: list[PredeployBench]) -> str:
-    """A markdown table: stages per size, the whole gate, the baseline and the ratio."""
-    stage_names = list(dict.fromkeys(name for r in results for name in r.stages))
-    header = "| stage | " + " | ".join(f"{r.rows:,} rows (s)" for r in results) + " |"
-    lines = [header, "|---|" + "---:|" * len(results)]
-    for name in stage_names:
-        lines.append(f"| {name} | " + " | ".join(f"{r.stages.get(name, 0):.2f}" for r in results) + " |")
-    lines.append("| **sum of stages** | " + " | ".join(f"{r.stages_total_s:.2f}" for r in results) + " |")
-    lines.append(
-        "| **whole gate (pytest tests_pre)** | "
-        + " | ".join(f"{r.gate_wall_s:.2f}" + ("" if r.gate_passed else " (FAILED)") for r in results)
-        + " |"
-    )
-    lines.append("| baseline: pg_dump \\| pg_restore | " + " | ".join(f"{r.baseline_s:.2f}" for r in results) + " |")
-    lines.append("| **ratio gate / baseline** | " + " | ".join(f"{r.ratio:.2f}x" for r in results) + " |")
+    """A markdown table: per size, the database, both baselines, and per method its stages, the whole gate,
+    its ratio to the pg_dump | pg_restore baseline, the copy's readiness and disk, and the gate's peak RSS."""
+    sizes = " | ".join(f"{r.rows:,} rows" for r in results)
+    lines = [f"| | {sizes} |", "|---|" + "---:|" * len(results)]
+
+    def row(label: str, cell) -> None:
+        lines.append(f"| {label} | " + " | ".join(cell(r) for r in results) + " |")
+
+    row("database (MB)", lambda r: f"{r.database_mb:,.0f}")
+    row("baseline: raw pg_basebackup (s)", lambda r: f"{r.basebackup_s:.2f}")
+    row("baseline: raw pg_dump \\| pg_restore (s)", lambda r: f"{r.baseline_s:.2f}")
+    for method in METHODS:
+        runs = [r.runs.get(method, MethodRun()) for r in results]
+        stage_names = list(dict.fromkeys(name for run in runs for name in run.stages))
+        for name in stage_names:
+            lines.append(f"| {method}: {name} (s) | " + " | ".join(f"{run.stages.get(name, 0):.2f}" for run in runs) + " |")
+        lines.append(f"| {method}: sum of stages (s) | " + " | ".join(f"{run.stages_total_s:.2f}" for run in runs) + " |")
+        lines.append(
+            f"| **{method}: whole gate (pytest tests_pre) (s)** | "
+            + " | ".join(f"{run.gate_wall_s:.2f}" + ("" if run.gate_passed else " (FAILED)") for run in runs)
+            + " |"
+        )
+        row(f"**{method}: gate / pg_dump \\| pg_restore**", lambda r, m=method: f"{r.ratio(m):.2f}x")
+        first = runs[0].gate_wall_s if runs else 0
+        lines.append(
+            f"| {method}: gate / gate at {results[0].rows:,} rows | "
+            + " | ".join(f"{run.gate_wall_s / first:.2f}x" if first else "n/a" for run in runs)
+            + " |"
+        )
+        lines.append(f"| {method}: copy ready (s) | " + " | ".join(f"{run.copy_ready_s:.2f}" for run in runs) + " |")
+        lines.append(f"| {method}: disk per copy (MB) | " + " | ".join(f"{run.copy_disk_mb:,.1f}" for run in runs) + " |")
+        lines.append(f"| {method}: gate peak RSS (MB) | " + " | ".join(f"{run.gate_rss_mb:,.0f}" for run in runs) + " |")
     return "\n".join(lines)
 
 
 def save(results: list[PredeployBench], reports_dir: Path) -> Path:
     reports_dir.mkdir(parents=True, exist_ok=True)
     path = reports_dir / f"bench_predeploy_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    path.write_text(json.dumps([{**r.__dict__, "ratio": r.ratio} for r in results], indent=2))
+    rows = [{**asdict(r), "ratios": {m: r.ratio(m) for m in r.runs}} for r in results]
+    path.write_text(json.dumps(rows, indent=2))
     return path
