@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from deploygate import __version__, config, production
 from deploygate import request_flags as flags
+from deploygate.cli_common import say_unfinished, settings_from
 from deploygate.deploy.abort import Aborted
 from deploygate.errors import DeployGateError
 from deploygate.platform import connect
@@ -24,11 +25,6 @@ def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _settings(args: argparse.Namespace) -> config.Settings:
-    overrides = config.parse_assignments([*getattr(args, "set_before", []), *getattr(args, "set_after", [])])
-    return config.load(getattr(args, "config", None), overrides=overrides)
-
-
 def cmd_engine(args: argparse.Namespace) -> int:
     client = ensure_engine(say=_say)
     info = client.version()
@@ -37,7 +33,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     platform = connect(settings, _say)
     found = [platform.service_image(name, _say) for name in ("postgres", "proxy")]
     found += [platform.resolve_image(name, _say) for name in args.release or [settings.release]]
@@ -47,7 +43,7 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     report = production.up(connect(settings, _say), settings, _say)
     total = report.timings["total_s"]
     if report.changes:
@@ -61,7 +57,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     removed = production.down(connect(settings, _say), settings, volumes=args.volumes)
     _say(f"removed {len(removed)} object(s)" + ("" if args.volumes else "; data volume kept (use --volumes to drop it)"))
     for item in removed:
@@ -73,23 +69,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 EXIT_UNFINISHED = 3
 
 
-def _say_unfinished(platform) -> bool:
-    """Say first, in one line, that a deploy is unfinished and what `rollback` will do; True if one is."""
-    from deploygate.deploy.state import unfinished_notice
-
-    try:
-        notice = unfinished_notice(platform.database())
-    except DeployGateError:
-        return False  # no production to ask yet: the command itself will say so
-    if notice:
-        print(notice, flush=True)
-    return notice is not None
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     platform = connect(settings, _say)
-    open_deploy = _say_unfinished(platform)
+    open_deploy = say_unfinished(platform)
     current = production.status(platform, settings)
     if current.live:
         hold = ", behind a maintenance hold" if current.live.hold else ""
@@ -110,7 +93,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from deploygate import deploy
     from deploygate.record import Outcome
 
-    settings = _settings(args)
+    settings = settings_from(args)
     reason = (args.reason or "").strip()
     if (args.accept_incompatible or args.skip_predeploy or args.skip_check) and not reason:
         raise config.ConfigError('--accept-incompatible, --skip-predeploy and --skip-check need --reason "why" (it is recorded)')
@@ -123,7 +106,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         skip_checks={name: reason for name in args.skip_check or ()},
     )
     platform = connect(settings, _say)
-    _say_unfinished(platform)
+    say_unfinished(platform)
     result = deploy.deploy(platform, settings, request)
     _say(f"{result.outcome.value}{': ' + result.detail if result.detail else ''}")
     return 0 if result.outcome in (Outcome.SUCCEEDED, Outcome.DRY_RUN) else 1
@@ -136,9 +119,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if args.accept_schema_mismatch and not reason:
         raise config.ConfigError('--accept-schema-mismatch needs --reason "why" (it is recorded)')
     accepted = reason if args.accept_schema_mismatch else None
-    settings = _settings(args)
+    settings = settings_from(args)
     platform = connect(settings, _say)
-    _say_unfinished(platform)
+    say_unfinished(platform)
     result = deploy.rollback(platform, settings, force=args.force, only_unfinished=args.if_unfinished, accept_schema_mismatch=accepted)
     if result is None:
         _say("no unfinished deploy: nothing to converge")
@@ -154,7 +137,7 @@ def cmd_predeploy(args: argparse.Namespace) -> int:
     from deploygate import resources
     from deploygate.deploy.gates import suite_argv
 
-    settings = _settings(args)
+    settings = settings_from(args)
     root = resources.bundle_root()
     # A test id (tests_pre/test_backup.py::test_backup_restores) names a file of the suite, not of this folder.
     ids = [str(root / arg) for arg in args.pytest_args if arg.startswith("tests_pre")]
@@ -288,7 +271,7 @@ def cmd_abort(args: argparse.Namespace) -> int:
     from deploygate.deploy import abort
     from deploygate.lock import DeployLock, LockHeld
 
-    settings = _settings(args)
+    settings = settings_from(args)
     db = connect(settings, _say).database()
     try:
         with DeployLock(db, settings.project):

@@ -25,12 +25,12 @@ def _err(message: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from deploygate import plan, plan_view
-    from deploygate.cli import _say_unfinished, _settings
+    from deploygate.cli_common import say_unfinished, settings_from
     from deploygate.platform import connect
 
-    settings = _settings(args)
+    settings = settings_from(args)
     platform = connect(settings, _err)
-    _say_unfinished(platform)
+    say_unfinished(platform)
     run = plan.gate_for_plan(platform, settings, args.candidate, _err)
     view = plan_view.build(run.result, reused=run.reused, secrets=run.secrets)
     markdown = plan_view.render_markdown(view)

@@ -16,11 +16,12 @@ from deploygate.config import Settings
 from deploygate.database import production_identity
 from deploygate.deploy import gates
 from deploygate.deploy.predeploy import PREDEPLOY_REUSE_MIN
-from deploygate.deploy.state import new_stamp, secrets_of
+from deploygate.deploy.state import new_stamp
 from deploygate.gate_result import GateResult
 from deploygate.log import DeployLog, Say
 from deploygate.plan_facts import REHEARSAL
 from deploygate.platform.base import Platform
+from deploygate.redaction import secrets_of
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from deploygate.platform.base import Platform
 from deploygate.platform.images import Image
 from deploygate.probe import MigrateResult, Prober
 from deploygate.proxy import Proxy, Route
+from deploygate.redaction import secrets_of
 
 
 @dataclass
@@ -57,8 +58,6 @@ def migrate_summary(tag: str, migrated: MigrateResult, seconds: float) -> str:
 
 
 def _secrets(platform: Platform, settings: Settings) -> list[str]:
-    from deploygate.deploy.state import secrets_of  # the deploy's list; imported here: deploy.state imports this module
-
     return secrets_of(settings, platform.database())
 
 

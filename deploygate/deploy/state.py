@@ -15,13 +15,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from deploygate import ledger
-from deploygate.app import secret_values
 from deploygate.backup import Backup
 from deploygate.config import Settings
-from deploygate.database import DatabaseAddress, db_password
+from deploygate.database import DatabaseAddress
 from deploygate.deploy.services import Ledger, Probe, Services, Switch
 from deploygate.errors import DeployGateError
 from deploygate.log import DeployLog
@@ -30,6 +28,7 @@ from deploygate.platform.images import Image
 from deploygate.probe import MigrationPlan
 from deploygate.proxy import Route
 from deploygate.record import DeployRecord, ImageRecord, Outcome, RouteRecord, StageRecord
+from deploygate.redaction import secrets_of
 from deploygate.window import MigrateWrites
 
 if TYPE_CHECKING:
@@ -247,12 +246,6 @@ class DeployRun:
         if checkpoint.backup_manifest and Path(checkpoint.backup_manifest).exists():
             self.backup = self.services.backups.load_backup(Path(checkpoint.backup_manifest))
         self.touched = True
-
-
-def secrets_of(settings: Settings, db: DatabaseAddress) -> list[str]:
-    """Every value the deploy's log must never show: the database password (also as a URL has it) and the app's secrets."""
-    passwords = {db.password, db_password(settings)}
-    return [*passwords, *(quote(p, safe="") for p in passwords), *secret_values(settings).values()]
 
 
 def one_line(exc: BaseException) -> str:
