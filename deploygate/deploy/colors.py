@@ -171,7 +171,8 @@ def finish_deploy(finish: Finish) -> Finished:
         finish.say(f"   retention: removed {path.name}")
         backups.append(path.name)
     images = []
-    for tag in finish.platform.prune_releases(keep=_recent_digests(finish)):
+    ours = {e.image_digest for e in finish.deploys() if e.image_digest}
+    for tag in finish.platform.prune_releases(keep=_recent_digests(finish), ours=ours):
         finish.say(f"   retention: removed image {tag}")
         images.append(tag)
     return Finished(stopped, tuple(backups), tuple(images))

@@ -112,8 +112,9 @@ class Platform(Protocol):
     def service_image(self, name: str, say: Say) -> Image:
         """deploygate's own images: ``postgres`` (production's major) and ``proxy``."""
 
-    def prune_releases(self, keep: set[str]) -> list[str]:
-        """Remove release images of the app whose id is not in ``keep``; returns the tags removed."""
+    def prune_releases(self, keep: set[str], ours: set[str]) -> list[str]:
+        """Remove release images of the app whose id is in ``ours`` (this production deployed them) and not in
+        ``keep``; returns the tags removed."""
 
     # --- production's database
     def ensure_database(self, image: Image, password: str) -> list[str]:

@@ -144,8 +144,8 @@ class DockerHost(ProjectObjects):
         builders = {"postgres": images.postgres_image, "proxy": images.haproxy_image}
         return builders[name](self.client, self.settings, say)
 
-    def prune_releases(self, keep: set[str]) -> list[str]:
-        return images.prune_releases(self.client, self.settings, keep=keep)
+    def prune_releases(self, keep: set[str], ours: set[str]) -> list[str]:
+        return images.prune_releases(self.client, self.settings, keep=keep, ours=ours)
 
     # --- production's database -------------------------------------------------------------------
 

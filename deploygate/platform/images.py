@@ -332,17 +332,19 @@ def resolve_candidate(client: docker.DockerClient, settings: Settings, candidate
     return Image(tag=candidate, id=found.id, built=False)
 
 
-def prune_releases(client: docker.DockerClient, settings: Settings, *, keep: set[str]) -> list[str]:
-    """Remove release images deploygate built from app.source (``app_image``) whose id is not in ``keep``.
+def prune_releases(client: docker.DockerClient, settings: Settings, *, keep: set[str], ours: set[str]) -> list[str]:
+    """Remove release images deploygate built from app.source (``app_image``) whose id is in ``ours`` and not in ``keep``.
 
-    Images deploygate did not build (a user's, from their CI) are never touched, nor is an
+    ``ours``: the images this production's ledger says it deployed. Another production on the same
+    engine (or a test run beside this one) builds the same repository's images: never this one's to
+    remove. Images deploygate did not build (a user's, from their CI) are never touched, nor is an
     image still used by a container (the engine refuses, and we skip it). Returns the tags removed.
     """
     if not (settings.app_source and settings.app_image):
         return []
     removed = []
     for image in client.images.list(name=settings.app_image, filters={"label": "deploygate.release"}):
-        if image.id in keep:
+        if image.id in keep or image.id not in ours:
             continue
         try:
             for tag in image.tags:

@@ -83,11 +83,11 @@ class SwarmPlatform(SwarmObjects):
     def service_image(self, name: str, say: Say) -> Image:
         return self._distribute(self.local.service_image(name, say))
 
-    def prune_releases(self, keep: set[str]) -> list[str]:
-        removed = self.local.prune_releases(keep)
+    def prune_releases(self, keep: set[str], ours: set[str]) -> list[str]:
+        removed = self.local.prune_releases(keep, ours)
         for node in self._images.engines().values():
             # Best effort: a node's engine refuses to remove what a task still uses.
-            images.prune_releases(node, self.settings, keep=keep)
+            images.prune_releases(node, self.settings, keep=keep, ours=ours)
         return removed
 
     # --- production's database -------------------------------------------------------------------

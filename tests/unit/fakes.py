@@ -132,7 +132,7 @@ class FakePlatform:
             raise StackError(f"no image {reference}")
         return Image(tag=f"app:{reference}", id=f"sha256:{reference}", built=False)
 
-    def prune_releases(self, keep: set[str]) -> list[str]:
+    def prune_releases(self, keep: set[str], ours: set[str]) -> list[str]:
         self.world.touch("platform.prune_releases")
         return []
 

@@ -72,3 +72,32 @@ def test_python_version_follows_the_debian_suite(tmp_path: Path) -> None:
     assert images.python_version(settings.replace(debian_suite="trixie")) == "3.13"
     with pytest.raises(ConfigError, match="no Python version known for Debian sid"):
         images.python_version(settings.replace(debian_suite="sid"))
+
+
+class _FakeImage:
+    def __init__(self, image_id: str, *tags: str) -> None:
+        self.id, self.tags = image_id, list(tags)
+
+
+class _FakeImages:
+    """The two calls prune_releases makes of docker's image collection (the rest is the engine's)."""
+
+    def __init__(self, *found: _FakeImage) -> None:
+        self.found, self.removed = list(found), []
+
+    def list(self, name: str, filters: dict) -> list[_FakeImage]:
+        return self.found
+
+    def remove(self, tag: str) -> None:
+        self.removed.append(tag)
+
+
+def test_pruning_removes_only_this_productions_old_releases(tmp_path: Path) -> None:
+    settings = config.load(root=tmp_path, environ={}).replace(app_source="demo", app_image="shop")
+    client = type("Client", (), {})()
+    client.images = _FakeImages(
+        _FakeImage("sha256:old", "shop:1"), _FakeImage("sha256:kept", "shop:2"), _FakeImage("sha256:theirs", "shop:9")
+    )
+    removed = images.prune_releases(client, settings, keep={"sha256:kept"}, ours={"sha256:old", "sha256:kept"})
+    # shop:9 was built by another production on the same engine (or a parallel test run): not this one's to remove.
+    assert removed == ["shop:1"] and client.images.removed == ["shop:1"]

@@ -265,12 +265,13 @@ def _finish(platform: FakePlatform, world: World, lines: list[str], **changes: o
 
 
 def test_finish_records_success_first_then_stops_the_old_color_and_applies_retention(tmp_path: Path, world: World) -> None:
-    platform, lines, kept = _platform(tmp_path, world), [], []
-    platform.prune_releases = lambda keep: kept.append(keep) or ["app:v0"]
+    platform, lines, kept, offered = _platform(tmp_path, world), [], [], []
+    platform.prune_releases = lambda keep, ours: kept.append(keep) or offered.append(ours) or ["app:v0"]
     finished = colors.finish_deploy(_finish(platform, world, lines))
     assert finished == colors.Finished(stopped="blue", removed_backups=("backup_1.dump",), removed_images=("app:v0",))
     assert world.calls == ["ledger succeeded", "platform.stop_color blue"] and not world.colors["blue"].running
     assert kept == [{"sha256:v0", "sha256:v2", "sha256:v1"}]  # the last succeeded deploy, the candidate, what runs
+    assert offered == [{"sha256:v0", "sha256:v1"}]  # only what this production's ledger deployed may go
     assert lines == ["   stopped blue (kept for rollback)", "   retention: removed backup_1.dump", "   retention: removed image app:v0"]
 
 
