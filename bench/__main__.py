@@ -35,7 +35,7 @@ def run_predeploy(args: argparse.Namespace) -> int:
     results = predeploy.bench_predeploy(ROOT, args.rows, candidate=args.candidate, say=_say, sets=args.sets, config_file=args.config)
     print(predeploy.render(results))
     _say(f"saved {predeploy.save(results, _reports(args))}")
-    return 0 if all(r.gate_passed for r in results) else 1
+    return 0 if all(run.gate_passed for r in results for run in r.runs.values()) else 1
 
 
 def run_soak(args: argparse.Namespace) -> int:
