@@ -1,14 +1,18 @@
 """Fingerprints of a database's content, to prove that no row was lost or altered.
 
-Tables are matched by OID and columns by attribute number, which survive renames: a
-RenameModel or RenameField maps itself, with no knowledge of the app. Each table gets an
+Tables are matched by OID, which survives renames: a RenameModel maps itself, with no
+knowledge of the app. Columns are matched by name first, then a column whose name is gone
+by its attribute number when the column there has a name the table did not have (a
+RenameField keeps the number). A column dropped and re-created keeps its name and type but
+not its number: a reversal that re-adds a dropped column puts it last, which is a changed
+column order (``ContentDiff.reordered_columns``), not a lost column. Each table gets an
 order-independent checksum of its rows' text (``t::text``), which names no column, so a
 rename leaves it unchanged while a changed cell or a lost row does not. Values are
 compared as text, so a column whose type changed (varchar(100) -> varchar(120), integer
 -> varchar) still matches when no value changed, and does not when one did. When a
 migration adds columns, the table after it is also hashed over just the columns it had
-before (``ROW(...)::text`` of those equals the old ``t::text``), so old content is still
-proven. Where the primary key is an integer, the rows that existed before (key up to the
+before, in their old order (``ROW(...)::text`` of those equals the old ``t::text``), so
+old content is still proven; so is a table whose columns changed order. Where the primary key is an integer, the rows that existed before (key up to the
 old maximum) are hashed apart from the rest, so rows added since (such as the ContentType
 and Permission rows Django's post_migrate creates) are listed instead of hiding the proof.
 One scan per table, one hash per row: cheap enough at millions of rows.
@@ -49,6 +53,56 @@ class Column:
     type: str
 
 
+@dataclass(frozen=True)
+class ColumnMatch:
+    """How one table's columns before pair with its columns after (``match_columns``)."""
+
+    pairs: list[tuple[Column, Column]]  # (before, after), in the order of before
+    dropped: list[Column]
+    added: list[Column]
+
+    @property
+    def renamed(self) -> list[tuple[str, str]]:
+        return [(old.name, new.name) for old, new in self.pairs if old.name != new.name]
+
+    @property
+    def reordered(self) -> bool:
+        """The columns kept are no longer in their old relative order (one was re-created after another)."""
+        numbers = [new.attnum for _, new in self.pairs]
+        return numbers != sorted(numbers)
+
+    def order(self, side: int) -> list[str]:
+        """The names of the paired columns in their order before (``side`` 0) or after (1)."""
+        kept = sorted(self.pairs, key=lambda pair: pair[side].attnum)
+        return [pair[1].name for pair in kept]
+
+
+def match_columns(old: dict[int, Column], new: dict[int, Column], *, same_object: bool = True) -> ColumnMatch:
+    """Pair a table's columns before with its columns after: by name (and so type, compared by the caller),
+    then, for a column whose name is gone, with the column at its attribute number when that one's name is
+    new (a rename: same table object only, a re-created table numbers its columns afresh).
+
+    Names come first because a column dropped and re-created (a reversal re-adding what the plan dropped)
+    keeps its name but not its number; a number pairs only what a name cannot.
+    """
+    by_name = {column.name: column for column in new.values()}
+    old_names = {column.name for column in old.values()}
+    pairs, dropped, used = [], [], set()
+    for attnum in sorted(old):
+        column = old[attnum]
+        partner = by_name.get(column.name)
+        if partner is None and same_object:
+            at_number = new.get(attnum)
+            partner = at_number if at_number is not None and at_number.name not in old_names else None
+        if partner is None or partner.attnum in used:
+            dropped.append(column)
+            continue
+        used.add(partner.attnum)
+        pairs.append((column, partner))
+    added = [new[n] for n in sorted(new) if n not in used]
+    return ColumnMatch(pairs=pairs, dropped=dropped, added=added)
+
+
 @dataclass
 class TableFingerprint:
     """One table's identity, size and content checksum."""
@@ -59,7 +113,8 @@ class TableFingerprint:
     rows: int
     columns: dict[int, Column]
     row_hash: int = 0
-    # The content hashed over only the columns a reference fingerprint had (set when columns were added).
+    # The content hashed over only the columns a reference fingerprint had, in its order (set when
+    # columns were added or changed order).
     projected_hash: int | None = None
     max_pk: int | None = None  # the largest integer primary key (None: no rows, or no single integer key)
     # With a reference that had max_pk: its rows (key up to that maximum), counted and hashed as it hashed them,
@@ -77,18 +132,21 @@ def fingerprint(
 ) -> dict[int, TableFingerprint]:
     """Every table of ``schemas`` with its row count and content hash, keyed by OID.
 
-    With ``reference`` (an earlier fingerprint of the same database), a table that has
-    gained columns since is also hashed over the reference's columns, and a table with an
+    With ``reference`` (an earlier fingerprint of the same database; tables found by OID,
+    else by name), a table that has gained columns or whose columns changed order since is
+    also hashed over the reference's columns in the reference's order, and a table with an
     integer primary key has its reference rows hashed apart from rows added since.
     """
     result: dict[int, TableFingerprint] = {}
+    by_name = {t.name: t for t in reference.values()} if reference else {}
     with connect(address) as conn:
         for oid, schema, table, relfilenode, pk in conn.execute(_TABLES_SQL, [list(schemas)]).fetchall():
             columns = {n: Column(n, name, typ) for n, name, typ in conn.execute(_COLUMNS_SQL, [oid]).fetchall()}
-            old = reference.get(oid) if reference else None
-            projected = old is not None and set(old.columns) < set(columns)
+            old = (reference.get(oid) or by_name.get(f"{schema}.{table}")) if reference else None
+            match = match_columns(old.columns, columns, same_object=old.oid == oid) if old is not None else None
+            projected = match is not None and not match.dropped and bool(match.added or match.reordered)
             row_text = (
-                sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier(columns[n].name) for n in sorted(old.columns)))
+                sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier(new.name) for _, new in match.pairs))
                 if projected
                 else sql.SQL("t::text")
             )
@@ -179,6 +237,11 @@ class ContentDiff:
     dropped_tables: list[str] = field(default_factory=list)
     added_columns: list[tuple[str, str]] = field(default_factory=list)
     dropped_columns: list[tuple[str, str]] = field(default_factory=list)
+    # table, its columns' order before, after: every column kept under its name, one re-created after others
+    # (a reversal re-adds a dropped column last). Not a problem when every value under each name matches:
+    # Django names each column it reads and writes; only SQL relying on column order (SELECT *, INSERT
+    # without a column list) would notice.
+    reordered_columns: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
     row_count_changes: list[tuple[str, int, int]] = field(default_factory=list)
     changed_columns: list[tuple[str, str]] = field(default_factory=list)
     retyped_columns: list[tuple[str, str]] = field(default_factory=list)  # table, "column (old -> new)"
@@ -201,6 +264,13 @@ class ContentDiff:
         """Same tables, columns, names and rows (renames included); only Django's bookkeeping may differ
         (rows post_migrate added, a ContentType renamed with its model)."""
         return self.data_intact and not (self.renamed_tables or self.renamed_columns or self.added_tables or self.added_columns)
+
+    def notes(self) -> list[str]:
+        """What differs without being a problem: a changed column order."""
+        return [
+            f"{t}: column order changed ({', '.join(a)} -> {', '.join(b)}); every value is the same under its name"
+            for t, a, b in self.reordered_columns
+        ]
 
     def problems(self) -> list[str]:
         lines = [f"table {t} dropped" for t in self.dropped_tables]
@@ -256,27 +326,17 @@ def compare(
             diff.added_rows.append(AddedRows(new.name, new.rows - old.rows, sample, by_post_migrate=new.name in bookkeeping.post_migrate))
         elif new.rows != old.rows:
             diff.row_count_changes.append((new.name, old.rows, new.rows))
-        # Columns by attnum when the table is the same object, by name when it was re-created.
-        same_object = new.oid == old.oid
-        new_by_name = {c.name: c for c in new.columns.values()}
-        seen_new = set()
-        retyped = []
-        dropped = False
-        for attnum, column in old.columns.items():
-            partner = new.columns.get(attnum) if same_object else new_by_name.get(column.name)
-            if partner is None:
-                diff.dropped_columns.append((new.name, column.name))
-                dropped = True
-                continue
-            seen_new.add(partner.attnum)
-            if partner.name != column.name:
-                diff.renamed_columns.append((new.name, column.name, partner.name))
-            if partner.type != column.type:
-                retyped.append(f"{partner.name} ({column.type} -> {partner.type})")
+        # Columns by name, then by attnum for a rename (match_columns).
+        match = match_columns(old.columns, new.columns, same_object=new.oid == old.oid)
+        diff.dropped_columns += [(new.name, column.name) for column in match.dropped]
+        diff.renamed_columns += [(new.name, before, after) for before, after in match.renamed]
+        retyped = [f"{b.name} ({a.type} -> {b.type})" for a, b in match.pairs if a.type != b.type]
         diff.retyped_columns += [(new.name, text) for text in retyped]
+        if match.reordered and not match.dropped:
+            diff.reordered_columns.append((new.name, match.order(0), match.order(1)))
         # (Grown: the old rows were compared above. With a dropped column the rest cannot be
         # compared: the drop itself is reported.)
-        if not (grown or dropped or renamed_by_django) and comparable != old.row_hash:
+        if not (grown or match.dropped or renamed_by_django) and comparable != old.row_hash:
             diff.changed_columns.append((new.name, ", ".join(retyped) if retyped else "row content"))
-        diff.added_columns += [(new.name, c.name) for n, c in new.columns.items() if n not in seen_new]
+        diff.added_columns += [(new.name, column.name) for column in match.added]
     return diff

@@ -57,7 +57,11 @@ def test_no_row_lost_or_altered(rehearsed, gate_measure) -> None:
     gate_measure(f"{len(unexplained)} tables changed", "0")
     assert not unexplained, "content changed by the migration: " + "; ".join(unexplained)
     rows = sum(t.rows for t in rehearsed.after.values())
-    print(f"{len(rehearsed.after)} tables, {rows:,} rows: row counts and content hashes equal (renames mapped by OID and column number)")
+    print(
+        f"{len(rehearsed.after)} tables, {rows:,} rows: row counts and content hashes equal (renames mapped by OID, columns by name or number)"
+    )
+    for note in diff.notes():
+        print(f"  {note}")
     for table, column in diff.retyped_columns:
         print(f"  {table}.{column}: type changed, every value the same as text")
     for added in diff.post_migrate_rows:
@@ -93,6 +97,8 @@ def test_migrations_are_reversible(reversed_copy, rehearsed, gate_measure) -> No
         f"after reversal the copy differs from production: {leftovers or diff.renamed_tables or diff.renamed_columns}"
     )
     print(f"reversed {[m.label for m in reversed_copy.applied]} in {reversed_copy.duration_s:.2f}s: content identical")
+    for note in diff.notes():
+        print(f"  {note}")
     for added in diff.post_migrate_rows:
         print(f"  kept: {added.describe()} (Django leaves them; harmless to the release serving now)")
 

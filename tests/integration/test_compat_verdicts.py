@@ -293,6 +293,7 @@ def _describe(diff: ContentDiff) -> str:
     lines += [f"column {table}.{old} is now {new}" for table, old, new in diff.renamed_columns]
     lines += [f"table {table} added" for table in diff.added_tables]
     lines += [f"column {table}.{column} added" for table, column in diff.added_columns]
+    lines += diff.notes()
     return "; ".join(lines) or "identical"
 
 
