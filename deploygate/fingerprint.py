@@ -16,6 +16,12 @@ old content is still proven; so is a table whose columns changed order. Where th
 old maximum) are hashed apart from the rest, so rows added since (such as the ContentType
 and Permission rows Django's post_migrate creates) are listed instead of hiding the proof.
 One scan per table, one hash per row: cheap enough at millions of rows.
+
+With ``rows_of`` only the tables named are hashed (the rehearsal names those its plan
+changes: ``scope.content_tables``); every other table is fingerprinted from the catalog
+alone (OID, relfilenode, columns; its row count is the statistics' estimate) and proven
+untouched from the copy's statistics (``deploygate.table_writes``). Statistics can prove
+that only on PostgreSQL 15 and later, so an older server has every table hashed.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
+from deploygate.columns import Column, match_columns
 from deploygate.database import DatabaseAddress, connect
+from deploygate.table_writes import Writes, by_statistics
 
 _TABLES_SQL = """
-SELECT c.oid, n.nspname, c.relname, c.relfilenode,
+SELECT c.oid, n.nspname, c.relname, c.relfilenode, pg_stat_get_live_tuples(c.oid),
        (SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
         WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1
           AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)) AS integer_pk
@@ -44,63 +52,6 @@ WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum
 """
 # Rows added since the reference, shown as their text: enough to recognise them, never the whole table.
 ADDED_SAMPLE = 10
-
-
-@dataclass(frozen=True)
-class Column:
-    attnum: int
-    name: str
-    type: str
-
-
-@dataclass(frozen=True)
-class ColumnMatch:
-    """How one table's columns before pair with its columns after (``match_columns``)."""
-
-    pairs: list[tuple[Column, Column]]  # (before, after), in the order of before
-    dropped: list[Column]
-    added: list[Column]
-
-    @property
-    def renamed(self) -> list[tuple[str, str]]:
-        return [(old.name, new.name) for old, new in self.pairs if old.name != new.name]
-
-    @property
-    def reordered(self) -> bool:
-        """The columns kept are no longer in their old relative order (one was re-created after another)."""
-        numbers = [new.attnum for _, new in self.pairs]
-        return numbers != sorted(numbers)
-
-    def order(self, side: int) -> list[str]:
-        """The names of the paired columns in their order before (``side`` 0) or after (1)."""
-        kept = sorted(self.pairs, key=lambda pair: pair[side].attnum)
-        return [pair[1].name for pair in kept]
-
-
-def match_columns(old: dict[int, Column], new: dict[int, Column], *, same_object: bool = True) -> ColumnMatch:
-    """Pair a table's columns before with its columns after: by name (and so type, compared by the caller),
-    then, for a column whose name is gone, with the column at its attribute number when that one's name is
-    new (a rename: same table object only, a re-created table numbers its columns afresh).
-
-    Names come first because a column dropped and re-created (a reversal re-adding what the plan dropped)
-    keeps its name but not its number; a number pairs only what a name cannot.
-    """
-    by_name = {column.name: column for column in new.values()}
-    old_names = {column.name for column in old.values()}
-    pairs, dropped, used = [], [], set()
-    for attnum in sorted(old):
-        column = old[attnum]
-        partner = by_name.get(column.name)
-        if partner is None and same_object:
-            at_number = new.get(attnum)
-            partner = at_number if at_number is not None and at_number.name not in old_names else None
-        if partner is None or partner.attnum in used:
-            dropped.append(column)
-            continue
-        used.add(partner.attnum)
-        pairs.append((column, partner))
-    added = [new[n] for n in sorted(new) if n not in used]
-    return ColumnMatch(pairs=pairs, dropped=dropped, added=added)
 
 
 @dataclass
@@ -122,6 +73,8 @@ class TableFingerprint:
     kept_rows: int | None = None
     kept_hash: int | None = None
     added_sample: list[str] = field(default_factory=list)
+    # False: the rows were not read (catalog only; ``rows`` is the statistics' estimate, ``row_hash`` 0).
+    hashed: bool = True
 
 
 def fingerprint(
@@ -129,6 +82,7 @@ def fingerprint(
     schemas: tuple[str, ...] = ("public",),
     *,
     reference: dict[int, TableFingerprint] | None = None,
+    rows_of: frozenset[str] | None = None,
 ) -> dict[int, TableFingerprint]:
     """Every table of ``schemas`` with its row count and content hash, keyed by OID.
 
@@ -136,13 +90,20 @@ def fingerprint(
     else by name), a table that has gained columns or whose columns changed order since is
     also hashed over the reference's columns in the reference's order, and a table with an
     integer primary key has its reference rows hashed apart from rows added since.
+    With ``rows_of`` (schema.table names), only those tables and those the reference hashed
+    have their rows read; None reads every table.
     """
     result: dict[int, TableFingerprint] = {}
     by_name = {t.name: t for t in reference.values()} if reference else {}
     with connect(address) as conn:
-        for oid, schema, table, relfilenode, pk in conn.execute(_TABLES_SQL, [list(schemas)]).fetchall():
+        if rows_of is not None and int(conn.execute("SHOW server_version_num").fetchone()[0]) < 150000:
+            rows_of = None  # the probe cannot count writes before 15 (no pg_stat_force_next_flush)
+        for oid, schema, table, relfilenode, live, pk in conn.execute(_TABLES_SQL, [list(schemas)]).fetchall():
             columns = {n: Column(n, name, typ) for n, name, typ in conn.execute(_COLUMNS_SQL, [oid]).fetchall()}
             old = (reference.get(oid) or by_name.get(f"{schema}.{table}")) if reference else None
+            if not (rows_of is None or f"{schema}.{table}" in rows_of or (old is not None and old.hashed)):
+                result[oid] = TableFingerprint(oid, f"{schema}.{table}", relfilenode, live, columns, hashed=False)
+                continue
             match = match_columns(old.columns, columns, same_object=old.oid == oid) if old is not None else None
             projected = match is not None and not match.dropped and bool(match.added or match.reordered)
             row_text = (
@@ -223,6 +184,8 @@ class AddedRows:
 
     def describe(self) -> str:
         who = "added by post_migrate" if self.by_post_migrate else "added"
+        if not self.sample:  # counted from statistics, rows not read
+            return f"{self.table}: {self.count} row{'s' if self.count != 1 else ''} {who}"
         more = f" (+{self.count - len(self.sample)} more)" if self.count > len(self.sample) else ""
         return f"{self.table}: {self.count} row{'s' if self.count != 1 else ''} {who}: {', '.join(self.sample)}{more}"
 
@@ -249,6 +212,20 @@ class ContentDiff:
     # Tables whose rows contenttypes' RenameContentType changed (a ContentType follows its renamed model).
     content_type_renames: list[str] = field(default_factory=list)
     rewritten_tables: list[str] = field(default_factory=list)
+    # How each table's rows were proven: hashed row by row, or untouched by the copy's statistics (rows
+    # not read); and the tables neither proves, with why (a problem).
+    proven_by_rows: list[str] = field(default_factory=list)
+    proven_by_statistics: list[str] = field(default_factory=list)
+    unproven: list[tuple[str, str]] = field(default_factory=list)
+
+    def proof(self) -> list[str]:
+        """Which tables were proven which way, in words."""
+        lines = [f"row by row ({len(self.proven_by_rows)}): {', '.join(self.proven_by_rows) or '-'}"]
+        lines.append(
+            f"untouched by the copy's statistics, rows not read ({len(self.proven_by_statistics)}; same relfilenode, "
+            f"no tuple updated or deleted): {', '.join(self.proven_by_statistics) or '-'}"
+        )
+        return lines
 
     @property
     def post_migrate_rows(self) -> list[AddedRows]:
@@ -278,6 +255,9 @@ class ContentDiff:
         lines += [f"{t}: {a} rows before, {b} after" for t, a, b in self.row_count_changes]
         lines += [f"{t}.{c}: values changed" for t, c in self.changed_columns]
         lines += [rows.describe() for rows in self.added_rows if not rows.by_post_migrate]
+        lines += [
+            f"{t}: {why}; its rows were never hashed (the plan's SQL does not name it): content not proven" for t, why in self.unproven
+        ]
         return lines
 
 
@@ -293,12 +273,15 @@ def compare(
     *,
     ignore: frozenset[str] = frozenset(),
     bookkeeping: DjangoBookkeeping = DjangoBookkeeping(),
+    writes: Writes | None = None,
 ) -> ContentDiff:
     """What changed between two fingerprints of the same database (tables named in ``ignore`` left out).
 
     ``after`` should be taken with ``reference=before``. Django's ``bookkeeping`` is listed
     but no problem: rows added after intact ones in a table post_migrate wrote to, rows
-    changed in one RenameContentType wrote to (as long as none is lost).
+    changed in one RenameContentType wrote to (as long as none is lost). A table whose rows
+    either side did not hash is judged by ``writes`` (the tuples written per OID meanwhile,
+    None when not counted: ``table_writes.by_statistics``).
     """
     before = {oid: t for oid, t in before.items() if t.name not in ignore}
     after = {oid: t for oid, t in after.items() if t.name not in ignore}
@@ -315,6 +298,10 @@ def compare(
             diff.renamed_tables.append((old.name, new.name))
         if new.relfilenode != old.relfilenode and new.oid == old.oid:
             diff.rewritten_tables.append(new.name)
+        if not (old.hashed and new.hashed):
+            _by_statistics(diff, old, new, writes, bookkeeping)
+            continue
+        diff.proven_by_rows.append(new.name)
         comparable = new.projected_hash if new.projected_hash is not None else new.row_hash
         renamed_by_django = new.name in bookkeeping.content_type_renames and comparable != old.row_hash and new.rows >= old.rows
         # Every old row still there as it was, and more rows after them.
@@ -340,3 +327,21 @@ def compare(
             diff.changed_columns.append((new.name, ", ".join(retyped) if retyped else "row content"))
         diff.added_columns += [(new.name, column.name) for column in match.added]
     return diff
+
+
+def _by_statistics(
+    diff: ContentDiff, old: TableFingerprint, new: TableFingerprint, writes: Writes | None, bookkeeping: DjangoBookkeeping
+) -> None:
+    """A table whose rows were not hashed: its columns from the catalog, its rows from the statistics."""
+    match = match_columns(old.columns, new.columns, same_object=new.oid == old.oid)
+    diff.dropped_columns += [(new.name, column.name) for column in match.dropped]
+    diff.renamed_columns += [(new.name, before, after) for before, after in match.renamed]
+    diff.retyped_columns += [(new.name, f"{b.name} ({a.type} -> {b.type})") for a, b in match.pairs if a.type != b.type]
+    diff.added_columns += [(new.name, column.name) for column in match.added]
+    proof = by_statistics(old.oid, old.relfilenode, new.oid, new.relfilenode, writes)
+    if not proof.kept:
+        diff.unproven.append((new.name, proof.reason))
+        return
+    diff.proven_by_statistics.append(new.name)
+    if proof.added:
+        diff.added_rows.append(AddedRows(new.name, proof.added, (), by_post_migrate=new.name in bookkeeping.post_migrate))

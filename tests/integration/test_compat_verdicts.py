@@ -342,8 +342,8 @@ def test_verdict(case: str, run_case: Callable[[str], CaseRun], verdict_table: d
     run = run_case(case)
     rehearsed, reversal = run.rehearsed, run.reversal
     verdict = compat.judge(rehearsed)
-    forward = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES, bookkeeping=rehearsed.bookkeeping)
-    backward = compare(rehearsed.before, reversal.after, ignore=RECORDER_TABLES, bookkeeping=rehearsed.bookkeeping)
+    forward = rehearsed.content_diff()
+    backward = rehearsal.reversal_diff(rehearsed, reversal)
     observed = Expected(
         production_on_new=not verdict.production_on_new,
         candidate_on_old=not verdict.candidate_on_old,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from deploygate.fingerprint import Column, DjangoBookkeeping, TableFingerprint, compare, match_columns
+from deploygate.columns import Column, match_columns
+from deploygate.fingerprint import DjangoBookkeeping, TableFingerprint, compare
 
 
 def _table(
