@@ -113,6 +113,10 @@ CASES = {
     # Compatible, but Django refuses to unapply RunPython without reverse_code; the backfill
     # alters the notes it fills.
     "run_python_without_reverse": Expected(production_on_new=True, candidate_on_old=True, reversible=False, keeps_data=False),
+    # A data migration writing tables its plan's SQL never names: Category (its app's, hashed row by
+    # row) and auth_group (not hashed: the copy's statistics see the row it inserts). Both caught; the
+    # no-op reverse leaves both, so the reversal restores neither.
+    "data_migration_beyond_its_sql": Expected(production_on_new=True, candidate_on_old=True, reversible=False, keeps_data=False),
     # A new table of every field type: all filled (PointField reported unchecked).
     "all_field_types": Expected(production_on_new=True, candidate_on_old=True, reversible=True),
 }
@@ -507,3 +511,24 @@ def test_each_operation_says_whether_it_has_a_reverse(run_case: Callable[[str], 
     assert [bool(sql) for sql in advice.operation_sql(step)] == [True, False, False, False]
     (irreversible,) = run_case("run_python_without_reverse").rehearsed.plan.steps
     assert [(c.type, c.reversible) for c in irreversible.changes] == [("RunPython", False)] and not irreversible.reversible
+
+
+def test_a_data_migration_beyond_its_sql_is_caught(run_case: Callable[[str], CaseRun]) -> None:
+    """The plan's SQL names shop_item only; its RunPython changes Category's rows and inserts a Group.
+    Category (the data migration's app) is proven row by row, auth_group by the copy's statistics, and
+    both changes are problems of the content check, forward and after the no-op reversal."""
+    run = run_case("data_migration_beyond_its_sql")
+    rehearsed = run.rehearsed
+    assert rehearsed.writes is not None, "the probe counted no writes (PostgreSQL 15+ expected)"
+    assert "public.shop_category" in rehearsed.content_tables and "public.auth_group" not in rehearsed.content_tables
+    forward = rehearsed.content_diff()
+    assert {"public.shop_item", "public.shop_category"} <= set(forward.proven_by_rows), forward.proof()
+    assert {"public.auth_group", "public.auth_user"} <= set(forward.proven_by_statistics), forward.proof()
+    assert "public.auth_group" not in forward.proven_by_rows and not forward.unproven, forward.problems()
+    assert forward.problems() == ["public.shop_category.row content: values changed", "public.auth_group: 1 row added"]
+    assert forward.added_columns == [("public.shop_item", "colour")]
+    backward = rehearsal.reversal_diff(rehearsed, run.reversal)
+    assert run.reversal.error is None and backward.problems() == forward.problems(), _describe(backward)
+    # Every table the plan did not touch was proven without reading its rows.
+    untouched = {"public.auth_user", "public.auth_group_permissions", "public.auth_user_groups"}
+    assert untouched <= set(backward.proven_by_statistics), backward.proof()
