@@ -9,15 +9,15 @@ statistics out. ``pg_stat_force_next_flush`` is PostgreSQL 15's; older servers a
 None, and the host then hashes every table.
 """
 
-from deploygate_common import connection
 from django.db import DatabaseError
 
 _COUNTERS = "SELECT relid, n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd FROM pg_stat_user_tables"
 _NONE = (0, 0, 0, 0)
 
 
-def counters():
-    """Per table OID, (inserted, updated, deleted, hot-updated) tuples so far; None before PostgreSQL 15.
+def counters(connection):
+    """Per table OID, (inserted, updated, deleted, hot-updated) tuples so far, by Django's ``connection``;
+    None before PostgreSQL 15.
 
     Call outside a transaction: the flush happens when the backend goes idle, which it does
     before it answers the first statement, so the second one reads this process's own writes.

@@ -261,7 +261,7 @@ def cmd_migrate(_arg):
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     whole_plan = bool(plan) and connection.features.can_rollback_ddl and all(m.atomic for m, _ in plan)
     error = None
-    counted = counters()
+    counted = counters(connection)
     with connection.execute_wrapper(recorder):
         try:
             if whole_plan:
@@ -281,7 +281,7 @@ def cmd_migrate(_arg):
         # Rolled back with the plan when it failed: only a committed run wrote them.
         "bookkeeping": {name: sorted(tables) if error is None else [] for name, tables in recorder.bookkeeping.items()},
         "inserted_xids": recorder.inserts.result() if error is None else {},
-        "table_writes": writes(counted, counters()),
+        "table_writes": writes(counted, counters(connection)),
     }, (1 if error else 0)
 
 
@@ -292,7 +292,7 @@ def cmd_migrate_to(arg):
     recorder = LockRecorder()
     _recording(recorder)
     error = None
-    counted = counters()
+    counted = counters(connection)
     with connection.execute_wrapper(recorder):
         try:
             executor = MigrationExecutor(connection)
@@ -304,7 +304,7 @@ def cmd_migrate_to(arg):
         except Exception as exc:
             error = one_line(exc)
     done = {"migrations": recorder.finalize(), "error": error, "failure": recorder.failure()}
-    return {**done, "table_writes": writes(counted, counters())}, (1 if error else 0)
+    return {**done, "table_writes": writes(counted, counters(connection))}, (1 if error else 0)
 
 
 def cmd_safe_migrations(arg):
