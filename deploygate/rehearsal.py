@@ -196,11 +196,12 @@ def rehearse(
     operations on the other are judged against, with the same seeded values.
     A statement the plan fails on is kept with the count of rows in its way.
 
-    The plan runs first, since the scope depends on it: the fingerprint before hashes the
+    The plan runs first, since both scopes depend on it: the fingerprint before hashes the
     rows of the tables the plan changes (``scope.content_tables``) and reads only the catalog
-    of the others; then one probe batch (Django starts once, each container start costs about a second) runs
-    the exercises on the old schema, ``migrate``, and the exercises on the new one. A
-    failing migration does not raise: it is recorded (``migrate_error``) for the gates to judge.
+    of the others. Then one probe batch (Django starts once, each container start costs about
+    a second) runs the exercises on the old schema, ``migrate`` (counting the tuples it writes
+    per table, for the tables not hashed), and the exercises on the new one. A failing
+    migration does not raise: it is recorded (``migrate_error``) for the gates to judge.
     """
     timings: dict[str, float] = {}
     started = time.monotonic()
