@@ -30,13 +30,16 @@ def _rows_by_table(*fingerprints: dict) -> dict[str, int]:
     return rows
 
 
-def rehearsal_facts(rehearsal: Rehearsal, *, rewritten_tables: list[str], lock_timeout_ms: int) -> dict[str, Any]:
+def rehearsal_facts(
+    rehearsal: Rehearsal, *, rewritten_tables: list[str], lock_timeout_ms: int, proven: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     """Each migration not yet applied in production, as the candidate planned and applied it on the copy.
 
     Per migration: its operations and SQL, whether it is reversible, and as applied its
     duration and, per table it locked, the strongest lock, how long it was held and the
     table's rows on the production-size copy. Tables rewritten come from the fingerprints
-    (a new relfilenode: every row copied).
+    (a new relfilenode: every row copied). ``proven``: how the content check proved each
+    table ({"rows": [...], "statistics": [...]}: hashed, or untouched by the copy's statistics).
     """
     rows = _rows_by_table(rehearsal.before, rehearsal.after)
     applied = {m.label: m for m in rehearsal.applied if m.direction == "forwards"}
@@ -70,6 +73,7 @@ def rehearsal_facts(rehearsal: Rehearsal, *, rewritten_tables: list[str], lock_t
         "duration_s": round(sum(m.duration_s for m in applied.values()), 4),
         "lock_timeout_ms": lock_timeout_ms,
         "migrate_error": rehearsal.migrate_error,
+        "content_proof": proven or {},
     }
 
 

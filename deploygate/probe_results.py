@@ -58,6 +58,8 @@ class PlanStep:
     changes: list[OperationChange] = field(default_factory=list)
     # Tables of models whose state a SeparateDatabaseAndState changes (its SQL does not show them).
     state_only_tables: list[str] = field(default_factory=list)
+    # Tables of the app's models (as the release defines them): what a data migration of the app may write.
+    app_tables: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -220,6 +222,9 @@ class MigrateResult:
     content_type_rename_tables: list[str] = field(default_factory=list)
     # Per table, the (32-bit) ids of the transactions migrate inserted rows in: its own rows' xmin.
     inserted_xids: dict[str, list[int]] = field(default_factory=dict)
+    # Per table OID, the tuples inserted, updated, deleted and hot-updated while migrating, from the
+    # copy's statistics (None: not counted, PostgreSQL before 15). See deploygate.table_writes.
+    table_writes: dict[int, tuple[int, int, int, int]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -248,7 +253,12 @@ def parse_migrate(payload: dict, exit_code: int = 0) -> MigrateResult:
         post_migrate_tables=payload.get("bookkeeping", {}).get("post_migrate", []),
         content_type_rename_tables=payload.get("bookkeeping", {}).get("content_type_rename", []),
         inserted_xids=payload.get("inserted_xids", {}),
+        table_writes=_table_writes(payload.get("table_writes")),
     )
+
+
+def _table_writes(payload: dict | None) -> dict[int, tuple[int, int, int, int]] | None:
+    return None if payload is None else {int(oid): tuple(counts) for oid, counts in payload.items()}
 
 
 # --- exercise ---------------------------------------------------------------------------------------

@@ -23,12 +23,13 @@ from deploygate.backup import Backup, BackupError, check_integrity, count_rows, 
 from deploygate.backup_physical import data_directory
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, connect
-from deploygate.fingerprint import DjangoBookkeeping, fingerprint
+from deploygate.fingerprint import ContentDiff, DjangoBookkeeping, compare, fingerprint
 from deploygate.log import Say
-from deploygate.migrations import offending_rows_query, qualify
+from deploygate.migrations import RECORDER_TABLES, offending_rows_query, qualify
 from deploygate.platform.base import Platform, Scratch
 from deploygate.platform.images import Image
 from deploygate.probe import AppliedMigration, MigrationFailure, MigrationPlan, ModelExercise, Prober, parse_exercise, parse_migrate
+from deploygate.table_writes import Writes, combine
 
 _BACKUP_IN_CONTAINER = "/backup"
 _COPY_PORT = 5432
@@ -186,6 +187,14 @@ class Rehearsal:
     exercised: frozenset[str] = frozenset()  # which of EXERCISES ran
     scope_description: str = ""  # which models they covered, in words
     full_sweep: bool = False  # every model (gates.compat_scope = "all"), not only what the plan changes
+    # The tables whose rows were hashed (None: every table), and per table OID the tuples migrate wrote
+    # (None: not counted). Every other table is proven untouched from those counts (deploygate.table_writes).
+    content_tables: frozenset[str] | None = None
+    writes: Writes | None = None
+
+    def content_diff(self, ignore: frozenset[str] = RECORDER_TABLES) -> ContentDiff:
+        """The copy after migrating against the copy before, each table proven row by row or by statistics."""
+        return compare(self.before, self.after, ignore=ignore, bookkeeping=self.bookkeeping, writes=self.writes)
 
 
 # The four ORM exercises a rehearsal can run: each release on the schema before and after migrating.
@@ -216,19 +225,21 @@ def rehearse(
     operations on the other are judged against, with the same seeded values.
     A statement the plan fails on is kept with the count of rows in its way.
 
-    The plan runs first, beside the host's fingerprint, since the scope depends on it; then
-    one probe batch (Django starts once, each container start costs about a second) runs
-    the exercises on the old schema, ``migrate``, and the exercises on the new one. A
-    failing migration does not raise: it is recorded (``migrate_error``) for the gates to judge.
+    The plan runs first, since both scopes depend on it: the fingerprint before hashes the
+    rows of the tables the plan changes (``scope.content_tables``) and reads only the catalog
+    of the others. Then one probe batch (Django starts once, each container start costs about
+    a second) runs the exercises on the old schema, ``migrate`` (counting the tuples it writes
+    per table, for the tables not hashed), and the exercises on the new one. A failing
+    migration does not raise: it is recorded (``migrate_error``) for the gates to judge.
     """
     timings: dict[str, float] = {}
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # Both read-only on the copy as restored.
-        before_future = pool.submit(fingerprint, copy.host_address)
-        plan = copy.prober(platform, settings, candidate).plan()
-        before = before_future.result()
+    plan = copy.prober(platform, settings, candidate).plan()
     timings["plan_s"] = round(time.monotonic() - started, 3)
+    started = time.monotonic()
+    rows_of = scope.content_tables(plan, settings.compat_scope)
+    before = fingerprint(copy.host_address, rows_of=rows_of)
+    timings["fingerprint_before_s"] = round(time.monotonic() - started, 3)
     spec = scope.probe_scope(plan, settings.compat_scope)
     needed = exercises if spec is None or spec["tables"] or spec["apps"] else frozenset()
     described = "every model" if spec is None else scope.changed_by(plan).describe()
@@ -252,7 +263,7 @@ def rehearse(
         timings[f"{'orm' if name == CANDIDATE_ON_NEW else 'compat'}_{name}_schema_s"] = took
     timings["exercise_and_migrate_s"] = round(time.monotonic() - started, 3)
     started = time.monotonic()
-    after = fingerprint(copy.host_address, reference=before)
+    after = fingerprint(copy.host_address, reference=before, rows_of=rows_of)
     timings["fingerprint_after_s"] = round(time.monotonic() - started, 3)
     migrated = parse_migrate(migrate_payload)
     failure = migrated.failure
@@ -278,6 +289,8 @@ def rehearse(
         exercised=needed,
         scope_description=described,
         full_sweep=spec is None,
+        content_tables=rows_of,
+        writes=migrated.table_writes,
     )
 
 
@@ -300,6 +313,14 @@ class Reversal:
     error: str | None
     after: dict
     duration_s: float
+    writes: Writes | None = None  # per table OID, the tuples the reversal wrote (None: not counted)
+
+
+def reversal_diff(rehearsal: Rehearsal, reversal: Reversal, ignore: frozenset[str] = RECORDER_TABLES) -> ContentDiff:
+    """The copy after reversing against the copy before migrating; a table whose rows were not hashed is
+    proven untouched by what migrating and reversing wrote together."""
+    writes = combine(rehearsal.writes, reversal.writes)
+    return compare(rehearsal.before, reversal.after, ignore=ignore, bookkeeping=rehearsal.bookkeeping, writes=writes)
 
 
 def reverse(platform: Platform, settings: Settings, rehearsal: Rehearsal, copy: DatabaseCopy, say: Say = print) -> Reversal:
@@ -311,6 +332,7 @@ def reverse(platform: Platform, settings: Settings, rehearsal: Rehearsal, copy: 
     return Reversal(
         applied=done.migrations,
         error=done.error,
-        after=fingerprint(copy.host_address, reference=rehearsal.before),
+        after=fingerprint(copy.host_address, reference=rehearsal.before, rows_of=rehearsal.content_tables),
         duration_s=round(time.monotonic() - started, 3),
+        writes=done.table_writes,
     )

@@ -10,6 +10,10 @@ statement we cannot read) brings in every model of its app. The probe adds the m
 whose foreign keys reach these (``deploygate_exercise.in_scope``).
 
 ``gates.compat_scope = "all"`` exercises every model instead (the full sweep).
+
+The content check is proportional the same way (``content_tables``): the rows of the
+tables the plan changes are hashed, every other table is proven untouched from the copy's
+statistics without reading its rows (``deploygate.table_writes``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from deploygate.migrations import qualify
 from deploygate.probe import MigrationPlan, PlanStep
 
 CHANGED = "changed"
@@ -40,6 +45,9 @@ _NO_TABLE_CHANGE = re.compile(
 )
 # Operations whose effect on the database is code, not SQL we can read.
 _OPAQUE_OPERATIONS = frozenset({"RunPython"})
+# Django's own bookkeeping on every migrate: post_migrate adds ContentTypes and Permissions,
+# RenameContentType renames one. Small tables, hashed always, so the rows added are shown.
+BOOKKEEPING_TABLES = frozenset({"public.django_content_type", "public.auth_permission"})
 
 
 @dataclass(frozen=True)
@@ -148,3 +156,22 @@ def post_check_args(plan: MigrationPlan | None, setting: str) -> list[str]:
     if plan is None or setting == ALL:
         return []
     return ["--plan-scope", json.dumps(changed_by(plan).as_spec())]
+
+
+def content_tables(plan: MigrationPlan, setting: str = CHANGED) -> frozenset[str] | None:
+    """The tables (schema-qualified) whose rows the content check hashes: those the plan's SQL changes or
+    a state-only operation names, every table of the app of a migration whose effect is code (RunPython,
+    SQL we cannot read: a data migration writes its own app's tables), and Django's bookkeeping tables.
+    None for every table (``gates.compat_scope = "all"``).
+
+    Any other table is proven untouched from statistics; a data migration writing one is caught there.
+    """
+    if setting == ALL:
+        return None
+    tables = set(BOOKKEEPING_TABLES)
+    for step in plan.steps:
+        step_scope = _step_scope(step)
+        tables |= {qualify(t) for t in step_scope.tables}
+        if step_scope.apps:
+            tables |= {qualify(t) for t in step.app_tables}
+    return frozenset(tables)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from deploygate import compat, differential
-from deploygate.fingerprint import compare
-from deploygate.migrations import RECORDER_TABLES, announced_changes, parse_expected_plan
-from deploygate.rehearsal import CANDIDATE_ON_NEW
+from deploygate.migrations import announced_changes, parse_expected_plan
+from deploygate.rehearsal import CANDIDATE_ON_NEW, reversal_diff
 
 pytestmark = pytest.mark.rehearsal
 
@@ -36,7 +35,7 @@ def test_every_migration_applies(rehearsed, gate_measure) -> None:
 
 def test_schema_changed_as_planned(rehearsed, gate_measure) -> None:
     announced = announced_changes(sql for step in rehearsed.plan.steps for sql in step.sql)
-    diff = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES)
+    diff = rehearsed.content_diff()
     seen_tables = set(diff.renamed_tables)
     seen_columns = {(old, new) for _, old, new in diff.renamed_columns}
     gate_measure(
@@ -52,12 +51,23 @@ def test_schema_changed_as_planned(rehearsed, gate_measure) -> None:
 
 def test_no_row_lost_or_altered(rehearsed, gate_measure) -> None:
     announced = announced_changes(sql for step in rehearsed.plan.steps for sql in step.sql)
-    diff = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES, bookkeeping=rehearsed.bookkeeping)
+    diff = rehearsed.content_diff()
     unexplained = [p for p in diff.problems() if not any(p.endswith(f".{c} dropped") for c in announced.dropped_columns)]
-    gate_measure(f"{len(unexplained)} tables changed", "0")
+    gate_measure(
+        f"{len(unexplained)} tables changed ({len(diff.proven_by_rows)} proven row by row, "
+        f"{len(diff.proven_by_statistics)} untouched by statistics)",
+        "0",
+    )
+    for line in diff.proof():
+        print(f"proven {line}")
     assert not unexplained, "content changed by the migration: " + "; ".join(unexplained)
-    rows = sum(t.rows for t in rehearsed.after.values())
-    print(f"{len(rehearsed.after)} tables, {rows:,} rows: row counts and content hashes equal (renames mapped by OID and column number)")
+    rows = sum(t.rows for t in rehearsed.after.values() if t.hashed)
+    print(
+        f"{len(diff.proven_by_rows)} tables, {rows:,} rows: row counts and content hashes equal "
+        "(renames mapped by OID, columns by name, then number)"
+    )
+    for note in diff.notes():
+        print(f"  {note}")
     for table, column in diff.retyped_columns:
         print(f"  {table}.{column}: type changed, every value the same as text")
     for added in diff.post_migrate_rows:
@@ -86,19 +96,23 @@ def test_orm_works_on_the_new_names(rehearsed, gate_measure, gate_results) -> No
 @pytest.mark.reversal
 def test_migrations_are_reversible(reversed_copy, rehearsed, gate_measure) -> None:
     assert reversed_copy.error is None, f"reversal failed: {reversed_copy.error}"
-    diff = compare(rehearsed.before, reversed_copy.after, ignore=RECORDER_TABLES, bookkeeping=rehearsed.bookkeeping)
+    diff = reversal_diff(rehearsed, reversed_copy)
     leftovers = diff.problems()
     gate_measure(f"{len(leftovers) + len(diff.renamed_tables) + len(diff.renamed_columns)} differences", "0 (identical content)")
     assert not leftovers and not diff.renamed_tables and not diff.renamed_columns, (
         f"after reversal the copy differs from production: {leftovers or diff.renamed_tables or diff.renamed_columns}"
     )
     print(f"reversed {[m.label for m in reversed_copy.applied]} in {reversed_copy.duration_s:.2f}s: content identical")
+    for line in diff.proof():
+        print(f"  proven {line}")
+    for note in diff.notes():
+        print(f"  {note}")
     for added in diff.post_migrate_rows:
         print(f"  kept: {added.describe()} (Django leaves them; harmless to the release serving now)")
 
 
 def test_migration_cost_within_budget(rehearsed, settings, gate_measure) -> None:
-    diff = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES)
+    diff = rehearsed.content_diff()
     print(f"lock_timeout the deploy will use: {settings.lock_timeout_ms} ms")
     worst = []
     for migration in rehearsed.applied:

@@ -122,6 +122,16 @@ def unmigrated_tables():
     return sorted(tables)
 
 
+def app_tables(app_label):
+    """The tables of an app's models as this release defines them, many-to-many tables included: what
+    a data migration of that app (RunPython) is expected to write, hashed row by row by the host."""
+    try:
+        config = django_apps.get_app_config(app_label)
+    except LookupError:
+        return []
+    return sorted({model._meta.db_table for model in config.get_models(include_auto_created=True) if not model._meta.proxy})
+
+
 def cmd_plan(_arg):
     executor = MigrationExecutor(connection)
     loader = executor.loader
@@ -149,6 +159,7 @@ def cmd_plan(_arg):
                 "sql": sql,
                 "changes": changes,
                 "state_only_tables": state_only,
+                "app_tables": app_tables(migration.app_label),
             }
         )
     # Applied names the graph lacks are sorted by the host (deploygate.migration_history): a squash

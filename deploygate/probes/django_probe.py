@@ -17,7 +17,7 @@ Usage: python django_probe.py <command> [json-argument]
 
 Standalone on purpose: it runs in whatever Python and Django the target ships, so it
 imports nothing but the standard library, Django and its sibling ``deploygate_*`` modules
-(plan, exercise, values, common). It prints one line "DEPLOYGATE_RESULT <json>" for
+(plan, exercise, values, table_writes, common). It prints one line "DEPLOYGATE_RESULT <json>" for
 deploygate to read; everything else is Django's own output.
 """
 
@@ -38,6 +38,7 @@ from deploygate_common import applied_leaves, connection, database_error, one_li
 from deploygate_exercise import cmd_exercise  # noqa: E402
 from deploygate_migrate_writes import InsertTracker  # noqa: E402
 from deploygate_plan import cmd_plan  # noqa: E402
+from deploygate_table_writes import counters, writes  # noqa: E402
 from django.apps import apps as django_apps  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.core.management.commands import migrate as migrate_command  # noqa: E402
@@ -260,6 +261,7 @@ def cmd_migrate(_arg):
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     whole_plan = bool(plan) and connection.features.can_rollback_ddl and all(m.atomic for m, _ in plan)
     error = None
+    counted = counters(connection)
     with connection.execute_wrapper(recorder):
         try:
             if whole_plan:
@@ -279,6 +281,7 @@ def cmd_migrate(_arg):
         # Rolled back with the plan when it failed: only a committed run wrote them.
         "bookkeeping": {name: sorted(tables) if error is None else [] for name, tables in recorder.bookkeeping.items()},
         "inserted_xids": recorder.inserts.result() if error is None else {},
+        "table_writes": writes(counted, counters(connection)),
     }, (1 if error else 0)
 
 
@@ -289,6 +292,7 @@ def cmd_migrate_to(arg):
     recorder = LockRecorder()
     _recording(recorder)
     error = None
+    counted = counters(connection)
     with connection.execute_wrapper(recorder):
         try:
             executor = MigrationExecutor(connection)
@@ -299,7 +303,8 @@ def cmd_migrate_to(arg):
             executor.migrate(targets, plan=plan)
         except Exception as exc:
             error = one_line(exc)
-    return {"migrations": recorder.finalize(), "error": error, "failure": recorder.failure()}, (1 if error else 0)
+    done = {"migrations": recorder.finalize(), "error": error, "failure": recorder.failure()}
+    return {**done, "table_writes": writes(counted, counters(connection))}, (1 if error else 0)
 
 
 def cmd_safe_migrations(arg):

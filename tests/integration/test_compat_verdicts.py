@@ -113,6 +113,10 @@ CASES = {
     # Compatible, but Django refuses to unapply RunPython without reverse_code; the backfill
     # alters the notes it fills.
     "run_python_without_reverse": Expected(production_on_new=True, candidate_on_old=True, reversible=False, keeps_data=False),
+    # A data migration writing tables its plan's SQL never names: Category (its app's, hashed row by
+    # row) and auth_group (not hashed: the copy's statistics see the row it inserts). Both caught; the
+    # no-op reverse leaves both, so the reversal restores neither.
+    "data_migration_beyond_its_sql": Expected(production_on_new=True, candidate_on_old=True, reversible=False, keeps_data=False),
     # A new table of every field type: all filled (PointField reported unchecked).
     "all_field_types": Expected(production_on_new=True, candidate_on_old=True, reversible=True),
 }
@@ -293,6 +297,7 @@ def _describe(diff: ContentDiff) -> str:
     lines += [f"column {table}.{old} is now {new}" for table, old, new in diff.renamed_columns]
     lines += [f"table {table} added" for table in diff.added_tables]
     lines += [f"column {table}.{column} added" for table, column in diff.added_columns]
+    lines += diff.notes()
     return "; ".join(lines) or "identical"
 
 
@@ -341,8 +346,8 @@ def test_verdict(case: str, run_case: Callable[[str], CaseRun], verdict_table: d
     run = run_case(case)
     rehearsed, reversal = run.rehearsed, run.reversal
     verdict = compat.judge(rehearsed)
-    forward = compare(rehearsed.before, rehearsed.after, ignore=RECORDER_TABLES, bookkeeping=rehearsed.bookkeeping)
-    backward = compare(rehearsed.before, reversal.after, ignore=RECORDER_TABLES, bookkeeping=rehearsed.bookkeeping)
+    forward = rehearsed.content_diff()
+    backward = rehearsal.reversal_diff(rehearsed, reversal)
     observed = Expected(
         production_on_new=not verdict.production_on_new,
         candidate_on_old=not verdict.candidate_on_old,
@@ -506,3 +511,24 @@ def test_each_operation_says_whether_it_has_a_reverse(run_case: Callable[[str], 
     assert [bool(sql) for sql in advice.operation_sql(step)] == [True, False, False, False]
     (irreversible,) = run_case("run_python_without_reverse").rehearsed.plan.steps
     assert [(c.type, c.reversible) for c in irreversible.changes] == [("RunPython", False)] and not irreversible.reversible
+
+
+def test_a_data_migration_beyond_its_sql_is_caught(run_case: Callable[[str], CaseRun]) -> None:
+    """The plan's SQL names shop_item only; its RunPython changes Category's rows and inserts a Group.
+    Category (the data migration's app) is proven row by row, auth_group by the copy's statistics, and
+    both changes are problems of the content check, forward and after the no-op reversal."""
+    run = run_case("data_migration_beyond_its_sql")
+    rehearsed = run.rehearsed
+    assert rehearsed.writes is not None, "the probe counted no writes (PostgreSQL 15+ expected)"
+    assert "public.shop_category" in rehearsed.content_tables and "public.auth_group" not in rehearsed.content_tables
+    forward = rehearsed.content_diff()
+    assert {"public.shop_item", "public.shop_category"} <= set(forward.proven_by_rows), forward.proof()
+    assert {"public.auth_group", "public.auth_user"} <= set(forward.proven_by_statistics), forward.proof()
+    assert "public.auth_group" not in forward.proven_by_rows and not forward.unproven, forward.problems()
+    assert forward.problems() == ["public.shop_category.row content: values changed", "public.auth_group: 1 row added"]
+    assert forward.added_columns == [("public.shop_item", "colour")]
+    backward = rehearsal.reversal_diff(rehearsed, run.reversal)
+    assert run.reversal.error is None and backward.problems() == forward.problems(), _describe(backward)
+    # Every table the plan did not touch was proven without reading its rows.
+    untouched = {"public.auth_user", "public.auth_group_permissions", "public.auth_user_groups"}
+    assert untouched <= set(backward.proven_by_statistics), backward.proof()

@@ -207,3 +207,22 @@ def test_the_deploy_tells_the_post_checks_what_its_plan_changed() -> None:
     assert scope.post_check_args(plan, scope.CHANGED) == ["--plan-scope", '{"tables": ["shop_item"], "apps": []}']
     assert scope.post_check_args(plan, scope.ALL) == [] and scope.post_check_args(None, scope.CHANGED) == []
     assert _scope(plan.steps[0]).describe() == "the models of tables shop_item, and the models whose foreign keys reach them"
+
+
+def test_content_tables_are_what_the_plan_changes_its_data_migrations_apps_and_django_bookkeeping() -> None:
+    """Rows are hashed for the tables the SQL names, every table of a RunPython's app, Django's bookkeeping."""
+    schema = _step(['ALTER TABLE "shop_item" ADD COLUMN "stock" integer NULL;'], app_tables=["shop_item", "shop_category"])
+    plan = MigrationPlan(steps=[schema], applied_leaves={})
+    assert scope.content_tables(plan) == {"public.shop_item"} | scope.BOOKKEEPING_TABLES
+    # A data migration: code, not SQL; its app's tables are hashed (a write elsewhere is caught by statistics).
+    data = _step(["-- MIGRATION NOW PERFORMS OPERATION THAT CANNOT BE WRITTEN AS SQL:\n-- Raw Python operation"], ["RunPython"], app="blog")
+    data = PlanStep(**{**data.__dict__, "app_tables": ["blog_post", "blog_post_tags"]})
+    plan = MigrationPlan(steps=[schema, data], applied_leaves={})
+    assert scope.content_tables(plan) == {"public.shop_item", "public.blog_post", "public.blog_post_tags"} | scope.BOOKKEEPING_TABLES
+    # RunSQL we can read names its own tables, even one the operation's app does not own.
+    readable = _step(["UPDATE auth_group SET name = upper(name);"], ["RunSQL"], app_tables=["shop_item"])
+    assert scope.content_tables(MigrationPlan([readable], {})) == {"public.auth_group"} | scope.BOOKKEEPING_TABLES
+    # An index-only plan hashes nothing but the bookkeeping; the full sweep hashes every table.
+    index = _step(['CREATE INDEX "i" ON "shop_item" ("name");'], ["AddIndex"])
+    assert scope.content_tables(MigrationPlan([index], {})) == scope.BOOKKEEPING_TABLES
+    assert scope.content_tables(MigrationPlan([index], {}), scope.ALL) is None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from deploygate.fingerprint import Column, DjangoBookkeeping, TableFingerprint, compare
+from deploygate.columns import Column, match_columns
+from deploygate.fingerprint import DjangoBookkeeping, TableFingerprint, compare
 
 
 def _table(
@@ -111,3 +112,40 @@ def test_rewrite_is_detected_and_ignore_applies() -> None:
     after = {1: _table(1, "public.t", {1: "id"}, node=11), 2: _table(2, "public.django_migrations", {1: "id"}, rows=3)}
     diff = compare(before, after, ignore=frozenset({"public.django_migrations"}))
     assert diff.rewritten_tables == ["public.t"] and diff.identical
+
+
+def test_a_column_re_created_last_is_matched_by_name_and_reported_as_reordered() -> None:
+    # A reversal re-adds the nullable text column the plan dropped: same name and type, a new attnum.
+    before = {1: _table(1, "public.t", {1: "id", 2: "note", 3: "name"}, types={2: "text"}, row_hash=5)}
+    after = _table(1, "public.t", {1: "id", 3: "name", 4: "note"}, types={4: "text"}, row_hash=9, projected=5)
+    diff = compare(before, {1: after})
+    assert diff.dropped_columns == [] and diff.added_columns == [] and diff.renamed_columns == []
+    assert diff.reordered_columns == [("public.t", ["id", "note", "name"], ["id", "name", "note"])]
+    # Every value under each name is the same: no problem, the order is a note.
+    assert diff.problems() == [] and diff.identical
+    assert diff.notes() == ["public.t: column order changed (id, note, name -> id, name, note); every value is the same under its name"]
+    # The values under the re-created column are not those it had: reported as changed content, not a dropped column.
+    lost = compare(before, {1: _table(1, "public.t", {1: "id", 3: "name", 4: "note"}, types={4: "text"}, row_hash=9, projected=6)})
+    assert lost.problems() == ["public.t.row content: values changed"]
+
+
+def test_columns_pair_by_name_before_number() -> None:
+    old = {1: Column(1, "id", "integer"), 2: Column(2, "code", "text"), 3: Column(3, "note", "text")}
+    # code renamed to sku (same attnum, a new name), note re-created as integer at the end, colour added.
+    new = {1: Column(1, "id", "integer"), 2: Column(2, "sku", "text"), 4: Column(4, "note", "integer"), 5: Column(5, "colour", "text")}
+    match = match_columns(old, new)
+    assert [(a.name, b.name, b.attnum) for a, b in match.pairs] == [("id", "id", 1), ("code", "sku", 2), ("note", "note", 4)]
+    assert match.renamed == [("code", "sku")] and [c.name for c in match.added] == ["colour"] and not match.reordered
+    # A re-created table numbers its columns afresh: only names pair.
+    recreated = match_columns(old, {1: Column(1, "id", "integer"), 2: Column(2, "sku", "text")}, same_object=False)
+    assert [c.name for c in recreated.dropped] == ["code", "note"] and [c.name for c in recreated.added] == ["sku"]
+    # A number whose column keeps an old name is that column's, never a rename of another.
+    swapped = match_columns({1: Column(1, "a", "text"), 2: Column(2, "b", "text")}, {1: Column(1, "b", "text"), 3: Column(3, "a", "text")})
+    assert [(a.name, b.attnum) for a, b in swapped.pairs] == [("a", 3), ("b", 1)] and swapped.reordered
+
+
+def test_a_retyped_re_created_column_is_retyped_not_dropped() -> None:
+    before = {1: _table(1, "public.t", {1: "id", 2: "q"}, types={2: "integer"}, row_hash=5)}
+    after = {1: _table(1, "public.t", {1: "id", 3: "q"}, types={3: "text"}, row_hash=5)}
+    diff = compare(before, after)
+    assert diff.retyped_columns == [("public.t", "q (integer -> text)")] and not diff.dropped_columns and diff.data_intact

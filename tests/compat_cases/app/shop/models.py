@@ -65,7 +65,7 @@ class Item(models.Model):
         note = models.TextField(blank=True, default="", null=CASE == "drop_not_null", choices=NOTE_CHOICES)
     if CASE != "drop_table":
         category = models.ForeignKey(Category, null=True, on_delete=models.SET_NULL)
-    if CASE in ("add_nullable_column", "ignored_migration"):
+    if CASE in ("add_nullable_column", "ignored_migration", "data_migration_beyond_its_sql"):
         colour = models.CharField(max_length=30, null=True)
     elif CASE == "add_not_null_with_db_default":
         unit = models.CharField(max_length=10, db_default="pcs")
