@@ -170,7 +170,12 @@ def boundary_rows(model, builder, checks):
 
 
 def read_checks(model, checks):
-    """Select, filter on every field (a typed comparison too), select_related."""
+    """Select, filter on every field (a typed comparison too), select_related.
+
+    The filters are planned (EXPLAIN), not run: what breaks a release's filter on the other schema, a
+    missing column or operator, a value its type refuses, is raised while the query is parsed and
+    planned, whatever the rows; running it would scan the whole table wherever no row matches.
+    """
     manager = model._default_manager
     attnames = [f.attname for f in model._meta.concrete_fields]
     _step(checks, {"op": "select"}, lambda: list(manager.order_by().values(*attnames)[:5]))
@@ -178,7 +183,7 @@ def read_checks(model, checks):
         _step(
             checks,
             {"op": "filter", "field": field.name},
-            lambda f=field: manager.filter(**{f"{f.attname}__isnull": False}).order_by().exists(),
+            lambda f=field: manager.filter(**{f"{f.attname}__isnull": False}).order_by().explain(),
         )
         # A typed comparison, as an old release's queries would send it (catches type changes).
         if not field.is_relation and not isinstance(field, (models.AutoField, models.BinaryField, models.JSONField)):
@@ -188,7 +193,7 @@ def read_checks(model, checks):
             except Unfillable as exc:
                 checks.append(dict(entry, ok=True, unchecked=f"{field.name}: {exc}"))
                 continue
-            _step(checks, entry, lambda f=field, v=value: manager.filter(**{f.attname: v}).order_by().exists())
+            _step(checks, entry, lambda f=field, v=value: manager.filter(**{f.attname: v}).order_by().explain())
     relations = [f.name for f in model._meta.concrete_fields if f.is_relation]
     if relations:
         _step(checks, {"op": "select_related"}, lambda: list(manager.select_related(*relations).order_by()[:5]))
