@@ -63,6 +63,20 @@ class _Scratch:
         return code, output.decode(errors="replace")
 
 
+def _described(container: Any, *, user: str, dbname: str, password: str) -> ScratchDatabase:
+    """How this host (the published port) and jobs (the scratch network) reach a started scratch database."""
+    wrapped = container.get_wrapped_container()
+    wrapped.reload()
+    return ScratchDatabase(
+        host_address=DatabaseAddress(
+            host="127.0.0.1", port=int(container.get_exposed_port(DB_PORT)), name=dbname, user=user, password=password
+        ),
+        network=SCRATCH_NETWORK,
+        network_host=address(wrapped, SCRATCH_NETWORK),
+        name=wrapped.name,
+    )
+
+
 @contextmanager
 def scratch_postgres(prefix: str, image_id: str, *, user: str, dbname: str, mounts: Mapping[str, str]) -> Iterator[_Scratch]:
     """A Postgres of ``image_id`` named ``<prefix><random>``, ``mounts`` read-only; removed on exit, even when its start fails."""
@@ -77,17 +91,7 @@ def scratch_postgres(prefix: str, image_id: str, *, user: str, dbname: str, moun
         container.with_volume_mapping(host, inside, "ro")
     try:
         container.start()
-        wrapped = container.get_wrapped_container()
-        wrapped.reload()
-        database = ScratchDatabase(
-            host_address=DatabaseAddress(
-                host="127.0.0.1", port=int(container.get_exposed_port(DB_PORT)), name=dbname, user=user, password=password
-            ),
-            network=SCRATCH_NETWORK,
-            network_host=address(wrapped, SCRATCH_NETWORK),
-            name=wrapped.name,
-        )
-        yield _Scratch(container, database)
+        yield _Scratch(container, _described(container, user=user, dbname=dbname, password=password))
     finally:
         # Removes the container and the anonymous volume of the image's VOLUME; nothing when the start failed early.
         container.stop()
@@ -158,16 +162,7 @@ def scratch_from_data_dir(
         )
         if code != 0:
             raise RuntimeError(f"the copy's password could not be set: {output.decode(errors='replace').strip()}")
-        wrapped.reload()
-        database = ScratchDatabase(
-            host_address=DatabaseAddress(
-                host="127.0.0.1", port=int(container.get_exposed_port(DB_PORT)), name=dbname, user=user, password=password
-            ),
-            network=SCRATCH_NETWORK,
-            network_host=address(wrapped, SCRATCH_NETWORK),
-            name=wrapped.name,
-        )
-        yield _Scratch(container, database)
+        yield _Scratch(container, _described(container, user=user, dbname=dbname, password=password))
     finally:
         # Killed, not stopped: a clean shutdown's checkpoint would only copy more files up before they go.
         if container is not None and container.get_wrapped_container() is not None:
