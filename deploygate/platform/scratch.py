@@ -146,7 +146,7 @@ def scratch_from_data_dir(
             .with_exposed_ports(DB_PORT)
             .with_volume_mapping(name, _PGDATA, "rw")
             .with_kwargs(user="postgres")
-            .waiting_for(ExecWaitStrategy(ready).with_startup_timeout(120))
+            .waiting_for(ExecWaitStrategy(ready).with_startup_timeout(120).with_poll_interval(0.1))
         )
         container.start()
         password = secrets.token_urlsafe(16)
