@@ -120,8 +120,10 @@ def tables_of(statement: str) -> tuple[set[str], bool]:
     return tables, understood
 
 
-def _step_scope(step: PlanStep) -> Scope:
-    tables: set[str] = set(step.state_only_tables)
+def _step_scope(step: PlanStep, *, state_only: bool = True) -> Scope:
+    """What ``step`` changes: the tables its SQL names (and, with ``state_only``, those its state-only
+    operations name: their models' ORM names change), or its app when its effect is code."""
+    tables: set[str] = set(step.state_only_tables) if state_only else set()
     opaque = any(op in _OPAQUE_OPERATIONS for op in step.operation_types)
     for statement in step.sql:
         found, understood = tables_of(statement)
@@ -159,18 +161,19 @@ def post_check_args(plan: MigrationPlan | None, setting: str) -> list[str]:
 
 
 def content_tables(plan: MigrationPlan, setting: str = CHANGED) -> frozenset[str] | None:
-    """The tables (schema-qualified) whose rows the content check hashes: those the plan's SQL changes or
-    a state-only operation names, every table of the app of a migration whose effect is code (RunPython,
-    SQL we cannot read: a data migration writes its own app's tables), and Django's bookkeeping tables.
-    None for every table (``gates.compat_scope = "all"``).
+    """The tables (schema-qualified) whose rows the content check hashes: those the plan's SQL changes,
+    every table of the app of a migration whose effect is code (RunPython, SQL we cannot read: a data
+    migration writes its own app's tables), and Django's bookkeeping tables. None for every table
+    (``gates.compat_scope = "all"``).
 
     Any other table is proven untouched from statistics; a data migration writing one is caught there.
+    A table only a state-only operation names is one of them: its rows are not the operation's to change.
     """
     if setting == ALL:
         return None
     tables = set(BOOKKEEPING_TABLES)
     for step in plan.steps:
-        step_scope = _step_scope(step)
+        step_scope = _step_scope(step, state_only=False)
         tables |= {qualify(t) for t in step_scope.tables}
         if step_scope.apps:
             tables |= {qualify(t) for t in step.app_tables}

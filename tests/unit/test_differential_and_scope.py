@@ -222,6 +222,9 @@ def test_content_tables_are_what_the_plan_changes_its_data_migrations_apps_and_d
     # RunSQL we can read names its own tables, even one the operation's app does not own.
     readable = _step(["UPDATE auth_group SET name = upper(name);"], ["RunSQL"], app_tables=["shop_item"])
     assert scope.content_tables(MigrationPlan([readable], {})) == {"public.auth_group"} | scope.BOOKKEEPING_TABLES
+    # A state-only rename (SeparateDatabaseAndState, db_column kept) changes no row: proven by statistics, not hashed.
+    renamed = _step([], ["SeparateDatabaseAndState"], state_only_tables=["shop_item"])
+    assert scope.content_tables(MigrationPlan([renamed], {})) == scope.BOOKKEEPING_TABLES
     # An index-only plan hashes nothing but the bookkeeping; the full sweep hashes every table.
     index = _step(['CREATE INDEX "i" ON "shop_item" ("name");'], ["AddIndex"])
     assert scope.content_tables(MigrationPlan([index], {})) == scope.BOOKKEEPING_TABLES
