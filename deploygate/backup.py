@@ -67,14 +67,30 @@ class Backup:
         return data
 
 
+# Every ordinary table outside the system schemas, with the planner's estimate of its rows.
+_USER_TABLES = """SELECT n.nspname || '.' || c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"""
+
+
 def user_tables(conn) -> list[str]:
     """Every ordinary table outside the system schemas, as ``schema.table``."""
-    rows = conn.execute(
-        """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-             AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2"""
-    ).fetchall()
-    return [f"{schema}.{table}" for schema, table in rows]
+    return [name for name, _ in conn.execute(_USER_TABLES).fetchall()]
+
+
+def estimated_rows(conn) -> dict[str, int]:
+    """Every ordinary table with the planner's estimate of its rows (read from the catalog, no row read)."""
+    return dict(conn.execute(_USER_TABLES).fetchall())
+
+
+def backup_paths(settings: Settings, prefix: str, suffix: str) -> tuple[Path, Path, Path]:
+    """The backup folder (made private), and a new backup's final and partial paths, by the current time."""
+    backup_dir = settings.path(settings.backup_dir)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(backup_dir, 0o700)
+    final = backup_dir / f"{prefix}{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}{suffix}"
+    return backup_dir, final, final.with_name(final.name + ".partial")
 
 
 def count_rows(conn, tables: list[str]) -> dict[str, int]:
@@ -125,12 +141,7 @@ def take_backup(
     A failed dump leaves no partial file behind.
     """
     db_image = platform.database_image()
-    backup_dir = settings.path(settings.backup_dir)
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(backup_dir, 0o700)
-    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime())
-    final = backup_dir / f"{prefix}{stamp}{DUMP_SUFFIX}"
-    partial = final.with_name(final.name + ".partial")
+    backup_dir, final, partial = backup_paths(settings, prefix, DUMP_SUFFIX)
 
     started = time.monotonic()
     with connect(db) as conn:

@@ -27,7 +27,9 @@ from deploygate.backup import (
     PG_MANIFEST,
     Backup,
     BackupError,
+    backup_paths,
     check_room,
+    estimated_rows,
     pg_environment,
     sha256_of,
     take_backup,
@@ -63,15 +65,10 @@ def _catalog_facts(db: DatabaseAddress) -> tuple[dict[str, int], str, int]:
     Exact counts would read every row; a physical backup's proof is pg_verifybackup and a consistent start.
     """
     with connect(db) as conn:
-        rows = conn.execute(
-            """SELECT n.nspname || '.' || c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                 AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"""
-        ).fetchall()
+        tables = estimated_rows(conn)
         server_version = conn.execute("SHOW server_version").fetchone()[0]
-        database_bytes = conn.execute("SELECT sum(pg_database_size(oid))::bigint FROM pg_database").fetchone()[0]
-    return {name: count for name, count in rows}, server_version, database_bytes
+        cluster_bytes = conn.execute("SELECT sum(pg_database_size(oid))::bigint FROM pg_database").fetchone()[0]
+    return tables, server_version, cluster_bytes
 
 
 def take_physical(platform: Platform, settings: Settings, db: DatabaseAddress, *, say: Say, prefix: str) -> Backup:
@@ -80,12 +77,7 @@ def take_physical(platform: Platform, settings: Settings, db: DatabaseAddress, *
     Raises ``BackupError`` when there is no room, or pg_basebackup or pg_verifybackup fails
     (``refused_by_server`` tells a refusal); a failed backup leaves nothing behind.
     """
-    backup_dir = settings.path(settings.backup_dir)
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(backup_dir, 0o700)
-    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime())
-    final = backup_dir / f"{prefix}{stamp}{BASE_SUFFIX}"
-    partial = final.with_name(final.name + ".partial")
+    backup_dir, final, partial = backup_paths(settings, prefix, BASE_SUFFIX)
     started = time.monotonic()
     tables, server_version, cluster_bytes = _catalog_facts(db)
     check_room(backup_dir, cluster_bytes)

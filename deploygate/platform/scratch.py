@@ -172,16 +172,6 @@ def scratch_from_data_dir(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def copy_usage(data_dir: str) -> dict[str, int]:
-    """Bytes each running copy of backups beside ``data_dir``'s has written (its upper directory), by name."""
-    root = os.path.join(os.path.dirname(os.path.dirname(data_dir)), COPIES_DIR)
-    usage = {}
-    for name in os.listdir(root) if os.path.isdir(root) else []:
-        upper = os.path.join(root, name, "upper")
-        usage[name] = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(upper) for f in files)
-    return usage
-
-
 def leftovers(client: docker.DockerClient, prefix: str) -> list[Container]:
     """Scratch databases of ``prefix`` that exist now (a crashed run's, or a running rehearsal's)."""
     return [c for c in client.containers.list(all=True, filters=_TESTCONTAINERS) if c.name.startswith(prefix)]
