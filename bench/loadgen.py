@@ -195,7 +195,7 @@ class KeepAliveLoad:
             created = _created_id(payload) if method == "POST" and 200 <= answer.status < 300 else None
             sample = Sample(ts, client, method, path, answer.status, latency_ms, answer.getheader(COLOR_HEADER), None, created)
             return sample, not answer.will_close
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to get an answer is a status-0 sample, never a lost one
             latency_ms = (time.perf_counter() - started) * 1000.0
             return Sample(ts, client, method, path, 0, latency_ms, None, _one_line(exc)), False
 

@@ -77,7 +77,7 @@ class CopyStarter:
     def stop(self) -> None:
         try:
             self._future.result()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failed start has nothing to stop; its error was raised by result()
             return
         finally:
             self._pool.shutdown()

@@ -88,7 +88,7 @@ def _draw_chart(record: DeployRecord, responses: Sequence[Response], path: Path)
         from deploygate.report_chart import draw_timeline
 
         draw_timeline(record, responses, path)
-    except Exception as exc:  # the chart is optional: nothing drawing it raises may cost the report or the deploy
+    except Exception as exc:  # noqa: BLE001 - the chart is optional: nothing drawing it raises may cost the report or the deploy
         path.unlink(missing_ok=True)
         return " ".join(f"{type(exc).__name__}: {exc}".split())
     return None

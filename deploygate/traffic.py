@@ -299,7 +299,7 @@ class TrafficProbe:
             color = answer.headers.get(COLOR_HEADER)
             if method == "POST" and 200 <= status < 300:
                 created_id = _id_of(answer)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to get an answer is a status-0 record, never a lost one
             error = _one_line(exc)
         latency_ms = (time.perf_counter() - started) * 1000.0
         record = Response(ts, method, path, status, latency_ms, color, created_id, error)

@@ -90,7 +90,7 @@ def execute(
         try:
             with abort.raising(run.log):
                 run_steps(steps, run)
-        except (Exception, abort.Aborted) as exc:
+        except (Exception, abort.Aborted) as exc:  # every failure after production was touched must roll back
             aborted = isinstance(exc, abort.Aborted)
             step = run.record.stages[-1].name if run.record.stages else "start"
             cause = f"aborted by {exc.why} during {step}" if aborted else one_line(exc)
@@ -112,7 +112,7 @@ def execute(
 def _rollback_keeping_the_first_error(run: DeployRun, rollback: Callable[[DeployRun, str], None], cause: str, first: BaseException) -> None:
     try:
         rollback(run, cause)
-    except Exception as second:
+    except Exception as second:  # noqa: BLE001 - reported attached to the first, never instead of it
         run.record.outcome = Outcome.FAILED
         if run.record.rollback is None:
             run.record.rollback = RollbackRecord(reason=cause, trigger_ts=0.0)

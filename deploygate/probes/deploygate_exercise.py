@@ -31,7 +31,7 @@ def _step(checks, entry, func, keep=True):
                 raise _Rollback
     except _Rollback:
         pass
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any error is reported; the host judges it (schema or app code)
         error = exc
         said = database_error(exc)
         entry["error"] = one_line(exc)

@@ -110,7 +110,7 @@ def _query(raw_connection, sql, params=None):
         with raw_connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
-    except Exception:
+    except Exception:  # noqa: BLE001 - see the docstring
         return None
 
 
@@ -120,7 +120,7 @@ def _command(raw_connection, sql):
         with raw_connection.cursor() as cursor:
             cursor.execute(sql)
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - as _query
         return False
 
 

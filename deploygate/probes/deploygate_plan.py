@@ -19,7 +19,7 @@ FIELD_CHANGES = (migrations.AddField, migrations.AlterField, migrations.RemoveFi
 def describe(operation):
     try:
         return operation.describe()
-    except Exception:
+    except Exception:  # noqa: BLE001 - a third-party operation may not describe itself
         return type(operation).__name__
 
 
@@ -29,7 +29,7 @@ def _field_facts(field):
         return None
     try:
         db_type = field.db_type(connection)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unbound relation cannot name its column type
         db_type = None
     return {"db_type": db_type, "null": bool(field.null), "unique": bool(field.unique)}
 
@@ -55,7 +55,7 @@ def operation_changes(migration, state):
         changes.append(change)
         try:
             op.state_forwards(migration.app_label, state)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a third-party operation: no facts, the advice falls back to its type
             continue
         model = getattr(op, "model_name_lower", None) or getattr(op, "name_lower", None)
         old, new = before.models.get((migration.app_label, model)), state.models.get((migration.app_label, model))
@@ -84,7 +84,7 @@ def state_only_tables(migration, state):
         before = state.clone()
         try:
             op.state_forwards(migration.app_label, state)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a third-party operation: its SQL is all we know
             continue
         if not isinstance(op, migrations.SeparateDatabaseAndState):
             continue
@@ -108,7 +108,7 @@ def unmigrated_tables():
     try:
         loader = MigrationLoader(None, ignore_no_migrations=True)
         changes = MigrationAutodetector(loader.project_state(), ProjectState.from_apps(django_apps)).changes(graph=loader.graph)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a project the autodetector cannot read: the plan's SQL is all we know
         return []
     tables = set()
     for app_label, found in changes.items():
@@ -146,7 +146,7 @@ def cmd_plan(_arg):
             with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
                 migration.apply(state, editor, collect_sql=True)
             sql = editor.collected_sql
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - RunPython and friends cannot always render SQL
             sql = [f"-- SQL not renderable: {one_line(exc)}"]
         steps.append(
             {

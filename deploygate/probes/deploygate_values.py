@@ -151,7 +151,7 @@ def _kind(field):
 def _db_type(field):
     try:
         return field.db_type(connection)
-    except Exception:
+    except Exception:  # noqa: BLE001 - only used to explain why a field is unchecked
         return "?"
 
 
