@@ -1,7 +1,8 @@
 """The predeploy benchmark, as a ratio against baselines measured in the same run (absolute times are noisy here).
 
-The pre-deploy gate's wall time split by stage, for each backup method (physical: pg_basebackup and
-a copy started on it; logical: pg_dump and a restore), beside a raw ``pg_basebackup`` and a raw
+The pre-deploy gate's wall time split by stage, for each way of copying production (physical:
+pg_basebackup and a copy started on it, cloned on an XFS with reflinks the bench makes, or an overlay
+on this machine's own disk; logical: pg_dump and a restore), beside a raw ``pg_basebackup`` and a raw
 ``pg_dump | pg_restore`` of the same database (``nox -s bench -- predeploy``). Also: how long the
 copy takes to answer, the disk each copy uses, and deploygate's own peak memory (the gate's pytest
 process, its children's containers excluded).
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,17 +31,24 @@ from deploygate.errors import DeployGateError
 from deploygate.log import Say, quiet
 from deploygate.packages import apt_install
 from deploygate.platform import Platform, connect
+from deploygate.platform.clone import CloneError, make_clone_filesystem, remove_clone_filesystem
 from deploygate.platform.scratch import COPIES_DIR
 
 BENCH_PROJECT = "dgbench"
 
 
-METHODS = ("physical", "logical")
+# Each way of copying production the bench runs: its name, backup.method, backup.copy.
+VARIANTS = {
+    "physical, clone": ("physical", "clone"),
+    "physical, overlay": ("physical", "overlay"),
+    "logical": ("logical", "auto"),
+}
+CLONE_FS_GB = 64  # the sparse image's size: it takes only what the backups and copies on it use
 
 
 @dataclass
 class MethodRun:
-    """One backup method's gate at one size."""
+    """One variant's gate (a way of copying production) at one size."""
 
     stages: dict[str, float] = field(default_factory=dict)
     gate_wall_s: float = 0.0
@@ -119,13 +129,39 @@ def _raw_basebackup(platform: Platform) -> float:
         return time.monotonic() - started
 
 
-def _copy_disk_bytes(copy: rehearsal.DatabaseCopy, backup_dir: Path, method: str) -> int:
-    """What the copy costs on disk: its overlay's upper directory (physical), or the restored database (logical)."""
-    if method == "physical":
+def _used_bytes(path: Path) -> int:
+    stats = os.statvfs(path)
+    return (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+
+
+def _copy_disk_bytes(copy: rehearsal.DatabaseCopy, backup_dir: Path, used_before: int) -> int:
+    """What the copy costs on disk: the blocks its filesystem gave it (a clone, on the bench's own XFS), its
+    overlay's upper directory, or the restored database (logical)."""
+    kind = copy.scratch.database.copy_kind
+    if kind == "clone":
+        return _used_bytes(backup_dir) - used_before
+    if kind == "overlay":
         copies = backup_dir / COPIES_DIR
         return sum(p.stat().st_size for p in copies.rglob("*") if p.is_file())
     with connect_db(copy.host_address) as conn:
         return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+
+@contextmanager
+def _clone_filesystem(tmp: Path, say: Say) -> Iterator[Path | None]:
+    """An XFS with reflinks for the clone variant (this machine's ext4 cannot clone); None where none can be made."""
+    image, mount = tmp / "clonefs.img", tmp / "clonefs"
+    try:
+        make_clone_filesystem(image, mount, CLONE_FS_GB)
+    except (CloneError, OSError) as exc:
+        say(f"the clone variant is left out: {exc}")
+        image.unlink(missing_ok=True)
+        yield None
+        return
+    try:
+        yield mount
+    finally:
+        remove_clone_filesystem(image, mount)
 
 
 def _stage_times(platform: Platform, settings: config.Settings, candidate: str, method: str) -> tuple[dict[str, float], int, float]:
@@ -140,6 +176,8 @@ def _stage_times(platform: Platform, settings: config.Settings, candidate: str, 
     if backup.method != method:
         raise DeployGateError(f"asked for a {method} backup, got a {backup.method} one")
     times["backup"] = time.monotonic() - started
+    backup_dir = settings.path(settings.backup_dir)
+    used_before = _used_bytes(backup_dir)
     started = time.monotonic()
     with rehearsal.database_copy(platform, settings, platform.database_image(), backup, say=quiet) as copy:
         times["copy_ready" if method == "physical" else "copy_restore_verify"] = time.monotonic() - started
@@ -156,7 +194,7 @@ def _stage_times(platform: Platform, settings: config.Settings, candidate: str, 
         started = time.monotonic()
         rehearsal.reverse(platform, settings, done, copy, say=quiet)
         times["reversal"] = time.monotonic() - started
-        disk = _copy_disk_bytes(copy, settings.path(settings.backup_dir), method)
+        disk = _copy_disk_bytes(copy, backup_dir, used_before)
     return {name: round(seconds, 2) for name, seconds in times.items()}, disk, round(ready_s, 2)
 
 
@@ -185,7 +223,7 @@ def bench_predeploy(
     """
     results = []
     for rows in rows_list:
-        with tempfile.TemporaryDirectory(prefix="dgbench-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="dgbench-") as tmp, _clone_filesystem(Path(tmp), say) as clone_fs:
             own = {
                 "project": BENCH_PROJECT,
                 "proxy_port": str(free_port()),
@@ -208,21 +246,28 @@ def bench_predeploy(
                 say(f"[{rows:,} rows] baselines: pg_basebackup, then pg_dump | pg_restore...")
                 bench.basebackup_s = round(_raw_basebackup(platform), 2)
                 bench.baseline_s = round(_raw_dump_restore(platform, settings), 2)
-                for method in METHODS:
+                for variant, (method, copy) in VARIANTS.items():
+                    if copy == "clone" and clone_fs is None:
+                        continue
                     run = MethodRun()
-                    own_method = {**overrides, "backup_method": method}
-                    method_settings = settings.replace(backup_method=method)
-                    say(f"[{rows:,} rows] {method}: gate stages...")
+                    own_method = {**overrides, "backup_method": method, "backup_copy": copy}
+                    if copy == "clone":
+                        own_method["backup_dir"] = str(clone_fs / "backups")
+                    method_settings = settings.replace(
+                        backup_method=method, backup_copy=copy, backup_dir=own_method.get("backup_dir", settings.backup_dir)
+                    )
+                    Path(method_settings.path(method_settings.backup_dir)).mkdir(parents=True, exist_ok=True)
+                    say(f"[{rows:,} rows] {variant}: gate stages...")
                     run.stages, disk, run.copy_ready_s = _stage_times(platform, method_settings, candidate, method)
                     run.copy_disk_mb = round(disk / 1e6, 1)
-                    say(f"[{rows:,} rows] {method}: the whole gate (nox -s predeploy's pytest run)...")
+                    say(f"[{rows:,} rows] {variant}: the whole gate (nox -s predeploy's pytest run)...")
                     argv = [sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--candidate", candidate]
                     if config_file:
                         argv += ["--dg-config", config_file]
                     for name, value in own_method.items():
                         argv += ["--dg-set", f"{name}={value}"]
                     run.gate_wall_s, run.gate_passed, run.gate_rss_mb = _timed_gate(argv, root)
-                    bench.runs[method] = run
+                    bench.runs[variant] = run
             finally:
                 production.down(platform, settings, volumes=True)
             results.append(bench)
@@ -241,7 +286,9 @@ def render(results: list[PredeployBench]) -> str:
     row("database (MB)", lambda r: f"{r.database_mb:,.0f}")
     row("baseline: raw pg_basebackup (s)", lambda r: f"{r.basebackup_s:.2f}")
     row("baseline: raw pg_dump \\| pg_restore (s)", lambda r: f"{r.baseline_s:.2f}")
-    for method in METHODS:
+    for method in VARIANTS:
+        if not any(method in r.runs for r in results):
+            continue
         runs = [r.runs.get(method, MethodRun()) for r in results]
         stage_names = list(dict.fromkeys(name for run in runs for name in run.stages))
         for name in stage_names:

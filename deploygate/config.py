@@ -84,6 +84,14 @@ class Settings:
         "or auto (physical when the role may replicate, else logical)",
         choices=("auto", "physical", "logical"),
     )
+    backup_copy = text(
+        "backup.copy",
+        "auto",
+        "how the rehearsal's copy of a physical backup is made: clone (reflinks, where backup.dir is on XFS made with "
+        "reflink=1 or btrfs: only the blocks a copy writes cost room), overlay (any filesystem: a file is copied whole "
+        "when first written), or auto (clone where the filesystem can, else overlay)",
+        choices=("auto", "clone", "overlay"),
+    )
     lock_timeout_ms = integer("migrate.lock_timeout_ms", 5000, "lock_timeout of migrate, in the rehearsal and the deploy")
     migration_budget_s = integer("migrate.budget_s", 60, "longest a single migration may take on the copy")
     lock_budget_ms = integer("migrate.lock_budget_ms", 2000, "longest ACCESS EXCLUSIVE lock a migration may hold")

@@ -115,6 +115,13 @@ def database_copy(platform: Platform, settings: Settings, image_id: str, backup:
         yield copy
 
 
+# What the gate says about how a copy was made (``ScratchDatabase.copy_kind``).
+_COPY_KINDS = {
+    "clone": "a block-level clone: only the blocks it writes cost room",
+    "overlay": "an overlay: a file is copied whole when first written",
+}
+
+
 @contextmanager
 def physical_copy(platform: Platform, settings: Settings, image_id: str, backup: Backup, say: Say = print) -> Iterator[DatabaseCopy]:
     """A throwaway Postgres of ``image_id`` on a copy-on-write view of the physical ``backup`` (checked first).
@@ -124,14 +131,17 @@ def physical_copy(platform: Platform, settings: Settings, image_id: str, backup:
     """
     check_integrity(backup)
     started = time.monotonic()
-    with platform.scratch_from_backup(image_id, str(data_directory(backup)), user=settings.db_user, dbname=settings.db_name) as scratch:
+    with platform.scratch_from_backup(
+        image_id, str(data_directory(backup)), user=settings.db_user, dbname=settings.db_name, copy=settings.backup_copy
+    ) as scratch:
         copy = DatabaseCopy(scratch, ready_s=round(time.monotonic() - started, 3))
         with connect(copy.host_address) as conn:
             copy.started_tables = user_tables(conn)
         missing = sorted(set(backup.tables) - set(copy.started_tables))
         if missing:
             raise BackupError(f"the copy of {backup.path.name} lacks tables its manifest lists: {', '.join(missing)}")
-        say(f"copy of {backup.path.name} ready in {copy.ready_s:.2f}s (copy-on-write: no file copied), {len(copy.started_tables)} tables")
+        how = _COPY_KINDS.get(scratch.database.copy_kind, "copy-on-write")
+        say(f"copy of {backup.path.name} ready in {copy.ready_s:.2f}s ({how}), {len(copy.started_tables)} tables")
         yield copy
 
 

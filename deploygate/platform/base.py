@@ -81,6 +81,7 @@ class ScratchDatabase:
     network: str  # the network a job joins to reach it
     network_host: str  # its address on that network
     name: str  # the container's name (for logs and cleanup)
+    copy_kind: str = ""  # how a copy of a physical backup was made: clone or overlay ("" for a restored one)
 
 
 class Scratch(Protocol):
@@ -184,9 +185,12 @@ class Platform(Protocol):
     def scratch_postgres(self, image_id: str, *, user: str, dbname: str, mounts: Mapping[str, str]) -> AbstractContextManager[Scratch]:
         """A throwaway Postgres of ``image_id`` (removed on exit, even when its start fails)."""
 
-    def scratch_from_backup(self, image_id: str, data_dir: str, *, user: str, dbname: str) -> AbstractContextManager[Scratch]:
-        """A throwaway Postgres of ``image_id`` started on a copy-on-write view of ``data_dir`` (a physical
-        backup's data directory, never written); removed on exit with what it wrote."""
+    def scratch_from_backup(
+        self, image_id: str, data_dir: str, *, user: str, dbname: str, copy: str = "auto"
+    ) -> AbstractContextManager[Scratch]:
+        """A throwaway Postgres of ``image_id`` started on a copy-on-write copy of ``data_dir`` (a physical
+        backup's data directory, never written), made as ``copy`` (``backup.copy``) asks; removed on exit
+        with what it wrote."""
 
     def remove_stale_scratch(self) -> list[str]:
         """Scratch databases a crashed run left behind, removed."""

@@ -323,8 +323,12 @@ class DockerHost(ProjectObjects):
     def scratch_postgres(self, image_id: str, *, user: str, dbname: str, mounts: Mapping[str, str]) -> AbstractContextManager[Scratch]:
         return scratch.scratch_postgres(self.names.scratch_prefix, image_id, user=user, dbname=dbname, mounts=mounts)
 
-    def scratch_from_backup(self, image_id: str, data_dir: str, *, user: str, dbname: str) -> AbstractContextManager[Scratch]:
-        return scratch.scratch_from_data_dir(self.client, self.names.scratch_prefix, image_id, data_dir, user=user, dbname=dbname)
+    def scratch_from_backup(
+        self, image_id: str, data_dir: str, *, user: str, dbname: str, copy: str = "auto"
+    ) -> AbstractContextManager[Scratch]:
+        return scratch.scratch_from_data_dir(
+            self.client, self.names.scratch_prefix, image_id, data_dir, user=user, dbname=dbname, copy=copy
+        )
 
     def remove_stale_scratch(self) -> list[str]:
         return scratch.remove_stale(self.client, self.names.scratch_prefix)

@@ -1,9 +1,10 @@
 """Scratch databases (the rehearsal copy) on the local engine: throwaway Postgres containers of testcontainers.
 
-A copy of a physical backup (``scratch_from_data_dir``) starts on an overlay volume of Docker's local
-driver whose lower layer is the backup's data directory: nothing is copied before the server starts,
-the backup is never written (a file is copied up into the copy's own directory when the server first
-opens it for writing), and the copy goes with its volume and directory.
+A copy of a physical backup (``scratch_from_data_dir``) starts on a volume of Docker's local driver
+without copying the backup: a clone of its data directory where the filesystem clones files (XFS with
+reflink=1, btrfs: only the blocks the copy writes cost room), else an overlay whose lower layer is the
+data directory (any filesystem: a file is copied up whole when the server first opens it for writing).
+The backup is never written, and the copy goes with its volume and directory.
 
 testcontainers is the library made for throwaway databases in tests: it starts one,
 waits until it accepts connections and removes it with its volume. Jobs against a
@@ -24,7 +25,7 @@ from typing import Any
 import docker
 
 from deploygate.database import DatabaseAddress
-from deploygate.platform import engine
+from deploygate.platform import clone, engine
 from deploygate.platform.base import ScratchDatabase
 from deploygate.platform.docker_containers import Container, address
 from deploygate.platform.naming import DB_PORT
@@ -38,6 +39,8 @@ _COPY_SETTINGS = {
     "fsync": "off",
     "full_page_writes": "off",
     "synchronous_commit": "off",
+    # A new WAL segment is then made by writing its last byte, not 16 MB of zeros: on a clone, room it never uses.
+    "wal_init_zero": "off",
     "archive_mode": "off",
     "primary_conninfo": "",
     "restore_command": "",
@@ -63,7 +66,7 @@ class _Scratch:
         return code, output.decode(errors="replace")
 
 
-def _described(container: Any, *, user: str, dbname: str, password: str) -> ScratchDatabase:
+def _described(container: Any, *, user: str, dbname: str, password: str, copy_kind: str = "") -> ScratchDatabase:
     """How this host (the published port) and jobs (the scratch network) reach a started scratch database."""
     wrapped = container.get_wrapped_container()
     wrapped.reload()
@@ -74,6 +77,7 @@ def _described(container: Any, *, user: str, dbname: str, password: str) -> Scra
         network=SCRATCH_NETWORK,
         network_host=address(wrapped, SCRATCH_NETWORK),
         name=wrapped.name,
+        copy_kind=copy_kind,
     )
 
 
@@ -97,28 +101,47 @@ def scratch_postgres(prefix: str, image_id: str, *, user: str, dbname: str, moun
         container.stop()
 
 
-def _copy_dirs(data_dir: str, name: str) -> tuple[str, str, str]:
-    """The copy's upper and work directories, owned as the backup's data directory is and private to it."""
-    copies = os.path.join(os.path.dirname(os.path.dirname(data_dir)), COPIES_DIR)
-    os.makedirs(copies, mode=0o700, exist_ok=True)
-    os.chmod(copies, 0o700)  # what a copy writes is production's data
-    root = os.path.join(copies, name)
+def _overlay_dirs(data_dir: str, root: str) -> tuple[str, str]:
+    """The overlay's upper and work directories in ``root``; the upper owned as the backup's data directory is."""
     owner = os.stat(data_dir)
     upper, work = os.path.join(root, "upper"), os.path.join(root, "work")
     for path in (upper, work):
         os.makedirs(path, mode=0o700)
     os.chown(upper, owner.st_uid, owner.st_gid)  # the merged root is the upper's: the server's, mode 0700
-    return root, upper, work
+    return upper, work
+
+
+def _copy_volume(client: docker.DockerClient, name: str, data_dir: str, root: str, copy: str) -> tuple[Any, str]:
+    """The copy's data directory as a volume of Docker's local driver, and how it was made: clone or overlay.
+
+    A clone (``copy`` auto or clone, where the filesystem of ``root`` clones files) costs only the blocks the
+    copy writes; an overlay (``copy`` auto or overlay) works on any filesystem but copies a file up whole.
+    """
+    os.makedirs(root, mode=0o700)
+    if copy != "overlay" and clone.clones_in(root):
+        data = os.path.join(root, "data")
+        clone.clone_tree(data_dir, data)
+        kind, options = "clone", {"type": "none", "device": data, "o": "bind"}
+    elif copy == "clone":
+        raise clone.CloneError(
+            f"backup.copy is clone, but the filesystem of {os.path.dirname(root)} cannot clone files "
+            "(it takes XFS made with reflink=1, or btrfs); set backup.copy to auto or overlay"
+        )
+    else:
+        upper, work = _overlay_dirs(data_dir, root)
+        kind, options = "overlay", {"type": "overlay", "device": "overlay", "o": f"lowerdir={data_dir},upperdir={upper},workdir={work}"}
+    return client.volumes.create(name, driver="local", driver_opts=options, labels=_TESTCONTAINERS_LABELS), kind
 
 
 @contextmanager
 def scratch_from_data_dir(
-    client: docker.DockerClient, prefix: str, image_id: str, data_dir: str, *, user: str, dbname: str
+    client: docker.DockerClient, prefix: str, image_id: str, data_dir: str, *, user: str, dbname: str, copy: str = "auto"
 ) -> Iterator[_Scratch]:
-    """A Postgres of ``image_id`` started on an overlay of ``data_dir`` (a base backup), named ``<prefix><random>``.
+    """A Postgres of ``image_id`` started on a copy-on-write copy of ``data_dir`` (a base backup), named ``<prefix><random>``.
 
-    The server runs as the image's postgres user (so its entrypoint never chowns, which would copy every
-    file up) and gets a password of its own: production's is never handed to the copy. Removed on exit
+    The copy is a clone where the filesystem can (``copy`` auto or clone), else an overlay (see ``_copy_volume``).
+    The server runs as the image's postgres user (so its entrypoint never chowns, which would write every
+    file) and gets a password of its own: production's is never handed to the copy. Removed on exit
     with its volume and directories, even when its start fails.
     """
     engine.configure_testcontainers()
@@ -126,16 +149,14 @@ def scratch_from_data_dir(
     from testcontainers.core.wait_strategies import ExecWaitStrategy
 
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
-    root, upper, work = _copy_dirs(data_dir, name)
+    copies = os.path.join(os.path.dirname(os.path.dirname(data_dir)), COPIES_DIR)
+    os.makedirs(copies, mode=0o700, exist_ok=True)
+    os.chmod(copies, 0o700)  # what a copy writes is production's data
+    root = os.path.join(copies, name)
     volume = None
     container = None
     try:
-        volume = client.volumes.create(
-            name,
-            driver="local",
-            driver_opts={"type": "overlay", "device": "overlay", "o": f"lowerdir={data_dir},upperdir={upper},workdir={work}"},
-            labels=_TESTCONTAINERS_LABELS,
-        )
+        volume, kind = _copy_volume(client, name, data_dir, root, copy)
         command = ["postgres"] + [f"--{key.replace('_', '-')}={value}" for key, value in _COPY_SETTINGS.items()]
         # Through the socket, where initdb's pg_hba trusts local connections: the password is not set yet.
         ready = ["psql", "-h", "/var/run/postgresql", "-U", user, "-d", dbname, "-Atc", "SELECT 1"]
@@ -162,9 +183,9 @@ def scratch_from_data_dir(
         )
         if code != 0:
             raise RuntimeError(f"the copy's password could not be set: {output.decode(errors='replace').strip()}")
-        yield _Scratch(container, _described(container, user=user, dbname=dbname, password=password))
+        yield _Scratch(container, _described(container, user=user, dbname=dbname, password=password, copy_kind=kind))
     finally:
-        # Killed, not stopped: a clean shutdown's checkpoint would only copy more files up before they go.
+        # Killed, not stopped: a clean shutdown's checkpoint would only write more before the copy goes.
         if container is not None and container.get_wrapped_container() is not None:
             container.get_wrapped_container().remove(force=True, v=True)
         if volume is not None:
@@ -184,13 +205,22 @@ def remove_stale(client: docker.DockerClient, prefix: str) -> list[str]:
         container.remove(force=True, v=True)
         removed.append(container.name)
     for volume in leftover_volumes(client, prefix):
-        upper = dict(part.split("=", 1) for part in volume.attrs.get("Options", {}).get("o", "").split(",") if "=" in part).get("upperdir")
+        root = _copy_root(volume.attrs.get("Options") or {})
         if not _remove_volume(volume):
             continue
-        if upper:
-            shutil.rmtree(os.path.dirname(upper), ignore_errors=True)
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
         removed.append(f"volume {volume.name}")
     return removed
+
+
+def _copy_root(options: Mapping[str, str]) -> str | None:
+    """The directory of a copy's volume (``<backup.dir>/.copies/<name>``), from its driver options."""
+    if options.get("type") == "none":
+        data = options.get("device", "")
+        return os.path.dirname(data) if data else None
+    upper = dict(part.split("=", 1) for part in options.get("o", "").split(",") if "=" in part).get("upperdir")
+    return os.path.dirname(upper) if upper else None
 
 
 def _remove_volume(volume) -> bool:
@@ -204,5 +234,5 @@ def _remove_volume(volume) -> bool:
 
 
 def leftover_volumes(client: docker.DockerClient, prefix: str) -> list:
-    """Overlay volumes of copies of ``prefix`` that exist now (a crashed run's, or a running rehearsal's)."""
+    """Volumes of copies of ``prefix`` that exist now (a crashed run's, or a running rehearsal's)."""
     return [v for v in client.volumes.list(filters=_TESTCONTAINERS) if v.name.startswith(prefix)]

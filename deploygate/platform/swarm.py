@@ -324,8 +324,10 @@ class SwarmPlatform(SwarmObjects):
     def scratch_postgres(self, image_id: str, *, user: str, dbname: str, mounts: Mapping[str, str]) -> AbstractContextManager[Scratch]:
         return self.local.scratch_postgres(image_id, user=user, dbname=dbname, mounts=mounts)
 
-    def scratch_from_backup(self, image_id: str, data_dir: str, *, user: str, dbname: str) -> AbstractContextManager[Scratch]:
-        return self.local.scratch_from_backup(image_id, data_dir, user=user, dbname=dbname)
+    def scratch_from_backup(
+        self, image_id: str, data_dir: str, *, user: str, dbname: str, copy: str = "auto"
+    ) -> AbstractContextManager[Scratch]:
+        return self.local.scratch_from_backup(image_id, data_dir, user=user, dbname=dbname, copy=copy)
 
     def remove_stale_scratch(self) -> list[str]:
         return self.local.remove_stale_scratch()
