@@ -2,6 +2,8 @@
 
 pytest_plugins = [
     "fixtures.gate_report",
+    "fixtures.progress",
+    "fixtures.stopping",
     "fixtures.config",
     "fixtures.engine",
     "fixtures.stack",

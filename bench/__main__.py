@@ -32,9 +32,16 @@ def _reports(args: argparse.Namespace) -> Path:
 
 
 def run_predeploy(args: argparse.Namespace) -> int:
-    results = predeploy.bench_predeploy(ROOT, args.rows, candidate=args.candidate, say=_say, sets=args.sets, config_file=args.config)
-    print(predeploy.render(results))
-    _say(f"saved {predeploy.save(results, _reports(args))}")
+    results: list[predeploy.PredeployBench] = []
+    try:
+        predeploy.bench_predeploy(
+            ROOT, args.rows, candidate=args.candidate, say=_say, sets=args.sets, config_file=args.config, results=results
+        )
+    finally:
+        # The sizes measured before a failure are kept: a 10M-row run takes many minutes to measure again.
+        if results:
+            print(predeploy.render(results))
+            _say(f"saved {predeploy.save(results, _reports(args))}")
     return 0 if all(run.gate_passed for r in results for run in r.runs.values()) else 1
 
 

@@ -216,12 +216,14 @@ def bench_predeploy(
     *,
     sets: dict[str, str] | None = None,
     config_file: str | None = None,
+    results: list[PredeployBench] | None = None,
 ) -> list[PredeployBench]:
     """Bring up a bench production per size, then time baseline, stages and the whole gate.
 
-    ``sets`` (``--set``) go over the bench's own settings, in this process and in the gate's.
+    ``sets`` (``--set``) go over the bench's own settings, in this process and in the gate's. Each size's
+    result is appended to ``results`` (when given) as soon as it is measured, so a failure keeps the others.
     """
-    results = []
+    results = [] if results is None else results
     for rows in rows_list:
         with tempfile.TemporaryDirectory(prefix="dgbench-") as tmp, _clone_filesystem(Path(tmp), say) as clone_fs:
             own = {
@@ -232,6 +234,7 @@ def bench_predeploy(
                 "reports_dir": f"{tmp}/reports",
                 "seed_rows": str(rows),
                 "seed_members": str(max(200, rows // 100)),
+                "db_standbys": "0",  # the gate alone: a standby replaying the seeding would share the machine
             }
             overrides = bench_settings.merged(own, sets)
             settings = bench_settings.load(root, overrides, config_file)

@@ -59,6 +59,16 @@ def database_environment(settings: Settings, db_host: str, db_port: int, passwor
     }
 
 
+def replica_environment(settings: Settings, host: str, port: int, password: str) -> dict[str, str]:
+    """Where the app finds the streaming standby deploygate runs (``database.standbys``): ``<prefix>REPLICA_HOST``
+    and ``<prefix>REPLICA_PORT``, or ``<url variable>_REPLICA`` with ``app.database_url``; same database and user."""
+    if settings.app_database_url:
+        (url,) = database_environment(settings, host, port, password).values()
+        return {f"{settings.app_database_url}_REPLICA": url}
+    prefix = settings.app_db_env_prefix
+    return {f"{prefix}REPLICA_HOST": host, f"{prefix}REPLICA_PORT": str(port)}
+
+
 def environment(settings: Settings, db_host: str, db_port: int, password: str) -> dict[str, str]:
     """Everything an app container gets, for the database at ``db_host:db_port``.
 

@@ -136,6 +136,7 @@ def cmd_predeploy(args: argparse.Namespace) -> int:
 
     from deploygate import resources
     from deploygate.deploy.gates import suite_argv
+    from deploygate.signal_relay import relaying_signals
 
     settings = settings_from(args)
     root = resources.bundle_root()
@@ -149,7 +150,10 @@ def cmd_predeploy(args: argparse.Namespace) -> int:
     # The request's flags in the suite's spelling (--config is --dg-config there), then pytest's own as given.
     given = {**vars(args), "config": getattr(args, "config", None), "set": [*args.set_before, *args.set_after]}
     passed = [arg for flag in flags.PREDEPLOY for arg in flag.gate_args(given[flag.dest])]
-    return subprocess.run([*argv, "--gate", "predeploy", f"--junitxml={junit}", *passed, *rest], check=False).returncode
+    # Waiting for the gate whatever signal comes: left to itself, subprocess.run would SIGKILL it 0.25 s after
+    # Ctrl-C, before it removed its copy; the gate hears the signal from its group or from this relay.
+    with relaying_signals():
+        return subprocess.run([*argv, "--gate", "predeploy", f"--junitxml={junit}", *passed, *rest], check=False).returncode
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deploygate.errors import ConfigError
-from deploygate.option import Option, as_text, integer, names, table, text
+from deploygate.option import Option, as_text, integer, names, records, table, text
 
 __all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_FILE", "OPTIONS", "ConfigError", "Option", "Settings", "as_text", "load"]
 
@@ -70,6 +70,17 @@ class Settings:
         "an existing PostgreSQL server (as this host and the app's containers reach it); empty: deploygate runs one",
     )
     db_port = integer("database.port", 5432, "port of the existing server")
+    db_standbys = integer(
+        "database.standbys",
+        0,
+        "streaming hot standbys deploygate runs beside its own database (0 or 1: <project>_db_replica, through a replication slot)",
+    )
+    db_replicas = records(
+        "database.replicas",
+        "your database's streaming replicas the switch waits for ([[database.replicas]] host, port, application_name), "
+        "each reached as this host reaches it with the database's user and password",
+        {"host": str, "port": int, "application_name": str},
+    )
     db_password_file = text(
         "database.password_file",
         "",
@@ -99,6 +110,11 @@ class Settings:
         "migrate.expected_plan",
         "",
         "comma-separated app.migration the candidate must apply (empty: whatever it has)",
+    )
+    replica_lag_max_s = integer(
+        "gates.replica_lag_max_s",
+        30,
+        "longest the switch waits for every replica (database.standbys, [[database.replicas]]) to replay the migration",
     )
     health_max_errors = integer("gates.health_max_errors", 5, "most errors the health URL's JSON body may report")
     health_p95_ms = integer("gates.health_p95_ms", 200, "p95 response time budget of production, ms")

@@ -10,7 +10,7 @@ checker alike. The declaration is the only list of settings: loading, the pytest
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar, cast, overload
 
 T = TypeVar("T")
@@ -37,7 +37,9 @@ class Option(Generic[T]):
         *,
         choices: tuple[str, ...] = (),
         secret: bool = False,
+        fields: Mapping[str, type] | None = None,
     ) -> None:
+        self.fields = fields  # a list of tables: each table's keys and their types
         self.toml = toml
         self.default = default
         self.help = help
@@ -64,7 +66,10 @@ class Option(Generic[T]):
     def coerce(self, raw: Any) -> T:
         """A value from deploy.toml (typed already) or from the command line and env (text); raises ValueError."""
         value: Any
-        if isinstance(self.default, tuple):
+        if self.fields is not None:
+            value = self.parse(raw) if isinstance(raw, str) else raw
+            value = tuple(_record(item, self.fields) for item in (value if isinstance(value, (list, tuple)) else [value]))
+        elif isinstance(self.default, tuple):
             value = self.parse(raw) if isinstance(raw, str) else raw
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"expected a list of strings, got {raw!r}")
@@ -82,6 +87,34 @@ class Option(Generic[T]):
         if self.choices and value not in self.choices:
             raise ValueError(f"{value!r} is not one of {', '.join(self.choices)}")
         return cast(T, value)  # checked against the default's type above
+
+
+def _record(item: Any, fields: Mapping[str, type]) -> dict[str, Any]:
+    """One table of a list of tables, its keys known and typed; the first field is required."""
+    if not isinstance(item, dict):
+        raise ValueError(f"expected a list of tables, got {item!r}")
+    unknown = sorted(set(item) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(fields)})")
+    required = next(iter(fields))
+    if required not in item:
+        raise ValueError(f"every table needs {required!r}, got {item!r}")
+    for key, value in item.items():
+        kind = fields[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"{key} expects {kind.__name__}, got {value!r}")
+    return dict(item)
+
+
+def parse_records(text: str) -> list[Any]:
+    """A list of tables given on the command line or in the environment: a JSON array of objects."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValueError(f"expected a JSON array of objects, got {text!r}") from None
+    if not isinstance(value, list):
+        raise ValueError(f"expected a JSON array of objects, got {text!r}")
+    return value
 
 
 def parse_int(text: str) -> int:
@@ -136,6 +169,11 @@ def table(toml: str, help: str) -> Option[dict[str, str]]:
 def names(toml: str, help: str) -> Option[tuple[str, ...]]:
     """A TOML array of strings; ``[]`` by default."""
     return Option(toml, (), help, parse_names)
+
+
+def records(toml: str, help: str, fields: Mapping[str, type]) -> Option[tuple[dict[str, Any], ...]]:
+    """A TOML array of tables (``[[database.replicas]]``) with the keys of ``fields``, the first required; ``[]`` by default."""
+    return Option(toml, (), help, parse_records, fields=fields)
 
 
 def as_text(value: Any) -> str:

@@ -19,6 +19,7 @@ from deploygate.health import HealthSample, sample
 from deploygate.log import DeployLog, Say
 from deploygate.platform.base import Platform
 from deploygate.platform.images import Image
+from deploygate.platform.naming import DB_PORT, Names
 from deploygate.probe import MigrateResult, Prober
 from deploygate.proxy import Proxy, Route
 from deploygate.redaction import secrets_of
@@ -35,7 +36,11 @@ class UpReport:
 def app_environment(platform: Platform, settings: Settings) -> dict[str, str]:
     """The environment of the app's containers in production (pointed at production's database)."""
     host, port = platform.database_endpoint()
-    return app.environment(settings, host, port, db_password(settings))
+    environment = app.environment(settings, host, port, db_password(settings))
+    if settings.db_standbys and not settings.db_host:
+        # By its name on the project's network, as the app reaches the primary.
+        environment |= app.replica_environment(settings, Names(settings.project).db_standby, DB_PORT, db_password(settings))
+    return environment
 
 
 def manage(platform: Platform, settings: Settings, image: Image, argv: list[str], say: Say | None = None) -> None:

@@ -31,6 +31,8 @@ def default_text(option: Option) -> str:
         return f'"{option.default}"'
     if isinstance(option.default, dict):
         return "{}" if not option.default else as_text(option.default)
+    if isinstance(option.default, tuple):
+        return as_text(option.default)  # a TOML array: [] or ["a", "b"]
     return str(option.default)
 
 

@@ -67,7 +67,51 @@ def handling(handler: Callable[[int, object], None]) -> Iterator[None]:
             signal.signal(signum, old)
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP that arrive during the block are handled at its end, by the handlers in place before it.
+
+    For one request that creates something (a container): a signal in the middle of it would leave
+    what the engine created with nobody knowing its id; held, it lands once the id is known.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run in the main thread only: nothing to hold here
+        return
+    held: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, _frame: held.append(signum)) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        for signum in held:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)  # the default action, now that the block is over
+
+
 def relaying_signals():
     """For the duration, SIGINT, SIGTERM and SIGHUP are passed on to this process's children and
     do not stop it; the previous handlers are restored afterwards."""
     return handling(relay)
+
+
+def interrupting_once() -> Callable[[int, object], None]:
+    """A handler that raises ``KeyboardInterrupt`` on the first of SIGINT, SIGTERM and SIGHUP and ignores the rest.
+
+    For a gate's pytest: one stop reaches it several times (the terminal's signal to the process group,
+    then the same one relayed by nox and by deploygate), and a second interrupt in the middle of the
+    first one's cleanup would leave a copy's container or a job behind. SIGTERM and SIGHUP, which
+    would kill it outright, get the same cleanup as Ctrl-C.
+    """
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object = None) -> None:
+        if received:
+            return
+        received.append(signum)
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name} received")
+
+    return handler

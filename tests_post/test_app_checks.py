@@ -12,9 +12,9 @@ pytestmark = pytest.mark.post
 
 
 @pytest.fixture(scope="session")
-def app_check_results(request, platform, settings, target):
+def app_check_results(request, platform, settings, target, progress):
     return app_checks.run(
-        platform, settings, target.image, app_environment(platform, settings), selected=checks.selected(request.session), say=print
+        platform, settings, target.image, app_environment(platform, settings), selected=checks.selected(request.session), say=progress
     )
 
 

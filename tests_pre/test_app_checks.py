@@ -15,7 +15,7 @@ pytestmark = pytest.mark.app
 
 
 @pytest.fixture(scope="session")
-def app_check_results(request, platform, settings, candidate_image, rehearsed, db_copy):
+def app_check_results(request, platform, settings, candidate_image, rehearsed, db_copy, progress):
     applied = db_copy.prober(platform, settings, candidate_image).plan()
     assert applied.at_release, (
         f"the copy is not at {candidate_image.tag}'s migrations (pending {applied.labels}): the checks would judge the wrong schema"
@@ -27,7 +27,7 @@ def app_check_results(request, platform, settings, candidate_image, rehearsed, d
         db_copy.app_environment(settings),
         network=db_copy.scratch.database.network,
         selected=checks.selected(request.session),
-        say=print,
+        say=progress,
     )
 
 

@@ -11,7 +11,7 @@ result back into the run, so the cores are tested without a run and only adapter
 
 from __future__ import annotations
 
-from deploygate import scope
+from deploygate import replicas, scope
 from deploygate.deploy import colors, gates, predeploy, safekeeping, schema, undo
 from deploygate.deploy.monitoring import MonitorWindow, watch_window
 from deploygate.deploy.runner import StageFailed, Step
@@ -184,6 +184,35 @@ def post_checks_on_new_color(run: DeployRun) -> None:
     _post_checks(run, "green")
 
 
+# The predeploy's two compatibility directions: what a replica read meets while the replica lags.
+_BOTH_DIRECTIONS = ("test_production_release_works_on_the_new_schema", "test_candidate_works_on_the_old_schema")
+
+
+def replica_reads_note(run: DeployRun) -> str:
+    """Whether reads from a lagging replica were covered: a release reading there meets the other schema."""
+    verdicts = {row.name: row.verdict for row in run.record.gates if row.name in _BOTH_DIRECTIONS}
+    if all(verdicts.get(name) == "passed" for name in _BOTH_DIRECTIONS):
+        return "reads from a replica while it lags meet the other schema: covered, both releases were proven on both schemas"
+    if run.hold:
+        return "reads from a replica while it lags may fail: the releases are incompatible (deployed behind a hold)"
+    return "reads from a replica while it lags: not proven by this deploy (the predeploy's compatibility checks did not run here)"
+
+
+def wait_replicas_replayed(run: DeployRun) -> None:
+    """Every expected replica has replayed the migration before anyone is switched (``replicas.wait_replayed``):
+    a release reading from one behind would meet the schema before. One missing or behind fails the step."""
+    expected = run.platform.standbys() + replicas.configured(run.db, run.settings)
+    if not expected:
+        return
+    limit = run.settings.replica_lag_max_s
+    run.log(f"   waiting for {len(expected)} replica(s) to replay the primary's position (at most {limit}s)")
+    report = replicas.wait_replayed(run.db, expected, timeout_s=limit, say=run.log)
+    run.record.notes.append(f"replicas at {report.target_lsn}: " + "; ".join(r.describe() for r in report.replays))
+    run.record.notes.append(replica_reads_note(run))
+    if not report.ok:
+        raise StageFailed(f"replicas behind the migration after {limit}s: " + "; ".join(r.describe() for r in report.lagging))
+
+
 def switch_traffic(run: DeployRun) -> None:
     """Every new request to the new color (``colors.switch_to``); the run keeps when."""
     run.switched_at = colors.switch_to(colors.TrafficSwitch.of(run)).at
@@ -222,6 +251,7 @@ DEPLOY: tuple[Step, ...] = (
     Step("processes", start_new_processes, when=holding_with_processes),
     Step("green_healthy", wait_new_color_healthy),
     Step("post_green", post_checks_on_new_color),
+    Step("replicas", wait_replicas_replayed),
     Step("switch", switch_traffic, checkpoint="switched"),
     Step("monitor", monitor_window),
     Step("post_proxy", post_checks_through_proxy),

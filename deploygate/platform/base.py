@@ -19,6 +19,7 @@ from deploygate.config import Settings
 from deploygate.database import DatabaseAddress
 from deploygate.log import Say
 from deploygate.platform.images import Image
+from deploygate.replicas import Standby
 
 COLORS = ("blue", "green")
 OTHER_COLOR = {"blue": "green", "green": "blue"}
@@ -180,6 +181,9 @@ class Platform(Protocol):
         """Run ``argv`` in a fresh container of ``image`` and remove it. ``mounts`` are host path -> path
         inside (read-only unless the host path is in ``writable``); ``network`` defaults to production's,
         where a job is attached as the app's containers are (``app.networks``, host entries)."""
+
+    def standbys(self) -> list[Standby]:
+        """The streaming standbys this platform runs beside its database (``database.standbys``), running or not."""
 
     # --- scratch databases (the rehearsal copy)
     def scratch_postgres(self, image_id: str, *, user: str, dbname: str, mounts: Mapping[str, str]) -> AbstractContextManager[Scratch]:

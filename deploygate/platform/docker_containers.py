@@ -22,6 +22,8 @@ from deploygate.platform.base import JobResult, Replica
 from deploygate.platform.naming import PROJECT_LABEL, ROLE_LABEL
 from deploygate.platform.networking import Attachments, extra_hosts_of, hosts_file_pinned, pinned_addresses, stale_pin
 from deploygate.platform.specs import ContainerSpec
+from deploygate.signal_relay import signals_held
+from deploygate.waiting import wait_until
 
 Container = docker.models.containers.Container
 _LOG_LINES = 3
@@ -114,19 +116,31 @@ def create(client: docker.DockerClient, spec: ContainerSpec, *, start: bool = Tr
     what it needs at its start. Raises ``StackError`` (and leaves nothing) when the engine refuses.
     """
     what = what or spec.name or spec.image
+    container = None
     try:
-        container = client.containers.create(**create_kwargs(spec))
-    except docker.errors.APIError as exc:
-        raise api_error(f"could not start {what}", exc) from None
-    try:
+        with signals_held():  # a Ctrl-C mid-request would leave a container whose id never came back
+            container = client.containers.create(**create_kwargs(spec))
         for network in spec.networks[1:]:
             client.networks.get(network).connect(container)
         if start:
             container.start()
-    except docker.errors.APIError as exc:
-        container.remove(force=True, v=True)
-        raise api_error(f"could not start {what}", exc) from None
+    except BaseException as exc:
+        if container is not None:
+            _remove_quietly(client, container.id)
+        if isinstance(exc, docker.errors.APIError):
+            raise api_error(f"could not start {what}", exc) from None
+        raise
     return container
+
+
+def _remove_quietly(client: docker.DockerClient, name_or_id: str | None) -> None:
+    """Remove a container that failed half-way to start, if there is one; cleanup never hides the first error."""
+    if not name_or_id:
+        return
+    try:
+        client.containers.get(name_or_id).remove(force=True, v=True)
+    except docker.errors.DockerException:
+        pass
 
 
 def whole_lines(pending: str, text: str) -> tuple[list[str], str]:
@@ -152,8 +166,9 @@ def run_to_end(client: docker.DockerClient, spec: ContainerSpec, say: Say | None
     Removed even when streaming fails. Raises ``StackError`` when the engine refuses.
     """
     argv = " ".join(spec.command or ())
-    container = create(client, spec, what=f"`{argv}` in {spec.image}")
+    container = None
     try:
+        container = create(client, spec, what=f"`{argv}` in {spec.image}")
         chunks, pending = [], ""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         for raw in container.logs(stream=True, follow=True):
@@ -168,11 +183,9 @@ def run_to_end(client: docker.DockerClient, spec: ContainerSpec, say: Say | None
     except docker.errors.APIError as exc:
         raise api_error(f"the job `{argv}` in {spec.image} failed", exc) from None
     finally:
-        try:
-            # v=True: an image with a VOLUME (Postgres, for pg_dump) leaves an anonymous volume per run otherwise.
-            container.remove(force=True, v=True)
-        except docker.errors.APIError:
-            pass
+        # By name when a signal came between its creation and this frame learning of it.
+        # v=True: an image with a VOLUME (Postgres, for pg_dump) leaves an anonymous volume per run otherwise.
+        _remove_quietly(client, container.id if container is not None else spec.name)
 
 
 def pinned_as(container: Container, pin: Mapping[str, str]) -> bool:
@@ -231,3 +244,35 @@ def remove_labelled(client: docker.DockerClient, project: str, *, volumes: bool 
             volume.remove(force=True)
             removed.append(f"volume {volume.name}")
     return removed
+
+
+def ensure_postgres(client: docker.DockerClient, spec: ContainerSpec) -> list[str]:
+    """The Postgres of ``spec`` (its volume, its container) created or started, then waited for until it answers;
+    returns what changed. Raises ``StackError`` when it exits, ``WaitTimeout`` when it never answers."""
+    changes: list[str] = []
+    for mount in (m for m in spec.mounts if m.volume):
+        try:
+            client.volumes.get(mount.source)
+        except docker.errors.NotFound:
+            client.volumes.create(mount.source, labels=dict(mount.volume_labels))
+            changes.append(f"created volume {mount.source}")
+    try:
+        container = client.containers.get(spec.name)
+    except docker.errors.NotFound:
+        container = create(client, spec)
+        changes.append(f"created {spec.name}")
+    else:
+        if container.status != "running":
+            container.start()
+            changes.append(f"started {container.name}")
+    readiness = spec.readiness
+
+    def ready() -> bool:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            raise StackError(f"{spec.name} exited: {log_tail(container)}")
+        return container.exec_run(list(readiness.command))[0] == 0
+
+    what = f"{spec.name} to accept connections"
+    wait_until(ready, timeout=readiness.timeout_s, interval=0.5, what=what, last_seen=lambda: log_tail(container))
+    return changes

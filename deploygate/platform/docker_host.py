@@ -9,6 +9,7 @@ the library that speaks to the docker SDK.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 
@@ -18,7 +19,7 @@ import requests
 
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, connect, db_password
-from deploygate.errors import StackError
+from deploygate.errors import ConfigError, StackError
 from deploygate.log import Say, quiet
 from deploygate.platform import engine, images, scratch
 from deploygate.platform.base import COLORS, ColorState, JobResult, Scratch
@@ -26,6 +27,7 @@ from deploygate.platform.docker_containers import (
     Container,
     address,
     create,
+    ensure_postgres,
     fail_if_dead,
     health,
     log_tail,
@@ -48,8 +50,10 @@ from deploygate.platform.specs import (
     job_spec,
     process_spec,
     proxy_spec,
+    standby_spec,
     web_spec,
 )
+from deploygate.replicas import Standby, ensure_slot
 from deploygate.waiting import wait_until
 
 # Where other modules find these (tests, the target rigs).
@@ -156,30 +160,22 @@ class DockerHost(ProjectObjects):
         if self._external_database:
             connect(self.database()).close()  # answers, with these credentials: else a one-line StackError now
             return changes
-        spec = database_spec(self.settings, image, password)
-        for mount in (m for m in spec.mounts if m.volume):
-            try:
-                self.client.volumes.get(mount.source)
-            except docker.errors.NotFound:
-                self.client.volumes.create(mount.source, labels=dict(mount.volume_labels))
-                changes.append(f"created volume {mount.source}")
-        container = self._get(self.names.db)
-        if container is None:
-            container = create(self.client, spec)
-            changes.append(f"created {self.names.db}")
-        else:
-            self._start_if_stopped(container, changes)
-        readiness = spec.readiness
-
-        def ready() -> bool:
-            container.reload()
-            if container.status in ("exited", "dead"):
-                raise StackError(f"{self.names.db} exited: {log_tail(container)}")
-            return container.exec_run(list(readiness.command))[0] == 0
-
-        what = f"{self.names.db} to accept connections"
-        wait_until(ready, timeout=readiness.timeout_s, interval=0.5, what=what, last_seen=lambda: log_tail(container))
+        if self.settings.db_standbys not in (0, 1):
+            raise ConfigError(f"database.standbys must be 0 or 1, got {self.settings.db_standbys}")
+        changes += ensure_postgres(self.client, database_spec(self.settings, image, password))
+        if self.settings.db_standbys:
+            ensure_slot(self.database(), self.names.db_standby_slot)
+            changes += ensure_postgres(self.client, standby_spec(self.settings, image, password))
         return changes
+
+    def standbys(self) -> list[Standby]:
+        if not self.settings.db_standbys or self._external_database:
+            return []
+        container = self._get(self.names.db_standby)
+        # Not running: its name stands in for the address, so asking it fails and names it.
+        found = address(container, self.names.network) if container is not None and container.status == "running" else ""
+        primary = self.database()
+        return [Standby(self.names.db_standby, dataclasses.replace(primary, host=found or self.names.db_standby))]
 
     def _db_container(self) -> Container:
         container = self._get(self.names.db)
@@ -315,7 +311,9 @@ class DockerHost(ProjectObjects):
     ) -> JobResult:
         """Lines the job prints go to ``say`` as they come (progress of long work); it is removed even when streaming fails."""
         pin = self._db_pin() if network in (None, self.names.network) else {}
-        spec = job_spec(self.settings, image, argv, environment, mounts=mounts, writable=writable, network=network, pin=pin)
+        spec = job_spec(
+            self.settings, image, argv, environment, mounts=mounts, writable=writable, network=network, pin=pin, name=self.names.job()
+        )
         return run_to_end(self.client, self._checked(spec), say)
 
     # --- scratch databases -----------------------------------------------------------------------

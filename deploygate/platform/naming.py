@@ -7,6 +7,7 @@ cleanup, the inventory and the tests find a project's objects by label on either
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from deploygate.config import Settings
@@ -40,12 +41,29 @@ class Names:
         return f"{self.project}_pgdata"
 
     @property
+    def db_standby(self) -> str:
+        return f"{self.project}_db_replica"
+
+    @property
+    def db_standby_volume(self) -> str:
+        return f"{self.project}_pgdata_replica"
+
+    @property
+    def db_standby_slot(self) -> str:
+        """Its replication slot on the primary (a slot's name allows lower-case letters, digits and underscores only)."""
+        return "".join(c if c.isalnum() or c == "_" else "_" for c in self.db_standby.lower())
+
+    @property
     def proxy(self) -> str:
         return f"{self.project}_proxy"
 
     @property
     def scratch_prefix(self) -> str:
         return f"{self.project}_copy_"
+
+    def job(self) -> str:
+        """A new one-off job's name: known before the engine creates it, so an interrupted create can be undone."""
+        return f"{self.project}_job_{uuid.uuid4().hex[:8]}"
 
     def web(self, color: str) -> str:
         return f"{self.project}_web_{color}"

@@ -186,10 +186,13 @@ def scratch_from_data_dir(
         yield _Scratch(container, _described(container, user=user, dbname=dbname, password=password, copy_kind=kind))
     finally:
         # Killed, not stopped: a clean shutdown's checkpoint would only write more before the copy goes.
-        if container is not None and container.get_wrapped_container() is not None:
-            container.get_wrapped_container().remove(force=True, v=True)
-        if volume is not None:
-            _remove_volume(volume)
+        # Found by name when a signal cut short the request that made it (its id never came back).
+        wrapped = container.get_wrapped_container() if container is not None else None
+        try:
+            (wrapped or client.containers.get(name)).remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        _remove_volume(volume if volume is not None else _volume_named(client, name))
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -223,9 +226,18 @@ def _copy_root(options: Mapping[str, str]) -> str | None:
     return os.path.dirname(upper) if upper else None
 
 
+def _volume_named(client: docker.DockerClient, name: str) -> Any:
+    try:
+        return client.volumes.get(name)
+    except docker.errors.NotFound:
+        return None
+
+
 def _remove_volume(volume) -> bool:
-    """Remove a copy's volume; False when the engine refuses. Seen here: an engine that still counts a mount
-    of a removed container; the volume is then left to ``remove_stale`` (and the footprint check names it)."""
+    """Remove a copy's volume (if any); False when the engine refuses. Seen here: an engine that still counts a
+    mount of a removed container; the volume is then left to ``remove_stale`` (and the footprint check names it)."""
+    if volume is None:
+        return True
     try:
         volume.remove(force=True)
     except docker.errors.APIError:

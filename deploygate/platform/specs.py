@@ -231,6 +231,44 @@ def database_spec(settings: Settings, image: Image, password: str) -> ContainerS
     )
 
 
+def standby_spec(settings: Settings, image: Image, password: str) -> ContainerSpec:
+    """A streaming hot standby of production's Postgres (the same image), through its own replication slot.
+
+    Its first start copies the primary (``pg_basebackup``, in the image's entrypoint); it is ready once it
+    answers on 127.0.0.1, which a standby does only when it has reached a consistent state.
+    """
+    names = Names(settings.project)
+    return ContainerSpec(
+        role="db-replica",
+        name=names.db_standby,
+        image=image.tag,
+        environment={
+            "POSTGRES_USER": settings.db_user,
+            "POSTGRES_PASSWORD": password,
+            "POSTGRES_STANDBY_OF": names.db,
+            "POSTGRES_STANDBY_SLOT": names.db_standby_slot,
+            "POSTGRES_STANDBY_NAME": names.db_standby,
+        },
+        mounts=(
+            Mount(
+                source=names.db_standby_volume,
+                target=PGDATA,
+                read_only=False,
+                volume=True,
+                volume_labels=labels(settings.project, "db-replica-data"),
+            ),
+        ),
+        ports=(Port(DB_PORT),),
+        networks=(names.network,),
+        labels=labels(settings.project, "db-replica", **{DIGEST_LABEL: image.id}),
+        pinned_node=True,
+        readiness=Readiness(
+            command=("pg_isready", "-q", "-h", "127.0.0.1", "-U", settings.db_user, "-d", settings.db_name),
+            timeout_s=DATABASE_READY_TIMEOUT_S,
+        ),
+    )
+
+
 def proxy_spec(
     settings: Settings,
     image: Image,

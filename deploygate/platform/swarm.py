@@ -27,7 +27,6 @@ that local engine, exactly as on a single host: they never touch production.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -37,7 +36,7 @@ import docker.errors
 import requests
 
 from deploygate.database import DatabaseAddress, connect, db_password
-from deploygate.errors import DatabaseUnavailable, StackError
+from deploygate.errors import ConfigError, DatabaseUnavailable, StackError
 from deploygate.log import Say
 from deploygate.platform import images, swarm_jobs
 from deploygate.platform.base import COLORS, ColorState, JobResult, Replica, Scratch
@@ -54,6 +53,7 @@ from deploygate.platform.specs import (
 )
 from deploygate.platform.swarm_objects import Service, SwarmObjects
 from deploygate.platform.swarm_services import FAILED, HEALTHCHECK_LABEL, REPLICAS_LABEL, published_port, when
+from deploygate.replicas import Standby
 from deploygate.upstreams import server_template
 from deploygate.waiting import wait_until
 
@@ -100,6 +100,8 @@ class SwarmPlatform(SwarmObjects):
         if self._external_database:
             connect(self.database()).close()
             return changes
+        if self.settings.db_standbys:
+            raise ConfigError("database.standbys is for a single host; on a swarm, list your replicas in [[database.replicas]]")
         if self._service(self.names.db) is None:
             # Pinned to the manager's node: the volume lives on one node's engine.
             self._create(database_spec(self.settings, image, password))
@@ -144,6 +146,9 @@ class SwarmPlatform(SwarmObjects):
         if not address or not port:
             raise StackError(f"{self.names.db} has no published address yet")
         return DatabaseAddress(host=address, port=port, name=s.db_name, user=s.db_user, password=db_password(s))
+
+    def standbys(self) -> list[Standby]:
+        return []  # database.standbys is refused on a swarm (``ensure_database``)
 
     def database_image(self) -> str:
         if self._external_database:
@@ -314,9 +319,8 @@ class SwarmPlatform(SwarmObjects):
         if network is not None and network != self.names.network:
             return self.local.run_job(image, argv, environment=environment, mounts=mounts, writable=writable, network=network, say=say)
         reference = self._by_reference(image)
-        name = f"{self.settings.project}_job_{uuid.uuid4().hex[:8]}"
         # Against production: attached as the app's services are; its image by a tag every node knows.
-        spec = job_spec(self.settings, reference.tag, argv, environment, mounts=mounts, writable=writable, name=name)
+        spec = job_spec(self.settings, reference.tag, argv, environment, mounts=mounts, writable=writable, name=self.names.job())
         return swarm_jobs.run_to_end(self.manager, self._create(spec), argv, reference.tag, say)
 
     # --- scratch databases: on the local engine, as on a single host -----------------------------

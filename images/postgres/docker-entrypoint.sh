@@ -13,6 +13,17 @@ if [ "$1" = 'postgres' ] && [ "$(id -u)" = '0' ]; then
 	exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 fi
 
+# A streaming hot standby (POSTGRES_STANDBY_OF=<primary host>): its first start is a base backup of the primary
+# through the replication slot POSTGRES_STANDBY_SLOT (made by deploygate), written with standby.signal and a
+# primary_conninfo naming it POSTGRES_STANDBY_NAME (pg_stat_replication's application_name); then it follows.
+if [ "$1" = 'postgres' ] && [ -n "${POSTGRES_STANDBY_OF:-}" ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+	: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set (the primary password)}"
+	PGPASSWORD="$POSTGRES_PASSWORD" pg_basebackup --pgdata="$PGDATA" --wal-method=stream --write-recovery-conf \
+		--checkpoint=fast --no-password --slot="$POSTGRES_STANDBY_SLOT" \
+		--dbname="host=$POSTGRES_STANDBY_OF port=${POSTGRES_STANDBY_PORT:-5432} user=${POSTGRES_USER:-postgres} application_name=$POSTGRES_STANDBY_NAME"
+	echo "standby of $POSTGRES_STANDBY_OF ready to start"
+fi
+
 if [ "$1" = 'postgres' ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
 	: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set (as with the official image)}"
 	POSTGRES_USER="${POSTGRES_USER:-postgres}"

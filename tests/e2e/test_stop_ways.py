@@ -28,6 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from deploygate.platform.scratch import COPIES_DIR
 from deploygate.signal_relay import children
 from tests.e2e.conftest import ROOT
 
@@ -200,3 +203,29 @@ def test_docker_stop_of_the_deploy_container_rolls_back_or_leaves_what_the_next_
     # A PID namespace of its own, with nox as its PID 1: what `docker run image nox -s deploy` gives.
     run = start(["unshare", "--pid", "--fork", "--mount-proc", *nox_argv("deploy", e2e_overrides, "--candidate", "v2-safe")])
     stop_and_converge("docker stop (SIGTERM to PID 1, SIGKILL +10s)", run, docker_stop, e2e_overrides, traffic, assert_back_on_v1)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["ctrl_c", "closed_terminal"])
+@pytest.mark.parametrize(
+    "stage", ["base backup of the server", "ready in"], ids=["during_pg_basebackup", "during_the_rehearsal_on_its_copy"]
+)
+def test_a_stopped_predeploy_leaves_no_backup_half_written_and_no_copy(e2e_stack, e2e_overrides, platform, stage: str, signum) -> None:
+    """A terminal's Ctrl-C or hang-up (to the process group) while pg_basebackup writes, or while the rehearsal
+    runs on its copy: the gate stops, and neither a partial backup, a job, a copy's container, volume or
+    directory, nor a changed backup is left."""
+    overrides = {**e2e_overrides, "backup_method": "physical"}
+    backups = Path(overrides["backup_dir"])
+    kept = {p.name: p.stat().st_mtime for p in backups.glob("[!.]*")} if backups.exists() else {}  # not .copies
+    footprint = platform.footprint()
+    run = start(nox_argv("predeploy", overrides, "--candidate", "v2-safe"))
+    run.wait_for(stage, timeout=300)
+    os.killpg(run.process.pid, signum)
+    code = run.wait(timeout=300)
+    assert code != 0, run.output[-3000:]
+    assert not list(backups.glob("*.partial")), f"a backup was left half-written: {list(backups.glob('*.partial'))}"
+    copies = backups / COPIES_DIR
+    assert not copies.exists() or not any(copies.iterdir()), f"a copy's directory was left: {list(copies.iterdir())}"
+    assert {p.name: p.stat().st_mtime for p in backups.glob("*") if p.name in kept} == kept, "a kept backup changed"
+    left = platform.footprint() - footprint
+    assert not left, f"left behind: {left}"
+    print(f"\n{signal.Signals(signum).name} to the group at {stage!r}: exit {code}, nothing left behind")

@@ -205,6 +205,10 @@ class FakePlatform:
     def proxy_running(self, instance: str = "") -> bool:
         return True
 
+    def standbys(self) -> list:
+        self.world.touch("platform.standbys")
+        return []  # the fake production has no replica: the step that waits for them has nothing to wait for
+
     def __getattr__(self, name: str):
         raise NotImplementedError(f"the fake platform has no {name}: the deploy should not need it")
 

@@ -50,6 +50,7 @@ def test_a_deploy_runs_its_steps_in_order_and_leaves_the_candidate_serving(produ
         "migrate",
         "green_healthy",
         "post_green",
+        "replicas",
         "switch",
         "monitor",
         "post_proxy",
@@ -107,6 +108,7 @@ AFTER_PRODUCTION = {
     "switch": lambda p: p.world.fail("proxy.route green", StackError("the runtime API refused")),
     "monitor": lambda p: p.world.access.extend(AccessRecord(2e9, "green", "GET", "/", 500, 0.1) for _ in range(11)),
     "post_proxy": lambda p: p.world.gate_failures.update(post_proxy=[("test_ok", "health")]),
+    "replicas": lambda p: p.world.fail("platform.standbys", StackError("the replica's container went away")),
     "finish": lambda p: p.world.fail("platform.stop_color blue", StackError("the engine went away")),
 }
 

@@ -144,3 +144,34 @@ def test_a_rollback_within_the_forward_fix_limit_is_on_request_and_forced_only_p
     assert rollback_reason(42.0, 30, force=True) == (
         "forced rollback (--force), 42.0 min after the switch (past the 30-min forward-fix limit)"
     )
+
+
+def test_a_gate_is_interrupted_by_the_first_stop_signal_and_not_by_its_repeats() -> None:
+    from deploygate.signal_relay import interrupting_once
+
+    handler = interrupting_once()
+    with pytest.raises(KeyboardInterrupt, match="SIGHUP received"):
+        handler(signal.SIGHUP, None)
+    handler(signal.SIGINT, None)  # the same stop relayed again: the cleanup it started goes on
+    handler(signal.SIGTERM, None)
+
+
+def test_a_signal_during_a_held_block_lands_at_its_end_by_the_previous_handler() -> None:
+    from deploygate.signal_relay import signals_held
+
+    got: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: got.append(signum))
+    try:
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert got == [], "the signal was handled inside the held block"
+        assert got == [signal.SIGTERM]
+        with pytest.raises(KeyboardInterrupt):
+            with signals_held():
+                os.kill(os.getpid(), signal.SIGINT)  # Python's default handler: KeyboardInterrupt, at the end
+                time.sleep(0.05)
+                got.append(-1)  # reached: nothing was raised inside
+        assert got[-1] == -1
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -55,6 +55,19 @@ DATABASES = {
     }
 }
 
+# A streaming replica, when the production has one: lists read there (bmparliament/routers.py).
+if os.environ.get("DB_REPLICA_HOST"):
+    DATABASES["replica"] = {
+        **DATABASES["default"],
+        "HOST": os.environ["DB_REPLICA_HOST"],
+        "PORT": int(os.environ.get("DB_REPLICA_PORT", "5432")),
+        # A read that waits on the replica (its replay of a migration's lock stalls readers) gives up after 2 s,
+        # and the router's caller reads the primary instead: slower, never failed.
+        "OPTIONS": {"connect_timeout": 2, "options": "-c statement_timeout=2000"},
+        "TEST": {"MIRROR": "default"},
+    }
+    DATABASE_ROUTERS = ["bmparliament.routers.ReplicaRouter"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

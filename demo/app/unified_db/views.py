@@ -9,6 +9,7 @@ import json
 import uuid
 
 from bmparliament.release import RELEASE
+from bmparliament.routers import read_from_replica
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -66,7 +67,7 @@ def _positive_int(params, name, default=None):
 @require_GET
 def link_list_page(request):
     """HTML table of the first 50 links and their members."""
-    rows = [link_as_dict(link) for link in _links()[:DEFAULT_PAGE_SIZE]]
+    rows = read_from_replica(lambda: [link_as_dict(link) for link in _links()[:DEFAULT_PAGE_SIZE]])
     return render(request, "unified_db/links.html", {"rows": rows, "release": RELEASE})
 
 
@@ -97,7 +98,8 @@ def _list_links(request):
     queryset = _links()
     if member_id is not None:
         queryset = queryset.filter(**{f"{MEMBER_FIELD}_id": member_id})
-    found = list(queryset[offset : offset + page_size + 1])
+    # A list may lag a little behind the writes; a link's detail never does.
+    found = read_from_replica(lambda: list(queryset[offset : offset + page_size + 1]))
     results = [link_as_dict(link) for link in found[:page_size]]
     return JsonResponse(
         {

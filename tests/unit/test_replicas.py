@@ -1,0 +1,56 @@
+"""Which replicas a deploy waits for, how their replay is told, and how [[database.replicas]] is read."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploygate import config, replicas
+from deploygate.database import DatabaseAddress
+
+PRIMARY = DatabaseAddress(host="10.0.0.2", port=5432, name="app", user="app", password="secret")
+
+
+def test_configured_replicas_are_reached_with_the_primarys_database_and_credentials() -> None:
+    settings = config.load(
+        None,
+        environ={},
+        overrides={"db_replicas": '[{"host": "replica-1", "port": 5433, "application_name": "r1"}, {"host": "replica-2"}]'},
+    )
+    found = replicas.configured(PRIMARY, settings)
+    assert [s.name for s in found] == ["r1", "replica-2:5432"]
+    assert (found[0].address.host, found[0].address.port, found[0].address.name, found[0].address.password) == (
+        "replica-1",
+        5433,
+        "app",
+        "secret",
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('[{"port": 5433}]', "every table needs 'host'"),
+        ('[{"host": "r", "port": "5433"}]', "port expects int"),
+        ('[{"host": "r", "slot": "x"}]', "unknown key(s) slot"),
+        ('{"host": "r"}', "expected a JSON array of objects"),
+    ],
+)
+def test_a_bad_replica_entry_is_one_line_naming_what_is_wrong(raw: str, message: str) -> None:
+    with pytest.raises(config.ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        config.load(None, environ={}, overrides={"db_replicas": raw})
+
+
+def test_replicas_from_deploy_toml_are_a_list_of_tables(tmp_path) -> None:
+    path = tmp_path / "deploy.toml"
+    path.write_text('[[database.replicas]]\nhost = "r1"\nport = 6432\n\n[[database.replicas]]\nhost = "r2"\napplication_name = "east"\n')
+    settings = config.load(path, environ={})
+    assert settings.db_replicas == ({"host": "r1", "port": 6432}, {"host": "r2", "application_name": "east"})
+
+
+def test_a_replay_says_how_long_it_took_or_how_far_behind_it_is() -> None:
+    assert replicas.Replay("r1", True, 0.031, 0).describe() == "r1 replayed it in 0.03s"
+    assert replicas.Replay("r1", False, 3.02, 81_920).describe() == "r1 81,920 bytes behind after 3.0s"
+    unreachable = replicas.Replay("r2", False, 3.0, None, "could not translate host name")
+    assert unreachable.describe() == "r2 never answered after 3.0s (could not translate host name)"
+    report = replicas.ReplayReport("0/3000000", (replicas.Replay("r1", True, 0.1, 0), unreachable))
+    assert not report.ok and report.lagging == (unreachable,)
