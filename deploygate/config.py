@@ -103,6 +103,13 @@ class Settings:
         "models the ORM exercises cover: changed (those whose tables the plan changes, and those whose foreign keys reach them) or all",
         choices=("changed", "all"),
     )
+    on_inconclusive = text(
+        "gates.on_inconclusive",
+        "extend",
+        "what a monitoring window with too few requests to judge does: extend (watch one more window, then roll back), "
+        "rollback, or accept (keep the release, the report saying it was not judged)",
+        choices=("extend", "rollback", "accept"),
+    )
     deploy_window = text("policy.window", "02:00-04:00", "local time range deploys may start in (HH:MM-HH:MM)")
     deploy_timezone = text("policy.timezone", "Asia/Manila", "time zone of the deploy window")
     min_hours_between_deploys = integer(
@@ -118,6 +125,35 @@ class Settings:
         "seconds of watching after the switch (errors per color, health) before the deploy is kept",
     )
     monitor_max_errors = integer("deploy.monitor_max_errors", 10, "5xx on the new color that trigger a rollback")
+    monitor_baseline_s = integer(
+        "deploy.monitor_baseline_s",
+        300,
+        "seconds before the switch whose requests and app errors of the serving color are the baseline the new color is judged against",
+    )
+    monitor_min_requests = integer(
+        "deploy.monitor_min_requests",
+        100,
+        "fewest requests the baseline and the new color each need to be judged (the monitor's own health polls not counted); "
+        "fewer: the window is inconclusive (gates.on_inconclusive)",
+    )
+    monitor_max_error_rate_pct = integer("deploy.monitor_max_error_rate_pct", 5, "most 5xx percentage of the new color in the window")
+    monitor_error_rate_margin_pct = integer("deploy.monitor_error_rate_margin_pct", 1, "5xx percentage points above the baseline's")
+    monitor_max_p95_ms = integer("deploy.monitor_max_p95_ms", 1000, "p95 response time budget of the new color in the window, ms")
+    monitor_p95_factor_pct = integer(
+        "deploy.monitor_p95_factor_pct",
+        200,
+        "the new color's p95 in the window as a percentage of the baseline's, at most (never below baseline + monitor_p95_slack_ms)",
+    )
+    monitor_p95_slack_ms = integer(
+        "deploy.monitor_p95_slack_ms",
+        20,
+        "ms above the baseline's p95 that are noise, whatever monitor_p95_factor_pct says (a 5 ms p95 doubles on a hiccup)",
+    )
+    monitor_max_new_signatures = integer(
+        "deploy.monitor_max_new_signatures",
+        0,
+        "error signatures (exception type and innermost frame of the app's code) the new color may show that the baseline did not",
+    )
     post_p95_ms = integer("deploy.post_p95_ms", 500, "p95 response time budget of the new color in the post checks")
     forward_fix_after_min = integer(
         "deploy.forward_fix_after_min",

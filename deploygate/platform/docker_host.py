@@ -35,6 +35,7 @@ from deploygate.platform.docker_containers import (
     replica,
     run_to_end,
     status,
+    timestamped_output,
 )
 from deploygate.platform.images import Image
 from deploygate.platform.naming import COLOR_LABEL, DB_PORT, PROCESS_LABEL, PROJECT_LABEL, RELEASE_LABEL, ROLE_LABEL, ProjectObjects
@@ -296,6 +297,10 @@ class DockerHost(ProjectObjects):
             return state if state.healthy else None
 
         return wait_until(healthy, timeout=timeout, interval=0.5, what=f"{web.name} to become healthy", last_seen=lambda: log_tail(web))
+
+    def color_output(self, color: str, since: float, until: float | None = None) -> str:
+        web = self._web(color)
+        return timestamped_output(web, since, until) if web is not None else ""
 
     def upstreams(self, color: str) -> list[str]:
         return [f"{self.names.web(color)}:{self.settings.app_port}"]
