@@ -65,6 +65,35 @@ def test_error_burst_after_the_switch_rolls_back(dg, traffic, assert_back_on_v1)
     assert_back_on_v1(created)
 
 
+def test_hidden_errors_answered_200_roll_back_on_their_new_error_signature(dg, traffic, assert_back_on_v1) -> None:
+    # Every request to the links page raises KeyError, logged, answered 200: no 5xx anywhere, only the app's log knows.
+    run = dg.run("deploy", "--candidate", "v2-hidden-errors")
+    assert run.code == 1, run.output[-3000:]
+    assert "monitor FAILED" in run.output and "new error signature" in run.output
+    monitoring = report_of(run.output)["record"]["monitoring"]
+    assert monitoring["verdict"] == "fail" and monitoring["errors_by_color"].get("green", 0) == 0
+    new = [s for s in monitoring["signatures"] if s["new"]]
+    assert [s["signature"] for s in new] == ["KeyError at /app/unified_db/views.py in _members_on_page"], monitoring["signatures"]
+    assert new[0]["counts"]["green"] >= 1 and "blue" not in new[0]["counts"]
+    assert "Traceback (most recent call last):" in new[0]["sample"] and "KeyError: 'membre'" in new[0]["sample"]
+    print(f"v2-hidden-errors: {monitoring['decision']}")
+    report = report_of(run.output)
+    assert_back_on_v1(_served_throughout(traffic) + report["record"]["traffic_created_ids"])
+
+
+def test_a_slow_release_rolls_back_on_its_p95_against_the_baseline(dg, traffic, assert_back_on_v1) -> None:
+    run = dg.run("deploy", "--candidate", "v2-slow")
+    assert run.code == 1, run.output[-3000:]
+    assert "monitor FAILED" in run.output and "p95" in run.output
+    report = report_of(run.output)
+    monitoring = report["record"]["monitoring"]
+    baseline, new = monitoring["baseline"], monitoring["new"]
+    assert monitoring["verdict"] == "fail" and new["errors"] == 0 and new["p95_ms"] > 2 * baseline["p95_ms"], monitoring
+    assert {p["color"] for p in monitoring["series"]} == {"blue", "green"}
+    print(f"v2-slow: baseline p95 {baseline['p95_ms']:.0f} ms, green p95 {new['p95_ms']:.0f} ms: {monitoring['decision']}")
+    assert_back_on_v1(_served_throughout(traffic) + report["record"]["traffic_created_ids"])
+
+
 def test_failing_post_check_rolls_back(dg, traffic, assert_back_on_v1) -> None:
     # A p95 budget of 0 ms cannot be met: the post checks on green fail for real.
     run = dg.run("deploy", "--candidate", "v2-safe", post_p95_ms="0")
@@ -210,6 +239,10 @@ def test_v2_safe_deploys_with_zero_failed_requests_and_a_second_deploy_is_refuse
     assert (live.color, live.release) == ("green", "v2-safe")
     responses = traffic.responses()
     _served_throughout(traffic)
+    monitoring = report["record"]["monitoring"]
+    assert monitoring["verdict"] == "pass" and not [s for s in monitoring["signatures"] if s["new"]], monitoring
+    assert monitoring["baseline"]["requests"] >= 100 and monitoring["new"]["requests"] >= 100
+    print(f"v2-safe window: {monitoring['reason']}")
     summary = report["traffic"]["summary"]
     print(
         f"v2-safe deploy: the test's probe sent {len(responses)} requests, 0 failed; the deploy's own probe "
