@@ -99,7 +99,7 @@ class TrafficRecord:
     errors: int
     error_rate_pct: float
     p50_ms: float | None
-    p95_ms: float | None
+    p95_ms: float | None  # of a typical 5 s interval (window_judge.typical_p95), as judged
 
 
 @dataclass

@@ -130,6 +130,8 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
     state = monitor.watch(sources, plan, on_tick=tick)
     notes = []
     judgement = state.judgement
+    if judgement:
+        window.say(f"   monitoring verdict: {judgement.verdict}: {judgement.reason}")
     if judgement and judgement.verdict == "inconclusive" and state.decision == "ok":
         notes.append(f"monitoring: inconclusive ({judgement.reason}); accepted by gates.on_inconclusive")
     if state.extended:

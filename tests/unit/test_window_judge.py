@@ -182,3 +182,13 @@ def test_a_new_error_signature_ends_the_window_at_once() -> None:
     state = monitor.watch(sources, monitor.WindowPlan("green", "blue", started, 60, 60, Limits()))
     assert time.time() - started < 5 and state.decision.startswith("rollback: 1 new error signature(s)")
     assert [s.signature for s in state.new_signatures] == ["KeyError at /app/views.py in page"]
+
+
+def test_the_p95_judged_is_a_typical_intervals_so_a_burst_of_load_does_not_set_the_baseline() -> None:
+    steady = [AccessRecord(1000.0 + i * 0.05, "blue", "GET", "/", 200, 0.010 + 0.001 * (i % 10)) for i in range(1000)]  # 50 s
+    burst = [AccessRecord(1050.0 + i * 0.05, "blue", "GET", "/", 200, 0.200) for i in range(200)]  # then 10 s at 200 ms
+    assert window_judge.percentile([r.request_time * 1000 for r in steady + burst], 95) == pytest.approx(200.0)
+    assert window_judge.typical_p95(steady + burst) == pytest.approx(19.0)
+    slow = [AccessRecord(r.ts, "green", "GET", "/", 200, r.request_time * 3) for r in steady]
+    assert window_judge.typical_p95(slow) == pytest.approx(57.0)
+    assert window_judge.typical_p95(steady[:5]) == pytest.approx(14.0)  # too few for an interval: the p95 of all

@@ -70,7 +70,10 @@ def _positive_int(params, name, default=None):
 def _members_on_page(rows):
     """How many rows of the page have a member (the hidden-errors release reads a key no row has)."""
     key = "membre" if RELEASE.behaviour == "hidden-errors" else "member"
-    return sum(1 for row in rows if row[key] is not None)
+    count = 0
+    for row in rows:
+        count += row[key] is not None
+    return count
 
 
 @require_GET
