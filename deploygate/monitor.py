@@ -124,6 +124,7 @@ def series(records: Iterable[AccessRecord], colors: Sequence[str], start: float,
     """Per color, requests, 5xx rate and p95 in at most ``SERIES_POINTS`` equal intervals from ``start`` to ``end``."""
     if end <= start:
         return []
+    records = list(records)  # read once per color: an iterator (the proxy's log) would be spent on the first
     step = max(1.0, (end - start) / SERIES_POINTS)
     buckets: dict[tuple[int, str], list[AccessRecord]] = {}
     for color in colors:

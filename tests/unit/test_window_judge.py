@@ -140,7 +140,7 @@ def test_the_user_requests_leave_the_monitors_own_health_polls_and_other_colors_
 def test_the_series_gives_each_color_its_error_rate_and_p95_per_interval() -> None:
     records = [AccessRecord(100.0 + i, "blue", "GET", "/", 200, 0.010) for i in range(60)]
     records += [AccessRecord(160.0 + i, "green", "GET", "/", 500 if i % 4 == 0 else 200, 0.030) for i in range(60)]
-    points = monitor.series(records, ("blue", "green"), 100.0, 220.0)
+    points = monitor.series(iter(records), ("blue", "green"), 100.0, 220.0)  # as the proxy gives them: an iterator
     assert len({p.start for p in points}) == 60 and {p.color for p in points[:30]} == {"blue"}
     green = [p for p in points if p.color == "green"]
     assert sum(p.requests for p in green) == 60 and green[0].error_rate_pct == 50.0 and green[0].p95_ms == pytest.approx(30.0)
