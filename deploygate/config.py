@@ -11,7 +11,6 @@ which keeps it testable.
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -127,6 +126,13 @@ class Settings:
         "models the ORM exercises cover: changed (those whose tables the plan changes, and those whose foreign keys reach them) or all",
         choices=("changed", "all"),
     )
+    on_inconclusive = text(
+        "gates.on_inconclusive",
+        "extend",
+        "what a monitoring window with too few requests to judge does: extend (watch one more window, then roll back), "
+        "rollback, or accept (keep the release, the report saying it was not judged)",
+        choices=("extend", "rollback", "accept"),
+    )
     deploy_window = text("policy.window", "02:00-04:00", "local time range deploys may start in (HH:MM-HH:MM)")
     deploy_timezone = text("policy.timezone", "Asia/Manila", "time zone of the deploy window")
     min_hours_between_deploys = integer(
@@ -142,6 +148,35 @@ class Settings:
         "seconds of watching after the switch (errors per color, health) before the deploy is kept",
     )
     monitor_max_errors = integer("deploy.monitor_max_errors", 10, "5xx on the new color that trigger a rollback")
+    monitor_baseline_s = integer(
+        "deploy.monitor_baseline_s",
+        300,
+        "seconds before the switch whose requests and app errors of the serving color are the baseline the new color is judged against",
+    )
+    monitor_min_requests = integer(
+        "deploy.monitor_min_requests",
+        100,
+        "fewest requests the baseline and the new color each need to be judged (the monitor's own health polls not counted); "
+        "fewer: the window is inconclusive (gates.on_inconclusive)",
+    )
+    monitor_max_error_rate_pct = integer("deploy.monitor_max_error_rate_pct", 5, "most 5xx percentage of the new color in the window")
+    monitor_error_rate_margin_pct = integer("deploy.monitor_error_rate_margin_pct", 1, "5xx percentage points above the baseline's")
+    monitor_max_p95_ms = integer("deploy.monitor_max_p95_ms", 1000, "p95 response time budget of the new color in the window, ms")
+    monitor_p95_factor_pct = integer(
+        "deploy.monitor_p95_factor_pct",
+        200,
+        "the new color's p95 in the window as a percentage of the baseline's, at most (never below baseline + monitor_p95_slack_ms)",
+    )
+    monitor_p95_slack_ms = integer(
+        "deploy.monitor_p95_slack_ms",
+        20,
+        "ms above the baseline's p95 that are noise, whatever monitor_p95_factor_pct says (a 5 ms p95 doubles on a hiccup)",
+    )
+    monitor_max_new_signatures = integer(
+        "deploy.monitor_max_new_signatures",
+        0,
+        "error signatures (exception type and innermost frame of the app's code) the new color may show that the baseline did not",
+    )
     post_p95_ms = integer("deploy.post_p95_ms", 500, "p95 response time budget of the new color in the post checks")
     forward_fix_after_min = integer(
         "deploy.forward_fix_after_min",
@@ -329,49 +364,6 @@ def load(
             values[opt.name] = opt.default
             sources[opt.name] = "default"
     return Settings(values=values, sources=sources, config_file=path if path.exists() else None, root=root)
-
-
-def write_resolved(settings: Settings, path: Path) -> Path:
-    """The resolved settings as one file a gate's pytest reads (``--dg-settings``), readable by the owner only.
-
-    Values keep their sources, so the gate's header still says where each came from. Secrets
-    are left out: they reach the gate as they reached the deploy (env, the config file, the
-    state directory's secret file), never through a file of its logs.
-    """
-    shown = [opt for opt in OPTIONS if not opt.secret]
-    data = {
-        "config_file": str(settings.config_file) if settings.config_file else None,
-        "root": str(settings.root),
-        "values": {opt.name: settings.values[opt.name] for opt in shown},
-        "sources": {opt.name: settings.sources[opt.name] for opt in shown},
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)  # a file that existed keeps its old mode through os.open
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(data, handle, indent=1)
-    return path
-
-
-def load_resolved(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
-) -> Settings:
-    """The settings ``write_resolved`` wrote: its values and sources, secrets resolved here, the command line over both."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the settings file {path}: {exc}") from None
-    unknown = sorted(set(data["values"]) - set(_BY_NAME))
-    if unknown:
-        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}")
-    # Secrets (and the command line) resolved as any load does; every other value is the file's.
-    base = load(data["config_file"], environ=environ, overrides=overrides, root=Path(data["root"]))
-    values, sources = dict(base.values), dict(base.sources)
-    for name, raw in data["values"].items():
-        if sources[name] != "command line":
-            values[name] = _coerce(_BY_NAME[name], raw, Path(path).name)
-            sources[name] = data["sources"][name]
-    return Settings(values=values, sources=sources, config_file=base.config_file, root=base.root)
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:

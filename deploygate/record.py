@@ -92,6 +92,38 @@ class MigrationRecord:
 
 
 @dataclass
+class TrafficRecord:
+    """One color's requests over a period, as the proxy logged them (the monitor's own health polls left out)."""
+
+    requests: int
+    errors: int
+    error_rate_pct: float
+    p50_ms: float | None
+    p95_ms: float | None  # of a typical 5 s interval (window_judge.typical_p95), as judged
+
+
+@dataclass
+class SignatureRecord:
+    """An error group of the app's output (exception type and innermost app frame), its count per color, one sample."""
+
+    signature: str
+    counts: dict[str, int]
+    new: bool  # the new color showed it, the baseline did not
+    sample: str  # secrets redacted
+
+
+@dataclass
+class SeriesRecord:
+    """One color over one interval of the baseline and the window: requests, 5xx rate, p95."""
+
+    start: float
+    color: str
+    requests: int
+    error_rate_pct: float
+    p95_ms: float | None
+
+
+@dataclass
 class MonitoringRecord:
     window_s: float
     threshold: int
@@ -99,6 +131,16 @@ class MonitoringRecord:
     errors_by_color: dict[str, int]
     health_failures: int
     decision: str
+    verdict: str = ""  # pass | fail | inconclusive (an accepted inconclusive window has decision "ok")
+    reason: str = ""
+    baseline_color: str = ""
+    baseline_s: float = 0.0
+    baseline: TrafficRecord | None = None
+    new: TrafficRecord | None = None
+    limits: dict[str, float] = field(default_factory=dict)
+    signatures: list[SignatureRecord] = field(default_factory=list)
+    series: list[SeriesRecord] = field(default_factory=list)
+    extended_s: float = 0.0
 
 
 @dataclass

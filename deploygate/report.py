@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from deploygate import markdown, traffic_stats
+from deploygate import markdown, report_window, traffic_stats
 from deploygate import report_format as fmt
 from deploygate.record import DeployRecord
 from deploygate.traffic import Response
@@ -158,7 +158,7 @@ def render_markdown(
     out += _plan(record)
     out += _migrations(record)
     out += _traffic(phases, totals, responses)
-    out += _monitoring(record)
+    out += report_window.monitoring_section(record)
     out += _rollback(record, origin)
     out += _exceptions_and_notes(record)
     return "\n".join(out).rstrip() + "\n"
@@ -271,21 +271,6 @@ def _traffic(phases: Sequence[PhaseStats], totals: dict, responses: Sequence[Res
         out += ["", "Most common errors without an answer:", ""]
         out += [f"- {count} × `{fmt.cell(error)}`" for error, count in errors.items()]
     return out + [""]
-
-
-def _monitoring(record: DeployRecord) -> list[str]:
-    out = ["## Monitoring window", ""]
-    monitoring = record.monitoring
-    if not monitoring:
-        return out + ["No monitoring window recorded.", ""]
-    out += [
-        f"{fmt.seconds(monitoring.window_s)} watched; rollback above {monitoring.threshold} errors on the new color; "
-        f"health failures: {monitoring.health_failures}; decision: {monitoring.decision}.",
-        "",
-    ]
-    colors = sorted(set(monitoring.requests_by_color) | set(monitoring.errors_by_color))
-    rows = [[c, monitoring.requests_by_color.get(c, 0), monitoring.errors_by_color.get(c, 0)] for c in colors]
-    return out + markdown.table(["Color", "Requests (proxy log)", "5xx"], rows, fmt.cell) + [""]
 
 
 def _rollback(record: DeployRecord, origin: float | None) -> list[str]:

@@ -38,9 +38,10 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
     origin = fmt.origin(record)
     if origin is None:
         origin = responses[0].ts if responses else 0.0
-    fig = Figure(figsize=(12, 7), layout="constrained")
+    fig = Figure(figsize=(12, 10), layout="constrained")
     FigureCanvasAgg(fig)
-    ax_rate, ax_p95, ax_color = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 0.6]})
+    ax_rate, ax_p95, ax_errors, ax_latency, ax_color = fig.subplots(5, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 1.5, 1.5, 0.6]})
+    _draw_window(record, origin, ax_errors, ax_latency)
     title = fmt.outcome_line(record)
     ref = record.candidate.ref if record.candidate else None
     fig.suptitle(f"{title}: {ref}" if ref else title, fontsize=11)
@@ -108,7 +109,7 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
     top = blended_transform_factory(ax_rate.transData, ax_rate.transAxes)
     labels = []
     for at, label, style in marks:
-        for ax in (ax_rate, ax_p95, ax_color):
+        for ax in (ax_rate, ax_p95, ax_errors, ax_latency, ax_color):
             ax.axvline(at, linewidth=0.8, **style)
         labels.append(ax_rate.text(at, 0.99, f" {label} ", transform=top, fontsize=7, ha="left", va="top", color=style["color"]))
     rows = place_labels(fig, ax_rate, labels)
@@ -116,14 +117,34 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
     ax_rate.set_ylim(0, ax_rate.get_ylim()[1] / max(0.2, 0.88 - 0.09 * (rows - 1)))
 
     ax_rate.set_ylabel("requests / s")
-    ax_p95.set_ylabel("p95 latency (ms)")
+    ax_p95.set_ylabel("p95 latency (ms)\nthe deploy's probe")
     ax_color.set_yticks([])
     ax_color.set_ylabel("color", rotation=0, ha="right", va="center")
     ax_color.set_xlabel(f"seconds since {fmt.utc(origin)}")
-    for ax in (ax_rate, ax_p95):
+    for ax in (ax_rate, ax_p95, ax_errors, ax_latency):
         ax.grid(axis="y", linewidth=0.3)
     fig.savefig(path, format="png", dpi=110)
     return path
+
+
+def _draw_window(record: DeployRecord, origin: float, ax_errors: Any, ax_latency: Any) -> None:
+    """Per color, the 5xx rate and p95 the monitoring window judged (the proxy's log, baseline and window)."""
+    ax_errors.set_ylabel("5xx % per color\n(proxy log)")
+    ax_latency.set_ylabel("p95 ms per color\n(proxy log)")
+    series = record.monitoring.series if record.monitoring else []
+    if not series:
+        ax_errors.text(0.5, 0.5, "no monitoring window series recorded", transform=ax_errors.transAxes, ha="center", va="center")
+        return
+    for color in sorted({p.color for p in series}):
+        points = [p for p in series if p.color == color]
+        x = [p.start - origin for p in points]
+        face = serving_face(color)
+        ax_errors.step(x, [p.error_rate_pct for p in points], where="post", color=face, label=color, linewidth=1)
+        p95 = [p.p95_ms if p.p95_ms is not None else np.nan for p in points]
+        ax_latency.plot(x, p95, color=face, marker=".", markersize=3, linewidth=1, label=color)
+    ax_errors.set_ylim(bottom=0)
+    ax_latency.set_ylim(bottom=0)
+    ax_latency.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7)
 
 
 def label_levels(spans: Sequence[tuple[float, float]]) -> list[int]:

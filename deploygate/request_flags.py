@@ -56,7 +56,7 @@ class Flag:
 
 CONFIG = Flag("--config", "deploygate configuration file (default deploy.toml, env DEPLOYGATE_CONFIG)", in_gate="--dg-config")
 SET = Flag("--set", "override one setting (repeatable)", in_gate="--dg-set", action="append", metavar="NAME=VALUE")
-# Only a deploy hands it to its gates (config.write_resolved): every resolved setting with its source, in one file.
+# Only a deploy hands it to its gates (resolved_settings.write_resolved): every resolved setting with its source, in one file.
 SETTINGS_FILE = Flag("--dg-settings", "the resolved settings a deploy wrote for its gate (instead of --dg-config / --dg-set)")
 CANDIDATE = Flag("--candidate", "an image reference, or a release of the app source")
 SKIP_CHECK = Flag(

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from deploygate import config, gate_result, request_flags, resources
+from deploygate import gate_result, request_flags, resolved_settings, resources
 from deploygate.config import Settings
 from deploygate.gate_result import GateResult
 from deploygate.log import DeployLog, Say
@@ -24,10 +24,10 @@ SUITES = resources.SUITES
 def settings_args(settings: Settings, path: Path) -> list[str]:
     """The suite reads exactly this deploy's settings, with their sources, from one file written at ``path``.
 
-    Secrets are not in it (config.write_resolved): the suite resolves them as the deploy did,
+    Secrets are not in it (resolved_settings.write_resolved): the suite resolves them as the deploy did,
     from the environment it inherits or the secret file, never from argv or the logs folder.
     """
-    return request_flags.SETTINGS_FILE.gate_args(str(config.write_resolved(settings, path)))
+    return request_flags.SETTINGS_FILE.gate_args(str(resolved_settings.write_resolved(settings, path)))
 
 
 def suite_argv(gate: str) -> list[str]:

@@ -9,32 +9,55 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from deploygate import monitor
+from deploygate import app_errors, monitor
+from deploygate.app_errors import AppError
 from deploygate.deploy.services import Switch
 from deploygate.health import HealthSample
 from deploygate.log import Say
-from deploygate.record import MonitoringRecord
+from deploygate.platform import OTHER_COLOR
+from deploygate.record import MonitoringRecord, SeriesRecord, SignatureRecord, TrafficRecord
+from deploygate.window_judge import Limits, TrafficSample
 
 if TYPE_CHECKING:
+    from deploygate.config import Settings
     from deploygate.deploy.state import DeployRun
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The window's limits as configured (percentages of the factor turned into a factor)."""
+    return Limits(
+        min_requests=settings.monitor_min_requests,
+        max_errors=settings.monitor_max_errors,
+        max_error_rate_pct=settings.monitor_max_error_rate_pct,
+        error_rate_margin_pct=settings.monitor_error_rate_margin_pct,
+        max_p95_ms=settings.monitor_max_p95_ms,
+        p95_factor=settings.monitor_p95_factor_pct / 100,
+        p95_slack_ms=settings.monitor_p95_slack_ms,
+        max_new_signatures=settings.monitor_max_new_signatures,
+    )
 
 
 @dataclass(frozen=True)
 class MonitorWindow:
     """All the monitoring window may use (as nox's Session is all a session may use of its runner): the proxy's
-    access records and health URL, whether each proxy runs, the color watched, the limits, the log."""
+    access records and health URL, the colors' output, whether each proxy runs, the colors, the limits, the log."""
 
     switch: Switch
     health: Callable[[str], HealthSample]
     proxy_running: Callable[[str], bool]
+    color_output: Callable[[str, float, float | None], str]
     color: str
+    switched_at: float
     window_s: int
-    threshold: int
+    baseline_s: int
+    limits: Limits
+    on_inconclusive: str
     health_path: str
     say: Say
+    redact: Callable[[str], str] = app_errors.redact_text
 
     @classmethod
     def of(cls, run: DeployRun) -> MonitorWindow:
@@ -43,12 +66,22 @@ class MonitorWindow:
             switch=run.proxy,
             health=run.services.health,
             proxy_running=run.platform.proxy_running,
+            color_output=run.platform.color_output,
             color=run.new_color,
+            switched_at=run.switched_at or time.time(),
             window_s=s.monitor_window_s,
-            threshold=s.monitor_max_errors,
+            baseline_s=s.monitor_baseline_s,
+            limits=limits_of(s),
+            on_inconclusive=s.on_inconclusive,
             health_path=s.health_path,
             say=run.log,
+            redact=lambda text: app_errors.redact_text(run.log.redact(text)),
         )
+
+    def app_errors(self, color: str, since: float, until: float | None) -> list[AppError]:
+        """``color``'s errors in its output from ``since`` to ``until`` (now when None)."""
+        lines = app_errors.parse_timestamped(self.color_output(color, since, until))
+        return [e for e in app_errors.find_errors(lines) if since <= e.ts and (until is None or e.ts < until)]
 
 
 @dataclass(frozen=True)
@@ -63,37 +96,79 @@ class MonitorVerdict:
         return self.monitoring.decision == "ok"
 
 
+def _traffic(sample: TrafficSample | None) -> TrafficRecord | None:
+    if sample is None:
+        return None
+    return TrafficRecord(sample.requests, sample.errors, round(sample.error_rate_pct, 2), sample.p50_ms, sample.p95_ms)
+
+
 def watch_window(window: MonitorWindow) -> MonitorVerdict:
-    """Errors per color from the proxy's log (what users saw), and health, for the configured window."""
+    """The new color against the serving color's baseline (proxy log, app errors) and health, for the configured window."""
     last = [0.0]
+    baseline_color = OTHER_COLOR[window.color]
 
     def tick(state: monitor.MonitorState) -> None:
         if time.time() - last[0] >= 5 or state.decision:
             last[0] = time.time()
             window.say("   " + state.line())
 
-    state = monitor.watch(
-        lambda since: window.switch.records(since=since),
-        lambda: window.health(f"{window.switch.url}{window.health_path}"),
-        window.color,
-        window_s=window.window_s,
-        threshold=window.threshold,
-        on_tick=tick,
+    sources = monitor.Sources(
+        records=lambda since: window.switch.records(since=since),
+        health=lambda: window.health(f"{window.switch.url}{window.health_path}"),
+        app_errors=window.app_errors,
     )
+    plan = monitor.WindowPlan(
+        color=window.color,
+        baseline_color=baseline_color,
+        switched_at=window.switched_at,
+        window_s=window.window_s,
+        baseline_s=window.baseline_s,
+        limits=window.limits,
+        on_inconclusive=window.on_inconclusive,
+        skip_path=window.health_path,
+    )
+    state = monitor.watch(sources, plan, on_tick=tick)
     notes = []
+    judgement = state.judgement
+    if judgement:
+        window.say(f"   monitoring verdict: {judgement.verdict}: {judgement.reason}")
+    if judgement and judgement.verdict == "inconclusive" and state.decision == "ok":
+        notes.append(f"monitoring: inconclusive ({judgement.reason}); accepted by gates.on_inconclusive")
+    if state.extended:
+        notes.append(f"monitoring: the window was inconclusive and extended by {window.window_s}s (gates.on_inconclusive = extend)")
     # A node lost in the window takes its proxy with it: the verdict is the other proxies'. Said, not hidden.
     down = [name for name in window.switch.instances if not window.proxy_running(name)]
     if down:
         notes.append(
             f"monitoring: the proxy on {', '.join(down)} did not run at the end of the window; {state.decision} through the others"
         )
-        window.say(f"   {notes[-1]}")
+    for note in notes:
+        window.say(f"   {note}")
+    baseline_start = window.switched_at - window.baseline_s
+    points = monitor.series(
+        window.switch.records(since=baseline_start),
+        (baseline_color, window.color),
+        baseline_start,
+        time.time(),
+        skip_path=window.health_path,
+    )
+    new = {s.signature for s in state.new_signatures}
     monitoring = MonitoringRecord(
         window_s=window.window_s,
-        threshold=window.threshold,
+        threshold=window.limits.max_errors,
         requests_by_color=dict(state.requests_by_color),
         errors_by_color=dict(state.errors_by_color),
         health_failures=state.health_failures,
         decision=state.decision or "",
+        verdict=judgement.verdict if judgement else "",
+        reason=judgement.reason if judgement else "",
+        baseline_color=baseline_color,
+        baseline_s=window.baseline_s,
+        baseline=_traffic(state.baseline),
+        new=_traffic(state.current),
+        limits=asdict(window.limits),
+        signatures=[SignatureRecord(s.signature, s.counts, s.signature in new, window.redact(s.sample)) for s in state.signatures],
+        series=[SeriesRecord(p.start, p.color, p.requests, round(p.error_rate_pct, 2), p.p95_ms) for p in points],
+        extended_s=state.extended_s,
     )
     return MonitorVerdict(monitoring, notes)

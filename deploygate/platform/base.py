@@ -162,6 +162,11 @@ class Platform(Protocol):
     def wait_healthy(self, color: str, timeout: float) -> ColorState:
         """Wait until every replica is healthy; fails at once (with its last log lines) when one, or a process, has exited."""
 
+    def color_output(self, color: str, since: float, until: float | None = None) -> str:
+        """The output (stdout and stderr) of the color's web replicas from ``since`` (to ``until``: a platform may
+        give more), each line after its RFC 3339 timestamp as ``docker logs --timestamps`` prints it ("" when
+        the color does not exist)."""
+
     def upstreams(self, color: str) -> list[str]:
         """``host:port`` of the color's replicas as the proxy reaches them (or a ``upstreams.server_template``:
         up to N replicas behind one DNS name)."""

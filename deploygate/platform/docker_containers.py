@@ -42,6 +42,15 @@ def log_tail(container: Container, lines: int = _LOG_LINES) -> str:
     return " | ".join(text.splitlines()) or "no logs"
 
 
+def timestamped_output(container: Container, since: float, until: float | None = None) -> str:
+    """The container's output (stdout and stderr) from ``since`` (to ``until``), each line after its RFC 3339 time."""
+    window = {"since": since} | ({"until": until} if until is not None else {})
+    try:
+        return container.logs(stdout=True, stderr=True, timestamps=True, **window).decode(errors="replace")
+    except docker.errors.APIError as exc:
+        raise api_error(f"could not read the output of {container.name}", exc) from None
+
+
 def address(container: Container, network: str) -> str:
     return ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network, {}).get("IPAddress") or ""
 

@@ -37,6 +37,7 @@ from deploygate.platform.docker_containers import (
     replica,
     run_to_end,
     status,
+    timestamped_output,
 )
 from deploygate.platform.images import Image
 from deploygate.platform.naming import COLOR_LABEL, DB_PORT, PROCESS_LABEL, PROJECT_LABEL, RELEASE_LABEL, ROLE_LABEL, ProjectObjects
@@ -174,8 +175,7 @@ class DockerHost(ProjectObjects):
         container = self._get(self.names.db_standby)
         # Not running: its name stands in for the address, so asking it fails and names it.
         found = address(container, self.names.network) if container is not None and container.status == "running" else ""
-        primary = self.database()
-        return [Standby(self.names.db_standby, dataclasses.replace(primary, host=found or self.names.db_standby))]
+        return [Standby(self.names.db_standby, dataclasses.replace(self.database(), host=found or self.names.db_standby))]
 
     def _db_container(self) -> Container:
         container = self._get(self.names.db)
@@ -292,6 +292,10 @@ class DockerHost(ProjectObjects):
             return state if state.healthy else None
 
         return wait_until(healthy, timeout=timeout, interval=0.5, what=f"{web.name} to become healthy", last_seen=lambda: log_tail(web))
+
+    def color_output(self, color: str, since: float, until: float | None = None) -> str:
+        web = self._web(color)
+        return timestamped_output(web, since, until) if web is not None else ""
 
     def upstreams(self, color: str) -> list[str]:
         return [f"{self.names.web(color)}:{self.settings.app_port}"]

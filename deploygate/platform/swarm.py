@@ -295,6 +295,13 @@ class SwarmPlatform(SwarmObjects):
         what = f"{web.name} to become healthy ({wanted} replicas)"
         return wait_until(healthy, timeout=timeout, interval=0.5, what=what, last_seen=lambda: self._log_tail(web))
 
+    def color_output(self, color: str, since: float, until: float | None = None) -> str:
+        # The service logs API has no "until": the caller keeps the lines of its period.
+        service = self._web(color)
+        if service is None:
+            return ""
+        return b"".join(service.logs(stdout=True, stderr=True, timestamps=True, since=int(since))).decode(errors="replace")
+
     def upstreams(self, color: str) -> list[str]:
         slots = max(1, self.settings.replicas * _SLOTS_PER_REPLICA)
         return [server_template(f"tasks.{self.names.web(color)}:{self.settings.app_port}", slots)]

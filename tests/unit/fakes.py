@@ -43,8 +43,16 @@ DB = DatabaseAddress(host="db.fake", port=5432, name="app", user="app", password
 
 
 def settings(root: Path, **overrides: object) -> Settings:
-    """Settings of a production under ``root``: no traffic probe, an instant monitoring window."""
-    values = {"db_password": "fake-password", "traffic_rate": 0, "monitor_window_s": 0, "health_timeout": 1, **overrides}
+    """Settings of a production under ``root``: no traffic probe, an instant monitoring window (which, with no
+    traffic to judge, is accepted as inconclusive)."""
+    values = {
+        "db_password": "fake-password",
+        "traffic_rate": 0,
+        "monitor_window_s": 0,
+        "on_inconclusive": "accept",
+        "health_timeout": 1,
+        **overrides,
+    }
     return config.load(root=root, environ={}, overrides=values)
 
 
@@ -68,6 +76,7 @@ class World:
     migrate_fails_at: str | None = None  # the migration whose apply fails (the ones before it stay applied)
     unhealthy: set[str] = field(default_factory=set)  # colors whose replicas never become healthy
     access: list[AccessRecord] = field(default_factory=list)
+    output: dict[str, str] = field(default_factory=dict)  # color -> its output, as ``docker logs --timestamps`` gives it
     health_ok: bool = True
     checksum_moves: bool = False  # production's content changes under a dry run
     reports: list[DeployRecord] = field(default_factory=list)
@@ -195,6 +204,9 @@ class FakePlatform:
 
     def upstreams(self, color: str) -> list[str]:
         return [f"app_{color}:8000"]
+
+    def color_output(self, color: str, since: float, until: float | None = None) -> str:
+        return self.world.output.get(color, "")
 
     def proxy_instances(self) -> list[str]:
         return [""]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deploygate import config
+from deploygate import config, resolved_settings
 from deploygate.errors import ConfigError
 
 
@@ -124,17 +124,17 @@ def test_resolved_settings_file_keeps_values_and_sources_but_no_secret(tmp_path:
     _write(tmp_path, "[stack]\nproxy_port = 9000\n[database]\npassword = 'from-the-file'\n")
     environ = {"DEPLOYGATE_PROJECT": "fromenv", "DEPLOYGATE_DB_PASSWORD": "hunter2-secret"}
     settings = config.load(root=tmp_path, environ=environ).replace(app_networks=("team",), app_env={"A": "1"})
-    path = config.write_resolved(settings, tmp_path / "logs" / "deploy_settings.json")
+    path = resolved_settings.write_resolved(settings, tmp_path / "logs" / "deploy_settings.json")
     assert path.stat().st_mode & 0o777 == 0o600
     assert "hunter2-secret" not in path.read_text() and "from-the-file" not in path.read_text()
     # The gate has the deploy's environment; the secret is resolved there, everything else is the file's.
-    again = config.load_resolved(path, environ=environ, overrides={"seed_rows": "7"})
+    again = resolved_settings.load_resolved(path, environ=environ, overrides={"seed_rows": "7"})
     assert (again.proxy_port, again.sources["proxy_port"]) == (9000, "deploy.toml")
     assert (again.project, again.sources["project"]) == ("fromenv", "env")
     assert (again.app_networks, again.sources["app_networks"]) == (("team",), "override")
     assert (again.seed_rows, again.sources["seed_rows"]) == (7, "command line")
     assert (again.db_password, again.sources["db_password"]) == ("hunter2-secret", "env")
-    assert config.load_resolved(path, environ={}).db_password == "from-the-file"
+    assert resolved_settings.load_resolved(path, environ={}).db_password == "from-the-file"
     assert again.config_file == tmp_path / "deploy.toml" and again.root == tmp_path
     assert {line for line in again.describe() if not line.startswith("seed_rows")} == {
         line for line in settings.describe() if not line.startswith("seed_rows")
@@ -143,4 +143,4 @@ def test_resolved_settings_file_keeps_values_and_sources_but_no_secret(tmp_path:
 
 def test_a_missing_resolved_settings_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the settings file"):
-        config.load_resolved(tmp_path / "nope.json", environ={})
+        resolved_settings.load_resolved(tmp_path / "nope.json", environ={})

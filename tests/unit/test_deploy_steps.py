@@ -8,6 +8,7 @@ removed, the ledger's deploy closed as rolled_back.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from deploygate.errors import StackError
 from deploygate.health import HealthSample
 from deploygate.proxy import AccessRecord
 from deploygate.record import Outcome
+from deploygate.window_judge import Limits
 from tests.unit.fakes import RELEASES, Production
 
 
@@ -211,16 +213,23 @@ def test_the_monitoring_window_needs_only_its_narrow_context_and_says_when_a_pro
         switch=FakeProxy(world, None),
         health=lambda url: HealthSample(url, 200, 1.0, None),
         proxy_running=lambda name: False,
+        color_output=lambda color, since, until: "",
         color="green",
+        switched_at=time.time(),
         window_s=0,
-        threshold=1,
+        baseline_s=60,
+        limits=Limits(max_errors=1, min_requests=1),
+        on_inconclusive="accept",
         health_path="/health/",
         say=lines.append,
     )
     verdict = steps.watch_window(window)
     assert verdict.ok and verdict.monitoring.errors_by_color == {"green": 1, "blue": 1}
-    assert verdict.notes == ["monitoring: the proxy on  did not run at the end of the window; ok through the others"]
-    assert verdict.notes[0] in lines[-1]
+    # Blue's one request came after the switch: no baseline to judge against, which is said, not passed silently.
+    assert verdict.monitoring.verdict == "inconclusive" and "the baseline had 0 requests" in verdict.monitoring.reason
+    assert verdict.notes[0].startswith("monitoring: inconclusive (the baseline had 0 requests")
+    assert verdict.notes[-1] == "monitoring: the proxy on  did not run at the end of the window; ok through the others"
+    assert verdict.notes[-1] in lines[-1]
 
 
 def test_a_report_that_cannot_be_written_never_replaces_the_deploys_outcome(production: Production) -> None:

@@ -41,7 +41,7 @@ def test_tar_holds_every_file_with_exec_bit_on_scripts() -> None:
 def test_demo_declares_the_releases_the_gates_need() -> None:
     settings = config.load(root=ROOT, environ={})
     found = images.releases(settings)
-    assert {"v1", "v2", "v2-safe", "v2-broken-migration", "v2-unhealthy", "v2-error-burst"} <= set(found)
+    assert {"v1", "v2", "v2-safe", "v2-broken-migration", "v2-unhealthy", "v2-error-burst", "v2-hidden-errors", "v2-slow"} <= set(found)
     assert not found["v1"].app_keys["renamed"] and found["v2"].app_keys["renamed"] and not found["v2"].app_keys["keep_db_names"]
     assert found["v2-safe"].app_keys["keep_db_names"] and found["v2-unhealthy"].app_keys["behaviour"] == "unhealthy"
     assert found["v2-slow-migration"].extra_overlay == "slow-migration" and "description" not in found["v1"].app_keys

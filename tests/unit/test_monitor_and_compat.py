@@ -1,10 +1,8 @@
-"""Rollback decisions of the monitoring window and the compatibility verdict's rules (pure logic)."""
+"""The compatibility verdict's rules (pure logic); the monitoring window's are in test_window_judge."""
 
 from __future__ import annotations
 
-import time
-
-from deploygate import advice, compat, monitor
+from deploygate import advice, compat
 from deploygate.lock import lock_key
 from deploygate.migrations import announced_changes
 from deploygate.platform.images import Image
@@ -17,16 +15,6 @@ from deploygate.probe import (
     PlanStep,
 )
 from deploygate.rehearsal import Rehearsal
-
-
-def test_monitor_rolls_back_over_the_threshold_or_on_health() -> None:
-    state = monitor.MonitorState(color="green", started=time.time(), window_s=300, threshold=10)
-    state.errors_by_color.update({"blue": 50, "green": 10})
-    assert monitor.judge(state, consecutive_health_failures=0, max_health_failures=3) is None
-    state.errors_by_color["green"] = 11
-    assert "11 errors on green exceed the limit of 10" in monitor.judge(state, consecutive_health_failures=0, max_health_failures=3)
-    state.errors_by_color["green"] = 0
-    assert "health check failed 3 times" in monitor.judge(state, consecutive_health_failures=3, max_health_failures=3)
 
 
 def test_errors_on_what_the_plan_creates_are_discounted() -> None:

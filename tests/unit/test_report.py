@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -23,9 +24,13 @@ from deploygate.record import (
     PlanRecord,
     RollbackRecord,
     RouteRecord,
+    SeriesRecord,
+    SignatureRecord,
     StageRecord,
+    TrafficRecord,
 )
 from deploygate.traffic import Response
+from deploygate.window_judge import Limits
 
 T0 = 1_790_000_000.0
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -286,3 +291,43 @@ def test_the_report_module_does_not_import_matplotlib() -> None:
     """The chart is the only part that needs it: the report (and the deploy writing it) must import without it."""
     code = "import sys, deploygate.report; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_monitoring_window_shows_its_verdict_the_baseline_and_each_new_error_signature(tmp_path: Path) -> None:
+    sample = "ERROR unified_db.views: the page failed\nTraceback (most recent call last):\n  File \"/app/views.py\", line 3, in page\nKeyError: 'x'"
+    series = [
+        SeriesRecord(T0 + i, color, 20, 5.0 if color == "green" else 0.0, 30.0 if color == "green" else 10.0)
+        for i in range(10)
+        for color in ("blue", "green")
+    ]
+    monitoring = MonitoringRecord(
+        window_s=3,
+        threshold=10,
+        requests_by_color={"green": 300},
+        errors_by_color={},
+        health_failures=0,
+        decision="rollback: 1 new error signature(s) the baseline did not show (limit 0): KeyError at /app/views.py in page",
+        verdict="fail",
+        reason="1 new error signature(s) the baseline did not show (limit 0): KeyError at /app/views.py in page",
+        baseline_color="blue",
+        baseline_s=300,
+        baseline=TrafficRecord(500, 0, 0.0, 8.0, 12.0),
+        new=TrafficRecord(300, 0, 0.0, 9.0, 14.0),
+        limits=dataclasses.asdict(Limits()),
+        signatures=[
+            SignatureRecord("KeyError at /app/views.py in page", {"green": 7}, True, sample),
+            SignatureRecord("django.request at Internal Server Error: /x/", {"blue": 1, "green": 1}, False, "..."),
+        ],
+        series=series,
+    )
+    paths = report.write_report(_record(monitoring=monitoring, outcome=Outcome.ROLLED_BACK), _responses(), tmp_path, stamp="w")
+    md = paths.markdown.read_text()
+    assert "Verdict **fail**: 1 new error signature(s) the baseline did not show (limit 0)" in md
+    assert "| blue: baseline, 300.00 s before the switch | 500 | 0 | 0.00 % | 8.0 ms | 12.0 ms |" in md
+    assert "| green: the window | 300 | 0 | 0.00 % | 9.0 ms | 14.0 ms |" in md
+    assert "| `KeyError at /app/views.py in page` | 0 | 7 | new |" in md
+    assert "| `django.request at Internal Server Error: /x/` | 1 | 1 |  |" in md
+    assert f"Sample of `KeyError at /app/views.py in page` (secrets redacted):\n\n```\n{sample}\n```" in md
+    assert md.count("Sample of") == 1  # only new signatures get one
+    assert paths.chart.read_bytes().startswith(PNG_SIGNATURE)
+    assert json.loads(paths.json.read_text())["record"]["monitoring"]["series"][1]["p95_ms"] == 30.0

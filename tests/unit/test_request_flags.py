@@ -9,7 +9,7 @@ import nox.registry
 import pytest
 from _pytest.config.argparsing import Parser
 
-from deploygate import cli, config, request_flags
+from deploygate import cli, config, request_flags, resolved_settings
 from deploygate.deploy import gates
 from fixtures import config as config_fixtures
 
@@ -53,7 +53,7 @@ def test_a_deploys_gate_gets_one_settings_file_not_a_flag_per_setting(tmp_path: 
     argv = gates.settings_args(settings, tmp_path / "logs" / "deploy_settings.json")
     assert argv == [f"--dg-settings={tmp_path / 'logs' / 'deploy_settings.json'}"]
     parsed = _gate_parser().parse(argv)
-    read = config.load_resolved(parsed.dg_settings, environ={})
+    read = resolved_settings.load_resolved(parsed.dg_settings, environ={})
     assert (read.proxy_port, read.sources["proxy_port"]) == (9, "command line")
     assert "hunter2-secret" not in (tmp_path / "logs" / "deploy_settings.json").read_text()
 

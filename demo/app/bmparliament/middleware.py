@@ -83,3 +83,27 @@ class ErrorBurstMiddleware:
                     status=500,
                 )
         return self.get_response(request)
+
+
+class SlowMiddleware:
+    """For the slow release: every non-health answer takes about three times as long.
+
+    Each request waits twice its own time before answering, so the release's
+    latency percentiles are three times what the same code answers in, whatever
+    the machine: healthy, compatible, error-free, and only slower, which only a
+    gate that compares latency with the release before it can see. A floor of
+    BMP_SLOW_MIN_MS (default 150) keeps a fast request from hiding in the noise:
+    on a loaded 2-core machine the serving release's own p95 reaches 40-80 ms.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.enabled = RELEASE.behaviour == "slow"
+        self.min_extra_s = float(os.environ.get("BMP_SLOW_MIN_MS", "150")) / 1000
+
+    def __call__(self, request):
+        started = time.monotonic()
+        response = self.get_response(request)
+        if self.enabled and not request.path.startswith(HEALTH_PREFIX):
+            time.sleep(max(2 * (time.monotonic() - started), self.min_extra_s))
+        return response

@@ -25,6 +25,7 @@ MIDDLEWARE = [
     # produces and unhandled exceptions turned into 500 responses.
     "bmparliament.middleware.ErrorWindowMiddleware",
     "bmparliament.middleware.ErrorBurstMiddleware",
+    "bmparliament.middleware.SlowMiddleware",
 ]
 
 ROOT_URLCONF = "bmparliament.urls"

@@ -6,6 +6,7 @@ do not match the schema, as real traffic would.
 """
 
 import json
+import logging
 import uuid
 
 from bmparliament.release import RELEASE
@@ -13,7 +14,7 @@ from bmparliament.routers import read_from_replica
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
@@ -26,6 +27,9 @@ MAX_PAGE_SIZE = 200
 # Ids and offsets are Postgres bigints; larger numbers are bad input, not a 500.
 MAX_BIGINT = 2**63 - 1
 SOURCES = {value for value, _ in PersonLink.Source.choices}
+logger = logging.getLogger(__name__)
+# What the hidden-errors release answers instead of the page: 200, so the proxy sees nothing wrong.
+ERROR_PAGE = "<!doctype html><title>Person links</title><p>Something went wrong. Please try again later.</p>"
 
 
 class BadRequest(ValueError):
@@ -64,11 +68,29 @@ def _positive_int(params, name, default=None):
     return value
 
 
+def _members_on_page(rows):
+    """How many rows of the page have a member (the hidden-errors release reads a key no row has)."""
+    key = "membre" if RELEASE.behaviour == "hidden-errors" else "member"
+    count = 0
+    for row in rows:
+        count += row[key] is not None
+    return count
+
+
 @require_GET
 def link_list_page(request):
-    """HTML table of the first 50 links and their members."""
+    """HTML table of the first 50 links and their members.
+
+    A failure is logged with its traceback and answered with a friendly page and 200,
+    as many production apps do: the proxy sees a success, only the app's log the error.
+    """
     rows = read_from_replica(lambda: [link_as_dict(link) for link in _links()[:DEFAULT_PAGE_SIZE]])
-    return render(request, "unified_db/links.html", {"rows": rows, "release": RELEASE})
+    try:
+        with_member = _members_on_page(rows)
+    except KeyError:
+        logger.exception("the links page could not be rendered")
+        return HttpResponse(ERROR_PAGE, status=200)
+    return render(request, "unified_db/links.html", {"rows": rows, "release": RELEASE, "with_member": with_member})
 
 
 @csrf_exempt
