@@ -1,10 +1,9 @@
-"""Production on a single Docker host: one container per color, the database and the proxy beside them.
+"""Production on a single Docker host: one container per color, the database (and its standby) and the proxy beside them.
 
-Each part is built as a spec (``specs``) and run as a container (``docker_containers``).
-Every container, network and volume carries ``deploygate.project`` (and a role), so the
-true state is always read back from Docker and cleanup finds things by label rather than
-by remembering names. The platform package and the engine bootstrap are the only code of
-the library that speaks to the docker SDK.
+Each part is built as a spec (``specs``) and run as a container (``docker_containers``). Every container,
+network and volume carries ``deploygate.project`` (and a role), so the true state is always read back
+from Docker and cleanup finds things by label rather than by remembering names. The platform package
+and the engine bootstrap are the only code of the library that speaks to the docker SDK.
 """
 
 from __future__ import annotations
@@ -84,13 +83,14 @@ class DockerHost(ProjectObjects):
             return None
 
     def _db_pin(self) -> dict[str, str]:
-        """The database deploygate runs, its name -> its address on the project's network; {} for an
-        existing server (its resolution is the user's) or when none runs (DNS answers then, as before)."""
+        """The database deploygate runs and its standby, name -> address on the project's network ({} for an existing
+        server): a standby stopped later keeps its entry, so the app fails at once instead of waiting on DNS."""
         if self._external_database:
             return {}
-        container = self._get(self.names.db)
-        found = address(container, self.names.network) if container is not None and container.status == "running" else ""
-        return {self.names.db: found} if found else {}
+        names = [self.names.db] + ([self.names.db_standby] if self.settings.db_standbys else [])
+        containers = {name: self._get(name) for name in names}
+        found = {name: address(c, self.names.network) for name, c in containers.items() if c is not None and c.status == "running"}
+        return {name: where for name, where in found.items() if where}
 
     def _checked(self, spec: ContainerSpec) -> ContainerSpec:
         """``spec`` once every network it joins besides the project's exists; raises ``StackError`` (before

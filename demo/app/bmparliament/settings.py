@@ -62,9 +62,11 @@ if os.environ.get("DB_REPLICA_HOST"):
         **DATABASES["default"],
         "HOST": os.environ["DB_REPLICA_HOST"],
         "PORT": int(os.environ.get("DB_REPLICA_PORT", "5432")),
-        # A read that waits on the replica (its replay of a migration's lock stalls readers) gives up after 2 s,
-        # and the router's caller reads the primary instead: slower, never failed.
-        "OPTIONS": {"connect_timeout": 2, "options": "-c statement_timeout=2000"},
+        # A read that waits on the replica gives up after 2 s, and the router's caller reads the primary
+        # instead: slower, never failed. Waiting on the server (its replay of a migration's lock stalls
+        # readers): statement_timeout. On a server gone (a stopped container drops packets, no reset): the
+        # socket's tcp_user_timeout, else a kept connection would hang for the kernel's minutes.
+        "OPTIONS": {"connect_timeout": 2, "tcp_user_timeout": 2000, "options": "-c statement_timeout=2000"},
         "TEST": {"MIRROR": "default"},
     }
     DATABASE_ROUTERS = ["bmparliament.routers.ReplicaRouter"]
