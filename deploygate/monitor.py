@@ -138,6 +138,13 @@ def series(records: Iterable[AccessRecord], colors: Sequence[str], start: float,
     return points
 
 
+def _read_signatures(state: MonitorState, sources: Sources, plan: WindowPlan, baseline_errors: list[AppError]) -> None:
+    """The new color's app errors since the switch, grouped with the baseline's into signatures, into ``state``."""
+    new_errors = list(sources.app_errors(plan.color, plan.switched_at, None))
+    state.signatures = app_errors.group({plan.baseline_color: baseline_errors, plan.color: new_errors})
+    state.new_signatures = app_errors.new_signatures(state.signatures, plan.color, plan.baseline_color)
+
+
 def watch(sources: Sources, plan: WindowPlan, *, on_tick: Tick | None = None) -> MonitorState:
     """Watch for ``plan.window_s`` seconds from now (longer when an inconclusive window is extended); returns with
     ``decision`` set, early on a reason that needs no more evidence."""
@@ -148,7 +155,6 @@ def watch(sources: Sources, plan: WindowPlan, *, on_tick: Tick | None = None) ->
         window_judge.user_requests(baseline_records, plan.baseline_color, baseline_start, plan.switched_at, skip_path=plan.skip_path)
     )
     baseline_errors = list(sources.app_errors(plan.baseline_color, baseline_start, plan.switched_at))
-    new_errors: list[AppError] = []
     consecutive, errors_read = 0, 0.0
     while True:
         records = [*sources.records(plan.switched_at)]
@@ -158,10 +164,10 @@ def watch(sources: Sources, plan: WindowPlan, *, on_tick: Tick | None = None) ->
             window_judge.user_requests(records, plan.color, plan.switched_at, float("inf"), skip_path=plan.skip_path)
         )
         ending = state.remaining_s <= 0
-        if ending or time.time() - errors_read >= ERRORS_EVERY_S:
-            new_errors, errors_read = list(sources.app_errors(plan.color, plan.switched_at, None)), time.time()
-            state.signatures = app_errors.group({plan.baseline_color: baseline_errors, plan.color: new_errors})
-            state.new_signatures = app_errors.new_signatures(state.signatures, plan.color, plan.baseline_color)
+        read_now = ending or time.time() - errors_read >= ERRORS_EVERY_S
+        if read_now:
+            errors_read = time.time()
+            _read_signatures(state, sources, plan, baseline_errors)
         state.health_checks += 1
         healthy = sources.health().ok
         consecutive = 0 if healthy else consecutive + 1
@@ -176,6 +182,8 @@ def watch(sources: Sources, plan: WindowPlan, *, on_tick: Tick | None = None) ->
             state.decision = final_decision(state.judgement, plan.on_inconclusive, can_extend=not state.extended)
             if state.decision is None:
                 state.extended, state.extended_s = True, plan.window_s
+        if state.decision and not read_now:
+            _read_signatures(state, sources, plan, baseline_errors)  # decided on 5xx or health: the report lists the errors too
         if on_tick:
             on_tick(state)
         if state.decision:
