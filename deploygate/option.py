@@ -106,15 +106,20 @@ def _record(item: Any, fields: Mapping[str, type]) -> dict[str, Any]:
     return dict(item)
 
 
-def parse_records(text: str) -> list[Any]:
-    """A list of tables given on the command line or in the environment: a JSON array of objects."""
+def _json(text: str, kind: type, expected: str) -> Any:
+    """``text`` parsed as JSON of ``kind``, or a ValueError saying what was ``expected``."""
     try:
         value = json.loads(text)
     except ValueError:
-        raise ValueError(f"expected a JSON array of objects, got {text!r}") from None
-    if not isinstance(value, list):
-        raise ValueError(f"expected a JSON array of objects, got {text!r}")
+        raise ValueError(f"expected {expected}, got {text!r}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"expected {expected}, got {text!r}")
     return value
+
+
+def parse_records(text: str) -> list[Any]:
+    """A list of tables given on the command line or in the environment: a JSON array of objects."""
+    return _json(text, list, "a JSON array of objects")
 
 
 def parse_int(text: str) -> int:
@@ -126,13 +131,7 @@ def parse_int(text: str) -> int:
 
 def parse_table(text: str) -> dict[str, str]:
     """A table given on the command line or in the environment: a JSON object of strings."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise ValueError(f"expected a JSON object of strings, got {text!r}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object of strings, got {text!r}")
-    return value
+    return _json(text, dict, "a JSON object of strings")
 
 
 def parse_names(text: str) -> tuple[str, ...]:

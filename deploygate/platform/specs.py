@@ -238,10 +238,11 @@ def standby_spec(settings: Settings, image: Image, password: str) -> ContainerSp
     answers on 127.0.0.1, which a standby does only when it has reached a consistent state.
     """
     names = Names(settings.project)
-    return ContainerSpec(
+    primary = database_spec(settings, image, password)
+    return replace(
+        primary,
         role="db-replica",
         name=names.db_standby,
-        image=image.tag,
         environment={
             "POSTGRES_USER": settings.db_user,
             "POSTGRES_PASSWORD": password,
@@ -249,23 +250,8 @@ def standby_spec(settings: Settings, image: Image, password: str) -> ContainerSp
             "POSTGRES_STANDBY_SLOT": names.db_standby_slot,
             "POSTGRES_STANDBY_NAME": names.db_standby,
         },
-        mounts=(
-            Mount(
-                source=names.db_standby_volume,
-                target=PGDATA,
-                read_only=False,
-                volume=True,
-                volume_labels=labels(settings.project, "db-replica-data"),
-            ),
-        ),
-        ports=(Port(DB_PORT),),
-        networks=(names.network,),
+        mounts=(replace(primary.mounts[0], source=names.db_standby_volume, volume_labels=labels(settings.project, "db-replica-data")),),
         labels=labels(settings.project, "db-replica", **{DIGEST_LABEL: image.id}),
-        pinned_node=True,
-        readiness=Readiness(
-            command=("pg_isready", "-q", "-h", "127.0.0.1", "-U", settings.db_user, "-d", settings.db_name),
-            timeout_s=DATABASE_READY_TIMEOUT_S,
-        ),
     )
 
 

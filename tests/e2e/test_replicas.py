@@ -72,23 +72,30 @@ def _listed_ids(url: str, link: dict) -> set[int]:
     return found
 
 
+def _rolled_back_naming(run, standby: replicas.Standby, phrase: str, traffic, assert_back_on_v1) -> tuple[str, list]:
+    """The deploy stopped at the replicas step and rolled back naming ``standby`` (``phrase`` in the reason); users
+    never reached green, no request failed, v1's schema and every row kept."""
+    assert run.code == 1 and "replicas FAILED" in run.output, run.output[-3000:]
+    record = report_of(run.output)["record"]
+    reason = record["rollback"]["reason"]
+    assert record["outcome"] == "rolled_back" and standby.name in reason and phrase in reason, reason
+    responses = traffic.stop()
+    failed = [r for r in responses if r.failed]
+    assert not failed, f"{len(failed)} requests failed: {failed[:3]}"
+    assert not any(r.color == "green" for r in responses), "users reached green before the standby replayed the migration"
+    assert_back_on_v1([r.created_id for r in responses if r.created_id] + record["traffic_created_ids"])
+    return reason, responses
+
+
 def test_replay_paused_during_a_deploy_stops_the_switch_and_rolls_back(dg, traffic, platform, assert_back_on_v1) -> None:
     standby = _standby(platform)
     try:
         run = dg.act_after("== green", lambda: _replay(platform, "pause"), "deploy", "--candidate", "v2-safe", replica_lag_max_s="3")
     finally:
         _replay(platform, "resume")
-    assert run.code == 1 and "replicas FAILED" in run.output, run.output[-3000:]
-    record = report_of(run.output)["record"]
-    reason = record["rollback"]["reason"]
-    assert record["outcome"] == "rolled_back" and standby.name in reason and "bytes behind" in reason, reason
-    responses = traffic.stop()
-    failed = [r for r in responses if r.failed]
-    assert not failed, f"{len(failed)} requests failed: {failed[:3]}"
-    assert not any(r.color == "green" for r in responses), "users reached green before the standby replayed the migration"
-    assert_back_on_v1([r.created_id for r in responses if r.created_id] + record["traffic_created_ids"])
+    reason, responses = _rolled_back_naming(run, standby, "bytes behind", traffic, assert_back_on_v1)
     _caught_up(platform)
-    print(f"\nreplay paused: {record['outcome']} ({reason}); {len(responses)} requests, 0 failed")
+    print(f"\nreplay paused: rolled back ({reason}); {len(responses)} requests, 0 failed")
 
 
 def test_a_stopped_standby_stops_the_switch_and_rolls_back(dg, traffic, platform, assert_back_on_v1) -> None:
@@ -98,16 +105,9 @@ def test_a_stopped_standby_stops_the_switch_and_rolls_back(dg, traffic, platform
         run = dg.act_after("== green", lambda: container.stop(timeout=10), "deploy", "--candidate", "v2-safe", replica_lag_max_s="3")
     finally:
         container.start()
-    assert run.code == 1 and "replicas FAILED" in run.output, run.output[-3000:]
-    record = report_of(run.output)["record"]
-    reason = record["rollback"]["reason"]
-    assert record["outcome"] == "rolled_back" and standby.name in reason and "never answered" in reason, reason
-    responses = traffic.stop()
-    failed = [r for r in responses if r.failed]
-    assert not failed, f"{len(failed)} requests failed: {failed[:3]}"
-    assert_back_on_v1([r.created_id for r in responses if r.created_id] + record["traffic_created_ids"])
+    reason, responses = _rolled_back_naming(run, standby, "never answered", traffic, assert_back_on_v1)
     _caught_up(platform)
-    print(f"\nstandby stopped: {record['outcome']} ({reason}); {len(responses)} requests, 0 failed")
+    print(f"\nstandby stopped: rolled back ({reason}); {len(responses)} requests, 0 failed")
 
 
 def _long_read(standby: replicas.Standby, outcome: list[str]) -> None:
@@ -136,18 +136,10 @@ def test_a_long_query_on_the_standby_holds_the_ddls_replay_back_and_the_switch_w
         "e2e: the fault is the replica's, not the candidate's",
         replica_lag_max_s="5",
     )
-    assert run.code == 1 and "replicas FAILED" in run.output, run.output[-3000:]
-    record = report_of(run.output)["record"]
-    reason = record["rollback"]["reason"]
-    assert record["outcome"] == "rolled_back" and standby.name in reason and "bytes behind" in reason, reason
-    responses = traffic.stop()
-    failed = [r for r in responses if r.failed]
-    assert not failed, f"{len(failed)} requests failed: {failed[:3]}"
-    assert not any(r.color == "green" for r in responses), "users reached green before the standby replayed the migration"
-    assert_back_on_v1([r.created_id for r in responses if r.created_id] + record["traffic_created_ids"])
+    reason, responses = _rolled_back_naming(run, standby, "bytes behind", traffic, assert_back_on_v1)
     blocker.join(timeout=90)
     _caught_up(platform)
     slowest = max((r.latency_ms for r in responses), default=0)
     print(
-        f"\nlong query on the standby: {record['outcome']} ({reason}); the query: {outcome}; {len(responses)} requests, 0 failed, slowest {slowest:.0f} ms"
+        f"\nlong query on the standby: rolled back ({reason}); the query: {outcome}; {len(responses)} requests, 0 failed, slowest {slowest:.0f} ms"
     )

@@ -15,6 +15,7 @@ from deploygate.platform.specs import (
     Mount,
     Port,
     database_spec,
+    standby_spec,
     for_instance,
     job_spec,
     process_spec,
@@ -100,6 +101,35 @@ def test_a_job_against_production_is_attached_as_the_app_with_read_only_mounts_b
 def test_a_job_against_a_scratch_database_joins_its_network_alone(settings) -> None:
     spec = job_spec(settings, "pg:17", ["pg_dump"], {}, network="bridge", pin={"shop_db": "172.18.0.4"})
     assert spec.networks == ("bridge",) and spec.extra_hosts == {}
+
+
+def test_the_standby_is_the_databases_image_on_a_volume_of_its_own_following_the_primary_through_its_slot(settings) -> None:
+    spec = standby_spec(settings, IMAGE, "s3cret")
+    assert (spec.role, spec.name, spec.image, spec.networks) == ("db-replica", "shop_db_replica", "shop:1.4", ("shop_net",))
+    assert spec.environment == {
+        "POSTGRES_USER": "shop",
+        "POSTGRES_PASSWORD": "s3cret",
+        "POSTGRES_STANDBY_OF": "shop_db",
+        "POSTGRES_STANDBY_SLOT": "shop_db_replica",
+        "POSTGRES_STANDBY_NAME": "shop_db_replica",
+    }
+    assert spec.mounts == (
+        Mount(
+            "shop_pgdata_replica",
+            "/var/lib/postgresql/data",
+            read_only=False,
+            volume=True,
+            volume_labels={"deploygate.project": "shop", "deploygate.role": "db-replica-data"},
+        ),
+    )
+    assert spec.labels == {"deploygate.project": "shop", "deploygate.role": "db-replica", "deploygate.image_digest": "sha256:abc"}
+    assert spec.readiness.command == ("pg_isready", "-q", "-h", "127.0.0.1", "-U", "shop", "-d", "shopdb")
+
+
+def test_a_standbys_slot_name_is_what_postgres_allows() -> None:
+    from deploygate.platform.naming import Names
+
+    assert Names("My-Shop.prod").db_standby_slot == "my_shop_prod_db_replica"
 
 
 def test_the_database_keeps_its_data_in_the_projects_volume_and_is_ready_when_it_accepts_connections(settings) -> None:
