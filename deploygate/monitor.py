@@ -50,7 +50,6 @@ class WindowPlan:
     baseline_s: float
     limits: Limits
     on_inconclusive: str = "extend"
-    skip_path: str = ""  # the monitor's own health polls are no user's traffic
     interval_s: float = 1.0
     max_health_failures: int = 3
 
@@ -120,7 +119,7 @@ def final_decision(judgement: Judgement, on_inconclusive: str, *, can_extend: bo
     return f"rollback: {judgement.reason}"
 
 
-def series(records: Iterable[AccessRecord], colors: Sequence[str], start: float, end: float, *, skip_path: str = "") -> list[SeriesPoint]:
+def series(records: Iterable[AccessRecord], colors: Sequence[str], start: float, end: float) -> list[SeriesPoint]:
     """Per color, requests, 5xx rate and p95 in at most ``SERIES_POINTS`` equal intervals from ``start`` to ``end``."""
     if end <= start:
         return []
@@ -128,7 +127,7 @@ def series(records: Iterable[AccessRecord], colors: Sequence[str], start: float,
     step = max(1.0, (end - start) / SERIES_POINTS)
     buckets: dict[tuple[int, str], list[AccessRecord]] = {}
     for color in colors:
-        for record in window_judge.user_requests(records, color, start, end, skip_path=skip_path):
+        for record in window_judge.user_requests(records, color, start, end):
             buckets.setdefault((int((record.ts - start) // step), color), []).append(record)
     points = []
     for (index, color), rows in sorted(buckets.items()):
@@ -152,7 +151,7 @@ def watch(sources: Sources, plan: WindowPlan, *, on_tick: Tick | None = None) ->
     baseline_start = plan.switched_at - plan.baseline_s
     baseline_records = [*sources.records(baseline_start)]
     state.baseline = window_judge.sample_of(
-        window_judge.user_requests(baseline_records, plan.baseline_color, baseline_start, plan.switched_at, skip_path=plan.skip_path)
+        window_judge.user_requests(baseline_records, plan.baseline_color, baseline_start, plan.switched_at)
     )
     baseline_errors = list(sources.app_errors(plan.baseline_color, baseline_start, plan.switched_at))
     consecutive, errors_read = 0, 0.0
@@ -160,9 +159,7 @@ def watch(sources: Sources, plan: WindowPlan, *, on_tick: Tick | None = None) ->
         records = [*sources.records(plan.switched_at)]
         state.requests_by_color = Counter(r.color for r in records)
         state.errors_by_color = Counter(r.color for r in records if r.status >= 500)
-        state.current = window_judge.sample_of(
-            window_judge.user_requests(records, plan.color, plan.switched_at, float("inf"), skip_path=plan.skip_path)
-        )
+        state.current = window_judge.sample_of(window_judge.user_requests(records, plan.color, plan.switched_at, float("inf")))
         ending = state.remaining_s <= 0
         read_now = ending or time.time() - errors_read >= ERRORS_EVERY_S
         if read_now:

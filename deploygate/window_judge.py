@@ -54,9 +54,19 @@ class TrafficSample:
         return f"{self.requests} requests, {self.errors} 5xx ({self.error_rate_pct:.1f} %), p95 {p95}"
 
 
-def user_requests(records: Iterable[AccessRecord], color: str, start: float, end: float, *, skip_path: str = "") -> list[AccessRecord]:
-    """``color``'s records with ``start <= ts < end``, but those to ``skip_path`` (the monitor's own health polls)."""
-    return [r for r in records if r.color == color and start <= r.ts < end and not (skip_path and urlsplit(r.uri).path == skip_path)]
+# The query the monitor's own health polls carry through the proxy: no user's traffic, so not judged. Marked rather
+# than told by path: users' and a team's own requests to the health path (or the traffic probe's) do count.
+MONITOR_POLL = "deploygate=monitor"
+
+
+def monitor_poll_url(url: str) -> str:
+    """``url`` (the health URL through the proxy) marked as the monitor's own poll."""
+    return f"{url}{'&' if '?' in url else '?'}{MONITOR_POLL}"
+
+
+def user_requests(records: Iterable[AccessRecord], color: str, start: float, end: float) -> list[AccessRecord]:
+    """``color``'s records with ``start <= ts < end``, but the monitor's own health polls (``MONITOR_POLL``)."""
+    return [r for r in records if r.color == color and start <= r.ts < end and MONITOR_POLL not in urlsplit(r.uri).query]
 
 
 def typical_p95(records: Sequence[AccessRecord], interval_s: float = INTERVAL_S) -> float | None:

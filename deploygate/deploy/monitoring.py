@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from deploygate import app_errors, monitor
+from deploygate import app_errors, monitor, window_judge
 from deploygate.app_errors import AppError
 from deploygate.deploy.services import Switch
 from deploygate.health import HealthSample
@@ -114,7 +114,7 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
 
     sources = monitor.Sources(
         records=lambda since: window.switch.records(since=since),
-        health=lambda: window.health(f"{window.switch.url}{window.health_path}"),
+        health=lambda: window.health(window_judge.monitor_poll_url(f"{window.switch.url}{window.health_path}")),
         app_errors=window.app_errors,
     )
     plan = monitor.WindowPlan(
@@ -125,7 +125,6 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
         baseline_s=window.baseline_s,
         limits=window.limits,
         on_inconclusive=window.on_inconclusive,
-        skip_path=window.health_path,
     )
     state = monitor.watch(sources, plan, on_tick=tick)
     notes = []
@@ -150,7 +149,6 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
         (baseline_color, window.color),
         baseline_start,
         time.time(),
-        skip_path=window.health_path,
     )
     new = {s.signature for s in state.new_signatures}
     monitoring = MonitoringRecord(

@@ -15,11 +15,11 @@ from deploygate.platform.specs import (
     Mount,
     Port,
     database_spec,
-    standby_spec,
     for_instance,
     job_spec,
     process_spec,
     proxy_spec,
+    standby_spec,
     web_spec,
 )
 from deploygate.platform.swarm_services import NODE_HOSTNAME, service_kwargs

@@ -127,12 +127,14 @@ def test_an_inconclusive_window_follows_on_inconclusive(verdict: str, on_inconcl
 def test_the_user_requests_leave_the_monitors_own_health_polls_and_other_colors_out() -> None:
     records = [
         AccessRecord(10.0, "blue", "GET", "/api/links/?page=2", 200, 0.010),
-        AccessRecord(11.0, "blue", "GET", "/health/?x=1", 200, 0.001),
+        AccessRecord(11.0, "blue", "GET", "/health/?deploygate=monitor", 200, 0.001),
+        AccessRecord(11.5, "blue", "GET", "/health/", 200, 0.002),  # a user's (or the traffic probe's): judged
         AccessRecord(12.0, "green", "GET", "/", 502, 0.030),
         AccessRecord(20.0, "blue", "GET", "/", 500, 0.020),
     ]
-    kept = window_judge.user_requests(records, "blue", 0.0, 20.0, skip_path="/health/")
-    assert [r.ts for r in kept] == [10.0]
+    kept = window_judge.user_requests(records, "blue", 0.0, 20.0)
+    assert [r.ts for r in kept] == [10.0, 11.5]
+    assert window_judge.monitor_poll_url("http://p/health/?full=1") == "http://p/health/?full=1&deploygate=monitor"
     sample = window_judge.sample_of(window_judge.user_requests(records, "green", 0.0, 30.0))
     assert (sample.requests, sample.errors, sample.p95_ms) == (1, 1, pytest.approx(30.0))
 
