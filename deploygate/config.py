@@ -128,9 +128,11 @@ class Settings:
     )
     on_inconclusive = text(
         "gates.on_inconclusive",
-        "extend",
-        "what a monitoring window with too few requests to judge does: extend (watch one more window, then roll back), "
-        "rollback, or accept (keep the release, the report saying it was not judged)",
+        # Accept by default: a quiet hour is no evidence against a release, and a gate that rolls healthy releases
+        # back for lack of traffic gets switched off. The 5xx, error-signature and health limits still apply.
+        "accept",
+        "what a monitoring window with too few requests to judge does: accept (keep the release, the log and the report "
+        "saying it was not judged against the baseline), extend (watch one more window, then roll back), or rollback",
         choices=("extend", "rollback", "accept"),
     )
     deploy_window = text("policy.window", "02:00-04:00", "local time range deploys may start in (HH:MM-HH:MM)")

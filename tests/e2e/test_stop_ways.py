@@ -205,6 +205,17 @@ def test_docker_stop_of_the_deploy_container_rolls_back_or_leaves_what_the_next_
     stop_and_converge("docker stop (SIGTERM to PID 1, SIGKILL +10s)", run, docker_stop, e2e_overrides, traffic, assert_back_on_v1)
 
 
+def _backup_files(backups: Path) -> dict[str, tuple[int, float]]:
+    """Every file of the kept backups (a copy's own writes, in .copies, left out) with its size and mtime."""
+    if not backups.exists():
+        return {}
+    return {
+        str(p.relative_to(backups)): (p.stat().st_size, p.stat().st_mtime)
+        for p in backups.rglob("*")
+        if p.is_file() and not p.relative_to(backups).parts[0].startswith(".")
+    }
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["ctrl_c", "closed_terminal"])
 @pytest.mark.parametrize(
     "stage", ["base backup of the server", "ready in"], ids=["during_pg_basebackup", "during_the_rehearsal_on_its_copy"]
@@ -215,7 +226,7 @@ def test_a_stopped_predeploy_leaves_no_backup_half_written_and_no_copy(e2e_stack
     directory, nor a changed backup is left."""
     overrides = {**e2e_overrides, "backup_method": "physical"}
     backups = Path(overrides["backup_dir"])
-    kept = {p.name: p.stat().st_mtime for p in backups.glob("[!.]*")} if backups.exists() else {}  # not .copies
+    kept = _backup_files(backups)
     footprint = platform.footprint()
     run = start(nox_argv("predeploy", overrides, "--candidate", "v2-safe"))
     run.wait_for(stage, timeout=300)
@@ -225,7 +236,8 @@ def test_a_stopped_predeploy_leaves_no_backup_half_written_and_no_copy(e2e_stack
     assert not list(backups.glob("*.partial")), f"a backup was left half-written: {list(backups.glob('*.partial'))}"
     copies = backups / COPIES_DIR
     assert not copies.exists() or not any(copies.iterdir()), f"a copy's directory was left: {list(copies.iterdir())}"
-    assert {p.name: p.stat().st_mtime for p in backups.glob("*") if p.name in kept} == kept, "a kept backup changed"
+    now = _backup_files(backups)
+    assert {name: now[name] for name in kept if name in now} == {name: kept[name] for name in kept if name in now}, "a kept backup changed"
     left = platform.footprint() - footprint
     assert not left, f"left behind: {left}"
     print(f"\n{signal.Signals(signum).name} to the group at {stage!r}: exit {code}, nothing left behind")
