@@ -137,8 +137,5 @@ def wait_replayed(
         if len(done) == len(standbys) or elapsed >= timeout_s:
             break
         sleep(_POLL_S)
-    replays = tuple(
-        done.get(s.name) or Replay(s.name, False, round(elapsed, 1), last.get(s.name, (None, ""))[0], last.get(s.name, (None, ""))[1])
-        for s in standbys
-    )
+    replays = tuple(done.get(s.name) or Replay(s.name, False, round(elapsed, 1), *last.get(s.name, (None, ""))) for s in standbys)
     return ReplayReport(target_lsn=target, replays=replays)
