@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+from collections import Counter
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from deploygate.deploy import Request, deploy, rollback
 from deploygate.log import Say, quiet
 from deploygate.platform import connect as connect_platform
 from deploygate.proxy import Proxy
+from deploygate.record import MonitoringRecord
 from deploygate.traffic import ID_PLACEHOLDER, body_template
 
 SOAK_PROJECT = "dgsoak"
@@ -48,14 +50,19 @@ class SoakResult:
     rows_written: int = 0
     rows_present: int | None = None  # None: not checked (no read path with {id} is configured)
     outcomes: list[str] = field(default_factory=list)
+    windows: list[str] = field(default_factory=list)  # each deploy's monitoring verdict and its reason
     cycle_s: list[float] = field(default_factory=list)
     leaked: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        """Every request answered without a 5xx, every written row still served, nothing left behind."""
+        """Every request answered without a 5xx, every row still served, nothing left behind, no window failed.
+
+        The soak's candidate is a good release: a window that fails it is a false alarm.
+        """
         lost = self.rows_present is None or self.rows_present != self.rows_written
-        return not (self.no_answer or self.server_errors or self.leaked or lost)
+        false_alarm = any(verdict_word(w) == "fail" for w in self.windows)
+        return not (self.no_answer or self.server_errors or self.leaked or lost or false_alarm)
 
 
 def paths(settings: config.Settings) -> tuple[str, str | None]:
@@ -140,8 +147,9 @@ def soak(
                 deployed = deploy(platform, settings, Request(candidate_ref=candidate), echo=False)
                 back = rollback(platform, settings, force=True, echo=False)
                 result.outcomes.append(f"{deployed.outcome.value}/{back.outcome.value}")
+                result.windows.append(window_verdict(deployed.monitoring))
                 result.cycle_s.append(round(time.monotonic() - started, 1))
-                say(f"cycle {cycle}/{cycles}: {result.outcomes[-1]} in {result.cycle_s[-1]:.0f}s")
+                say(f"cycle {cycle}/{cycles}: {result.outcomes[-1]} in {result.cycle_s[-1]:.0f}s, window {result.windows[-1]}")
         finally:
             samples = load.stop()
         result.requests = len(samples)
@@ -158,13 +166,32 @@ def soak(
     return result
 
 
+def window_verdict(monitoring: MonitoringRecord | None) -> str:
+    """``pass: <reason>``, ``fail: <reason>``...; ``not reached`` when the deploy stopped before its window."""
+    if monitoring is None:
+        return "not reached"
+    return f"{monitoring.verdict}: {monitoring.reason}" if monitoring.reason else monitoring.verdict
+
+
+def verdict_word(window: str) -> str:
+    return window.split(":", 1)[0]
+
+
+def tally(values: Iterable[str]) -> str:
+    """``a ×3, b ×1``, most frequent first: ten identical verdicts read as one line."""
+    counts = Counter(values)
+    return ", ".join(f"{value} ×{n}" for value, n in counts.most_common()) or "none"
+
+
 def render(result: SoakResult) -> str:
     """A markdown table of the soak's outcome."""
     present = "not checked (no traffic_read_paths entry has {id})" if result.rows_present is None else f"{result.rows_present:,}"
     lines = [
         f"| soak | {result.cycles} deploy + rollback cycles, {result.clients} keep-alive clients (1 in 4 a POST) |",
         "|---|---|",
-        f"| outcomes | {', '.join(sorted(set(result.outcomes)))} |",
+        f"| outcomes (deploy/rollback) | {tally(result.outcomes)} |",
+        f"| monitoring windows | {tally(verdict_word(w) for w in result.windows)} |",
+        f"| windows not passed | {'; '.join(w for w in result.windows if verdict_word(w) != 'pass') or 'none'} |",
         f"| cycle time | median {sorted(result.cycle_s)[len(result.cycle_s) // 2] if result.cycle_s else 0:.0f} s |",
         f"| requests | {result.requests:,} |",
         f"| no answer | {result.no_answer} |",

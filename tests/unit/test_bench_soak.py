@@ -12,6 +12,7 @@ from bench.__main__ import build_parser
 from bench.settings import merged
 from deploygate import config
 from deploygate.errors import ConfigError
+from deploygate.record import MonitoringRecord
 from tests.support import serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,3 +65,16 @@ def test_the_bench_command_takes_settings_over_its_own() -> None:
     assert (args.what, args.rows, args.candidate) == ("predeploy", [20000], "v2-safe")
     sets = config.parse_assignments(args.assignments)
     assert merged({"project": "dgbench", "proxy_port": "1234"}, sets) == {"project": "mybench", "proxy_port": "1234", "seed_members": "300"}
+
+
+def test_a_failed_window_on_the_good_candidate_makes_the_soak_unclean() -> None:
+    passed = MonitoringRecord(30, 10, {}, {}, 0, "ok", verdict="pass", reason="green: 900 requests ...")
+    failed = MonitoringRecord(30, 10, {}, {}, 0, "rollback", verdict="fail", reason="p95 158 ms on green above 31 ms")
+    result = soak.SoakResult(cycles=2, clients=8, rows_written=3, rows_present=3)
+    result.windows = [soak.window_verdict(passed), soak.window_verdict(None)]
+    assert result.clean, "a pass and a deploy stopped before its window are no false alarm"
+    result.windows.append(soak.window_verdict(failed))
+    assert not result.clean
+    table = soak.render(result)
+    assert "pass ×1, not reached ×1, fail ×1" in table
+    assert "fail: p95 158 ms on green above 31 ms" in table
