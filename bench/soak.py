@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-from collections import Counter
 import time
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field

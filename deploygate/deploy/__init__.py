@@ -23,7 +23,7 @@ from deploygate.deploy.services import Services
 from deploygate.deploy.state import Checkpoint, DeployRun, Request, one_line, unfinished
 from deploygate.errors import DeployGateError
 from deploygate.platform import Platform
-from deploygate.record import Outcome
+from deploygate.record import MonitoringRecord, Outcome
 from deploygate.traffic import Response
 
 __all__ = ["Request", "Result", "RollbackRefused", "Services", "deploy", "rollback"]
@@ -38,6 +38,7 @@ class Result:
     outcome: Outcome
     report: Path | None
     detail: str
+    monitoring: MonitoringRecord | None = None  # the window's verdict, when the deploy reached it
 
 
 def deploy(platform: Platform, settings: Settings, request: Request, *, echo: bool = True, services: Services | None = None) -> Result:
@@ -60,7 +61,7 @@ def deploy(platform: Platform, settings: Settings, request: Request, *, echo: bo
         finally:
             report = _finish_report(run)
     detail = run.record.rollback.reason if run.record.rollback else ("production untouched" if outcome is Outcome.DRY_RUN else "")
-    return Result(outcome, report, detail)
+    return Result(outcome, report, detail, run.record.monitoring)
 
 
 def rollback_reason(minutes: float, limit_min: int, *, force: bool) -> str:
