@@ -1,8 +1,9 @@
 """The predeploy benchmark, as a ratio against baselines measured in the same run (absolute times are noisy here).
 
-The pre-deploy gate's wall time split by stage, for each way of copying production (physical:
-pg_basebackup and a copy started on it, cloned on an XFS with reflinks the bench makes, or an overlay
-on this machine's own disk; logical: pg_dump and a restore), beside a raw ``pg_basebackup`` and a raw
+The pre-deploy gate's wall time split by stage, for each way of copying production (snapshot: production's
+data directory on an XFS with reflinks the bench makes, backed up by clones; physical: pg_basebackup and
+a copy started on it, cloned on that XFS, or an overlay on this machine's own disk; logical: pg_dump and
+a restore), beside a raw ``pg_basebackup`` and a raw
 ``pg_dump | pg_restore`` of the same database (``nox -s bench -- predeploy``). Also: how long the
 copy takes to answer, the disk each copy uses, and deploygate's own peak memory (the gate's pytest
 process, its children's containers excluded).
@@ -39,6 +40,8 @@ BENCH_PROJECT = "dgbench"
 
 # Each way of copying production the bench runs: its name, backup.method, backup.copy.
 VARIANTS = {
+    # Production's own data directory on the bench's XFS, backed up by clones (backup.method snapshot).
+    "snapshot, clone": ("snapshot", "clone"),
     "physical, clone": ("physical", "clone"),
     "physical, overlay": ("physical", "overlay"),
     "logical": ("logical", "auto"),
@@ -56,6 +59,7 @@ class MethodRun:
     gate_rss_mb: float = 0.0  # peak resident memory of the gate's pytest process
     copy_ready_s: float = 0.0
     copy_disk_mb: float = 0.0  # what the copy wrote (physical) or holds (logical: the restored database)
+    backup_disk_mb: float = 0.0  # what the backup took on disk (a snapshot: only blocks it does not share)
 
     @property
     def stages_total_s(self) -> float:
@@ -164,23 +168,27 @@ def _clone_filesystem(tmp: Path, say: Say) -> Iterator[Path | None]:
         remove_clone_filesystem(image, mount)
 
 
-def _stage_times(platform: Platform, settings: config.Settings, candidate: str, method: str) -> tuple[dict[str, float], int, float]:
-    """The gate's own library calls, in the gate's order, each timed; with the copy's disk and ready time."""
+def _stage_times(platform: Platform, settings: config.Settings, candidate: str, method: str) -> tuple[dict[str, float], int, int, float]:
+    """The gate's own library calls, in the gate's order, each timed; with the backup's and the copy's disk,
+    and the copy's ready time."""
     times: dict[str, float] = {}
     started = time.monotonic()
     image = platform.resolve_image(candidate, quiet)
     db = platform.database()
     times["candidate_image"] = time.monotonic() - started
-    started = time.monotonic()
-    backup = take_by_method(platform, settings, db, say=quiet)
-    if backup.method != method:
-        raise DeployGateError(f"asked for a {method} backup, got a {backup.method} one")
-    times["backup"] = time.monotonic() - started
     backup_dir = settings.path(settings.backup_dir)
     used_before = _used_bytes(backup_dir)
     started = time.monotonic()
+    backup = take_by_method(platform, settings, db, say=quiet)
+    snapshot = backup.pg_dump_version.startswith("pg_backup_start")
+    if (backup.method, snapshot) != ("physical" if method == "snapshot" else method, method == "snapshot"):
+        raise DeployGateError(f"asked for a {method} backup, got a {backup.method} one ({backup.pg_dump_version})")
+    times["backup"] = time.monotonic() - started
+    backup_disk = _used_bytes(backup_dir) - used_before if snapshot else backup.size
+    used_before = _used_bytes(backup_dir)
+    started = time.monotonic()
     with rehearsal.database_copy(platform, settings, platform.database_image(), backup, say=quiet) as copy:
-        times["copy_ready" if method == "physical" else "copy_restore_verify"] = time.monotonic() - started
+        times["copy_restore_verify" if method == "logical" else "copy_ready"] = time.monotonic() - started
         ready_s = time.monotonic() - started
         done = rehearsal.rehearse(platform, settings, image, copy, say=quiet)
         if app_checks.configured(settings):
@@ -195,7 +203,7 @@ def _stage_times(platform: Platform, settings: config.Settings, candidate: str, 
         rehearsal.reverse(platform, settings, done, copy, say=quiet)
         times["reversal"] = time.monotonic() - started
         disk = _copy_disk_bytes(copy, backup_dir, used_before)
-    return {name: round(seconds, 2) for name, seconds in times.items()}, disk, round(ready_s, 2)
+    return {name: round(seconds, 2) for name, seconds in times.items()}, backup_disk, disk, round(ready_s, 2)
 
 
 def _timed_gate(argv: list[str], root: Path) -> tuple[float, bool, float]:
@@ -236,6 +244,8 @@ def bench_predeploy(
                 "seed_members": str(max(200, rows // 100)),
                 "db_standbys": "0",  # the gate alone: a standby replaying the seeding would share the machine
             }
+            if clone_fs is not None:  # production's data where a snapshot can clone it (every variant reads it there)
+                own["db_data_dir"] = str(clone_fs / "pgdata")
             overrides = bench_settings.merged(own, sets)
             settings = bench_settings.load(root, overrides, config_file)
             platform = connect(settings, say)
@@ -261,8 +271,8 @@ def bench_predeploy(
                     )
                     Path(method_settings.path(method_settings.backup_dir)).mkdir(parents=True, exist_ok=True)
                     say(f"[{rows:,} rows] {variant}: gate stages...")
-                    run.stages, disk, run.copy_ready_s = _stage_times(platform, method_settings, candidate, method)
-                    run.copy_disk_mb = round(disk / 1e6, 1)
+                    run.stages, backup_disk, disk, run.copy_ready_s = _stage_times(platform, method_settings, candidate, method)
+                    run.backup_disk_mb, run.copy_disk_mb = round(backup_disk / 1e6, 1), round(disk / 1e6, 1)
                     say(f"[{rows:,} rows] {variant}: the whole gate (nox -s predeploy's pytest run)...")
                     argv = [sys.executable, "-m", "pytest", "tests_pre", "-q", "-p", "no:cacheprovider", "--candidate", candidate]
                     if config_file:
@@ -309,6 +319,7 @@ def render(results: list[PredeployBench]) -> str:
             + " | ".join(f"{run.gate_wall_s / first:.2f}x" if first else "n/a" for run in runs)
             + " |"
         )
+        lines.append(f"| {method}: backup on disk (MB) | " + " | ".join(f"{run.backup_disk_mb:,.1f}" for run in runs) + " |")
         lines.append(f"| {method}: copy ready (s) | " + " | ".join(f"{run.copy_ready_s:.2f}" for run in runs) + " |")
         lines.append(f"| {method}: disk per copy (MB) | " + " | ".join(f"{run.copy_disk_mb:,.1f}" for run in runs) + " |")
         lines.append(f"| {method}: gate peak RSS (MB) | " + " | ".join(f"{run.gate_rss_mb:,.0f}" for run in runs) + " |")

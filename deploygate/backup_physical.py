@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deploygate import backup_snapshot
 from deploygate.backup import (
     BACKUP_PREFIX,
     BASE_SUFFIX,
@@ -131,9 +132,15 @@ def data_directory(backup: Backup) -> Path:
 
 
 def take_by_method(platform: Platform, settings: Settings, db: DatabaseAddress, *, say: Say, prefix: str = BACKUP_PREFIX) -> Backup:
-    """The predeploy's backup as ``backup.method`` asks: physical, logical, or auto (physical when the role may
-    replicate and the server lets it, else logical, saying why)."""
+    """The predeploy's backup as ``backup.method`` asks: snapshot, physical, logical, or auto (the first of these the
+    server and the filesystems allow, saying why an earlier one was passed over)."""
     method = settings.backup_method
+    if method in ("auto", "snapshot"):
+        refusal = backup_snapshot.refusal(settings, db)
+        if refusal is None:
+            return backup_snapshot.take_snapshot(platform, settings, db, say=say, prefix=prefix)
+        if method == "snapshot":
+            raise BackupError(f"backup.method is snapshot, but {refusal}; set backup.method to auto or physical")
     if method == "auto":
         refusal = replication_refusal(db)
         if refusal is not None:
@@ -148,3 +155,11 @@ def take_by_method(platform: Platform, settings: Settings, db: DatabaseAddress, 
             raise
         say(f"logical backup (backup.method auto): the server refused a base backup: {exc}")
         return take_backup(platform, settings, db, say=say, prefix=prefix)
+
+
+def copies_start_on_backup(settings: Settings, db: DatabaseAddress) -> bool:
+    """Whether the predeploy's backup will be a data directory a copy starts on (snapshot or physical), not a dump
+    to restore into a server of its own (which the gate then starts early, while the dump runs)."""
+    if settings.backup_method in ("snapshot", "physical"):
+        return True
+    return settings.backup_method == "auto" and (backup_snapshot.refusal(settings, db) is None or replication_refusal(db) is None)

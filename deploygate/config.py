@@ -69,6 +69,12 @@ class Settings:
         "an existing PostgreSQL server (as this host and the app's containers reach it); empty: deploygate runs one",
     )
     db_port = integer("database.port", 5432, "port of the existing server")
+    db_data_dir = text(
+        "database.data_dir",
+        "",
+        "a host directory for the data of the Postgres deploygate runs (empty: a volume in Docker's storage); on the "
+        "filesystem of backup.dir, where it clones files, the predeploy's backup is a snapshot (backup.method)",
+    )
     db_standbys = integer(
         "database.standbys",
         0,
@@ -90,9 +96,10 @@ class Settings:
     backup_method = text(
         "backup.method",
         "auto",
-        "the predeploy's backup: physical (pg_basebackup, the copy starts on it without copying), logical (pg_dump), "
-        "or auto (physical when the role may replicate, else logical)",
-        choices=("auto", "physical", "logical"),
+        "the predeploy's backup: snapshot (pg_backup_start and clones of database.data_dir: no data copied), physical "
+        "(pg_basebackup; the copy starts on either without copying), logical (pg_dump), or auto (the first of these "
+        "the server and the filesystems allow)",
+        choices=("auto", "snapshot", "physical", "logical"),
     )
     backup_copy = text(
         "backup.copy",

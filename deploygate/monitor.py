@@ -19,7 +19,7 @@ from deploygate import app_errors, window_judge
 from deploygate.app_errors import AppError, Signature
 from deploygate.health import HealthSample
 from deploygate.policy import percentile
-from deploygate.proxy import AccessRecord
+from deploygate.proxy import AccessRecord, ProxyCount
 from deploygate.window_judge import FAIL, INCONCLUSIVE, PASS, Judgement, Limits, TrafficSample
 
 Tick = Callable[["MonitorState"], None]
@@ -37,6 +37,8 @@ class Sources:
     records: Callable[[float], Iterable[AccessRecord]]
     health: Callable[[], HealthSample]
     app_errors: Callable[[str, float, float | None], Sequence[AppError]]
+    # The proxies' own counters for a color (None: not available); they catch what a dropped log line hides.
+    counts: Callable[[str], ProxyCount | None] = lambda color: None
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class MonitorState:
     signatures: list[Signature] = field(default_factory=list)
     new_signatures: list[Signature] = field(default_factory=list)
     judgement: Judgement | None = None
+    proxy_counted: ProxyCount | None = None  # the new color's requests and 5xx by the proxies' counters, this window
+    unlogged_errors: int = 0  # 5xx the counters saw that the access log lacks (judged all the same)
     extended_s: float = 0.0
     extended: bool = False
     decision: str | None = None
@@ -155,11 +159,17 @@ def watch(sources: Sources, plan: WindowPlan, *, on_tick: Tick | None = None) ->
     )
     baseline_errors = list(sources.app_errors(plan.baseline_color, baseline_start, plan.switched_at))
     consecutive, errors_read = 0, 0.0
+    counted_from = sources.counts(plan.color)
     while True:
         records = [*sources.records(plan.switched_at)]
+        counted_now = sources.counts(plan.color)
         state.requests_by_color = Counter(r.color for r in records)
         state.errors_by_color = Counter(r.color for r in records if r.status >= 500)
-        state.current = window_judge.sample_of(window_judge.user_requests(records, plan.color, plan.switched_at, float("inf")))
+        logged = window_judge.sample_of(window_judge.user_requests(records, plan.color, plan.switched_at, float("inf")))
+        state.proxy_counted = counted_now.since(counted_from) if counted_now and counted_from else None
+        state.current, state.unlogged_errors = window_judge.reconciled(
+            logged, state.proxy_counted, state.health_checks, state.health_failures
+        )
         ending = state.remaining_s <= 0
         read_now = ending or time.time() - errors_read >= ERRORS_EVERY_S
         if read_now:

@@ -18,6 +18,7 @@ from deploygate.errors import StackError
 from deploygate.health import HealthSample, sample
 from deploygate.log import DeployLog, Say
 from deploygate.platform.base import Platform
+from deploygate.platform.clone import empty_directory
 from deploygate.platform.images import Image
 from deploygate.platform.naming import DB_PORT, Names
 from deploygate.probe import MigrateResult, Prober
@@ -137,8 +138,13 @@ def up(platform: Platform, settings: Settings, say: Say = print) -> UpReport:
 
 
 def down(platform: Platform, settings: Settings, *, volumes: bool = False) -> list[str]:
-    """Remove production's containers and network (and its data volume with ``volumes``)."""
-    return platform.down(volumes=volumes) + Proxy(settings, platform).forget()
+    """Remove production's containers and network (and its data with ``volumes``: the data volume, and what
+    ``database.data_dir`` holds, which removing a bind volume leaves in place)."""
+    removed = platform.down(volumes=volumes) + Proxy(settings, platform).forget()
+    data_dir = settings.path(settings.db_data_dir) if settings.db_data_dir and not settings.db_host else None
+    if volumes and data_dir is not None and data_dir.is_dir() and empty_directory(data_dir):
+        removed.append(f"the data in {data_dir}")
+    return removed
 
 
 @dataclass(frozen=True)

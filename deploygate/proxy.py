@@ -91,6 +91,21 @@ def read_access_log(path: Path, *, since: float | None = None) -> Iterator[Acces
                 yield record
 
 
+@dataclass(frozen=True)
+class ProxyCount:
+    """A color's requests and 5xx as HAProxy's own counters have them (runtime API, every proxy summed), and
+    the log lines the proxies dropped: counters never lose a request, a log under pressure can."""
+
+    requests: int
+    errors: int
+    dropped_logs: int = 0
+
+    def since(self, earlier: ProxyCount) -> ProxyCount | None:
+        """What was counted after ``earlier``; None when a counter went back (a proxy restarted: no delta)."""
+        delta = ProxyCount(self.requests - earlier.requests, self.errors - earlier.errors, self.dropped_logs - earlier.dropped_logs)
+        return None if min(delta.requests, delta.errors, delta.dropped_logs) < 0 else delta
+
+
 class Proxy:
     """The proxy of one production: ``route``, ``hold``, ``current``, ``verify``; its access log and URLs.
 
@@ -134,6 +149,18 @@ class Proxy:
         """What users saw, through every proxy: one record per request, optionally only those at or after ``since``."""
         for log in self.access_logs:
             yield from read_access_log(log, since=since)
+
+    def counts(self, color: str) -> ProxyCount | None:
+        """``color``'s requests and 5xx by every proxy's own counters, summed; None when one cannot be asked
+        (stopped, its node down): a partial sum would read as requests lost from the log."""
+        total = ProxyCount(0, 0, 0)
+        for dirs in self.instances.values():
+            try:
+                requests_, errors, dropped = haproxy.backend_counts(dirs, color)
+            except (ProxyError, OSError):
+                return None
+            total = ProxyCount(total.requests + requests_, total.errors + errors, total.dropped_logs + dropped)
+        return total
 
     def current(self) -> Route | None:
         """Where traffic goes now, read from the proxy's state on disk (None: it routes nowhere yet)."""

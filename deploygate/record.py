@@ -141,6 +141,8 @@ class MonitoringRecord:
     signatures: list[SignatureRecord] = field(default_factory=list)
     series: list[SeriesRecord] = field(default_factory=list)
     extended_s: float = 0.0
+    # The new color over the window by HAProxy's own counters: requests, errors, dropped_logs, unlogged_errors.
+    proxy_counted: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -39,6 +39,23 @@ def _against_baseline(monitoring: MonitoringRecord, new_color: str) -> list[str]
     return out
 
 
+def _proxy_counters(monitoring: MonitoringRecord, new_color: str) -> list[str]:
+    counted = monitoring.proxy_counted
+    if not counted:
+        return ["HAProxy's own counters could not be read for the whole window: the access log alone was judged.", ""]
+    unlogged = counted.get("unlogged_errors", 0)
+    verdict = (
+        f"{unlogged} 5xx are missing from the access log ({counted.get('dropped_logs', 0)} lines dropped) and were judged all the same"
+        if unlogged
+        else "the access log lacks none of its 5xx"
+    )
+    return [
+        f"HAProxy's own counters (runtime API) for {new_color} over the window: {counted.get('requests', 0):,} requests, "
+        f"{counted.get('errors', 0):,} 5xx, the monitor's health polls included; {verdict}.",
+        "",
+    ]
+
+
 def _signatures(monitoring: MonitoringRecord, new_color: str) -> list[str]:
     out = ["### Error signatures", ""]
     if not monitoring.signatures:
@@ -72,6 +89,7 @@ def monitoring_section(record: DeployRecord) -> list[str]:
     colors = sorted(set(monitoring.requests_by_color) | set(monitoring.errors_by_color))
     rows = [[c, monitoring.requests_by_color.get(c, 0), monitoring.errors_by_color.get(c, 0)] for c in colors]
     out += markdown.table(["Color", "Requests since the switch (proxy log)", "5xx"], rows, fmt.cell) + [""]
+    out += _proxy_counters(monitoring, new_color)
     if monitoring.verdict:
         out += _signatures(monitoring, new_color)
     return out

@@ -9,12 +9,12 @@ always comes with its reason: a window with too little traffic is never a silent
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from deploygate.app_errors import Signature
 from deploygate.policy import percentile
-from deploygate.proxy import AccessRecord
+from deploygate.proxy import AccessRecord, ProxyCount
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 # The p95 judged is that of a typical interval of this length (``typical_p95``), of at least this many requests.
@@ -52,6 +52,22 @@ class TrafficSample:
     def describe(self) -> str:
         p95 = f"{self.p95_ms:.0f} ms" if self.p95_ms is not None else "-"
         return f"{self.requests} requests, {self.errors} 5xx ({self.error_rate_pct:.1f} %), p95 {p95}"
+
+
+def reconciled(logged: TrafficSample, counted: ProxyCount | None, polls: int, failed_polls: int) -> tuple[TrafficSample, int]:
+    """``logged`` with the requests and 5xx the proxy counted but its log lacks added, and how many 5xx those were.
+
+    The counters include the monitor's own health polls, which the logged sample leaves out (``polls``, of
+    which ``failed_polls`` failed). Counted from the window's start, they may miss its first requests: they
+    only ever add to what the log shows, never hide a logged 5xx.
+    """
+    if counted is None:
+        return logged, 0
+    unlogged_requests = max(0, counted.requests - polls - logged.requests)
+    unlogged_errors = max(0, counted.errors - failed_polls - logged.errors)
+    if not unlogged_requests and not unlogged_errors:
+        return logged, 0
+    return replace(logged, requests=logged.requests + unlogged_requests, errors=logged.errors + unlogged_errors), unlogged_errors
 
 
 # The query the monitor's own health polls carry through the proxy: no user's traffic, so not judged. Marked rather

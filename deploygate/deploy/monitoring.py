@@ -116,6 +116,7 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
         records=lambda since: window.switch.records(since=since),
         health=lambda: window.health(window_judge.monitor_poll_url(f"{window.switch.url}{window.health_path}")),
         app_errors=window.app_errors,
+        counts=window.switch.counts,
     )
     plan = monitor.WindowPlan(
         color=window.color,
@@ -133,6 +134,11 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
         window.say(f"   monitoring verdict: {judgement.verdict}: {judgement.reason}")
     if judgement and judgement.verdict == "inconclusive" and state.decision == "ok":
         notes.append(f"monitoring: inconclusive ({judgement.reason}); accepted by gates.on_inconclusive")
+    if state.unlogged_errors:
+        notes.append(
+            f"monitoring: HAProxy counted {state.unlogged_errors} 5xx on {window.color} that its access log lacks "
+            f"({state.proxy_counted.dropped_logs if state.proxy_counted else 0} log lines dropped); judged with them"
+        )
     if state.extended:
         notes.append(f"monitoring: the window was inconclusive and extended by {window.window_s}s (gates.on_inconclusive = extend)")
     # A node lost in the window takes its proxy with it: the verdict is the other proxies'. Said, not hidden.
@@ -168,5 +174,6 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
         signatures=[SignatureRecord(s.signature, s.counts, s.signature in new, window.redact(s.sample)) for s in state.signatures],
         series=[SeriesRecord(p.start, p.color, p.requests, round(p.error_rate_pct, 2), p.p95_ms) for p in points],
         extended_s=state.extended_s,
+        proxy_counted=asdict(state.proxy_counted) | {"unlogged_errors": state.unlogged_errors} if state.proxy_counted else {},
     )
     return MonitorVerdict(monitoring, notes)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from deploygate.platform import Platform
     from deploygate.platform.images import Image
     from deploygate.probe import MigrateResult, MigrationPlan
-    from deploygate.proxy import AccessRecord, Route
+    from deploygate.proxy import AccessRecord, ProxyCount, Route
     from deploygate.record import DeployRecord
     from deploygate.traffic import Response
 
@@ -124,6 +124,8 @@ class Switch(Protocol):
     def verify(self, color: str) -> None: ...
 
     def records(self, since: float | None = None) -> Iterator[AccessRecord]: ...
+
+    def counts(self, color: str) -> ProxyCount | None: ...
 
 
 class Traffic(Protocol):

@@ -33,7 +33,7 @@ from deploygate.haproxy.config import (
     render_config,
     server_template,
 )
-from deploygate.haproxy.runtime import RuntimeAPI, api, in_flight, ready_servers, recheck, runtime_state
+from deploygate.haproxy.runtime import RuntimeAPI, api, backend_counts, in_flight, ready_servers, recheck, runtime_state
 from deploygate.haproxy.state import ProxyDirs, RoutingState, current, parse_state, prepare, render_state, write_state
 from deploygate.haproxy.switch import hold, reapply, release_hold, route, wait_answering, wait_drained
 
@@ -57,6 +57,7 @@ __all__ = [
     "RoutingState",
     "RuntimeAPI",
     "api",
+    "backend_counts",
     "command",
     "container_user",
     "current",

@@ -143,6 +143,18 @@ def recheck(dirs: ProxyDirs, color: str) -> None:
         client.set(f"set server {color}/{row['svname']} health down")
 
 
+def backend_counts(dirs: ProxyDirs, color: str) -> tuple[int, int, int]:
+    """``color``'s HTTP requests and 5xx answers since the proxy started (its own counters, ``req_tot`` and
+    ``hrsp_5xx``), and the log lines the proxy dropped since (``DroppedLogs``): what its access log may lack."""
+    _check_color(color)
+    client = api(dirs)
+    for row in client.stats():
+        if row.get("pxname") == color and row.get("svname") == "BACKEND":
+            dropped = int(client.info().get("DroppedLogs") or 0)
+            return int(row.get("req_tot") or 0), int(row.get("hrsp_5xx") or 0), dropped
+    raise ProxyError(f"the running proxy has no backend {color!r}")
+
+
 def in_flight(dirs: ProxyDirs, color: str) -> int:
     """Requests the running proxy has at ``color``'s servers right now."""
     _check_color(color)

@@ -43,6 +43,14 @@ def clone_tree(source: str | os.PathLike, target: str | os.PathLike) -> None:
         raise CloneError(f"{source} could not be cloned: {lines[-1] if lines else 'cp failed'}")
 
 
+def empty_directory(directory: str | os.PathLike) -> bool:
+    """Delete everything inside ``directory`` (kept itself, with its owner and mode); whether anything was there."""
+    entries = list(os.scandir(directory))
+    for entry in entries:
+        shutil.rmtree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
+    return bool(entries)
+
+
 def make_clone_filesystem(image: Path, mount_dir: Path, size_gb: int) -> None:
     """An XFS with reflinks in the sparse file ``image``, loop-mounted on ``mount_dir`` (root only).
 

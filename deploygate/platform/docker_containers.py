@@ -9,6 +9,7 @@ address, its last log lines, and the spec that would create it again.
 from __future__ import annotations
 
 import codecs
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,12 +17,12 @@ import docker
 import docker.errors
 import docker.models.containers
 
-from deploygate.errors import StackError
+from deploygate.errors import ConfigError, StackError
 from deploygate.log import Say
 from deploygate.platform.base import JobResult, Replica
 from deploygate.platform.naming import PROJECT_LABEL, ROLE_LABEL
 from deploygate.platform.networking import Attachments, extra_hosts_of, hosts_file_pinned, pinned_addresses, stale_pin
-from deploygate.platform.specs import ContainerSpec
+from deploygate.platform.specs import ContainerSpec, Mount
 from deploygate.signal_relay import signals_held
 from deploygate.waiting import wait_until
 
@@ -255,16 +256,33 @@ def remove_labelled(client: docker.DockerClient, project: str, *, volumes: bool 
     return removed
 
 
+def check_volume_options(volume: Any, mount: Mount) -> None:
+    """Raises ``ConfigError`` when an existing volume keeps its data elsewhere than the configuration says
+    (database.data_dir set or changed after the first start): the server would silently run on the old data."""
+    has = dict(volume.attrs.get("Options") or {})
+    if has.get("device", "") != mount.volume_options.get("device", ""):
+        where = has.get("device") or "Docker's own storage"
+        wanted = mount.volume_options.get("device") or "Docker's own storage (database.data_dir is empty)"
+        raise ConfigError(
+            f"volume {mount.source} keeps production's data in {where}, the configuration asks for {wanted}: "
+            "move the data and remove the volume, or set database.data_dir back"
+        )
+
+
 def ensure_postgres(client: docker.DockerClient, spec: ContainerSpec) -> list[str]:
     """The Postgres of ``spec`` (its volume, its container) created or started, then waited for until it answers;
     returns what changed. Raises ``StackError`` when it exits, ``WaitTimeout`` when it never answers."""
     changes: list[str] = []
     for mount in (m for m in spec.mounts if m.volume):
         try:
-            client.volumes.get(mount.source)
+            existing = client.volumes.get(mount.source)
         except docker.errors.NotFound:
-            client.volumes.create(mount.source, labels=dict(mount.volume_labels))
-            changes.append(f"created volume {mount.source}")
+            if mount.volume_options.get("device"):
+                os.makedirs(mount.volume_options["device"], mode=0o700, exist_ok=True)
+            client.volumes.create(mount.source, driver="local", driver_opts=dict(mount.volume_options), labels=dict(mount.volume_labels))
+            changes.append(f"created volume {mount.source}" + (f" on {mount.volume_options['device']}" if mount.volume_options else ""))
+        else:
+            check_volume_options(existing, mount)
     try:
         container = client.containers.get(spec.name)
     except docker.errors.NotFound:

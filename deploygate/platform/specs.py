@@ -36,6 +36,8 @@ class Mount:
     read_only: bool = True
     volume: bool = False
     volume_labels: Mapping[str, str] = field(default_factory=dict)  # a volume created for it carries these
+    # Docker's local driver options a volume created for it gets: a bind on a host directory (database.data_dir).
+    volume_options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -212,13 +214,21 @@ def database_spec(settings: Settings, image: Image, password: str) -> ContainerS
     temporary server on a unix socket only, which must not count.
     """
     names = Names(settings.project)
+    data_dir = settings.path(settings.db_data_dir) if settings.db_data_dir else None
     return ContainerSpec(
         role="db",
         name=names.db,
         image=image.tag,
         environment={"POSTGRES_USER": settings.db_user, "POSTGRES_PASSWORD": password, "POSTGRES_DB": settings.db_name},
         mounts=(
-            Mount(source=names.db_volume, target=PGDATA, read_only=False, volume=True, volume_labels=labels(settings.project, "db-data")),
+            Mount(
+                source=names.db_volume,
+                target=PGDATA,
+                read_only=False,
+                volume=True,
+                volume_labels=labels(settings.project, "db-data"),
+                volume_options={"type": "none", "o": "bind", "device": str(data_dir)} if data_dir else {},
+            ),
         ),
         ports=(Port(DB_PORT),),
         networks=(names.network,),
@@ -250,7 +260,14 @@ def standby_spec(settings: Settings, image: Image, password: str) -> ContainerSp
             "POSTGRES_STANDBY_SLOT": names.db_standby_slot,
             "POSTGRES_STANDBY_NAME": names.db_standby,
         },
-        mounts=(replace(primary.mounts[0], source=names.db_standby_volume, volume_labels=labels(settings.project, "db-replica-data")),),
+        mounts=(
+            replace(
+                primary.mounts[0],
+                source=names.db_standby_volume,
+                volume_labels=labels(settings.project, "db-replica-data"),
+                volume_options={},  # the standby's data stays in Docker's storage: only the primary's is snapshotted
+            ),
+        ),
         labels=labels(settings.project, "db-replica", **{DIGEST_LABEL: image.id}),
     )
 

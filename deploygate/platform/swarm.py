@@ -102,6 +102,8 @@ class SwarmPlatform(SwarmObjects):
             return changes
         if self.settings.db_standbys:
             raise ConfigError("database.standbys is for a single host; on a swarm, list your replicas in [[database.replicas]]")
+        if self.settings.db_data_dir:
+            raise ConfigError("database.data_dir is for a single host; on a swarm, the database's data is a volume of the manager's node")
         if self._service(self.names.db) is None:
             # Pinned to the manager's node: the volume lives on one node's engine.
             self._create(database_spec(self.settings, image, password))

@@ -29,7 +29,7 @@ from deploygate.ledger import Entry
 from deploygate.platform.base import ColorState, Platform, Replica
 from deploygate.platform.images import Image
 from deploygate.probe import MigrateResult, MigrationPlan, parse_migrate, parse_plan
-from deploygate.proxy import AccessRecord, Route
+from deploygate.proxy import AccessRecord, ProxyCount, Route
 from deploygate.record import DeployRecord
 from deploygate.window import MigrateWrites
 
@@ -76,6 +76,7 @@ class World:
     migrate_fails_at: str | None = None  # the migration whose apply fails (the ones before it stay applied)
     unhealthy: set[str] = field(default_factory=set)  # colors whose replicas never become healthy
     access: list[AccessRecord] = field(default_factory=list)
+    unlogged_5xx: dict[str, int] = field(default_factory=dict)  # color -> 5xx the proxy counted but did not log
     output: dict[str, str] = field(default_factory=dict)  # color -> its output, as ``docker logs --timestamps`` gives it
     health_ok: bool = True
     checksum_moves: bool = False  # production's content changes under a dry run
@@ -259,6 +260,12 @@ class FakeProxy:
 
     def records(self, since: float | None = None) -> Iterator[AccessRecord]:
         return iter([r for r in self.world.access if since is None or r.ts >= since])
+
+    def counts(self, color: str) -> ProxyCount:
+        """What the proxy's counters say: every logged request of ``color`` and the 5xx it did not log."""
+        logged = [r for r in self.world.access if r.color == color]
+        unlogged = self.world.unlogged_5xx.get(color, 0)
+        return ProxyCount(len(logged) + unlogged, sum(r.status >= 500 for r in logged) + unlogged)
 
 
 class FakeLedger:

@@ -8,7 +8,7 @@ import pytest
 
 from deploygate import app_errors, monitor, window_judge
 from deploygate.health import HealthSample
-from deploygate.proxy import AccessRecord
+from deploygate.proxy import AccessRecord, ProxyCount
 from deploygate.window_judge import FAIL, INCONCLUSIVE, PASS, Limits, TrafficSample
 
 OUTPUT = """\
@@ -194,3 +194,31 @@ def test_the_p95_judged_is_a_typical_intervals_so_a_burst_of_load_does_not_set_t
     slow = [AccessRecord(r.ts, "green", "GET", "/", 200, r.request_time * 3) for r in steady]
     assert window_judge.typical_p95(slow) == pytest.approx(57.0)
     assert window_judge.typical_p95(steady[:5]) == pytest.approx(14.0)  # too few for an interval: the p95 of all
+
+
+def test_what_the_proxy_counted_but_did_not_log_is_added_and_polls_are_not() -> None:
+    logged = TrafficSample(requests=100, errors=1, p50_ms=5.0, p95_ms=9.0)
+    # The counters include the monitor's 10 polls (2 failed): nothing beyond them is missing from the log.
+    assert window_judge.reconciled(logged, ProxyCount(110, 3), polls=10, failed_polls=2) == (logged, 0)
+    # 40 requests and 6 5xx the log lacks (dropped lines): judged with them, the latency stays the log's.
+    sample, unlogged = window_judge.reconciled(logged, ProxyCount(150, 9), polls=10, failed_polls=2)
+    assert (sample.requests, sample.errors, sample.p95_ms, unlogged) == (140, 7, 9.0, 6)
+    # Counted from after the window began, the counters may have fewer: they never take a logged 5xx away.
+    assert window_judge.reconciled(logged, ProxyCount(50, 0), polls=10, failed_polls=0) == (logged, 0)
+    assert window_judge.reconciled(logged, None, polls=10, failed_polls=0) == (logged, 0)
+    assert ProxyCount(150, 9, 4).since(ProxyCount(100, 2, 1)) == ProxyCount(50, 7, 3)
+    assert ProxyCount(10, 0).since(ProxyCount(100, 2)) is None, "a restarted proxy's counters give no delta"
+
+
+def test_5xx_the_proxy_counted_but_never_logged_fail_the_window() -> None:
+    counted = iter(ProxyCount(n * 10, n * 3, n) for n in range(1000))  # 3 unlogged 5xx more at every look
+    sources = monitor.Sources(
+        records=lambda since: [],
+        health=lambda: HealthSample("u", 200, 1.0, None),
+        app_errors=lambda color, since, until: [],
+        counts=lambda color: next(counted),
+    )
+    started = time.time()
+    state = monitor.watch(sources, monitor.WindowPlan("green", "blue", started, 60, 60, Limits(max_errors=10), interval_s=0.01))
+    assert time.time() - started < 5 and state.decision.startswith("rollback: 12 errors on green exceed the limit of 10")
+    assert state.unlogged_errors == 12 and state.proxy_counted == ProxyCount(40, 12, 4)
