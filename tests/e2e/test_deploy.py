@@ -61,6 +61,7 @@ def test_error_burst_after_the_switch_rolls_back(dg, traffic, assert_back_on_v1)
     report = report_of(run.output)
     monitoring = report["record"]["monitoring"]
     assert monitoring["errors_by_color"].get("green", 0) >= 1
+    assert monitoring["proxy_counted"]["errors"] >= 1, monitoring["proxy_counted"]  # the proxy's counters saw them too
     new = [s["signature"] for s in monitoring["signatures"] if s["new"]]
     assert new and all(s.startswith("django.request at Internal Server Error: /") for s in new), new
     rollback = report["record"]["rollback"]
@@ -247,7 +248,11 @@ def test_v2_safe_deploys_with_zero_failed_requests_and_a_second_deploy_is_refuse
     monitoring = report["record"]["monitoring"]
     assert monitoring["verdict"] == "pass" and not [s for s in monitoring["signatures"] if s["new"]], monitoring
     assert monitoring["baseline"]["requests"] >= 100 and monitoring["new"]["requests"] >= 100
-    print(f"v2-safe window: {monitoring['reason']}")
+    # HAProxy's own counters agree with its log: every request the log judged, plus the monitor's polls, none lost.
+    counted = monitoring["proxy_counted"]
+    assert counted["unlogged_errors"] == 0 and counted["errors"] == 0 and counted["dropped_logs"] == 0, counted
+    assert counted["requests"] >= monitoring["new"]["requests"] * 0.9, (counted, monitoring["new"])
+    print(f"v2-safe window: {monitoring['reason']}; HAProxy counted {counted['requests']} requests on green")
     summary = report["traffic"]["summary"]
     print(
         f"v2-safe deploy: the test's probe sent {len(responses)} requests, 0 failed; the deploy's own probe "
