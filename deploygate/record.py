@@ -146,6 +146,16 @@ class MonitoringRecord:
 
 
 @dataclass
+class ReplicaLagRecord:
+    """One replica at one moment of the deploy: bytes behind the primary (None: unanswered), the primary's replay_lag."""
+
+    ts: float
+    name: str
+    behind_bytes: int | None
+    lag_s: float | None = None
+
+
+@dataclass
 class RollbackRecord:
     reason: str
     trigger_ts: float
@@ -174,6 +184,7 @@ class DeployRecord:
     rollback: RollbackRecord | None = None
     exceptions: dict[str, str] = field(default_factory=dict)  # gates overridden or skipped, with the reason given
     notes: list[str] = field(default_factory=list)
+    replica_lag: list[ReplicaLagRecord] = field(default_factory=list)  # sampled from the window's opening to the end
     # What the traffic probe wrote: every one must survive a rollback (JSON only, not the markdown).
     traffic_created_ids: list[int] = field(default_factory=list)
 

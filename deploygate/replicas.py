@@ -11,6 +11,7 @@ passes — has replayed the primary's position after migrate (``pg_current_wal_l
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -139,3 +140,90 @@ def wait_replayed(
         sleep(_POLL_S)
     replays = tuple(done.get(s.name) or Replay(s.name, False, round(elapsed, 1), *last.get(s.name, (None, ""))) for s in standbys)
     return ReplayReport(target_lsn=target, replays=replays)
+
+
+@dataclass(frozen=True)
+class LagSample:
+    """One replica at one moment: bytes behind the primary's position then, and the primary's ``replay_lag``
+    for it (None when the primary does not stream to it directly, or it is caught up and idle)."""
+
+    ts: float
+    name: str
+    behind_bytes: int | None  # None: it could not be asked
+    lag_s: float | None = None
+    error: str = ""
+
+
+# The primary's position and its own measure of each directly attached standby's replay lag, in one round trip.
+_PRIMARY_LAG = """
+SELECT pg_current_wal_lsn()::text,
+       coalesce(json_object_agg(application_name, extract(epoch FROM replay_lag)) FILTER (WHERE application_name <> ''), '{}')
+FROM pg_stat_replication
+"""
+
+
+def sample_lag(primary: DatabaseAddress, standbys: Sequence[Standby], clock: Callable[[], float] = time.time) -> list[LagSample]:
+    """Every replica's lag now (one connection each, closed again); an unreachable one is a sample with its error."""
+    try:
+        with connect(primary) as conn:
+            target, lags = conn.execute(_PRIMARY_LAG).fetchone()
+    except DeployGateError as exc:
+        return [LagSample(clock(), s.name, None, None, f"the primary: {exc}") for s in standbys]
+    samples = []
+    for standby in standbys:
+        _replayed, behind, problem = _ask(standby, target)
+        lag = lags.get(standby.name)
+        samples.append(LagSample(clock(), standby.name, behind, None if lag is None else round(float(lag), 3), problem))
+    return samples
+
+
+class LagSampler:
+    """Samples every replica's lag in the background from ``start`` to ``stop``, for the report's timeline and the
+    monitoring window: how far behind each replica was while the migration replayed and while users read there.
+
+    A thread of its own (as the traffic probe is): the deploy's steps never wait for it. Bounded: one sample of
+    each replica every ``every_s``, at most ``max_samples`` kept.
+    """
+
+    def __init__(self, primary: DatabaseAddress, standbys: Sequence[Standby], *, every_s: float = 1.0, max_samples: int = 20_000) -> None:
+        self.primary, self.standbys, self.every_s, self.max_samples = primary, list(standbys), every_s, max_samples
+        self._samples: list[LagSample] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replica-lag", daemon=True)
+
+    def start(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stopping.is_set() and len(self._samples) < self.max_samples:
+            self._samples.extend(sample_lag(self.primary, self.standbys))
+            self._stopping.wait(self.every_s)
+
+    def samples(self, since: float = 0.0) -> list[LagSample]:
+        """What was sampled so far, from ``since`` (epoch seconds)."""
+        return [s for s in list(self._samples) if s.ts >= since]
+
+    def stop(self) -> list[LagSample]:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+        return self.samples()
+
+
+def lag_summary(samples: Sequence[LagSample]) -> list[str]:
+    """Per replica: the most it was behind (bytes, and seconds where the primary measures it), or that it never answered."""
+    lines = []
+    for name in dict.fromkeys(s.name for s in samples):
+        mine = [s for s in samples if s.name == name]
+        answered = [s.behind_bytes for s in mine if s.behind_bytes is not None]
+        if not answered:
+            lines.append(f"{name} never answered ({mine[-1].error})")
+            continue
+        seconds = [s.lag_s for s in mine if s.lag_s is not None]
+        unanswered = len(mine) - len(answered)
+        lines.append(
+            f"{name} at most {max(answered):,} bytes behind"
+            + (f", replay lag at most {max(seconds):.2f}s" if seconds else "")
+            + (f", {unanswered} of {len(mine)} samples unanswered" if unanswered else "")
+        )
+    return lines

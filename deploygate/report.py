@@ -159,6 +159,7 @@ def render_markdown(
     out += _migrations(record)
     out += _traffic(phases, totals, responses)
     out += report_window.monitoring_section(record)
+    out += report_window.replica_lag_section(record)
     out += _rollback(record, origin)
     out += _exceptions_and_notes(record)
     return "\n".join(out).rstrip() + "\n"

@@ -38,10 +38,15 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
     origin = fmt.origin(record)
     if origin is None:
         origin = responses[0].ts if responses else 0.0
-    fig = Figure(figsize=(12, 10), layout="constrained")
+    # A row for the replicas' lag only when the deploy had replicas to sample.
+    heights = [3, 2, 1.5, 1.5] + ([1.5] if record.replica_lag else []) + [0.6]
+    fig = Figure(figsize=(12, 10 + (1.5 if record.replica_lag else 0)), layout="constrained")
     FigureCanvasAgg(fig)
-    ax_rate, ax_p95, ax_errors, ax_latency, ax_color = fig.subplots(5, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 1.5, 1.5, 0.6]})
+    axes = fig.subplots(len(heights), 1, sharex=True, gridspec_kw={"height_ratios": heights})
+    ax_rate, ax_p95, ax_errors, ax_latency, ax_color = *axes[:4], axes[-1]
     _draw_window(record, origin, ax_errors, ax_latency)
+    if record.replica_lag:
+        _draw_replica_lag(record, origin, axes[4])
     title = fmt.outcome_line(record)
     ref = record.candidate.ref if record.candidate else None
     fig.suptitle(f"{title}: {ref}" if ref else title, fontsize=11)
@@ -109,7 +114,7 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
     top = blended_transform_factory(ax_rate.transData, ax_rate.transAxes)
     labels = []
     for at, label, style in marks:
-        for ax in (ax_rate, ax_p95, ax_errors, ax_latency, ax_color):
+        for ax in axes:
             ax.axvline(at, linewidth=0.8, **style)
         labels.append(ax_rate.text(at, 0.99, f" {label} ", transform=top, fontsize=7, ha="left", va="top", color=style["color"]))
     rows = place_labels(fig, ax_rate, labels)
@@ -121,7 +126,7 @@ def draw_timeline(record: DeployRecord, responses: Sequence[Response], path: Pat
     ax_color.set_yticks([])
     ax_color.set_ylabel("color", rotation=0, ha="right", va="center")
     ax_color.set_xlabel(f"seconds since {fmt.utc(origin)}")
-    for ax in (ax_rate, ax_p95, ax_errors, ax_latency):
+    for ax in axes[:-1]:
         ax.grid(axis="y", linewidth=0.3)
     fig.savefig(path, format="png", dpi=110)
     return path
@@ -145,6 +150,21 @@ def _draw_window(record: DeployRecord, origin: float, ax_errors: Any, ax_latency
     ax_errors.set_ylim(bottom=0)
     ax_latency.set_ylim(bottom=0)
     ax_latency.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7)
+
+
+def _draw_replica_lag(record: DeployRecord, origin: float, ax: Any) -> None:
+    """Per replica, how many bytes it was behind the primary (kB); an unanswered sample as a red mark on the axis."""
+    ax.set_ylabel("replica lag (kB)\nbehind the primary")
+    for index, name in enumerate(dict.fromkeys(s.name for s in record.replica_lag)):
+        mine = [s for s in record.replica_lag if s.name == name]
+        x = [s.ts - origin for s in mine]
+        behind = [s.behind_bytes / 1000 if s.behind_bytes is not None else np.nan for s in mine]
+        ax.plot(x, behind, color=f"C{index}", marker=".", markersize=3, linewidth=1, label=name)
+        unanswered = [s.ts - origin for s in mine if s.behind_bytes is None]
+        if unanswered:
+            ax.plot(unanswered, [0] * len(unanswered), "x", color="tab:red", label=f"{name}: unanswered")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7)
 
 
 def label_levels(spans: Sequence[tuple[float, float]]) -> list[int]:

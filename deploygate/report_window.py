@@ -93,3 +93,38 @@ def monitoring_section(record: DeployRecord) -> list[str]:
     if monitoring.verdict:
         out += _signatures(monitoring, new_color)
     return out
+
+
+def replica_lag_section(record: DeployRecord) -> list[str]:
+    """The "Replica lag" section: per stage of the deploy, how far behind the primary each replica was at most."""
+    if not record.replica_lag:
+        return []
+    names = list(dict.fromkeys(s.name for s in record.replica_lag))
+    rows = []
+    for stage, start, end in fmt.stage_phases(record):
+        during = [s for s in record.replica_lag if start <= s.ts < end]
+        if not during:
+            continue
+        rows.append([stage, *(_worst_lag([s for s in during if s.name == name]) for name in names)])
+    out = ["## Replica lag", ""]
+    out += [
+        f"Sampled every second from the window's opening: bytes behind the primary's position (and the primary's "
+        f"replay_lag) at most, per stage; {len(record.replica_lag):,} samples. Lag after the switch is watched and "
+        "said, not a reason to roll back: the previous release would read from the same replicas.",
+        "",
+    ]
+    return out + markdown.table(["Stage", *names], rows, fmt.cell) + [""]
+
+
+def _worst_lag(samples: list) -> str:
+    if not samples:
+        return "-"
+    answered = [s.behind_bytes for s in samples if s.behind_bytes is not None]
+    seconds = [s.lag_s for s in samples if s.lag_s is not None]
+    unanswered = len(samples) - len(answered)
+    text = f"{max(answered):,} B" if answered else "unanswered"
+    if seconds:
+        text += f", {max(seconds):.2f}s"
+    if answered and unanswered:
+        text += f" ({unanswered} unanswered)"
+    return text

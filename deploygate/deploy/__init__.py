@@ -16,14 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploygate import ledger
+from deploygate import ledger, replicas
 from deploygate.config import Settings
 from deploygate.deploy import abort, runner, steps, undo
 from deploygate.deploy.services import Services
 from deploygate.deploy.state import Checkpoint, DeployRun, Request, one_line, unfinished
 from deploygate.errors import DeployGateError
 from deploygate.platform import Platform
-from deploygate.record import MonitoringRecord, Outcome
+from deploygate.record import MonitoringRecord, Outcome, ReplicaLagRecord
 from deploygate.traffic import Response
 
 __all__ = ["Request", "Result", "RollbackRefused", "Services", "deploy", "rollback"]
@@ -161,6 +161,9 @@ def _finish_report(run: DeployRun) -> Path | None:
         responses = run.traffic.stop()
         run.log(traffic_line(responses))
     run.record.traffic_created_ids = [r.created_id for r in responses if r.created_id is not None]
+    if run.replica_lag is not None:
+        run.record.replica_lag = [ReplicaLagRecord(s.ts, s.name, s.behind_bytes, s.lag_s) for s in run.replica_lag.stop()]
+        run.log("replica lag: " + "; ".join(replicas.lag_summary(run.replica_lag.samples())))
     try:
         markdown = run.services.report(run.record, responses, run.settings.path(run.settings.logs_dir), run.stamp)
     except Exception as exc:  # noqa: BLE001 - the deploy's outcome stands whatever the report does

@@ -8,17 +8,18 @@ reads the deploy's run, so ``watch_window`` can be called with a hand-built cont
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from deploygate import app_errors, monitor, window_judge
+from deploygate import app_errors, monitor, replicas, window_judge
 from deploygate.app_errors import AppError
 from deploygate.deploy.services import Switch
 from deploygate.health import HealthSample
 from deploygate.log import Say
 from deploygate.platform import OTHER_COLOR
 from deploygate.record import MonitoringRecord, SeriesRecord, SignatureRecord, TrafficRecord
+from deploygate.replicas import LagSample
 from deploygate.window_judge import Limits, TrafficSample
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class MonitorWindow:
     health_path: str
     say: Say
     redact: Callable[[str], str] = app_errors.redact_text
+    replica_lag: Callable[[float], Sequence[LagSample]] = lambda since: ()  # the replicas' lag sampled since a time
 
     @classmethod
     def of(cls, run: DeployRun) -> MonitorWindow:
@@ -76,6 +78,7 @@ class MonitorWindow:
             health_path=s.health_path,
             say=run.log,
             redact=lambda text: app_errors.redact_text(run.log.redact(text)),
+            replica_lag=run.replica_lag.samples if run.replica_lag is not None else lambda since: (),
         )
 
     def app_errors(self, color: str, since: float, until: float | None) -> list[AppError]:
@@ -139,6 +142,10 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
             f"monitoring: HAProxy counted {state.unlogged_errors} 5xx on {window.color} that its access log lacks "
             f"({state.proxy_counted.dropped_logs if state.proxy_counted else 0} log lines dropped); judged with them"
         )
+    lag = replicas.lag_summary(window.replica_lag(window.switched_at))
+    if lag:
+        # Watched and said, not a reason to roll back: the previous release would read from the same replicas.
+        notes.append("monitoring: replica lag in the window: " + "; ".join(lag))
     if state.extended:
         notes.append(f"monitoring: the window was inconclusive and extended by {window.window_s}s (gates.on_inconclusive = extend)")
     # A node lost in the window takes its proxy with it: the verdict is the other proxies'. Said, not hidden.

@@ -33,6 +33,7 @@ from deploygate.window import MigrateWrites
 
 if TYPE_CHECKING:
     from deploygate.deploy.services import Traffic
+    from deploygate.replicas import LagSampler
 
 # Written after each rollback step passed: the deploy stays open, and says how far its rollback got.
 ROLLING_BACK = "rolling_back"
@@ -131,6 +132,7 @@ class DeployRun:
     touched: bool = False  # production was changed by this run: a failure now means a rollback
     holding: bool = False  # a rollback holds traffic until the schema is the previous release's again
     traffic: Traffic | None = None
+    replica_lag: LagSampler | None = None  # every replica's lag, sampled from the window's opening to the report
 
     @classmethod
     def create(

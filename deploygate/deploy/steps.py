@@ -15,7 +15,8 @@ from deploygate import replicas, scope
 from deploygate.deploy import colors, gates, predeploy, safekeeping, schema, undo
 from deploygate.deploy.monitoring import MonitorWindow, watch_window
 from deploygate.deploy.runner import StageFailed, Step
-from deploygate.deploy.state import DeployRun, unfinished
+from deploygate.deploy.state import DeployRun, one_line, unfinished
+from deploygate.errors import DeployGateError
 from deploygate.platform import OTHER_COLOR
 from deploygate.production import app_environment
 from deploygate.record import ImageRecord, RouteRecord
@@ -110,10 +111,24 @@ def take_backup(run: DeployRun) -> None:
 
 
 def open_window(run: DeployRun) -> None:
-    """Note where each table's ids stand (rows above are the window's), then start steady traffic."""
+    """Note where each table's ids stand (rows above are the window's), then start steady traffic and, with
+    replicas, the sampling of their lag (the report's timeline, the monitoring window)."""
     run.started_ids = run.services.data.max_ids(run.db)
     if run.settings.traffic_rate > 0 and run.traffic is None:
         run.traffic = run.services.traffic(run.settings, run.proxy.url).start()
+    if run.replica_lag is None:
+        try:
+            expected = expected_replicas(run)
+        except DeployGateError as exc:  # only the timeline loses it: the replicas step is the gate, and asks again
+            run.log(f"   replica lag not sampled: {one_line(exc)}")
+            return
+        if expected:
+            run.replica_lag = replicas.LagSampler(run.db, expected).start()
+
+
+def expected_replicas(run: DeployRun) -> list[replicas.Standby]:
+    """The replicas deploygate runs (``database.standbys``) and the team's own (``[[database.replicas]]``)."""
+    return run.platform.standbys() + replicas.configured(run.db, run.settings)
 
 
 def start_new_color(run: DeployRun) -> None:
@@ -201,7 +216,7 @@ def replica_reads_note(run: DeployRun) -> str:
 def wait_replicas_replayed(run: DeployRun) -> None:
     """Every expected replica has replayed the migration before anyone is switched (``replicas.wait_replayed``):
     a release reading from one behind would meet the schema before. One missing or behind fails the step."""
-    expected = run.platform.standbys() + replicas.configured(run.db, run.settings)
+    expected = expected_replicas(run)
     if not expected:
         return
     limit = run.settings.replica_lag_max_s
