@@ -22,6 +22,7 @@ from deploygate.record import (
     MonitoringRecord,
     Outcome,
     PlanRecord,
+    ReplicaLagRecord,
     RollbackRecord,
     RouteRecord,
     SeriesRecord,
@@ -331,3 +332,29 @@ def test_the_monitoring_window_shows_its_verdict_the_baseline_and_each_new_error
     assert md.count("Sample of") == 1  # only new signatures get one
     assert paths.chart.read_bytes().startswith(PNG_SIGNATURE)
     assert json.loads(paths.json.read_text())["record"]["monitoring"]["series"][1]["p95_ms"] == 30.0
+
+
+def test_replica_lag_is_tabled_per_stage_and_charted(tmp_path: Path) -> None:
+    lag = [ReplicaLagRecord(T0 + 4.5, "db_replica", 480_000, 1.25), ReplicaLagRecord(T0 + 5.5, "db_replica", None, None)]
+    lag += [ReplicaLagRecord(T0 + 8 + i, "db_replica", 120 * i, None) for i in range(2)]
+    paths = report.write_report(_record(replica_lag=lag), _responses(), tmp_path, stamp="lag")
+    md = paths.markdown.read_text()
+    assert "## Replica lag" in md and "4 samples" in md
+    assert "| Stage | db_replica |" in md
+    assert "| migrate | 480,000 B, 1.25s (1 unanswered) |" in md
+    assert "| monitor | 120 B |" in md
+    assert "| start_green |" not in md.split("## Replica lag")[1].split("## ")[0], "a stage without samples has no row"
+    assert paths.chart.read_bytes().startswith(PNG_SIGNATURE)
+    assert json.loads(paths.json.read_text())["record"]["replica_lag"][1]["behind_bytes"] is None
+    # Without replicas the report has no such section (and the chart no such row).
+    assert "## Replica lag" not in report.write_report(_record(), _responses(), tmp_path, stamp="nolag").markdown.read_text()
+
+
+def test_the_proxy_counters_are_said_with_what_the_log_lacked(tmp_path: Path) -> None:
+    counted = {"requests": 410, "errors": 6, "dropped_logs": 2, "unlogged_errors": 2}
+    monitoring = dataclasses.replace(_record().monitoring, proxy_counted=counted)
+    md = report.write_report(_record(monitoring=monitoring), _responses(), tmp_path, stamp="c").markdown.read_text()
+    assert "for green over the window: 410 requests, 6 5xx" in md
+    assert "2 5xx are missing from the access log (2 lines dropped) and were judged all the same" in md
+    md = report.write_report(_record(), _responses(), tmp_path, stamp="n").markdown.read_text()
+    assert "HAProxy's own counters could not be read for the whole window" in md
