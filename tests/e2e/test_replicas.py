@@ -72,7 +72,7 @@ def _listed_ids(url: str, link: dict) -> set[int]:
     return found
 
 
-def _rolled_back_naming(run, standby: replicas.Standby, phrase: str, traffic, assert_back_on_v1) -> tuple[str, list]:
+def _rolled_back_naming(run, standby: replicas.Standby, phrase: str, traffic, assert_back_on_v1) -> tuple[str, list, list]:
     """The deploy stopped at the replicas step and rolled back naming ``standby`` (``phrase`` in the reason); users
     never reached green, no request failed, v1's schema and every row kept."""
     assert run.code == 1 and "replicas FAILED" in run.output, run.output[-3000:]
@@ -84,7 +84,9 @@ def _rolled_back_naming(run, standby: replicas.Standby, phrase: str, traffic, as
     assert not failed, f"{len(failed)} requests failed: {failed[:3]}"
     assert not any(r.color == "green" for r in responses), "users reached green before the standby replayed the migration"
     assert_back_on_v1([r.created_id for r in responses if r.created_id] + record["traffic_created_ids"])
-    return reason, responses
+    lag = [sample for sample in record["replica_lag"] if sample["name"] == standby.name]
+    assert lag, "the deploy's timeline has no lag sample of the standby"
+    return reason, responses, lag
 
 
 def test_replay_paused_during_a_deploy_stops_the_switch_and_rolls_back(dg, traffic, platform, assert_back_on_v1) -> None:
@@ -93,9 +95,11 @@ def test_replay_paused_during_a_deploy_stops_the_switch_and_rolls_back(dg, traff
         run = dg.act_after("== green", lambda: _replay(platform, "pause"), "deploy", "--candidate", "v2-safe", replica_lag_max_s="3")
     finally:
         _replay(platform, "resume")
-    reason, responses = _rolled_back_naming(run, standby, "bytes behind", traffic, assert_back_on_v1)
+    reason, responses, lag = _rolled_back_naming(run, standby, "bytes behind", traffic, assert_back_on_v1)
+    worst = max(s["behind_bytes"] or 0 for s in lag)
+    assert worst > 0, "the timeline shows no lag while replay was paused"
     _caught_up(platform)
-    print(f"\nreplay paused: rolled back ({reason}); {len(responses)} requests, 0 failed")
+    print(f"\nreplay paused: rolled back ({reason}); {len(responses)} requests, 0 failed; lag on the timeline up to {worst:,} bytes")
 
 
 def test_a_stopped_standby_stops_the_switch_and_rolls_back(dg, traffic, platform, assert_back_on_v1) -> None:
@@ -105,7 +109,8 @@ def test_a_stopped_standby_stops_the_switch_and_rolls_back(dg, traffic, platform
         run = dg.act_after("== green", lambda: container.stop(timeout=10), "deploy", "--candidate", "v2-safe", replica_lag_max_s="3")
     finally:
         container.start()
-    reason, responses = _rolled_back_naming(run, standby, "never answered", traffic, assert_back_on_v1)
+    reason, responses, lag = _rolled_back_naming(run, standby, "never answered", traffic, assert_back_on_v1)
+    assert any(s["behind_bytes"] is None for s in lag), "the timeline shows the stopped standby answering"
     _caught_up(platform)
     print(f"\nstandby stopped: rolled back ({reason}); {len(responses)} requests, 0 failed")
 
@@ -136,7 +141,7 @@ def test_a_long_query_on_the_standby_holds_the_ddls_replay_back_and_the_switch_w
         "e2e: the fault is the replica's, not the candidate's",
         replica_lag_max_s="5",
     )
-    reason, responses = _rolled_back_naming(run, standby, "bytes behind", traffic, assert_back_on_v1)
+    reason, responses, _lag = _rolled_back_naming(run, standby, "bytes behind", traffic, assert_back_on_v1)
     blocker.join(timeout=90)
     _caught_up(platform)
     slowest = max((r.latency_ms for r in responses), default=0)

@@ -54,3 +54,17 @@ def test_a_replay_says_how_long_it_took_or_how_far_behind_it_is() -> None:
     assert unreachable.describe() == "r2 never answered after 3.0s (could not translate host name)"
     report = replicas.ReplayReport("0/3000000", (replicas.Replay("r1", True, 0.1, 0), unreachable))
     assert not report.ok and report.lagging == (unreachable,)
+
+
+def test_the_lag_summary_gives_each_replicas_worst_and_says_when_it_never_answered() -> None:
+    samples = [
+        replicas.LagSample(1.0, "a", 100, 0.5),
+        replicas.LagSample(2.0, "a", 4_000, None),
+        replicas.LagSample(3.0, "a", None, None, "connection refused"),
+        replicas.LagSample(1.0, "b", None, None, "connection refused"),
+    ]
+    assert replicas.lag_summary(samples) == [
+        "a at most 4,000 bytes behind, replay lag at most 0.50s, 1 of 3 samples unanswered",
+        "b never answered (connection refused)",
+    ]
+    assert replicas.lag_summary([]) == []
