@@ -35,7 +35,14 @@ def run_predeploy(args: argparse.Namespace) -> int:
     results: list[predeploy.PredeployBench] = []
     try:
         predeploy.bench_predeploy(
-            ROOT, args.rows, candidate=args.candidate, say=_say, sets=args.sets, config_file=args.config, results=results
+            ROOT,
+            args.rows,
+            candidate=args.candidate,
+            say=_say,
+            sets=args.sets,
+            config_file=args.config,
+            results=results,
+            variants=args.variants or predeploy.DEFAULT_VARIANTS,
         )
     finally:
         # The sizes measured before a failure are kept: a 10M-row run takes many minutes to measure again.
@@ -89,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("what", choices=list(RUNS), help="what to measure")
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: seed rows per run")
     parser.add_argument("--candidate", default="v2-safe", help="predeploy, soak: the candidate deployed")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(predeploy.VARIANTS),
+        metavar="VARIANT",
+        help=f"predeploy: the ways of copying production measured, each quoted ({'; '.join(predeploy.VARIANTS)}; default: all but the last)",
+    )
     parser.add_argument("--clients", type=int, nargs="+", help="switch: keep-alive client counts (16 64); soak: clients (8)")
     parser.add_argument("--cycles", type=int, default=20, help="soak: deploy + rollback cycles")
     parser.add_argument("--switches", type=int, default=50, help="switch: color switches per run")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,14 +38,17 @@ from deploygate.platform.scratch import COPIES_DIR
 BENCH_PROJECT = "dgbench"
 
 
-# Each way of copying production the bench runs: its name, backup.method, backup.copy.
+# Each way of copying production the bench can run: its name, backup.method, backup.copy, backup.dump_jobs.
 VARIANTS = {
     # Production's own data directory on the bench's XFS, backed up by clones (backup.method snapshot).
-    "snapshot, clone": ("snapshot", "clone"),
-    "physical, clone": ("physical", "clone"),
-    "physical, overlay": ("physical", "overlay"),
-    "logical": ("logical", "auto"),
+    "snapshot, clone": ("snapshot", "clone", 1),
+    "physical, clone": ("physical", "clone", 1),
+    "physical, overlay": ("physical", "overlay", 1),
+    "logical": ("logical", "auto", 1),
+    # pg_dump's directory format with 2 jobs: one job per table at a time (not run unless asked: --variants).
+    "logical, 2 dump jobs": ("logical", "auto", 2),
 }
+DEFAULT_VARIANTS = ("snapshot, clone", "physical, clone", "physical, overlay", "logical")
 CLONE_FS_GB = 64  # the sparse image's size: it takes only what the backups and copies on it use
 
 
@@ -225,6 +228,7 @@ def bench_predeploy(
     sets: dict[str, str] | None = None,
     config_file: str | None = None,
     results: list[PredeployBench] | None = None,
+    variants: Sequence[str] = DEFAULT_VARIANTS,
 ) -> list[PredeployBench]:
     """Bring up a bench production per size, then time baseline, stages and the whole gate.
 
@@ -259,15 +263,19 @@ def bench_predeploy(
                 say(f"[{rows:,} rows] baselines: pg_basebackup, then pg_dump | pg_restore...")
                 bench.basebackup_s = round(_raw_basebackup(platform), 2)
                 bench.baseline_s = round(_raw_dump_restore(platform, settings), 2)
-                for variant, (method, copy) in VARIANTS.items():
+                for variant in variants:
+                    method, copy, jobs = VARIANTS[variant]
                     if copy == "clone" and clone_fs is None:
                         continue
                     run = MethodRun()
-                    own_method = {**overrides, "backup_method": method, "backup_copy": copy}
+                    own_method = {**overrides, "backup_method": method, "backup_copy": copy, "backup_dump_jobs": str(jobs)}
                     if copy == "clone":
                         own_method["backup_dir"] = str(clone_fs / "backups")
                     method_settings = settings.replace(
-                        backup_method=method, backup_copy=copy, backup_dir=own_method.get("backup_dir", settings.backup_dir)
+                        backup_method=method,
+                        backup_copy=copy,
+                        backup_dump_jobs=jobs,
+                        backup_dir=own_method.get("backup_dir", settings.backup_dir),
                     )
                     Path(method_settings.path(method_settings.backup_dir)).mkdir(parents=True, exist_ok=True)
                     say(f"[{rows:,} rows] {variant}: gate stages...")

@@ -101,6 +101,12 @@ class Settings:
         "the server and the filesystems allow)",
         choices=("auto", "snapshot", "physical", "logical"),
     )
+    backup_dump_jobs = integer(
+        "backup.dump_jobs",
+        1,
+        "pg_dump's parallel jobs for a logical backup: 1 writes one custom-format file; more write the directory "
+        "format, a job per table at a time (it helps when several tables are large, not one)",
+    )
     backup_copy = text(
         "backup.copy",
         "auto",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploygate.backup import DATA_DIR, PG_MANIFEST, sha256_of
+from deploygate.backup import DATA_DIR, PG_MANIFEST, dump_sha256, sha256_of
 
 pytestmark = pytest.mark.backup
 
@@ -22,15 +22,16 @@ def _modes(paths: list[Path]) -> dict[Path, int]:
 
 
 def test_backup_is_private_and_matches_its_manifest(backup_archive, gate_measure) -> None:
-    if backup_archive.method == "physical":
+    if backup_archive.path.is_dir():  # a base backup, or a dump in the directory format (backup.dump_jobs)
         inside = [p for p in backup_archive.path.rglob("*")]
         files = _modes([p for p in inside if p.is_file()] + [backup_archive.manifest_path])
         dirs = _modes([backup_archive.path] + [p for p in inside if p.is_dir()])
-        hashed = backup_archive.path / DATA_DIR / PG_MANIFEST
         size = sum(p.stat().st_size for p in inside if p.is_file())
     else:
         files, dirs = _modes([backup_archive.path, backup_archive.manifest_path]), {}
-        hashed, size = backup_archive.path, backup_archive.path.stat().st_size
+        size = backup_archive.path.stat().st_size
+    physical = backup_archive.method == "physical"
+    digest = sha256_of(backup_archive.path / DATA_DIR / PG_MANIFEST) if physical else dump_sha256(backup_archive.path)
     gate_measure(
         f"{backup_archive.method}: files {', '.join(sorted({oct(m) for m in files.values()}))}"
         + (f", folders {', '.join(sorted({oct(m) for m in dirs.values()}))}" if dirs else "")
@@ -41,7 +42,7 @@ def test_backup_is_private_and_matches_its_manifest(backup_archive, gate_measure
     assert not loose, f"readable beyond their owner: {loose}"
     assert backup_archive.path.name.startswith("pre_migration_")
     assert backup_archive.size == size > 0
-    assert sha256_of(hashed) == backup_archive.sha256
+    assert digest == backup_archive.sha256
     assert backup_archive.tables, "the manifest lists no tables"
 
 

@@ -90,6 +90,13 @@ def test_v2_safe_passes_the_whole_gate(run_gate, untouched) -> None:
     assert "untouched by statistics" in run.check("test_no_row_lost_or_altered")["value"]
 
 
+def test_a_logical_backup_in_parallel_is_a_private_folder_the_copy_restores(run_gate, untouched) -> None:
+    run = run_gate("--candidate", "v2-safe", "-k", "backup", settings={"backup_method": "logical", "backup_dump_jobs": "2"})
+    assert run.code == 0, run.output[-3000:]
+    assert "folders 0o700" in run.check("test_backup_is_private_and_matches_its_manifest")["value"]
+    assert run.check("test_backup_restores")["outcome"] == "passed"
+
+
 def test_v2_is_stopped_by_the_compatibility_checks(run_gate, untouched) -> None:
     run = run_gate("--candidate", "v2", "-k", "compat")
     assert run.code == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from deploygate import window
@@ -11,10 +12,12 @@ from deploygate.fingerprint import compare, fingerprint
 from fixtures.stack import Production
 
 
-def test_restore_then_reapply_loses_no_row(production: Production, tmp_path) -> None:
-    settings = production.settings.replace(backup_dir=str(tmp_path / "backups"))
+@pytest.mark.parametrize("dump_jobs", [1, 2], ids=["custom-format file", "directory format, 2 jobs"])
+def test_restore_then_reapply_loses_no_row(production: Production, tmp_path, dump_jobs: int) -> None:
+    settings = production.settings.replace(backup_dir=str(tmp_path / "backups"), backup_dump_jobs=dump_jobs)
     floors = window.max_ids(production.db)
     backup = take_backup(production.platform, settings, production.db, say=lambda m: None)
+    assert backup.path.is_dir() == (dump_jobs > 1), backup.path
     created = []
     for n in range(5):
         answer = requests.post(f"{production.url}/api/links/", json={"full_name": f"Window {n}", "email": f"w{n}@x.test"}, timeout=10)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from deploygate import backup_physical, config
-from deploygate.backup import DATA_DIR, PG_MANIFEST, Backup, BackupError, apply_retention, check_integrity, sha256_of
+from deploygate.backup import DATA_DIR, PG_MANIFEST, Backup, BackupError, apply_retention, check_integrity, dump_sha256, sha256_of
 
 
 def _base_backup(root: Path, files: dict[str, bytes]) -> Backup:
@@ -55,9 +55,12 @@ def test_a_changed_backup_manifest_is_refused(tmp_path: Path) -> None:
 
 
 def test_retention_keeps_the_newest_of_dumps_and_base_backups_together(tmp_path: Path) -> None:
-    for stamp, kind in (("20260101", ".dump"), ("20260102", ".base"), ("20260103", ".dump"), ("20260104", ".base")):
+    for stamp, kind in (("20260101", ".dump"), ("20260102", ".base"), ("20260103", ".dumpdir"), ("20260104", ".base")):
         path = tmp_path / f"pre_migration_{stamp}_000000{kind}"
-        if kind == ".base":
+        if kind == ".dumpdir":
+            path.mkdir()
+            (path / "toc.dat").write_bytes(b"toc")
+        elif kind == ".base":
             (path / DATA_DIR).mkdir(parents=True)
             (path / DATA_DIR / "PG_VERSION").write_text("15")
         else:
@@ -72,7 +75,7 @@ def test_retention_keeps_the_newest_of_dumps_and_base_backups_together(tmp_path:
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         ".copies",
-        "pre_migration_20260103_000000.dump",
+        "pre_migration_20260103_000000.dumpdir",
         "pre_migration_20260103_000000.json",
         "pre_migration_20260104_000000.base",
         "pre_migration_20260104_000000.json",
@@ -137,3 +140,18 @@ def test_a_broken_base_backup_is_an_error_even_under_auto(monkeypatch) -> None:
 def test_logical_takes_a_dump_without_asking_the_server(monkeypatch) -> None:
     taken = _Taken(monkeypatch, refusal="never asked")
     assert _take("logical")[0] == "logical" and taken.calls == ["logical"]
+
+
+def test_a_directory_format_dump_is_checked_file_by_file(tmp_path: Path) -> None:
+    folder = tmp_path / "pre_migration_20260101_000000.dumpdir"
+    folder.mkdir()
+    (folder / "toc.dat").write_bytes(b"toc")
+    (folder / "3001.dat.gz").write_bytes(b"rows")
+    backup = Backup(folder, 7, dump_sha256(folder), "15", "pg_dump (PostgreSQL) 15", "", {}, 0)
+    check_integrity(backup)
+    (folder / "3001.dat.gz").write_bytes(b"ROWS")  # same size, other content
+    with pytest.raises(BackupError, match="does not match its manifest"):
+        check_integrity(backup)
+    (folder / "3001.dat.gz").unlink()
+    with pytest.raises(BackupError, match="is 3 bytes, its manifest says 7"):
+        check_integrity(backup)
