@@ -215,6 +215,28 @@ def dump_sha256(path: Path) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
+def record_base_backup(
+    final: Path, *, server_version: str, tool_version: str, tables: dict[str, int], started: float
+) -> tuple[Backup, int]:
+    """The Backup of a base backup directory just put in place (its manifest written beside it), and how many
+    files its backup_manifest lists. ``started``: ``time.monotonic()`` when taking it began."""
+    manifest_file = final / DATA_DIR / PG_MANIFEST
+    backup = Backup(
+        path=final,
+        size=sum(f.stat().st_size for f in final.rglob("*") if f.is_file()),
+        sha256=sha256_of(manifest_file),
+        server_version=server_version,
+        pg_dump_version=tool_version,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        tables=tables,
+        duration_s=round(time.monotonic() - started, 3),
+        method="physical",
+        rows_exact=False,
+    )
+    write_manifest(backup)
+    return backup, len(json.loads(manifest_file.read_text())["Files"])
+
+
 def write_manifest(backup: Backup) -> None:
     """deploygate's manifest beside the backup, readable by its owner only."""
     fd = os.open(backup.manifest_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -13,7 +13,6 @@ The backup's own ``backup_manifest`` (every file with its size and CRC32C) is ch
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -25,16 +24,14 @@ from deploygate.backup import (
     BACKUP_PREFIX,
     BASE_SUFFIX,
     DATA_DIR,
-    PG_MANIFEST,
     Backup,
     BackupError,
     backup_paths,
     check_room,
     estimated_rows,
     pg_environment,
-    sha256_of,
+    record_base_backup,
     take_backup,
-    write_manifest,
 )
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, connect
@@ -107,21 +104,8 @@ def take_physical(platform: Platform, settings: Settings, db: DatabaseAddress, *
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    manifest_file = final / DATA_DIR / PG_MANIFEST
-    backup = Backup(
-        path=final,
-        size=sum(f.stat().st_size for f in final.rglob("*") if f.is_file()),
-        sha256=sha256_of(manifest_file),
-        server_version=server_version,
-        pg_dump_version=result.output.splitlines()[0].strip() if result.output else "unknown",
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        tables=tables,
-        duration_s=round(time.monotonic() - started, 3),
-        method="physical",
-        rows_exact=False,
-    )
-    write_manifest(backup)
-    files = len(json.loads(manifest_file.read_text())["Files"])
+    tool_version = result.output.splitlines()[0].strip() if result.output else "unknown"
+    backup, files = record_base_backup(final, server_version=server_version, tool_version=tool_version, tables=tables, started=started)
     say(f"backup {final.name}: {backup.size / 1e6:.1f} MB in {files} files, every checksum verified, {backup.duration_s:.1f}s")
     return backup
 

@@ -34,8 +34,8 @@ from deploygate.backup import (
     BackupError,
     backup_paths,
     estimated_rows,
+    record_base_backup,
     sha256_of,
-    write_manifest,
 )
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, connect
@@ -120,21 +120,9 @@ def take_snapshot(platform: Platform, settings: Settings, db: DatabaseAddress, *
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    manifest_file = final / DATA_DIR / PG_MANIFEST
-    backup = Backup(
-        path=final,
-        size=sum(f.stat().st_size for f in final.rglob("*") if f.is_file()),
-        sha256=sha256_of(manifest_file),
-        server_version=server_version,
-        pg_dump_version=f"pg_backup_start (PostgreSQL) {server_version}",
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        tables=tables,
-        duration_s=round(time.monotonic() - started, 3),
-        method="physical",
-        rows_exact=False,
+    backup, files = record_base_backup(
+        final, server_version=server_version, tool_version=f"pg_backup_start (PostgreSQL) {server_version}", tables=tables, started=started
     )
-    write_manifest(backup)
-    files = len(json.loads(manifest_file.read_text())["Files"])
     say(
         f"backup {final.name}: a snapshot of {backup.size / 1e6:.1f} MB in {files} files (shared blocks, nothing copied), "
         f"every file checksummed, pg_verifybackup passed, {backup.duration_s:.1f}s"
