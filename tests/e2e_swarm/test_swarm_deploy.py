@@ -51,7 +51,8 @@ def test_production_runs_two_replicas_behind_a_proxy_on_each_node(platform, prox
 
 def test_unhealthy_candidate_never_receives_traffic_and_rolls_back(dg, traffic, proxy, assert_back_on_v1) -> None:
     started = time.time()
-    run = dg.run("deploy", "--candidate", "v2-unhealthy")
+    # 20 s to get healthy rather than 60: it never will, and the suite waits for every second of it.
+    run = dg.run("deploy", "--candidate", "v2-unhealthy", health_timeout="20")
     assert run.code == 1, run.output[-3000:]
     assert "green_healthy FAILED" in run.output and "rolling back" in run.output
     report = report_of(run.output)
