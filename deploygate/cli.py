@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from deploygate import __version__, config, production
+from deploygate import __version__, cache, config, production
 from deploygate import request_flags as flags
 from deploygate.cli_common import say_unfinished, settings_from
 from deploygate.deploy.abort import Aborted
@@ -35,7 +35,9 @@ def cmd_engine(args: argparse.Namespace) -> int:
 def cmd_images(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     platform = connect(settings, _say)
-    found = [platform.service_image(name, _say) for name in ("postgres", "proxy")]
+    # The cache's image serves production's Redis and the cache gate's scratch one alike.
+    services = ("postgres", "proxy", "cache") if cache.configured(settings) else ("postgres", "proxy")
+    found = [platform.service_image(name, _say) for name in services]
     found += [platform.resolve_image(name, _say) for name in args.release or [settings.release]]
     for image in found:
         _say(f"{image.tag}: {'built' if image.built else 'up to date'} ({image.id[:19]})")

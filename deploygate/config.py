@@ -63,11 +63,7 @@ class Settings:
     db_user = text("database.user", "app", "production database user")
     db_password = text("database.password", "", "production database password (generated when empty)", secret=True)
     postgres_major = integer("database.postgres_major", 15, "PostgreSQL major version of the database deploygate runs")
-    db_host = text(
-        "database.host",
-        "",
-        "an existing PostgreSQL server (as this host and the app's containers reach it); empty: deploygate runs one",
-    )
+    db_host = text("database.host", "", "an existing PostgreSQL server (as this host and the app's containers reach it); empty: ours")
     db_port = integer("database.port", 5432, "port of the existing server")
     db_data_dir = text(
         "database.data_dir",
@@ -86,6 +82,15 @@ class Settings:
         "each reached as this host reaches it with the database's user and password",
         {"host": str, "port": int, "application_name": str},
     )
+    cache_service = text(
+        "cache.service",
+        "none",
+        "a Redis deploygate runs beside production (<project>_cache, nothing on disk), or none",
+        choices=("none", "redis"),
+    )
+    cache_url = text("cache.url", "", "your own Redis (redis://[:password@]host:port/db), as this host and the app reach it", secret=True)
+    cache_url_env = text("cache.url_env", "CACHE_URL", "the variable the app reads its cache's location from (CACHES LOCATION)")
+    cache_namespace_env = text("cache.namespace_env", "DEPLOYGATE_CACHE_NAMESPACE", "the variable giving a color its schema's KEY_PREFIX")
     db_password_file = text(
         "database.password_file",
         "",

@@ -11,7 +11,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-from deploygate import app
+from deploygate import app, cache
 from deploygate.config import Settings
 from deploygate.database import db_password
 from deploygate.errors import StackError
@@ -34,14 +34,26 @@ class UpReport:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def app_environment(platform: Platform, settings: Settings) -> dict[str, str]:
-    """The environment of the app's containers in production (pointed at production's database)."""
+def app_environment(platform: Platform, settings: Settings, cache_namespace: str | None = None) -> dict[str, str]:
+    """The environment of the app's containers in production (pointed at production's database, and its cache
+    with the namespace of the schema they run on: ``cache_namespace``, the one a color is started with)."""
     host, port = platform.database_endpoint()
     environment = app.environment(settings, host, port, db_password(settings))
     if settings.db_standbys and not settings.db_host:
         # By its name on the project's network, as the app reaches the primary.
         environment |= app.replica_environment(settings, Names(settings.project).db_standby, DB_PORT, db_password(settings))
+    urls = platform.cache_urls()
+    if urls is not None:
+        environment |= cache.environment(settings, urls.app, cache_namespace)
     return environment
+
+
+def schema_namespace(platform: Platform, settings: Settings, image: Image) -> str | None:
+    """The cache namespace of the schema production is at, as ``image`` sees it; None without a cache."""
+    if platform.cache_urls() is None:
+        return None
+    plan = Prober.configured(platform, settings, image, app_environment(platform, settings)).plan()
+    return cache.namespace(plan.applied_leaves)
 
 
 def manage(platform: Platform, settings: Settings, image: Image, argv: list[str], say: Say | None = None) -> None:
@@ -110,7 +122,8 @@ def _ensure_app(platform: Platform, settings: Settings, proxy: Proxy, image: Ima
             started = time.monotonic()
             manage(platform, settings, image, seed, say)
             report.timings["seed_s"] = time.monotonic() - started
-        state = platform.start_color(color, image, app_environment(platform, settings), settings.app_processes)
+        environment = app_environment(platform, settings, schema_namespace(platform, settings, image))
+        state = platform.start_color(color, image, environment, settings.app_processes)
         report.changes.append(f"created {color} ({state.release})")
     elif not state.running:
         platform.resume_color(color)
@@ -130,6 +143,8 @@ def up(platform: Platform, settings: Settings, say: Say = print) -> UpReport:
     report.changes += [f"built image {image.tag}" for image in (postgres, proxy_image, release) if image.built]
     report.timings["images_s"] = time.monotonic() - started
     report.changes += platform.ensure_database(postgres, db_password(settings, create=True))
+    if settings.cache_service != "none":
+        report.changes += platform.ensure_cache(platform.service_image("cache", say))
     proxy = Proxy(settings, platform)
     route = _ensure_app(platform, settings, proxy, release, report, say)
     report.changes += proxy.ensure(proxy_image, route)

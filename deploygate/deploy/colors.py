@@ -50,7 +50,7 @@ class NewColor:
             platform=run.platform,
             color=run.new_color,
             image=run.candidate,
-            environment=functools.partial(app_environment, run.platform, run.settings),
+            environment=functools.partial(app_environment, run.platform, run.settings, run.candidate_cache_namespace),
             processes=run.settings.app_processes,
             hold=bool(run.hold),
             say=run.log,

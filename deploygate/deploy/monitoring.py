@@ -7,12 +7,13 @@ reads the deploy's run, so ``watch_window`` can be called with a hand-built cont
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from deploygate import app_errors, monitor, replicas, window_judge
+from deploygate import app_errors, cache, monitor, replicas, window_judge
 from deploygate.app_errors import AppError
 from deploygate.deploy.services import Switch
 from deploygate.health import HealthSample
@@ -60,6 +61,7 @@ class MonitorWindow:
     say: Say
     redact: Callable[[str], str] = app_errors.redact_text
     replica_lag: Callable[[float], Sequence[LagSample]] = lambda since: ()  # the replicas' lag sampled since a time
+    cache_ping: Callable[[], str | None] | None = None  # None when the cache answers, else why not; None: no cache
 
     @classmethod
     def of(cls, run: DeployRun) -> MonitorWindow:
@@ -79,12 +81,50 @@ class MonitorWindow:
             say=run.log,
             redact=lambda text: app_errors.redact_text(run.log.redact(text)),
             replica_lag=run.replica_lag.samples if run.replica_lag is not None else lambda since: (),
+            cache_ping=cache_ping_of(run),
         )
 
     def app_errors(self, color: str, since: float, until: float | None) -> list[AppError]:
         """``color``'s errors in its output from ``since`` to ``until`` (now when None)."""
         lines = app_errors.parse_timestamped(self.color_output(color, since, until))
         return [e for e in app_errors.find_errors(lines) if since <= e.ts and (until is None or e.ts < until)]
+
+
+def cache_ping_of(run: DeployRun) -> Callable[[], str | None] | None:
+    urls = run.platform.cache_urls()
+    return functools.partial(cache.ping, urls.host) if urls is not None else None
+
+
+@dataclass
+class CacheWatch:
+    """The cache asked every ``every_s`` through the window: when it did not answer, and why (the last reason)."""
+
+    ping: Callable[[], str | None]
+    every_s: float = 2.0
+    checks: int = 0
+    failed_at: list[float] = field(default_factory=list)
+    reason: str = ""
+    _last: float = 0.0
+
+    def observe(self) -> None:
+        if time.time() - self._last < self.every_s:
+            return
+        self._last = time.time()
+        failure = self.ping()
+        self.checks += 1
+        if failure:
+            self.failed_at.append(self._last)
+            self.reason = failure
+
+    def note(self, switched_at: float) -> str | None:
+        """The window's note when the cache failed to answer (not a reason to roll back: the release is not its cause)."""
+        if not self.failed_at:
+            return None
+        first, last = self.failed_at[0] - switched_at, self.failed_at[-1] - switched_at
+        return (
+            f"monitoring: the cache did not answer {len(self.failed_at)} of {self.checks} checks "
+            f"(from {first:.0f}s to {last:.0f}s after the switch): {self.reason}; the app's answers decided the verdict"
+        )
 
 
 @dataclass(frozen=True)
@@ -109,8 +149,11 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
     """The new color against the serving color's baseline (proxy log, app errors) and health, for the configured window."""
     last = [0.0]
     baseline_color = OTHER_COLOR[window.color]
+    cache_watch = CacheWatch(window.cache_ping) if window.cache_ping is not None else None
 
     def tick(state: monitor.MonitorState) -> None:
+        if cache_watch is not None:
+            cache_watch.observe()
         if time.time() - last[0] >= 5 or state.decision:
             last[0] = time.time()
             window.say("   " + state.line())
@@ -146,6 +189,9 @@ def watch_window(window: MonitorWindow) -> MonitorVerdict:
     if lag:
         # Watched and said, not a reason to roll back: the previous release would read from the same replicas.
         notes.append("monitoring: replica lag in the window: " + "; ".join(lag))
+    cache_note = cache_watch.note(window.switched_at) if cache_watch is not None else None
+    if cache_note:
+        notes.append(cache_note)
     if state.extended:
         notes.append(f"monitoring: the window was inconclusive and extended by {window.window_s}s (gates.on_inconclusive = extend)")
     # A node lost in the window takes its proxy with it: the verdict is the other proxies'. Said, not hidden.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from deploygate import ledger
 from deploygate.backup import Backup
+from deploygate.cache import Namespaces
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress
 from deploygate.deploy.services import Ledger, Probe, Services, Switch
@@ -73,6 +74,8 @@ class Checkpoint:
     switched_at: float | None = None
     # Rows the release's migrate inserted: bookkeeping, left out of the window's rows (window.MigrateWrites).
     migrate_writes: MigrateWrites = field(default_factory=MigrateWrites)
+    # The cache namespaces of the schema before and after (``deploygate.cache``): what a rollback drops.
+    cache_namespaces: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -97,6 +100,7 @@ class Checkpoint:
             backup_manifest=data.get("backup_manifest"),
             switched_at=data.get("switched_at"),
             migrate_writes=MigrateWrites.from_json(data.get("migrate_writes")),
+            cache_namespaces=data.get("cache_namespaces") or {},
         )
 
 
@@ -133,6 +137,7 @@ class DeployRun:
     holding: bool = False  # a rollback holds traffic until the schema is the previous release's again
     traffic: Traffic | None = None
     replica_lag: LagSampler | None = None  # every replica's lag, sampled from the window's opening to the report
+    cache_namespaces: Namespaces | None = None  # the app's cache namespace per schema, when production has a cache
 
     @classmethod
     def create(
@@ -207,7 +212,15 @@ class DeployRun:
             backup_manifest=str(self.backup.manifest_path) if self.backup else None,
             switched_at=self.switched_at,
             migrate_writes=self.migrate_writes,
+            cache_namespaces={"before": self.cache_namespaces.before, "after": self.cache_namespaces.after}
+            if self.cache_namespaces
+            else {},
         )
+
+    @property
+    def candidate_cache_namespace(self) -> str | None:
+        """The namespace the candidate's color caches under: its schema's (None without a cache)."""
+        return self.cache_namespaces.after if self.cache_namespaces else None
 
     def record_in_ledger(self, outcome: str, **extra: object) -> None:
         """Append this deploy's checkpoint to the ledger with ``outcome`` (mirrored under logs/)."""
@@ -244,6 +257,8 @@ class DeployRun:
         self.started_ids = checkpoint.started_ids
         self.migrate_writes = checkpoint.migrate_writes
         self.switched_at = checkpoint.switched_at
+        if checkpoint.cache_namespaces:
+            self.cache_namespaces = Namespaces(**checkpoint.cache_namespaces)
         self.record.exceptions.update(checkpoint.exceptions)
         if checkpoint.backup_manifest and Path(checkpoint.backup_manifest).exists():
             self.backup = self.services.backups.load_backup(Path(checkpoint.backup_manifest))

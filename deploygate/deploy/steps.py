@@ -11,7 +11,7 @@ result back into the run, so the cores are tested without a run and only adapter
 
 from __future__ import annotations
 
-from deploygate import replicas, scope
+from deploygate import cache, replicas, scope
 from deploygate.deploy import colors, gates, predeploy, safekeeping, schema, undo
 from deploygate.deploy.monitoring import MonitorWindow, watch_window
 from deploygate.deploy.runner import StageFailed, Step
@@ -82,6 +82,16 @@ def plan_migrations(run: DeployRun) -> None:
     run.reversal_targets = planned.reversal_targets
     run.reversible = planned.reversible
     run.record.plan = list(planned.records)
+    if run.platform.cache_urls() is not None:
+        run.cache_namespaces = cache.Namespaces.of(planned.plan)
+        run.record.notes.append(cache_note(run.cache_namespaces))
+
+
+def cache_note(namespaces: cache.Namespaces) -> str:
+    """The report's line on the app's cache: the namespace each schema caches under."""
+    if namespaces.shared:
+        return f"cache: both releases cache under {namespaces.before} (the plan leaves the migration state as it is)"
+    return f"cache: the serving release caches under {namespaces.before}, the candidate under {namespaces.after} (its schema's)"
 
 
 def describe_dry_run(run: DeployRun) -> None:
@@ -91,6 +101,10 @@ def describe_dry_run(run: DeployRun) -> None:
     run.log("dry run: the deploy would")
     run.log(f"   take a backup into {s.path(s.backup_dir)}")
     run.log(f"   start {where.color_name(run.new_color)} from {run.candidate.tag} ({run.candidate.id[:19]}) on {where.network_name}")
+    if run.cache_namespaces:
+        run.log(
+            f"   give {run.new_color} the cache namespace {run.cache_namespaces.after} ({run.previous.color} has {run.cache_namespaces.before})"
+        )
     run.log(f"   migrate with lock_timeout={s.lock_timeout_ms}ms: {run.plan_labels or 'nothing'}")
     for step in run.plan.steps if run.plan else []:
         for statement in step.sql:
@@ -159,7 +173,7 @@ def hold_traffic(run: DeployRun) -> None:
 
 def start_new_processes(run: DeployRun) -> None:
     """Behind a hold, the candidate's processes start once the schema is theirs."""
-    env = app_environment(run.platform, run.settings)
+    env = app_environment(run.platform, run.settings, run.candidate_cache_namespace)
     run.platform.start_processes(run.new_color, run.candidate, env, run.settings.app_processes)
 
 

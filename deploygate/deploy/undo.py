@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from deploygate import ledger
+from deploygate import cache, ledger
 from deploygate.config import Settings
 from deploygate.deploy import colors, safekeeping, schema
 from deploygate.deploy.runner import StageFailed, Step, run_steps
@@ -99,7 +99,33 @@ def verify_previous(run: DeployRun) -> None:
 
 
 def remove_new_color(run: DeployRun) -> None:
+    """The candidate's color goes, and with it what it cached (``drop_candidate_cache``)."""
     run.platform.remove_color(run.new_color)
+    drop_candidate_cache(run)
+
+
+def drop_candidate_cache(run: DeployRun) -> None:
+    """The candidate's cache namespace emptied: nothing it cached on its schema is read again.
+
+    After a switch, the previous release's own entries go too: they missed what the candidate
+    wrote while it served, and would be served stale (a cold cache is slower, never wrong).
+    A cache that does not answer is noted, not a failed rollback: nobody reads the candidate's
+    namespace, and the previous release's entries expire by themselves.
+    """
+    namespaces = run.cache_namespaces
+    urls = run.platform.cache_urls() if namespaces else None
+    if namespaces is None or urls is None or namespaces.shared:
+        return
+    dropped = [namespaces.after] + ([namespaces.before] if run.switched_at is not None else [])
+    try:
+        counts = {name: cache.drop_namespace(urls.host, name) for name in dropped}
+    except cache.CacheError as exc:
+        run.record.notes.append(f"cache: {', '.join(dropped)} not dropped: {exc}")
+        run.log(f"   cache: {exc}")
+        return
+    line = "cache: dropped " + ", ".join(f"{counts[name]} keys of {name}" for name in dropped)
+    run.record.notes.append(line)
+    run.log(f"   {line}")
 
 
 def record_rolled_back(run: DeployRun) -> None:

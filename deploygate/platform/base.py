@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from deploygate.cache import CacheUrls
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress
 from deploygate.log import Say
@@ -130,6 +131,16 @@ class Platform(Protocol):
 
     def database_image(self) -> str:
         """The image id of production's database server (pg_dump and the copy use its version)."""
+
+    # --- production's cache
+    def ensure_cache(self, image: Image) -> list[str]:
+        """The cache deploygate runs (``cache.service``) exists and answers; returns what changed ([] when it runs none)."""
+
+    def cache_urls(self) -> CacheUrls | None:
+        """Production's cache as the app and this host reach it (the team's or deploygate's); None when it has none."""
+
+    def scratch_cache(self, image_id: str, network: str) -> AbstractContextManager[CacheUrls]:
+        """A throwaway Redis of ``image_id`` on ``network`` (the rehearsal copy's), removed on exit."""
 
     # --- the app's colors
     def color(self, color: str) -> ColorState | None:

@@ -20,7 +20,7 @@ import docker.models.containers
 from deploygate.errors import ConfigError, StackError
 from deploygate.log import Say
 from deploygate.platform.base import JobResult, Replica
-from deploygate.platform.naming import PROJECT_LABEL, ROLE_LABEL
+from deploygate.platform.naming import PROJECT_LABEL, RELEASE_LABEL, ROLE_LABEL
 from deploygate.platform.networking import Attachments, extra_hosts_of, hosts_file_pinned, pinned_addresses, stale_pin
 from deploygate.platform.specs import ContainerSpec, Mount
 from deploygate.signal_relay import signals_held
@@ -256,6 +256,29 @@ def remove_labelled(client: docker.DockerClient, project: str, *, volumes: bool 
     return removed
 
 
+def inventory(client: docker.DockerClient, project: str) -> dict[str, str]:
+    """Every long-running container of ``project`` (not one-off jobs): name -> health or state, and its release."""
+    found = {}
+    for container in client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"}):
+        if container.labels.get(ROLE_LABEL) == "oneoff":
+            continue
+        state = health(container)
+        state = (container.attrs.get("State") or {}).get("Status", "unknown") if state == "none" else state
+        release = container.labels.get(RELEASE_LABEL)
+        found[container.name] = state + (f" (release {release})" if release else "")
+    return found
+
+
+def labelled_objects(client: docker.DockerClient, project: str) -> set[str]:
+    """The project's containers (with their state), networks and volumes, and the engine's unnamed volumes nobody uses."""
+    selector = {"label": f"{PROJECT_LABEL}={project}"}
+    found = {f"container {c.name} ({c.status})" for c in client.containers.list(all=True, filters=selector)}
+    found |= {f"network {n.name}" for n in client.networks.list(filters=selector)}
+    found |= {f"volume {v.name}" for v in client.volumes.list(filters=selector)}
+    # Unnamed volumes nobody uses: a one-off removed without its volume leaves one each (engine-wide).
+    return found | {f"dangling volume {v.name}" for v in client.volumes.list(filters={"dangling": True})}
+
+
 def check_volume_options(volume: Any, mount: Mount) -> None:
     """Raises ``ConfigError`` when an existing volume keeps its data elsewhere than the configuration says
     (database.data_dir set or changed after the first start): the server would silently run on the old data."""
@@ -269,8 +292,9 @@ def check_volume_options(volume: Any, mount: Mount) -> None:
         )
 
 
-def ensure_postgres(client: docker.DockerClient, spec: ContainerSpec) -> list[str]:
-    """The Postgres of ``spec`` (its volume, its container) created or started, then waited for until it answers;
+def ensure_service(client: docker.DockerClient, spec: ContainerSpec) -> list[str]:
+    """The service of ``spec`` (its volumes, its container: a Postgres, the cache) created or started, then waited for
+    until its readiness command succeeds;
     returns what changed. Raises ``StackError`` when it exits, ``WaitTimeout`` when it never answers."""
     changes: list[str] = []
     for mount in (m for m in spec.mounts if m.volume):

@@ -16,19 +16,21 @@ import docker
 import docker.errors
 import requests
 
+from deploygate.cache import CacheUrls
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, connect, db_password
 from deploygate.errors import ConfigError, StackError
 from deploygate.log import Say, quiet
-from deploygate.platform import engine, images, scratch
+from deploygate.platform import cache_service, engine, images, scratch
 from deploygate.platform.base import COLORS, ColorState, JobResult, Scratch
 from deploygate.platform.docker_containers import (
     Container,
     address,
     create,
-    ensure_postgres,
+    ensure_service,
     fail_if_dead,
-    health,
+    inventory,
+    labelled_objects,
     log_tail,
     pinned_as,
     recreate_spec,
@@ -83,11 +85,10 @@ class DockerHost(ProjectObjects):
             return None
 
     def _db_pin(self) -> dict[str, str]:
-        """The database deploygate runs and its standby, name -> address on the project's network ({} for an existing
-        server): a standby stopped later keeps its entry, so the app fails at once instead of waiting on DNS."""
-        if self._external_database:
-            return {}
-        names = [self.names.db] + ([self.names.db_standby] if self.settings.db_standbys else [])
+        """The database deploygate runs, its standby and its cache, name -> address on the project's network: one
+        stopped later keeps its entry, so the app fails at once (and falls back) instead of waiting on DNS."""
+        names = [] if self._external_database else [self.names.db] + ([self.names.db_standby] if self.settings.db_standbys else [])
+        names += [self.names.cache] if self.settings.cache_service != "none" else []
         containers = {name: self._get(name) for name in names}
         found = {name: address(c, self.names.network) for name, c in containers.items() if c is not None and c.status == "running"}
         return {name: where for name, where in found.items() if where}
@@ -146,7 +147,7 @@ class DockerHost(ProjectObjects):
         return images.resolve_candidate(self.client, self.settings, reference, say=say)
 
     def service_image(self, name: str, say: Say) -> Image:
-        builders = {"postgres": images.postgres_image, "proxy": images.haproxy_image}
+        builders = {"postgres": images.postgres_image, "proxy": images.haproxy_image, "cache": images.redis_image}
         return builders[name](self.client, self.settings, say)
 
     def prune_releases(self, keep: set[str], ours: set[str]) -> list[str]:
@@ -163,11 +164,20 @@ class DockerHost(ProjectObjects):
             return changes
         if self.settings.db_standbys not in (0, 1):
             raise ConfigError(f"database.standbys must be 0 or 1, got {self.settings.db_standbys}")
-        changes += ensure_postgres(self.client, database_spec(self.settings, image, password))
+        changes += ensure_service(self.client, database_spec(self.settings, image, password))
         if self.settings.db_standbys:
             ensure_slot(self.database(), self.names.db_standby_slot)
-            changes += ensure_postgres(self.client, standby_spec(self.settings, image, password))
+            changes += ensure_service(self.client, standby_spec(self.settings, image, password))
         return changes
+
+    def ensure_cache(self, image: Image) -> list[str]:
+        return cache_service.ensure(self.client, self.settings, image) if self.settings.cache_service != "none" else []
+
+    def cache_urls(self) -> CacheUrls | None:
+        return cache_service.urls(self.client, self.settings)
+
+    def scratch_cache(self, image_id: str, network: str) -> AbstractContextManager[CacheUrls]:
+        return cache_service.scratch_redis(self.client, self.names.scratch_prefix, image_id, network)
 
     def standbys(self) -> list[Standby]:
         if not self.settings.db_standbys or self._external_database:
@@ -375,26 +385,12 @@ class DockerHost(ProjectObjects):
     # --- the whole of production -----------------------------------------------------------------
 
     def inventory(self) -> dict[str, str]:
-        found = {}
-        for container in self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.settings.project}"}):
-            if container.labels.get(ROLE_LABEL) == "oneoff":
-                continue
-            state = health(container)
-            state = (container.attrs.get("State") or {}).get("Status", "unknown") if state == "none" else state
-            release = container.labels.get(RELEASE_LABEL)
-            found[container.name] = state + (f" (release {release})" if release else "")
-        return found
+        return inventory(self.client, self.settings.project)
 
     def footprint(self) -> set[str]:
-        selector = {"label": f"{PROJECT_LABEL}={self.settings.project}"}
-        found = {f"container {c.name} ({c.status})" for c in self.client.containers.list(all=True, filters=selector)}
-        found |= {f"network {n.name}" for n in self.client.networks.list(filters=selector)}
-        found |= {f"volume {v.name}" for v in self.client.volumes.list(filters=selector)}
+        found = labelled_objects(self.client, self.settings.project)
         found |= {f"scratch {c.name}" for c in scratch.leftovers(self.client, self.names.scratch_prefix)}
-        found |= {f"scratch volume {v.name}" for v in scratch.leftover_volumes(self.client, self.names.scratch_prefix)}
-        # Unnamed volumes nobody uses: a one-off removed without its volume leaves one each (engine-wide).
-        found |= {f"dangling volume {v.name}" for v in self.client.volumes.list(filters={"dangling": True})}
-        return found
+        return found | {f"scratch volume {v.name}" for v in scratch.leftover_volumes(self.client, self.names.scratch_prefix)}
 
     def down(self, *, volumes: bool = False) -> list[str]:
         return remove_labelled(self.client, self.settings.project, volumes=volumes)

@@ -97,6 +97,7 @@ OFFICIAL = {
     "postgres": "postgres:{major}",
     "nginx": "nginx:stable-bookworm",
     "haproxy": "haproxy:2.6",
+    "redis": "redis:7",
     "python": "python:{python}-slim-{suite}",
 }
 # The python3 of each Debian suite the local Python image can be built on.
@@ -158,6 +159,12 @@ def haproxy_image(client: docker.DockerClient, settings: Settings, say: Say = pr
     ``deploygate.haproxy`` starts either with the same command and mounts.
     """
     return _service_image(client, settings, "haproxy", "2.6", {}, say)
+
+
+def redis_image(client: docker.DockerClient, settings: Settings, say: Say = print) -> Image:
+    """Redis 7 for production's cache (``cache.service``) and the cache gate's scratch one: Debian's redis-server,
+    or the official image where a registry answers; either runs ``redis-server`` with the arguments it is given."""
+    return _service_image(client, settings, "redis", "7", {}, say)
 
 
 def python_version(settings: Settings) -> str:

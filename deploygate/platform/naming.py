@@ -54,6 +54,10 @@ class Names:
         return "".join(c if c.isalnum() or c == "_" else "_" for c in self.db_standby.lower())
 
     @property
+    def cache(self) -> str:
+        return f"{self.project}_cache"
+
+    @property
     def proxy(self) -> str:
         return f"{self.project}_proxy"
 

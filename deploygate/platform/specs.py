@@ -15,6 +15,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from deploygate.cache import REDIS_PORT
 from deploygate.config import Settings
 from deploygate.platform.base import INSTANCE
 from deploygate.platform.images import Image
@@ -269,6 +270,30 @@ def standby_spec(settings: Settings, image: Image, password: str) -> ContainerSp
             ),
         ),
         labels=labels(settings.project, "db-replica", **{DIGEST_LABEL: image.id}),
+    )
+
+
+# The cache's memory limit: a cache evicts the least recently used entries rather than refusing writes.
+CACHE_MAXMEMORY = "256mb"
+
+
+def cache_spec(settings: Settings, image: Image) -> ContainerSpec:
+    """Production's Redis (``cache.service``): nothing kept on disk (a cache restarts empty), least recently
+    used entries evicted at its memory limit, on the project's network; ready when it answers PING."""
+    names = Names(settings.project)
+    return ContainerSpec(
+        role="cache",
+        name=names.cache,
+        image=image.tag,
+        command=(
+            "redis-server",
+            *("--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"),
+            *("--maxmemory", CACHE_MAXMEMORY, "--maxmemory-policy", "allkeys-lru"),
+        ),
+        ports=(Port(REDIS_PORT),),
+        networks=(names.network,),
+        labels=labels(settings.project, "cache", **{DIGEST_LABEL: image.id}),
+        readiness=Readiness(command=("redis-cli", "ping"), timeout_s=30.0),
     )
 
 

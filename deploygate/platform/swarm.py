@@ -35,6 +35,7 @@ import docker
 import docker.errors
 import requests
 
+from deploygate.cache import CacheUrls
 from deploygate.database import DatabaseAddress, connect, db_password
 from deploygate.errors import ConfigError, DatabaseUnavailable, StackError
 from deploygate.log import Say
@@ -148,6 +149,17 @@ class SwarmPlatform(SwarmObjects):
         if not address or not port:
             raise StackError(f"{self.names.db} has no published address yet")
         return DatabaseAddress(host=address, port=port, name=s.db_name, user=s.db_user, password=db_password(s))
+
+    def ensure_cache(self, image: Image) -> list[str]:
+        if self.settings.cache_service != "none":
+            raise ConfigError("cache.service is for a single host; on a swarm, give your own Redis as cache.url")
+        return []
+
+    def cache_urls(self) -> CacheUrls | None:
+        return CacheUrls(app=self.settings.cache_url, host=self.settings.cache_url) if self.settings.cache_url else None
+
+    def scratch_cache(self, image_id: str, network: str) -> AbstractContextManager[CacheUrls]:
+        return self.local.scratch_cache(image_id, network)
 
     def standbys(self) -> list[Standby]:
         return []  # database.standbys is refused on a swarm (``ensure_database``)

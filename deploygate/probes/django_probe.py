@@ -14,10 +14,13 @@ Usage: python django_probe.py <command> [json-argument]
                        {"state": {"app": "name"}} (at those migrations), "scope": {"tables": [...], "apps":
                        [...]} (only the models the plan changes and those reaching them; null: all),
                        "reads": false (only the writes). See deploygate_exercise.py.
+  cache-write SPEC     cache instances of the models in scope through the app's CACHES, pickled as the app
+                       would; cache-read SPEC reads keys back and compares them with this code's models
+                       (see deploygate_cache.py)
 
 Standalone on purpose: it runs in whatever Python and Django the target ships, so it
 imports nothing but the standard library, Django and its sibling ``deploygate_*`` modules
-(plan, exercise, values, table_writes, common). It prints one line "DEPLOYGATE_RESULT <json>" for
+(plan, exercise, values, table_writes, cache, common). It prints one line "DEPLOYGATE_RESULT <json>" for
 deploygate to read; everything else is Django's own output.
 """
 
@@ -34,6 +37,7 @@ import django
 django.setup()
 
 # The probe's own modules sit beside it (its directory is sys.path's second entry).
+from deploygate_cache import cmd_cache_read, cmd_cache_write  # noqa: E402
 from deploygate_common import applied_leaves, connection, database_error, one_line  # noqa: E402
 from deploygate_exercise import cmd_exercise  # noqa: E402
 from deploygate_migrate_writes import InsertTracker  # noqa: E402
@@ -366,6 +370,8 @@ COMMANDS = {
     "migrate-to": cmd_migrate_to,
     "exercise": cmd_exercise,
     "safe-migrations": cmd_safe_migrations,
+    "cache-write": cmd_cache_write,
+    "cache-read": cmd_cache_read,
     "batch": cmd_batch,
 }
 

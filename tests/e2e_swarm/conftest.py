@@ -79,6 +79,7 @@ def swarm_overrides(swarm_lab: SwarmLab, tmp_path_factory: pytest.TempPathFactor
         "swarm_nodes": ",".join(swarm_lab.endpoints),
         "replicas": "2",
         "db_standbys": "0",  # deploy.toml's standby is for a single host; a swarm's replicas are the team's
+        "cache_service": "none",  # likewise its Redis: a swarm is given the team's own as cache.url
         # Each node has its own network namespace: the port is free on every one of them.
         "proxy_port": "18080",
         "state_dir": str(state / "state"),

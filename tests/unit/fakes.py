@@ -222,6 +222,9 @@ class FakePlatform:
         self.world.touch("platform.standbys")
         return []  # the fake production has no replica: the step that waits for them has nothing to wait for
 
+    def cache_urls(self) -> None:
+        return None  # the fake production has no cache: nothing is namespaced, nothing dropped
+
     def __getattr__(self, name: str):
         raise NotImplementedError(f"the fake platform has no {name}: the deploy should not need it")
 
