@@ -124,11 +124,18 @@ def abort(session: nox.Session) -> None:
 
 @nox.session(python=False, default=False)
 def demo(session: nox.Session) -> None:
-    """The whole story on the embedded production: reset to v1, show why v2 is stopped, deploy v2-safe."""
+    """The whole story on the embedded production: reset to v1, show why v2 and v2-shared-cache are stopped, deploy v2-safe."""
     _shared_env(session)
     _deploygate(session, "down", "--volumes")
     _deploygate(session, "up")
-    session.log("why the gates stop v2 (the seed's plain rename): the compatibility checks")
+    _why_stopped(session, "v2", "compat", "the seed's plain rename: the compatibility checks")
+    _why_stopped(session, "v2-shared-cache", "cache", "v2-safe caching under v1's prefix: the cache checks")
+    _deploygate_to_the_end(session, "deploy", "--candidate", "v2-safe", *session.posargs)
+
+
+def _why_stopped(session: nox.Session, candidate: str, keyword: str, why: str) -> None:
+    """The predeploy's checks selected by ``keyword`` on ``candidate``, which they stop (their failure is the point)."""
+    session.log(f"why the gates stop {candidate} ({why})")
     session.run(
         sys.executable,
         "-m",
@@ -138,16 +145,15 @@ def demo(session: nox.Session) -> None:
         "-p",
         "no:cacheprovider",
         "--candidate",
-        "v2",
+        candidate,
         "-k",
-        "compat",
+        keyword,
         "--no-header",
         "--tb=line",
         "--show-capture=no",
         external=True,
         success_codes=[0, 1],
     )
-    _deploygate_to_the_end(session, "deploy", "--candidate", "v2-safe", *session.posargs)
 
 
 @nox.session(python=False, default=False)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 BEHAVIOURS = ("normal", "unhealthy", "error-burst", "drops-member", "hidden-errors", "slow")
+CACHE_NAMESPACES = ("schema", "fixed")
 DEFAULT_RELEASE_FILE = Path(__file__).resolve().parent.parent / "release.json"
 
 
@@ -27,6 +28,9 @@ class Release:
     # so the release runs on the schema v1 uses.
     keep_db_names: bool = False
     behaviour: str = "normal"
+    # Its cache's KEY_PREFIX: "schema", the namespace deploygate hands each color (DEPLOYGATE_CACHE_NAMESPACE),
+    # or "fixed", one prefix for every schema (an app before deploygate's recipe).
+    cache_namespace: str = "schema"
 
 
 def load_release(path=None):
@@ -50,6 +54,8 @@ def load_release(path=None):
         if not isinstance(value, known[key]):
             raise ValueError(f"{path}: {key} must be a {known[key].__name__}")
     release = Release(**values)
+    if release.cache_namespace not in CACHE_NAMESPACES:
+        raise ValueError(f"{path}: cache_namespace {release.cache_namespace!r} is not one of {', '.join(CACHE_NAMESPACES)}")
     if release.behaviour not in BEHAVIOURS:
         raise ValueError(f"{path}: behaviour {release.behaviour!r} is not one of {', '.join(BEHAVIOURS)}")
     return release

@@ -7,6 +7,8 @@ image runs against whichever Postgres the deployment points it at.
 import os
 from pathlib import Path
 
+from bmparliament.release import RELEASE
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-insecure-secret-key")
@@ -70,6 +72,20 @@ if os.environ.get("DB_REPLICA_HOST"):
         "TEST": {"MIRROR": "default"},
     }
     DATABASE_ROUTERS = ["bmparliament.routers.ReplicaRouter"]
+
+# The cache, when the production has one (CACHE_URL): deploygate's recipe, KEY_PREFIX = the namespace of
+# the schema this color runs on, so no release reads objects another pickled on another schema. A release
+# built with cache_namespace = "fixed" (v1, before the recipe) keeps one prefix whatever the schema.
+if os.environ.get("CACHE_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["CACHE_URL"],
+            "KEY_PREFIX": ("bmparliament" if RELEASE.cache_namespace == "fixed" else os.environ.get("DEPLOYGATE_CACHE_NAMESPACE", "")),
+            # A cache that stops answering costs a request at most this long, then the database answers.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

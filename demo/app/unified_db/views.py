@@ -9,6 +9,7 @@ import json
 import logging
 import uuid
 
+from bmparliament.caching import cached
 from bmparliament.release import RELEASE
 from bmparliament.routers import read_from_replica
 from django.core.exceptions import ValidationError
@@ -191,7 +192,7 @@ def _create_link(request):
 @require_GET
 def link_detail(request, link_id):
     """One link, or a JSON 404."""
-    link = _links().filter(pk=link_id).first() if link_id <= MAX_BIGINT else None
+    link = cached(f"link:{link_id}", lambda: _links().filter(pk=link_id).first()) if link_id <= MAX_BIGINT else None
     if link is None:
         return JsonResponse({"error": f"link {link_id} not found"}, status=404)
     return JsonResponse(link_as_dict(link))
