@@ -101,25 +101,3 @@ def test_the_window_notes_when_the_cache_stopped_answering_and_when_it_never_did
     assert watch.checks == 3 and note is not None
     assert "did not answer 1 of 3 checks (from 4s to 4s after the switch)" in note and "ConnectionError" in note
     assert CacheWatch(lambda: None).note(switched_at=0.0) is None
-
-
-def test_a_checkpoint_keeps_the_cache_namespaces_for_the_rollback_that_resumes_it() -> None:
-    from deploygate.deploy.state import Checkpoint
-    from deploygate.record import ImageRecord
-
-    checkpoint = Checkpoint(
-        stamp="s",
-        candidate=ImageRecord(ref="v2", tag="t", image_id="i"),
-        previous=None,
-        new_color="green",
-        reversal_targets={},
-        plan=[],
-        reversible=True,
-        hold=None,
-        exceptions={},
-        started_ids={},
-        backup_manifest=None,
-        cache_namespaces={"before": "s000000000001", "after": "s000000000002"},
-    )
-    assert Checkpoint.from_json(checkpoint.to_json()).cache_namespaces == {"before": "s000000000001", "after": "s000000000002"}
-    assert Checkpoint.from_json({**checkpoint.to_json(), "cache_namespaces": None}).cache_namespaces == {}

@@ -48,7 +48,7 @@ def test_the_condition_leaves_out_rows_above_the_floor_in_migrates_transactions(
     assert (condition.as_string(None), params) == ("TRUE", [])
 
 
-def test_the_checkpoint_keeps_them_for_a_converging_process() -> None:
+def test_the_checkpoint_keeps_them_and_the_cache_namespaces_for_a_converging_process() -> None:
     writes = MigrateWrites(floors={"django_content_type": 12}, xids={"django_content_type": [7001]})
     checkpoint = Checkpoint(
         stamp="s",
@@ -63,11 +63,13 @@ def test_the_checkpoint_keeps_them_for_a_converging_process() -> None:
         started_ids={"django_content_type": 10},
         backup_manifest=None,
         migrate_writes=writes,
+        cache_namespaces={"before": "s000000000001", "after": "s000000000002"},
     )
-    assert Checkpoint.from_json(checkpoint.to_json()).migrate_writes == writes
-    # A ledger written before migrate (or by an older deploygate) has none: every row above the floor is the window's.
-    older = {k: v for k, v in checkpoint.to_json().items() if k != "migrate_writes"}
-    assert Checkpoint.from_json(older).migrate_writes == MigrateWrites()
+    resumed = Checkpoint.from_json(checkpoint.to_json())
+    assert resumed.migrate_writes == writes and resumed.cache_namespaces == {"before": "s000000000001", "after": "s000000000002"}
+    # A ledger written before migrate (or by an older deploygate) has neither: every row above the floor is the window's.
+    older = {k: v for k, v in checkpoint.to_json().items() if k not in ("migrate_writes", "cache_namespaces")}
+    assert Checkpoint.from_json(older).migrate_writes == MigrateWrites() and Checkpoint.from_json(older).cache_namespaces == {}
 
 
 def test_counts_are_said_in_one_line() -> None:
