@@ -148,6 +148,8 @@ def test_predeploy_of_release_2_has_no_false_failure(dgs, shop, shop_overrides, 
         "test_error_count_within_limit",
         "test_db_connections_in_range",  # a plain-text health URL tells neither
         "test_app_check[none]",  # the shop declares no checks of its own
+        "test_candidate_reads_what_production_cached",  # nor a cache
+        "test_production_reads_what_the_candidate_cached",
     }, "only what the shop does not report is not reported"
 
 
