@@ -53,7 +53,7 @@ from deploygate.platform.specs import (
     web_spec,
 )
 from deploygate.platform.swarm_objects import Service, SwarmObjects
-from deploygate.platform.swarm_services import FAILED, HEALTHCHECK_LABEL, REPLICAS_LABEL, published_port, when
+from deploygate.platform.swarm_services import FAILED, HEALTHCHECK_LABEL, REPLICAS_LABEL, published_port, service_logs, when
 from deploygate.replicas import Standby
 from deploygate.upstreams import server_template
 from deploygate.waiting import wait_until
@@ -314,7 +314,7 @@ class SwarmPlatform(SwarmObjects):
         service = self._web(color)
         if service is None:
             return ""
-        return b"".join(service.logs(stdout=True, stderr=True, timestamps=True, since=int(since))).decode(errors="replace")
+        return service_logs(self.manager.api, service.id, since).decode(errors="replace")
 
     def upstreams(self, color: str) -> list[str]:
         slots = max(1, self.settings.replicas * _SLOTS_PER_REPLICA)

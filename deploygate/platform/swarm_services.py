@@ -8,6 +8,7 @@ port a spec fixes (the proxy's) or one the engine picks (a web task's, the datab
 from __future__ import annotations
 
 import datetime
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,3 +104,34 @@ def when(timestamp: str) -> datetime.datetime:
 
 def one_line(text: str) -> str:
     return " | ".join(line for line in text.splitlines() if line.strip()) or "no logs"
+
+
+# How long a service's logs may take to arrive: a node whose engine is down holds the stream open forever.
+LOGS_DEADLINE_S = 10.0
+
+
+def service_logs(api: Any, service_id: str, since: float, deadline_s: float = LOGS_DEADLINE_S) -> bytes:
+    """A service's output since ``since`` (with timestamps), or what arrived within ``deadline_s``.
+
+    The manager waits for every task's logs, also on a node whose engine no longer answers, and
+    docker-py reads the stream without a socket timeout: the response is read in a thread and
+    closed at the deadline (docker-py's own request, kept so it can be closed: its ``service.logs``
+    returns a generator that hides it).
+    """
+    params = {"details": False, "follow": False, "stdout": True, "stderr": True, "since": int(since), "timestamps": True, "tail": "all"}
+    response = api._get(api._url("/services/{0}/logs", service_id), params=params, stream=True)
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        try:
+            chunks.extend(api._get_result_tty(True, response, False))
+        except Exception:  # noqa: BLE001 - closed at the deadline: what arrived is kept
+            pass
+
+    reader = threading.Thread(target=read, name="swarm-service-logs", daemon=True)
+    reader.start()
+    reader.join(deadline_s)
+    if reader.is_alive():
+        response.close()
+        reader.join(2.0)
+    return b"".join(chunks)
