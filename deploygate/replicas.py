@@ -172,6 +172,8 @@ def sample_lag(primary: DatabaseAddress, standbys: Sequence[Standby], clock: Cal
     samples = []
     for standby in standbys:
         _replayed, behind, problem = _ask(standby, target)
+        # The primary's position is read first: a replica that replayed past it meanwhile is not behind (not "-160 kB").
+        behind = None if behind is None else max(0, behind)
         lag = lags.get(standby.name)
         samples.append(LagSample(clock(), standby.name, behind, None if lag is None else round(float(lag), 3), problem))
     return samples

@@ -262,7 +262,8 @@ def inventory(client: docker.DockerClient, project: str) -> dict[str, str]:
     for container in client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"}):
         if container.labels.get(ROLE_LABEL) == "oneoff":
             continue
-        state = health(container)
+        # A stopped container keeps its last health ("unhealthy" once its checks stopped answering): its state says more.
+        state = health(container) if container.status == "running" else "none"
         state = (container.attrs.get("State") or {}).get("Status", "unknown") if state == "none" else state
         release = container.labels.get(RELEASE_LABEL)
         found[container.name] = state + (f" (release {release})" if release else "")

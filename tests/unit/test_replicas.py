@@ -68,3 +68,17 @@ def test_the_lag_summary_gives_each_replicas_worst_and_says_when_it_never_answer
         "b never answered (connection refused)",
     ]
     assert replicas.lag_summary([]) == []
+
+
+def test_a_replica_that_replayed_past_the_position_read_is_sampled_as_not_behind(monkeypatch) -> None:
+    from contextlib import nullcontext
+    from unittest.mock import MagicMock
+
+    conn = MagicMock()
+    conn.execute.return_value.fetchone.return_value = ("0/3000000", {"r1": 0.0})
+    monkeypatch.setattr(replicas, "connect", lambda address: nullcontext(conn))
+    answers = {"r1": (True, -161_888, ""), "r2": (False, 4096, "")}
+    monkeypatch.setattr(replicas, "_ask", lambda standby, target: answers[standby.name])
+    standbys = [replicas.Standby(name, None) for name in ("r1", "r2")]
+    samples = replicas.sample_lag(None, standbys, clock=lambda: 1.0)
+    assert [(s.name, s.behind_bytes) for s in samples] == [("r1", 0), ("r2", 4096)]
