@@ -50,7 +50,7 @@ def app_environment(platform: Platform, settings: Settings, cache_namespace: str
 
 def schema_namespace(platform: Platform, settings: Settings, image: Image) -> str | None:
     """The cache namespace of the schema production is at, as ``image`` sees it; None without a cache."""
-    if platform.cache_urls() is None:
+    if not cache.configured(settings):
         return None
     plan = Prober.configured(platform, settings, image, app_environment(platform, settings)).plan()
     return cache.namespace(plan.applied_leaves)

@@ -82,7 +82,7 @@ def plan_migrations(run: DeployRun) -> None:
     run.reversal_targets = planned.reversal_targets
     run.reversible = planned.reversible
     run.record.plan = list(planned.records)
-    if run.platform.cache_urls() is not None:
+    if cache.configured(run.settings):  # the settings say it: no need to ask the engine where the cache is
         run.cache_namespaces = cache.Namespaces.of(planned.plan)
         run.record.notes.append(cache_note(run.cache_namespaces))
 
