@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,3 +50,22 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[tuple[ThreadingHT
         server.shutdown()
         server.server_close()
         thread.join(timeout=2)
+
+
+@contextmanager
+def stacks_on_failure(process: subprocess.Popen, seen: list[str]) -> Iterator[None]:
+    """While the block reads ``process``'s output into ``seen``: when it fails (pytest-timeout's alarm on a hang
+    included), the command's stacks (deploygate dumps them on SIGUSR1) and its last output are printed, and it is
+    killed, so that a hung deploy says where it waited and never outlives its test."""
+    try:
+        yield
+    except BaseException:
+        if process.poll() is None:
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+            process.kill()
+            reader = threading.Thread(target=lambda: seen.extend(process.stdout), daemon=True)
+            reader.start()
+            reader.join(timeout=5)
+        print("".join(seen[-400:]))
+        raise

@@ -13,11 +13,12 @@ from deploygate.errors import StackError
 from deploygate.log import Say
 from deploygate.platform.base import JobResult
 from deploygate.platform.docker_containers import say_lines
-from deploygate.platform.swarm_services import ENDED
+from deploygate.platform.swarm_services import ENDED, service_logs
 
 Service = docker.models.services.Service
 # A job not running this long after its creation is stuck (no node can run it, its image is missing...).
 _JOB_START_TIMEOUT_S = 120
+_JOB_LOGS_DEADLINE_S = 60.0
 
 
 def run_to_end(manager: docker.DockerClient, service: Service, argv: Sequence[str], image: str, say: Say | None = None) -> JobResult:
@@ -26,7 +27,8 @@ def run_to_end(manager: docker.DockerClient, service: Service, argv: Sequence[st
     command = " ".join(argv)
     try:
         task = _wait_ended(service, command)
-        output = b"".join(service.logs(stdout=True, stderr=True)).decode(errors="replace")
+        # Bounded like every read of service logs (the job ran on the manager's node: it has them all).
+        output = service_logs(manager.api, service.id, timestamps=False, deadline_s=_JOB_LOGS_DEADLINE_S).decode(errors="replace")
         say_lines(output.splitlines(), say)
         status = task["Status"]
         if status["State"] == "rejected":

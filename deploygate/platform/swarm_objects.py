@@ -24,7 +24,7 @@ from deploygate.platform.naming import PROJECT_LABEL, RELEASE_LABEL, ROLE_LABEL,
 from deploygate.platform.networking import missing_networks, missing_networks_error
 from deploygate.platform.specs import ContainerSpec
 from deploygate.platform.swarm_images import NodeImages
-from deploygate.platform.swarm_services import one_line, service_kwargs
+from deploygate.platform.swarm_services import one_line, service_kwargs, service_logs
 from deploygate.waiting import wait_until
 
 Service = docker.models.services.Service
@@ -139,7 +139,8 @@ class SwarmObjects(ProjectObjects):
 
     def _log_tail(self, service: Service, lines: int = _LOG_LINES) -> str:
         try:
-            return one_line(b"".join(service.logs(stdout=True, stderr=True, tail=lines)).decode(errors="replace"))
+            # Within a deadline: a task on a node whose engine is down holds the stream open forever.
+            return one_line(service_logs(self.manager.api, service.id, tail=lines, timestamps=False).decode(errors="replace"))
         except docker.errors.APIError:
             return "no logs"
 

@@ -110,15 +110,25 @@ def one_line(text: str) -> str:
 LOGS_DEADLINE_S = 10.0
 
 
-def service_logs(api: Any, service_id: str, since: float, deadline_s: float = LOGS_DEADLINE_S) -> bytes:
-    """A service's output since ``since`` (with timestamps), or what arrived within ``deadline_s``.
+def service_logs(
+    api: Any, service_id: str, since: float = 0, *, tail: int | None = None, timestamps: bool = True, deadline_s: float = LOGS_DEADLINE_S
+) -> bytes:
+    """A service's output since ``since`` (its last ``tail`` lines if given), or what arrived within ``deadline_s``.
 
     The manager waits for every task's logs, also on a node whose engine no longer answers, and
     docker-py reads the stream without a socket timeout: the response is read in a thread and
     closed at the deadline (docker-py's own request, kept so it can be closed: its ``service.logs``
     returns a generator that hides it).
     """
-    params = {"details": False, "follow": False, "stdout": True, "stderr": True, "since": int(since), "timestamps": True, "tail": "all"}
+    params = {
+        "details": False,
+        "follow": False,
+        "stdout": True,
+        "stderr": True,
+        "since": int(since),
+        "timestamps": timestamps,
+        "tail": "all" if tail is None else tail,
+    }
     response = api._get(api._url("/services/{0}/logs", service_id), params=params, stream=True)
     chunks: list[bytes] = []
 
