@@ -10,5 +10,6 @@ pytest_plugins = [
     "fixtures.live",
     "fixtures.backup",
     "fixtures.copy_db",
+    "fixtures.replay",
     "fixtures.suite_names",  # not in the installed plugin: `settings` is pytest-django's there
 ]

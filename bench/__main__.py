@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import predeploy, soak, switch
+from bench import predeploy, replay, soak, switch
 from bench import settings as bench_settings
 from deploygate import config
 from deploygate.errors import DeployGateError
@@ -86,7 +86,16 @@ def run_switch(args: argparse.Namespace) -> int:
     return 0 if met else 1
 
 
-RUNS = {"predeploy": run_predeploy, "switch": run_switch, "soak": run_soak}
+def run_replay(args: argparse.Namespace) -> int:
+    results = replay.bench_replay(ROOT, args.rows, args.requests, args.candidate, _say, sets=args.sets, config_file=args.config)
+    print(replay.render(results))
+    _say(f"saved {replay.save(results, _reports(args))}")
+    met = all(r.passed and r.ratio <= replay.GOAL_RATIO for r in results)
+    _say(f"goal (the gate with the replay at most {replay.GOAL_RATIO:g}x the gate without): {'met' if met else 'NOT met'}")
+    return 0 if met else 1
+
+
+RUNS = {"predeploy": run_predeploy, "switch": run_switch, "soak": run_soak, "replay": run_replay}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bench", description="deploygate's benchmarks, as ratios to a baseline measured in the same run"
     )
     parser.add_argument("what", choices=list(RUNS), help="what to measure")
-    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy: seed rows per run")
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="predeploy, replay: seed rows per run")
     parser.add_argument("--candidate", default="v2-safe", help="predeploy, soak: the candidate deployed")
     parser.add_argument(
         "--variants",
@@ -105,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--clients", type=int, nargs="+", help="switch: keep-alive client counts (16 64); soak: clients (8)")
     parser.add_argument("--cycles", type=int, default=20, help="soak: deploy + rollback cycles")
+    parser.add_argument("--requests", type=int, default=2000, help="replay: recorded requests replayed per direction")
     parser.add_argument("--switches", type=int, default=50, help="switch: color switches per run")
     parser.add_argument("--interval", type=float, default=1.5, help="switch: seconds between switches")
     parser.add_argument("--get-path", help="switch: the clients' GET path (default: health_path; POSTs use traffic_write_path/body)")

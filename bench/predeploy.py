@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import settings as bench_settings
-from bench.settings import free_port
 from deploygate import app_checks, config, production, rehearsal
 from deploygate.backup_physical import take_by_method
 from deploygate.database import connect as connect_db
@@ -209,13 +208,17 @@ def _stage_times(platform: Platform, settings: config.Settings, candidate: str, 
     return {name: round(seconds, 2) for name, seconds in times.items()}, backup_disk, disk, round(ready_s, 2)
 
 
-def _timed_gate(argv: list[str], root: Path) -> tuple[float, bool, float]:
-    """Wall seconds, passed, and peak RSS (MB) of one gate run: ``wait4`` gives that child's own peak."""
+def timed_gate(argv: list[str], root: Path, say: Say = quiet) -> tuple[float, bool, float]:
+    """Wall seconds, passed, and peak RSS (MB) of one gate run: ``wait4`` gives that child's own peak. A gate
+    that fails has its last lines said (the figures of a failed gate are no figures)."""
     started = time.monotonic()
     with tempfile.TemporaryFile() as output:
         child = subprocess.Popen(argv, cwd=root, stdout=output, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            output.seek(0)
+            say("the gate failed:\n" + "\n".join(output.read().decode(errors="replace").splitlines()[-40:]))
     return round(time.monotonic() - started, 2), child.returncode == 0, round(usage.ru_maxrss / 1024, 1)
 
 
@@ -238,16 +241,7 @@ def bench_predeploy(
     results = [] if results is None else results
     for rows in rows_list:
         with tempfile.TemporaryDirectory(prefix="dgbench-") as tmp, _clone_filesystem(Path(tmp), say) as clone_fs:
-            own = {
-                "project": BENCH_PROJECT,
-                "proxy_port": str(free_port()),
-                "state_dir": f"{tmp}/state",
-                "backup_dir": f"{tmp}/backups",
-                "reports_dir": f"{tmp}/reports",
-                "seed_rows": str(rows),
-                "seed_members": str(max(200, rows // 100)),
-                "db_standbys": "0",  # the gate alone: a standby replaying the seeding would share the machine
-            }
+            own = bench_settings.seeded(BENCH_PROJECT, tmp, rows)
             if clone_fs is not None:  # production's data where a snapshot can clone it (every variant reads it there)
                 own["db_data_dir"] = str(clone_fs / "pgdata")
             overrides = bench_settings.merged(own, sets)
@@ -287,7 +281,7 @@ def bench_predeploy(
                         argv += ["--dg-config", config_file]
                     for name, value in own_method.items():
                         argv += ["--dg-set", f"{name}={value}"]
-                    run.gate_wall_s, run.gate_passed, run.gate_rss_mb = _timed_gate(argv, root)
+                    run.gate_wall_s, run.gate_passed, run.gate_rss_mb = timed_gate(argv, root, say)
                     bench.runs[variant] = run
             finally:
                 production.down(platform, settings, volumes=True)

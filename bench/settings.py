@@ -31,3 +31,18 @@ def load(root: Path, overrides: Mapping[str, str], config_file: str | None = Non
     Raises ``ConfigError`` for a bad file or value.
     """
     return config.load(config_file, root=root, environ={}, overrides=dict(overrides))
+
+
+def seeded(project: str, folder: str, rows: int) -> dict[str, str]:
+    """A bench production of its own: ``project``, a free port, every file under ``folder``, ``rows`` seeded,
+    and no standby (the gate alone: a standby replaying the seeding would share the machine)."""
+    return {
+        "project": project,
+        "proxy_port": str(free_port()),
+        "state_dir": f"{folder}/state",
+        "backup_dir": f"{folder}/backups",
+        "reports_dir": f"{folder}/reports",
+        "seed_rows": str(rows),
+        "seed_members": str(max(200, rows // 100)),
+        "db_standbys": "0",
+    }

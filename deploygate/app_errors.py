@@ -49,6 +49,11 @@ class AppError:
     def signature(self) -> str:
         return f"{self.type} at {self.frame}"
 
+    @property
+    def in_app(self) -> bool:
+        """Its frame is the app's own code (not a library's, as a chained exception's first one often is)."""
+        return _is_app_frame(self.frame.split(" in ")[0])
+
 
 @dataclass(frozen=True)
 class Signature:

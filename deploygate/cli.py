@@ -7,7 +7,9 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -341,15 +343,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="close the deploy even if rollback_verify finds the schema not the previous release's (needs --reason)",
     )
     p_rollback.add_argument(flags.REASON.name, **flags.REASON.kwargs())
-    from deploygate import cli_review
+    from deploygate import cli_review, cli_traffic
 
     cli_review.register(command)
+    cli_traffic.register(command)
     _predeploy_parser(sub, common)
     _init_parser(sub)
     return parser
 
 
+def _stacks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` prints every thread's stack to stderr: a deploy that seems stuck says where it waits."""
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (OSError, ValueError):  # io.UnsupportedOperation is both: stderr is no file (called in-process, captured)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _stacks_on_sigusr1()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     # predeploy hands what it does not know to pytest (-k, -x, --candidate, a test id); no other command does.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from deploygate.errors import ConfigError
+from deploygate.haproxy.config import DEFAULT_REDACT_FIELDS
 from deploygate.option import Option, as_text, integer, names, records, table, text
 
 __all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_FILE", "OPTIONS", "ConfigError", "Option", "Settings", "as_text", "load"]
@@ -42,17 +43,8 @@ class Settings:
     proxy_port = integer("stack.proxy_port", 8080, "port the proxy publishes on")
     state_dir = text("stack.state_dir", ".deploygate", "where proxy config, access logs and secrets live")
     cache_dir = text("stack.cache_dir", ".deploygate/cache", "downloads reused across projects (the wheelhouse)")
-    platform = text(
-        "platform.kind",
-        "docker",
-        "where production runs: one Docker host, or a Docker Swarm",
-        choices=("docker", "swarm"),
-    )
-    swarm_manager = text(
-        "platform.swarm_manager",
-        "",
-        "the swarm manager's engine (unix:///... or tcp://host:port); empty: DOCKER_HOST",
-    )
+    platform = text("platform.kind", "docker", "where production runs: one Docker host, or a Docker Swarm", choices=("docker", "swarm"))
+    swarm_manager = text("platform.swarm_manager", "", "the swarm manager's engine (unix:///... or tcp://host:port); empty: DOCKER_HOST")
     swarm_nodes = text(
         "platform.swarm_nodes",
         "",
@@ -91,11 +83,7 @@ class Settings:
     cache_url = text("cache.url", "", "your own Redis (redis://[:password@]host:port/db), as this host and the app reach it", secret=True)
     cache_url_env = text("cache.url_env", "CACHE_URL", "the variable the app reads its cache's location from (CACHES LOCATION)")
     cache_namespace_env = text("cache.namespace_env", "DEPLOYGATE_CACHE_NAMESPACE", "the variable giving a color its schema's KEY_PREFIX")
-    db_password_file = text(
-        "database.password_file",
-        "",
-        "a file holding the database password (instead of DEPLOYGATE_DB_PASSWORD)",
-    )
+    db_password_file = text("database.password_file", "", "a file holding the database password (instead of DEPLOYGATE_DB_PASSWORD)")
     backup_dir = text("backup.dir", "backups", "where backups and their manifests are written")
     backup_keep = integer("backup.keep", 5, "backups kept by retention (older ones are deleted)")
     backup_method = text(
@@ -123,11 +111,7 @@ class Settings:
     lock_timeout_ms = integer("migrate.lock_timeout_ms", 5000, "lock_timeout of migrate, in the rehearsal and the deploy")
     migration_budget_s = integer("migrate.budget_s", 60, "longest a single migration may take on the copy")
     lock_budget_ms = integer("migrate.lock_budget_ms", 2000, "longest ACCESS EXCLUSIVE lock a migration may hold")
-    expected_plan = text(
-        "migrate.expected_plan",
-        "",
-        "comma-separated app.migration the candidate must apply (empty: whatever it has)",
-    )
+    expected_plan = text("migrate.expected_plan", "", "comma-separated app.migration the candidate must apply (empty: whatever it has)")
     replica_lag_max_s = integer(
         "gates.replica_lag_max_s",
         30,
@@ -223,6 +207,20 @@ class Settings:
         "JSON body of the traffic probe's writes; {n} becomes the write's number",
     )
     hold_retry_after_s = integer("deploy.hold_retry_after_s", 10, "Retry-After of the proxy's maintenance-hold answers")
+    replay_record = integer(
+        "replay.record", 1, "1: keep a sample of production's requests for replay (<state_dir>/<project>/replay/requests.jsonl); 0: none"
+    )
+    replay_max_requests = integer("replay.max_requests", 2000, "most requests the replay sample keeps (every route kept while it can)")
+    replay_per_route = integer("replay.per_route", 50, "most requests the replay sample keeps of one route (method and path, ids as {id})")
+    replay_max_age_hours = integer("replay.max_age_hours", 168, "hours a recorded request stays in the replay sample")
+    replay_body_bytes = integer(
+        "replay.body_bytes", 4096, "largest write body the proxy logs for replay (0-8192; 0: none; larger: not replayed)"
+    )
+    replay_redact_fields = names(
+        "replay.redact_fields",
+        "body fields (JSON, form) whose values the proxy logs as [redacted]; Authorization and Cookie are never logged",
+        DEFAULT_REDACT_FIELDS,
+    )
     logs_dir = text("report.logs_dir", "logs", "deploy logs and reports")
     reports_dir = text("report.dir", "reports", "where gate results (JUnit, JSON) are written")
     app_source = text(

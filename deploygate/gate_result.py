@@ -16,7 +16,7 @@ from pathlib import Path
 from deploygate.errors import DeployGateError
 
 # Categories a check declares with a pytest marker of the same name (registered in pytest.ini).
-CATEGORIES = ("health", "policy", "backup", "rehearsal", "reversal", "compat", "cache", "app", "post")
+CATEGORIES = ("health", "policy", "backup", "rehearsal", "reversal", "compat", "cache", "replay", "app", "post")
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 # The app does not report what the check needs (e.g. no error count in its health body):
 # shown as such, never counted as passed, and not a failure either.

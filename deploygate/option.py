@@ -165,9 +165,9 @@ def table(toml: str, help: str) -> Option[dict[str, str]]:
     return Option(toml, {}, help, parse_table)
 
 
-def names(toml: str, help: str) -> Option[tuple[str, ...]]:
-    """A TOML array of strings; ``[]`` by default."""
-    return Option(toml, (), help, parse_names)
+def names(toml: str, help: str, default: tuple[str, ...] = ()) -> Option[tuple[str, ...]]:
+    """A TOML array of strings (comma-separated in the environment); ``[]`` unless ``default`` says otherwise."""
+    return Option(toml, default, help, parse_names)
 
 
 def records(toml: str, help: str, fields: Mapping[str, type]) -> Option[tuple[dict[str, Any], ...]]:

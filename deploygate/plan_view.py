@@ -22,7 +22,7 @@ from deploygate import markdown
 from deploygate.gate_result import FAILED, PASSED, CheckResult, GateResult
 from deploygate.plan_facts import COMPAT, REHEARSAL, REVERSAL
 
-CHANGE_CATEGORIES = ("rehearsal", "reversal", "compat", "cache", "app")
+CHANGE_CATEGORIES = ("rehearsal", "reversal", "compat", "cache", "replay", "app")
 REDACTED = "[redacted]"  # the deploy report's word (deploygate.report.REDACTED), not imported: the report pulls in its chart
 SQL_LINES_SHOWN = 60  # per migration; a data migration's SQL can run to thousands of lines
 SHOWN = 3  # fields named per cause of failure, the rest counted (as compat.SHOWN)

@@ -13,6 +13,7 @@ what users actually saw.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,7 +50,8 @@ class Route:
 
 @dataclass(frozen=True)
 class AccessRecord:
-    """One request as the proxy saw it."""
+    """One request as the proxy saw it; what the traffic recording keeps of it defaults to nothing
+    (lines logged before the proxy recorded them, and nginx's)."""
 
     ts: float
     color: str
@@ -57,6 +59,24 @@ class AccessRecord:
     uri: str
     status: int
     request_time: float
+    ctype: str = ""  # the request's Content-Type
+    accept: str = ""
+    body: bytes = b""  # a write's body as logged (secrets redacted); b"" when it was not captured
+    bsize: int = 0  # the body's size as sent (Content-Length), captured or not
+
+
+def _logged(data: dict, key: str) -> str:
+    """A text value of the log line; HAProxy writes "-" for one it does not have."""
+    value = str(data.get(key, ""))
+    return "" if value == "-" else value
+
+
+def _body(data: dict) -> bytes:
+    """The logged body; b"" when it is not valid base64 (the request still counts, its body is just not kept)."""
+    try:
+        return base64.b64decode(_logged(data, "body"), validate=True)
+    except ValueError:  # binascii.Error
+        return b""
 
 
 def parse_access_line(line: str) -> AccessRecord | None:
@@ -73,6 +93,10 @@ def parse_access_line(line: str) -> AccessRecord | None:
             uri=str(data["uri"]),
             status=int(data["status"]),
             request_time=float(data["request_time"]),
+            ctype=_logged(data, "ctype"),
+            accept=_logged(data, "accept"),
+            body=_body(data),
+            bsize=int(data.get("bsize") or 0),
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -174,8 +198,10 @@ class Proxy:
         """The proxies run and serve (routing to ``route`` when they have no state yet); returns what changed."""
         changes = [] if haproxy.current(self._first) is not None else [f"proxy routing to {route.color}"]
         backends = {c: self.platform.upstreams(c) for c in COLORS}
+        # What each request's log line records for the replay sample (deploygate.recording).
+        body_bytes = self.settings.replay_body_bytes if self.settings.replay_record else 0
         for dirs in self.instances.values():
-            haproxy.prepare(dirs, backends, route.color)
+            haproxy.prepare(dirs, backends, route.color, record_body_bytes=body_bytes, redact_fields=self.settings.replay_redact_fields)
         changes += self._start(image)
         for url in self.urls:
             wait_until(

@@ -18,6 +18,6 @@ from __future__ import annotations
 from deploygate.resources import fixtures_package
 
 # The root conftest.py's list, without suite_names (`settings` is pytest-django's in a team's pytest).
-FIXTURE_MODULES = ("gate_report", "progress", "stopping", "config", "engine", "stack", "live", "backup", "copy_db")
+FIXTURE_MODULES = ("gate_report", "progress", "stopping", "config", "engine", "stack", "live", "backup", "copy_db", "replay")
 
 pytest_plugins = [f"{fixtures_package()}.{name}" for name in FIXTURE_MODULES]

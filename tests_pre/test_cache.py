@@ -13,19 +13,8 @@ import pytest
 
 from deploygate import cache, cache_gate, scope
 from deploygate.errors import DeployGateError
-from deploygate.platform.images import Image
 
 pytestmark = pytest.mark.cache
-
-
-@pytest.fixture(scope="session")
-def production_image(platform, proxy) -> Image:
-    """The image of the color that serves now."""
-    live = proxy.current()
-    state = platform.color(live.color) if live is not None else None
-    if state is None:
-        pytest.fail("no color serves production: run `nox -s up`", pytrace=False)
-    return Image(tag=state.release, id=state.image_id, built=False)
 
 
 @pytest.fixture(scope="session")

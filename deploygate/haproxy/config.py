@@ -83,7 +83,11 @@ def _seconds(ms_expr: str) -> str:
 #   request_time   seconds from ts to the end of the response
 #   upstream, upstream_status, upstream_time  the server's address, its status, seconds from ts
 #                  to its response headers ("-" when no server answered)
-# plus HAProxy's own: server (backend/server), term (termination state), retries, timers (ms).
+# plus HAProxy's own: server (backend/server), term (termination state), retries, timers (ms);
+# and what the traffic recording keeps (deploygate.recording): ctype and accept (the request's
+# Content-Type and Accept), body (a write's body, secrets redacted, base64) and bsize (its size).
+# HAProxy writes "-" for a value it does not have (no header, a body not captured). Authorization
+# and Cookie are never logged.
 _TS = "var(txn.ts,0)"
 _LOG_FORMAT = (
     '{"ts":' + _seconds(_TS) + ',"color":"%[var(txn.color)]","method":"%HM",'
@@ -91,17 +95,95 @@ _LOG_FORMAT = (
     '"request_time":' + _seconds("date(0,ms),sub(txn.ts)") + ","
     '"upstream":"%si:%sp","upstream_status":"%[var(txn.upstream_status)]",'
     '"upstream_time":"%[var(txn.upstream_time)]","server":"%b/%s","term":"%tsc",'
-    '"retries":"%rc","timers":"%TR/%Tw/%Tc/%Tr/%Ta"}'
+    '"retries":"%rc","timers":"%TR/%Tw/%Tc/%Tr/%Ta",'
+    '"ctype":"%[var(txn.ctype),json(utf8s)]","accept":"%[var(txn.accept),json(utf8s)]",'
+    '"body":"%[var(txn.body)]","bsize":%[var(txn.bsize,0)]}'
 )
 # Requests rejected before any rule ran (malformed, or headers not sent in time) have no
 # txn variables; this format keeps their line valid JSON with the same keys.
 _ERROR_LOG_FORMAT = (
     '{"ts":%Ts.%ms,"color":"' + NO_COLOR + '","method":"%HM","uri":"","status":%ST,"request_time":0.000,'
-    '"upstream":"","upstream_status":"","upstream_time":"","server":"","term":"%tsc","retries":"0","timers":""}'
+    '"upstream":"","upstream_status":"","upstream_time":"","server":"","term":"%tsc","retries":"0","timers":"",'
+    '"ctype":"","accept":"","body":"","bsize":0}'
 )
 
+# --- the recorded bodies ---------------------------------------------------------------------------
 
-def render_config(backends: Mapping[str, Sequence[str]], *, http_port: int = HTTP_PORT) -> str:
+DEFAULT_REDACT_FIELDS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "access_token",
+    "refresh_token",
+    "authorization",
+    "card_number",
+    "cvv",
+    "ssn",
+)
+# The largest body logged: its base64 (4/3 of it) and the URI's 8192 fit the log line's 32768,
+# and it is well inside HAProxy's buffer (16384), so a body this size is always whole in it.
+MAX_RECORD_BODY_BYTES = 8192
+_FIELD_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_WRITES = "POST PUT PATCH DELETE"
+
+
+def _redactions(fields: Sequence[str]) -> list[tuple[str, str]]:
+    """(regex, substitution) pairs that blank the values of ``fields`` in a JSON or form body.
+
+    Written as HAProxy 2.6 reads a converter's arguments inside a single-quoted word: each
+    argument in double quotes (so commas and parentheses are the regex's), where ``\"`` is a
+    quote and ``\\`` a backslash; ``\1`` in the substitution is a back-reference.
+    """
+    names = "|".join(name.replace(".", "[.]") for name in fields)
+    return [
+        # JSON: "name" : "string with \"escapes\"" or a number -> "name":"[redacted]"
+        (
+            rf"\"({names})\"[[:space:]]*:[[:space:]]*(\"(\\\\.|[^\"\\\\])*\"|[-+.0-9eE]+)",
+            r"\"\1\":\"[redacted]\"",
+        ),
+        # application/x-www-form-urlencoded: name=value -> name=[redacted]
+        (f"(^|&)({names})=[^&]*", r"\1\2=[redacted]"),
+    ]
+
+
+# Bodies of these types are captured: regsub stops at a NUL byte, so a binary body (or a multipart
+# one, which may carry files) would be logged cut short; such writes are logged without their body.
+# (No backslash: the line's own parsing would take it.)
+_TEXT_TYPES = "^(text/|application/([a-z0-9.+-]*[+])?(json|xml|x-www-form-urlencoded))"
+
+
+def _record_rules(body_bytes: int, fields: Sequence[str]) -> str:
+    """The frontend's rules that set what the log line records of a request (see _LOG_FORMAT)."""
+    rules = [
+        "http-request set-var(txn.ctype) req.hdr(content-type)",
+        "http-request set-var(txn.accept) req.hdr(accept)",
+        "http-request set-var(txn.bsize) req.body_size",
+        "http-request set-var(txn.bsize) req.hdr_val(content-length) if { req.hdr(content-length) -m found }",
+    ]
+    if body_bytes:
+        # One rule per step: the variable is redacted in place before the log line ever sees it.
+        rules.append(
+            f"http-request set-var(txn.body) req.body if {{ method {_WRITES} }} {{ var(txn.bsize) -m int le {body_bytes} }} "
+            f"{{ var(txn.ctype) -m reg -i {_TEXT_TYPES} }}"
+        )
+        for regex, subst in _redactions(fields):
+            rules.append(
+                f"""http-request set-var(txn.body) 'var(txn.body),regsub("{regex}","{subst}",ig)' if {{ var(txn.body) -m found }}"""
+            )
+        rules.append("http-request set-var(txn.body) var(txn.body),base64 if { var(txn.body) -m found }")
+    return "\n".join(f"    {rule}" for rule in rules)
+
+
+def render_config(
+    backends: Mapping[str, Sequence[str]],
+    *,
+    http_port: int = HTTP_PORT,
+    record_body_bytes: int = 4096,
+    redact_fields: Sequence[str] = DEFAULT_REDACT_FIELDS,
+) -> str:
     """haproxy.cfg declaring one backend per color, routed by the state map.
 
     ``backends`` maps each color (in order; at least one) to its upstreams as
@@ -111,13 +193,24 @@ def render_config(backends: Mapping[str, Sequence[str]], *, http_port: int = HTT
     yet does not stop HAProxy from starting) and then through the container's resolvers
     (Docker's DNS), so a recreated container is found at its new address.
 
+    Each request's log line keeps its Content-Type, Accept and, for a write whose body is at
+    most ``record_body_bytes`` (0: none) and whose type is text, JSON, XML or a form, the body
+    with the values of ``redact_fields`` replaced by ``[redacted]`` (names matched ignoring case)
+    before it is logged: the traffic recording's source (``deploygate.recording``).
+
     Pure: the same arguments give the same text. Raises ``ValueError`` for a bad color,
-    upstream or port.
+    upstream, port, body limit (0-MAX_RECORD_BODY_BYTES) or field name ([A-Za-z0-9_.-]+).
     """
     if not backends:
         raise ValueError("at least one color must be declared")
     if not 0 < http_port < 65536:
         raise ValueError(f"http_port must be 1-65535, got {http_port}")
+    if not 0 <= record_body_bytes <= MAX_RECORD_BODY_BYTES:
+        raise ValueError(f"record_body_bytes must be 0-{MAX_RECORD_BODY_BYTES}, got {record_body_bytes}")
+    if isinstance(redact_fields, str) or not all(isinstance(f, str) and _FIELD_RE.match(f) for f in redact_fields):
+        raise ValueError(f"redact_fields are names of letters, digits, '_', '.' and '-', got {redact_fields!r}")
+    if record_body_bytes and not redact_fields:
+        raise ValueError("recording bodies needs at least one field name to redact")
     sections = []
     for color, servers in backends.items():
         _check_color(color)
@@ -129,6 +222,8 @@ def render_config(backends: Mapping[str, Sequence[str]], *, http_port: int = HTT
     backend_text = "\n".join(sections)
     fallback = next(iter(backends))
     state = STATE_IN_CONTAINER
+    # The body is read before the rules run (up to the buffer, within timeout http-request).
+    buffer = "    option http-buffer-request\n" if record_body_bytes else ""
     return f"""# Rendered by deploygate.haproxy.render_config; never reloaded. Routing lives in {STATE_NAME}.
 global
     # The runtime API: a unix socket in a directory mounted into this container only.
@@ -173,10 +268,11 @@ defaults
 
 frontend http
     bind :{http_port}
-    log stdout len 32768 format raw local0
+{buffer}    log stdout len 32768 format raw local0
     log-format '{_LOG_FORMAT}'
     error-log-format '{_ERROR_LOG_FORMAT}'
     tcp-request content set-var(txn.ts) date(0,ms)
+{_record_rules(record_body_bytes, redact_fields)}
     http-request set-var(txn.color) str(color),map({state},{fallback})
     http-request set-var(txn.hold) str(hold),map({state},{_HOLD_OFF})
     http-request set-var(txn.color) str({HOLD}) unless {{ var(txn.hold) -m str {_HOLD_OFF} }}

@@ -16,6 +16,7 @@ from deploygate.haproxy.config import (
     ACCESS_LOG_NAME,
     CONFIG_DIR_IN_CONTAINER,
     CONFIG_NAME,
+    DEFAULT_REDACT_FIELDS,
     HAPROXY_GID,
     HAPROXY_UID,
     HTTP_PORT,
@@ -157,18 +158,29 @@ def current(dirs: ProxyDirs) -> RoutingState | None:
     return parse_state(text, str(dirs.state_file))
 
 
-def prepare(dirs: ProxyDirs, backends: Mapping[str, Sequence[str]], initial: str, *, http_port: int = HTTP_PORT) -> RoutingState:
+def prepare(
+    dirs: ProxyDirs,
+    backends: Mapping[str, Sequence[str]],
+    initial: str,
+    *,
+    http_port: int = HTTP_PORT,
+    record_body_bytes: int = 4096,
+    redact_fields: Sequence[str] = DEFAULT_REDACT_FIELDS,
+) -> RoutingState:
     """Create the proxy's directories, write its configuration and, unless one exists, its routing state.
 
     An existing state file is kept: it is the routing a restarted or re-created proxy must
     come back with. Returns the state the proxy will start with. Raises ``ValueError`` for
     a bad configuration and ``ProxyError`` if the existing state names an undeclared color.
+    ``record_body_bytes`` and ``redact_fields`` are ``render_config``'s.
     """
-    config = render_config(backends, http_port=http_port)
+    config = render_config(backends, http_port=http_port, record_body_bytes=record_body_bytes, redact_fields=redact_fields)
     for path in (dirs.config_dir, dirs.run_dir, dirs.log_dir):
         path.mkdir(parents=True, exist_ok=True)
     # The socket directory is the admin API's only door: nobody but the proxy's user (and root) enters.
+    # The log directory holds request bodies (redacted, yet users' data): the same.
     os.chmod(dirs.run_dir, 0o700)
+    os.chmod(dirs.log_dir, 0o700)
     if os.geteuid() == 0:
         # An access log left by an earlier proxy running as root would refuse HAProxy's appends.
         for path in (dirs.run_dir, dirs.log_dir, dirs.access_log):

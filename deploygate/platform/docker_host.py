@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 
 import docker
 import docker.errors
@@ -22,7 +21,7 @@ from deploygate.database import DatabaseAddress, connect, db_password
 from deploygate.errors import ConfigError, StackError
 from deploygate.log import Say, quiet
 from deploygate.platform import cache_service, engine, images, scratch
-from deploygate.platform.base import COLORS, ColorState, JobResult, Scratch
+from deploygate.platform.base import COLORS, ColorState, JobResult
 from deploygate.platform.docker_containers import (
     Container,
     address,
@@ -43,6 +42,7 @@ from deploygate.platform.docker_containers import (
 from deploygate.platform.images import Image
 from deploygate.platform.naming import COLOR_LABEL, DB_PORT, PROCESS_LABEL, PROJECT_LABEL, RELEASE_LABEL, ROLE_LABEL, ProjectObjects
 from deploygate.platform.networking import missing_networks, missing_networks_error
+from deploygate.platform.scratch_host import ScratchHost
 from deploygate.platform.specs import (
     ContainerSpec,
     app_readiness,
@@ -62,7 +62,7 @@ from deploygate.waiting import wait_until
 __all__ = ["DockerHost", "PROJECT_LABEL", "ROLE_LABEL", "remove_labelled"]
 
 
-class DockerHost(ProjectObjects):
+class DockerHost(ProjectObjects, ScratchHost):
     """Production on the one engine ``client`` talks to (the ``Platform`` of a single host)."""
 
     kind = "docker-host"
@@ -175,9 +175,6 @@ class DockerHost(ProjectObjects):
 
     def cache_urls(self) -> CacheUrls | None:
         return cache_service.urls(self.client, self.settings)
-
-    def scratch_cache(self, image_id: str, network: str) -> AbstractContextManager[CacheUrls]:
-        return cache_service.scratch_redis(self.client, self.names.scratch_prefix, image_id, network)
 
     def standbys(self) -> list[Standby]:
         if not self.settings.db_standbys or self._external_database:
@@ -329,21 +326,6 @@ class DockerHost(ProjectObjects):
             self.settings, image, argv, environment, mounts=mounts, writable=writable, network=network, pin=pin, name=self.names.job()
         )
         return run_to_end(self.client, self._checked(spec), say)
-
-    # --- scratch databases -----------------------------------------------------------------------
-
-    def scratch_postgres(self, image_id: str, *, user: str, dbname: str, mounts: Mapping[str, str]) -> AbstractContextManager[Scratch]:
-        return scratch.scratch_postgres(self.names.scratch_prefix, image_id, user=user, dbname=dbname, mounts=mounts)
-
-    def scratch_from_backup(
-        self, image_id: str, data_dir: str, *, user: str, dbname: str, copy: str = "auto"
-    ) -> AbstractContextManager[Scratch]:
-        return scratch.scratch_from_data_dir(
-            self.client, self.names.scratch_prefix, image_id, data_dir, user=user, dbname=dbname, copy=copy
-        )
-
-    def remove_stale_scratch(self) -> list[str]:
-        return scratch.remove_stale(self.client, self.names.scratch_prefix)
 
     # --- the proxy -------------------------------------------------------------------------------
 

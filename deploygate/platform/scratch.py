@@ -52,6 +52,8 @@ _COPY_SETTINGS = {
 SCRATCH_NETWORK = "bridge"
 _TESTCONTAINERS = {"label": "org.testcontainers=true"}
 _TESTCONTAINERS_LABELS = {"org.testcontainers": "true"}
+# What scratch containers not made by testcontainers carry, so ``remove_stale`` finds them as it finds its own.
+SCRATCH_LABELS = _TESTCONTAINERS_LABELS
 
 
 class _Scratch:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from deploygate.probe import Prober
 from deploygate.production import app_environment
 from deploygate.proxy import Proxy
 from deploygate.traffic import TrafficProbe, body_template
-from tests.support import free_port, mark_integration, project_name
+from tests.support import free_port, mark_integration, project_name, stacks_on_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_PROJECT = project_name("dge2e")
@@ -53,6 +52,8 @@ def e2e_overrides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "min_hours_between_deploys": "0",
         # The error burst these tests cause on purpose would (rightly) block deploys for 24 h.
         "max_error_rate_pct": "100",
+        # Recorded, never replayed by these deploys (five app starts each): test_replay.py turns it on for its own.
+        "replay_max_requests": "0",
     }
 
 
@@ -120,11 +121,12 @@ class Deploygate:
         process (to signal it, or to act beside it); then let the command finish."""
         process = self.start(*args, **extra)
         seen, pending = [], list(cues)
-        for line in process.stdout:
-            seen.append(line)
-            if pending and pending[0][0] in line:
-                pending.pop(0)[1](process)
-        process.wait(timeout=900)
+        with stacks_on_failure(process, seen):
+            for line in process.stdout:
+                seen.append(line)
+                if pending and pending[0][0] in line:
+                    pending.pop(0)[1](process)
+            process.wait(timeout=900)
         return CliRun(process.returncode, "".join(seen))
 
     def act_after(self, marker: str, action: Callable[[], None], *args: str, **extra: str) -> CliRun:
@@ -135,14 +137,13 @@ class Deploygate:
         """Start a command and SIGKILL it as soon as ``marker`` appears in its output; returns the output so far."""
         process = self.start(*args, **extra)
         seen = []
-        deadline = time.monotonic() + 600
-        for line in process.stdout:
-            seen.append(line)
-            if marker in line:
-                process.send_signal(signal.SIGKILL)
-                break
-            assert time.monotonic() < deadline, "marker never appeared"
-        process.wait(timeout=60)
+        with stacks_on_failure(process, seen):
+            for line in process.stdout:
+                seen.append(line)
+                if marker in line:
+                    process.send_signal(signal.SIGKILL)
+                    break
+            process.wait(timeout=60)
         assert process.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
         return "".join(seen)
 

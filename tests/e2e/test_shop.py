@@ -21,7 +21,7 @@ import requests
 
 from deploygate import config, production
 from deploygate.database import connect
-from deploygate.gate_result import ERROR, FAILED
+from deploygate.gate_result import ERROR, FAILED, PASSED
 from deploygate.platform import Platform, images
 from deploygate.platform import connect as connect_platform
 from deploygate.platform.images import Image
@@ -120,6 +120,9 @@ def test_up_from_an_image_reference_with_a_worker_and_plain_text_health(dgs, sho
 
 
 def test_predeploy_of_release_2_has_no_false_failure(dgs, shop, shop_overrides, shop_environ) -> None:
+    # The shop's users: their requests, recorded by the proxy, are what the replay checks replay.
+    users = dgs.run("traffic", "--seconds", "6")
+    assert users.code == 0, users.output[-2000:]
     argv = [
         sys.executable,
         "-m",
@@ -150,7 +153,11 @@ def test_predeploy_of_release_2_has_no_false_failure(dgs, shop, shop_overrides, 
         "test_app_check[none]",  # the shop declares no checks of its own
         "test_candidate_reads_what_production_cached",  # nor a cache
         "test_production_reads_what_the_candidate_cached",
+        "test_replay_candidate_on_schema_before",  # nor a replica the candidate could read the old schema from
     }, "only what the shop does not report is not reported"
+    replayed = {c["name"]: c["value"] for c in result["checks"] if c["category"] == "replay" and c["outcome"] == PASSED}
+    assert len(replayed) == 2 and all(value.startswith("0 of ") for value in replayed.values()), replayed
+    print(f"shop release 2, replay of its own recorded requests: {replayed}")
 
 
 def test_release_2_deploys_under_traffic_then_a_forced_rollback_restores_release_1(dgs, shop, shop_settings) -> None:

@@ -97,6 +97,8 @@ def swarm_overrides(swarm_lab: SwarmLab, tmp_path_factory: pytest.TempPathFactor
         "db_connections_max": "40",
         # Retention prunes the local engine too, which other tiers share: keep their images.
         "keep_releases": "100",
+        # Recorded by each node's proxy, not replayed: the replay's own tests run on a single host (tests/e2e/test_replay.py).
+        "replay_max_requests": "0",
     }
 
 

@@ -82,7 +82,11 @@ def test_v2_safe_passes_the_whole_gate(run_gate, untouched) -> None:
     run = run_gate("--candidate", "v2-safe")
     assert run.code == 0, run.output[-3000:]
     assert run.result["passed"] and run.result["candidate"]["ref"] == "v2-safe"
-    assert len(run.result["checks"]) >= 15 and all(c["outcome"] == "passed" for c in run.result["checks"])
+    outcomes = {c["name"]: c["outcome"] for c in run.result["checks"]}
+    # The replay is off on this tier's production (conftest): its checks say so, the rest pass.
+    replay_off = {name for name, outcome in outcomes.items() if name.startswith("test_replay_") and outcome == "not reported"}
+    assert len(replay_off) == 3, outcomes
+    assert len(outcomes) >= 15 and all(outcome == "passed" for name, outcome in outcomes.items() if name not in replay_off), outcomes
     # The content check says how it proved each table: the plan's own row by row, the rest by statistics.
     # v2-safe's renames are state-only (the database names are kept): no table is the SQL's, none is hashed.
     proof = run.result["details"]["rehearsal"]["content_proof"]

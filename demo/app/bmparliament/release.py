@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-BEHAVIOURS = ("normal", "unhealthy", "error-burst", "drops-member", "hidden-errors", "slow")
+BEHAVIOURS = ("normal", "unhealthy", "error-burst", "drops-member", "hidden-errors", "slow", "raw-sql")
 CACHE_NAMESPACES = ("schema", "fixed")
 DEFAULT_RELEASE_FILE = Path(__file__).resolve().parent.parent / "release.json"
 

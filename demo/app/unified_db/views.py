@@ -14,7 +14,7 @@ from bmparliament.release import RELEASE
 from bmparliament.routers import read_from_replica
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -71,11 +71,24 @@ def _positive_int(params, name, default=None):
 
 def _members_on_page(rows):
     """How many rows of the page have a member (the hidden-errors release reads a key no row has)."""
+    if RELEASE.behaviour == "raw-sql":
+        return _members_on_page_sql(rows)
     key = "membre" if RELEASE.behaviour == "hidden-errors" else "member"
     count = 0
     for row in rows:
         count += row[key] is not None
     return count
+
+
+def _members_on_page_sql(rows):
+    """The raw-sql release counts in SQL, naming the column after the field's new name: the ORM maps the
+    field onto the old column (keep_db_names), this query does not see that, and fails on every schema."""
+    ids = [row["id"] for row in rows]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM {PersonLink._meta.db_table} WHERE id = ANY(%s) AND bm_parliament_member_id IS NOT NULL", [ids]
+        )
+        return cursor.fetchone()[0]
 
 
 @require_GET
