@@ -235,6 +235,7 @@ class Replayer:
     ) -> None:
         self.platform, self.copies, self.production, self.candidate, self.say = platform, copies, production, candidate, say
         self.planned = list(planned)  # the directions the checks that will run ask for: run together at the first
+        self._saying = threading.Lock()
         kept, skipped = replayable(recorded)
         self.replay = Replay(requests=kept, skipped=skipped)
         self._distinct, self._slot_of = distinct(kept)
@@ -244,9 +245,8 @@ class Replayer:
         template = self.copies.migrated_template(self.candidate) if schema == _MIGRATED else self.copies.settings.db_name
         started = time.monotonic()
         sent = self._distinct
-        self.say(
-            f"replay: {label}: {len(sent)} distinct of {len(self.replay.requests)} recorded requests to {image.tag} on the schema {schema}..."
-        )
+        with self._saying:  # the runs go in threads: one line at a time
+            self.say(f"replay: {label}: {len(sent)} distinct of {len(self.replay.requests)} recorded requests to {image.tag} ({schema})...")
         with self.copies.database(template, number) as environment:
             with self.platform.scratch_app(image.id, environment, self.copies.copy.scratch.database.network) as server:
                 since = time.time() - 1
