@@ -57,6 +57,7 @@ def run_gate(production: Production, gate_dirs: dict[str, Path]):
             "backup_dir": str(gate_dirs["backup_dir"]),
             "reports_dir": str(gate_dirs["reports_dir"]),
             "expected_plan": s.expected_plan,
+            "replay_max_requests": str(s.replay_max_requests),
             **(settings or {}),
         }
         argv = [sys.executable, "-m", "pytest", "tests_pre", "--gate", "predeploy", "-p", "no:cacheprovider", "-q"]
