@@ -8,10 +8,13 @@ port a spec fixes (the proxy's) or one the engine picks (a web task's, the datab
 from __future__ import annotations
 
 import datetime
-import threading
+import socket
+import struct
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from docker.constants import STREAM_HEADER_SIZE_BYTES
 from docker.types import EndpointSpec, Healthcheck, Mount, RestartPolicy, ServiceMode
 
 from deploygate.platform.base import INSTANCE
@@ -116,9 +119,11 @@ def service_logs(
     """A service's output since ``since`` (its last ``tail`` lines if given), or what arrived within ``deadline_s``.
 
     The manager waits for every task's logs, also on a node whose engine no longer answers, and
-    docker-py reads the stream without a socket timeout: the response is read in a thread and
-    closed at the deadline (docker-py's own request, kept so it can be closed: its ``service.logs``
-    returns a generator that hides it).
+    docker-py reads the stream without a socket timeout. So the stream's own socket gets one: the
+    time left to the deadline, set before each read; a read that outlasts it ends the reading, and
+    what arrived is kept (docker-py's own request, kept to reach its socket: its ``service.logs``
+    returns a generator that hides it). Closing the response from another thread instead waits
+    for the blocked read's lock, forever (seen in CI).
     """
     params = {
         "details": False,
@@ -130,18 +135,35 @@ def service_logs(
         "tail": "all" if tail is None else tail,
     }
     response = api._get(api._url("/services/{0}/logs", service_id), params=params, stream=True)
+    api._raise_for_status(response)
+    sock = _stream_socket(response)
+    deadline = time.monotonic() + deadline_s
     chunks: list[bytes] = []
-
-    def read() -> None:
+    try:
+        # docker-py's own reader of this stream (_multiplexed_response_stream_helper) turns the socket's
+        # timeout off first; these frames are read as it reads them, the timeout kept.
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            header = response.raw.read(STREAM_HEADER_SIZE_BYTES)
+            if not header:
+                break
+            _, length = struct.unpack(">BxxxL", header)
+            data = response.raw.read(length) if length else b""
+            if length and not data:
+                break
+            chunks.append(data)
+    except Exception:  # noqa: BLE001 - a read past the deadline (a timeout, however the layers above wrap it)
+        pass
+    finally:
         try:
-            chunks.extend(api._get_result_tty(True, response, False))
-        except Exception:  # noqa: BLE001 - closed at the deadline: what arrived is kept
+            sock.shutdown(socket.SHUT_RDWR)  # nothing more is read from it; the close below cannot wait on a read
+        except OSError:
             pass
-
-    reader = threading.Thread(target=read, name="swarm-service-logs", daemon=True)
-    reader.start()
-    reader.join(deadline_s)
-    if reader.is_alive():
         response.close()
-        reader.join(2.0)
     return b"".join(chunks)
+
+
+def _stream_socket(response: Any) -> socket.socket:
+    """The socket a streamed docker-py response reads from (as ``APIClient._get_raw_response_socket`` finds it)."""
+    raw = response.raw._fp.fp.raw
+    return getattr(raw, "_sock", raw)
