@@ -30,7 +30,7 @@ from deploygate.database import connect as connect_db
 from deploygate.errors import DeployGateError
 from deploygate.log import Say, quiet
 from deploygate.packages import apt_install
-from deploygate.platform import Platform, connect
+from deploygate.platform import Platform
 from deploygate.platform.clone import CloneError, make_clone_filesystem, remove_clone_filesystem
 from deploygate.platform.scratch import COPIES_DIR
 
@@ -244,12 +244,7 @@ def bench_predeploy(
             own = bench_settings.seeded(BENCH_PROJECT, tmp, rows)
             if clone_fs is not None:  # production's data where a snapshot can clone it (every variant reads it there)
                 own["db_data_dir"] = str(clone_fs / "pgdata")
-            overrides = bench_settings.merged(own, sets)
-            settings = bench_settings.load(root, overrides, config_file)
-            platform = connect(settings, say)
-            production.down(platform, settings, volumes=True)
-            say(f"[{rows:,} rows] bringing up the bench production (seeding is not timed)...")
-            production.up(platform, settings, say=quiet)
+            overrides, settings, platform = bench_settings.fresh_production(root, own, sets, config_file, rows, say)
             bench = PredeployBench(rows=rows)
             try:
                 with connect_db(platform.database()) as conn:

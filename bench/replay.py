@@ -82,12 +82,7 @@ def bench_replay(
                 "replay_per_route": str(requests),
                 "traffic_rate": str(_RATE_PER_S),
             }
-            overrides = bench_settings.merged(own, sets)
-            settings = bench_settings.load(root, overrides, config_file)
-            platform = connect(settings, say)
-            production.down(platform, settings, volumes=True)
-            say(f"[{rows:,} rows] bringing up the bench production (seeding is not timed)...")
-            production.up(platform, settings, say=quiet)
+            overrides, settings, platform = bench_settings.fresh_production(root, own, sets, config_file, rows, say)
             bench = ReplayBench(rows=rows)
             try:
                 say(f"[{rows:,} rows] recording {requests} requests of the configured traffic...")

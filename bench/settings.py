@@ -6,7 +6,9 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from deploygate import config
+from deploygate import config, production
+from deploygate.log import Say, quiet
+from deploygate.platform import Platform, connect
 
 
 def free_port() -> int:
@@ -46,3 +48,17 @@ def seeded(project: str, folder: str, rows: int) -> dict[str, str]:
         "seed_members": str(max(200, rows // 100)),
         "db_standbys": "0",
     }
+
+
+def fresh_production(
+    root: Path, own: Mapping[str, str], given: Mapping[str, str] | None, config_file: str | None, rows: int, say: Say
+) -> tuple[dict[str, str], config.Settings, Platform]:
+    """A bench production brought up anew (the old one of its project removed first): its overrides,
+    settings and platform. The caller takes it down."""
+    overrides = merged(own, given)
+    settings = load(root, overrides, config_file)
+    platform = connect(settings, say)
+    production.down(platform, settings, volumes=True)
+    say(f"[{rows:,} rows] bringing up the bench production (seeding is not timed)...")
+    production.up(platform, settings, say=quiet)
+    return overrides, settings, platform
