@@ -38,7 +38,7 @@ from deploygate.log import Say
 from deploygate.platform import Platform
 from deploygate.platform.images import Image
 from deploygate.probe import Prober
-from deploygate.recording import RecordedRequest
+from deploygate.recording import WRITE_METHODS, RecordedRequest
 from deploygate.rehearsal import DatabaseCopy
 from deploygate.replay_compare import Answer, Difference, Noise, compare, learn_noise, shape_of
 
@@ -78,7 +78,6 @@ class Replay:
     baseline: list[Run] = field(default_factory=list)
     noise: Noise | None = None
     runs: dict[str, Run] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -295,7 +294,6 @@ class Replayer:
             self.replay.noise = learn_noise(first.answers, second.answers)
         for name, done in runs.items():
             self.replay.runs[name] = done
-        self.replay.timings[f"runs_{len(jobs)}_at_once_s"] = round(max(done.seconds for done in (*runs.values(), *self.replay.baseline)), 3)
         return self.replay
 
     def direction(self, name: str) -> Replay:
@@ -316,7 +314,6 @@ def summary(replay: Replay, direction: str) -> str:
 
 # The compatibility gate's direction whose hazards a replay direction meets.
 HAZARDS_OF = {PRODUCTION_ON_MIGRATED: compat.PRODUCTION_ON_NEW, CANDIDATE_ON_BEFORE: compat.CANDIDATE_ON_OLD}
-_WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def hazard_exposure(replay: Replay, direction: str, findings: list[dict]) -> list[str]:
@@ -324,8 +321,8 @@ def hazard_exposure(replay: Replay, direction: str, findings: list[dict]) -> lis
     findings): whether production's recorded requests exercised it here — seen, with the requests that answered
     otherwise, or not seen in so many requests (a permitted but unused value: a reviewer's call, not a live break)."""
     found, _ = replay.differences(direction)
-    writes = sum(r.method in _WRITES for r in replay.requests)
-    failing = [d for d in found if d.request.split(" ")[0] in _WRITES] or found
+    writes = sum(r.method in WRITE_METHODS for r in replay.requests)
+    failing = [d for d in found if d.request.split(" ")[0] in WRITE_METHODS] or found
     lines = []
     for finding in findings:
         where = f"{finding.get('table')}.{finding.get('column')}" if finding.get("column") else str(finding.get("table"))
