@@ -12,6 +12,14 @@ class DeployGateError(Exception):
     """Base of every error deploygate raises on purpose; ``str(err)`` is one line."""
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line a user can act on: deploygate's own errors as they are, others with their type."""
+    text = str(exc).strip().splitlines()
+    if isinstance(exc, DeployGateError) and text:
+        return text[0]
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 class ConfigError(DeployGateError):
     """Bad configuration or bad command-line input; nothing was changed."""
 

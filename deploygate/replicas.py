@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import psycopg
+
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress, connect
-from deploygate.errors import DeployGateError
+from deploygate.errors import DeployGateError, one_line
 from deploygate.log import Say, quiet
 
 _POLL_S = 0.2
@@ -102,6 +104,8 @@ def _ask(standby: Standby, target: str) -> tuple[bool, int | None, str]:
             in_recovery, _replayed_at, behind = conn.execute(_REPLAYED, {"target": target}).fetchone()
     except DeployGateError as exc:
         return False, None, str(exc)
+    except psycopg.Error as exc:  # connected, then the replica went away mid-query (stopped, shutting down)
+        return False, None, f"{standby.name} broke off: {one_line(exc)}"
     if not in_recovery:
         return False, None, "it is not in recovery: a promoted replica, or the primary itself"
     return behind <= 0, int(behind), ""
@@ -167,8 +171,8 @@ def sample_lag(primary: DatabaseAddress, standbys: Sequence[Standby], clock: Cal
     try:
         with connect(primary) as conn:
             target, lags = conn.execute(_PRIMARY_LAG).fetchone()
-    except DeployGateError as exc:
-        return [LagSample(clock(), s.name, None, None, f"the primary: {exc}") for s in standbys]
+    except (DeployGateError, psycopg.Error) as exc:
+        return [LagSample(clock(), s.name, None, None, f"the primary: {one_line(exc)}") for s in standbys]
     samples = []
     for standby in standbys:
         _replayed, behind, problem = _ask(standby, target)
@@ -199,7 +203,10 @@ class LagSampler:
 
     def _run(self) -> None:
         while not self._stopping.is_set() and len(self._samples) < self.max_samples:
-            self._samples.extend(sample_lag(self.primary, self.standbys))
+            try:
+                self._samples.extend(sample_lag(self.primary, self.standbys))
+            except Exception as exc:  # noqa: BLE001 - a thread that died here would leave the timeline silently empty
+                self._samples.extend(LagSample(time.time(), s.name, None, None, one_line(exc)) for s in self.standbys)
             self._stopping.wait(self.every_s)
 
     def samples(self, since: float = 0.0) -> list[LagSample]:

@@ -20,8 +20,8 @@ from deploygate import ledger, replicas
 from deploygate.config import Settings
 from deploygate.deploy import abort, runner, steps, undo
 from deploygate.deploy.services import Services
-from deploygate.deploy.state import Checkpoint, DeployRun, Request, one_line, unfinished
-from deploygate.errors import DeployGateError
+from deploygate.deploy.state import Checkpoint, DeployRun, Request, unfinished
+from deploygate.errors import DeployGateError, one_line
 from deploygate.platform import Platform
 from deploygate.record import MonitoringRecord, Outcome, ReplicaLagRecord
 from deploygate.traffic import Response

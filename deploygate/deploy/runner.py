@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from deploygate.deploy import abort
-from deploygate.deploy.state import DeployRun, one_line
-from deploygate.errors import DeployGateError
+from deploygate.deploy.state import DeployRun
+from deploygate.errors import DeployGateError, one_line
 from deploygate.record import Outcome, RollbackRecord
 
 

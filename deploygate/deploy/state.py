@@ -22,7 +22,7 @@ from deploygate.cache import Namespaces
 from deploygate.config import Settings
 from deploygate.database import DatabaseAddress
 from deploygate.deploy.services import Ledger, Probe, Services, Switch
-from deploygate.errors import DeployGateError
+from deploygate.errors import DeployGateError, one_line
 from deploygate.log import DeployLog
 from deploygate.platform import OTHER_COLOR, Platform
 from deploygate.platform.images import Image
@@ -263,14 +263,6 @@ class DeployRun:
         if checkpoint.backup_manifest and Path(checkpoint.backup_manifest).exists():
             self.backup = self.services.backups.load_backup(Path(checkpoint.backup_manifest))
         self.touched = True
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line a user can act on: deploygate's own errors as they are, others with their type."""
-    text = str(exc).strip().splitlines()
-    if isinstance(exc, DeployGateError) and text:
-        return text[0]
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def unfinished(db: DatabaseAddress, the_ledger: Ledger = ledger) -> ledger.Entry | None:

@@ -15,8 +15,8 @@ from deploygate import cache, replicas, scope
 from deploygate.deploy import colors, gates, predeploy, safekeeping, schema, undo
 from deploygate.deploy.monitoring import MonitorWindow, watch_window
 from deploygate.deploy.runner import StageFailed, Step
-from deploygate.deploy.state import DeployRun, one_line, unfinished
-from deploygate.errors import DeployGateError
+from deploygate.deploy.state import DeployRun, unfinished
+from deploygate.errors import DeployGateError, one_line
 from deploygate.platform import OTHER_COLOR
 from deploygate.production import app_environment
 from deploygate.record import ImageRecord, RouteRecord

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from deploygate import config, replicas
@@ -82,3 +84,43 @@ def test_a_replica_that_replayed_past_the_position_read_is_sampled_as_not_behind
     standbys = [replicas.Standby(name, None) for name in ("r1", "r2")]
     samples = replicas.sample_lag(None, standbys, clock=lambda: 1.0)
     assert [(s.name, s.behind_bytes) for s in samples] == [("r1", 0), ("r2", 4096)]
+
+
+def test_a_replica_that_breaks_off_mid_query_is_an_unanswered_sample_not_a_dead_sampler(monkeypatch) -> None:
+    """Seen in CI: the standby stopped while the sampler's query was in flight; psycopg raised from ``execute``
+    (not ``connect``), the sampler's thread died, and the deploy's timeline had no sample of the standby."""
+    from contextlib import nullcontext
+    from unittest.mock import MagicMock
+
+    import psycopg
+
+    conn = MagicMock()
+    conn.execute.side_effect = psycopg.OperationalError("server closed the connection unexpectedly\n\tThis probably means ...")
+    monkeypatch.setattr(replicas, "connect", lambda address: nullcontext(conn))
+    assert replicas._ask(replicas.Standby("r1", None), "0/3000000") == (
+        False,
+        None,
+        "r1 broke off: OperationalError: server closed the connection unexpectedly",
+    )
+    (sample,) = replicas.sample_lag(None, [replicas.Standby("r1", None)], clock=lambda: 1.0)
+    assert (sample.behind_bytes, sample.error) == (None, "the primary: OperationalError: server closed the connection unexpectedly")
+
+
+def test_the_lag_sampler_keeps_sampling_through_an_unexpected_error(monkeypatch) -> None:
+    calls = []
+
+    def sample(primary, standbys):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("something nobody expected")
+        return [replicas.LagSample(2.0, "r1", 0)]
+
+    monkeypatch.setattr(replicas, "sample_lag", sample)
+    sampler = replicas.LagSampler(None, [replicas.Standby("r1", None)], every_s=0.01).start()
+    for _ in range(500):
+        if len(calls) >= 2:
+            break
+        threading.Event().wait(0.01)
+    samples = sampler.stop()
+    assert samples[0].error == "RuntimeError: something nobody expected" and samples[0].behind_bytes is None
+    assert any(s.behind_bytes == 0 for s in samples[1:]), "the sampler stopped after the error"
