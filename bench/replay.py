@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import settings as bench_settings
 from bench.predeploy import timed_gate
-from deploygate import production, recording
+from deploygate import production, recording, replay
 from deploygate.errors import DeployGateError
 from deploygate.log import Say, quiet
 from deploygate.platform import connect
@@ -42,6 +42,7 @@ class ReplayBench:
     gate_with_s: float = 0.0
     passed: bool = False
     checks_s: dict[str, float] = field(default_factory=dict)  # per replay check, as the gate result has it
+    runs_s: dict[str, float] = field(default_factory=dict)  # per run of the replay (the baseline's two included)
 
     @property
     def ratio(self) -> float:
@@ -65,9 +66,11 @@ def _record(settings, requests: int, say: Say) -> recording.SampleSummary:
     return summary
 
 
-def _replay_checks(reports: Path) -> dict[str, float]:
+def _replay_checks(reports: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """The replay checks' own seconds (what the gate waited for at their turn), and each run's (in the background)."""
     result = json.loads(sorted((reports / "predeploy").glob("*.json"), key=lambda p: p.stat().st_mtime)[-1].read_text())
-    return {c["name"]: float(c["duration_s"]) for c in result["checks"] if c["category"] == "replay" and c["outcome"] == "passed"}
+    checks = {c["name"]: float(c["duration_s"]) for c in result["checks"] if c["category"] == "replay" and c["outcome"] == "passed"}
+    return checks, result.get("details", {}).get(replay.RUNS_DETAIL, {})
 
 
 def bench_replay(
@@ -100,7 +103,7 @@ def bench_replay(
                 say(f"[{rows:,} rows] the whole gate with the replay of {bench.recorded} requests...")
                 bench.gate_with_s, passed_with, _ = timed_gate(argv, root, say)
                 bench.passed = passed_without and passed_with
-                bench.checks_s = _replay_checks(Path(settings.path(settings.reports_dir)))
+                bench.checks_s, bench.runs_s = _replay_checks(Path(settings.path(settings.reports_dir)))
                 if len(bench.checks_s) < 2:
                     raise DeployGateError(f"the replay checks did not pass: {bench.checks_s}")
             finally:
@@ -119,8 +122,9 @@ def render(results: list[ReplayBench]) -> str:
     row("requests recorded (routes)", lambda r: f"{r.recorded:,} ({r.routes})")
     row("baseline: whole gate, replay off (s)", lambda r: f"{r.gate_without_s:.2f}")
     row("whole gate, replay on (s)", lambda r: f"{r.gate_with_s:.2f}" + ("" if r.passed else " (FAILED)"))
-    # The first replay check runs every run at once (the baseline's two and each direction's); the others read theirs.
-    row("the replay checks: every run (s)", lambda r: f"{sum(r.checks_s.values()):.2f} ({len(r.checks_s)} checks)")
+    # The runs start at the gate's first check and go beside the others; a check waits only for what is left.
+    row("the replay's runs, in the background (s, longest)", lambda r: f"{max(r.runs_s.values(), default=0):.2f} ({len(r.runs_s)} runs)")
+    row("the replay checks: waiting for them (s)", lambda r: f"{sum(r.checks_s.values()):.2f} ({len(r.checks_s)} checks)")
     row("**gate with replay / gate without**", lambda r: f"{r.ratio:.2f}x")
     return "\n".join(lines)
 

@@ -142,14 +142,18 @@ class Prober:
             platform, image, environment, lock_timeout_ms=settings.lock_timeout_ms, network=network, say=say, python=settings.app_python
         )
 
-    def run(self, command: str, argument: Any = None) -> tuple[dict, int]:
-        """The probe's raw JSON result and exit code (lines it prints go to ``say``, the result line does not)."""
+    def run(self, command: str, argument: Any = None, *, exchange: Mapping[str, str] | None = None) -> tuple[dict, int]:
+        """The probe's raw JSON result and exit code (lines it prints go to ``say``, the result line does not).
+
+        ``exchange``: host directory -> path inside, mounted writable, for what is too large for a command line.
+        """
         say = self.say
         result = self.platform.run_job(
             self.image.id,
             argv(command, argument, python=self.python),
             environment=self.environment,
-            mounts=mounts(),
+            mounts={**mounts(), **(exchange or {})},
+            writable=list(exchange or {}),
             network=self.network,
             say=(lambda line: None if RESULT_MARKER in line else say(line)) if say else None,
         )

@@ -1,9 +1,7 @@
 """Production's recorded requests replayed on scratch copies: each release on each schema it may meet.
 
-One copy server holds the database as production has it (the backup restored); every run gets
-a database of its own made from it (``CREATE DATABASE ... TEMPLATE``: a file copy, no restore),
-so the writes a run replays never reach another run, and every run starts from the same rows.
-The migrated schema is one more template, migrated once by the candidate image.
+Every run has a database of its own (``replay_copies``): the one as production has it, or the
+one the candidate migrated, so the writes a run replays never reach another run.
 
 The baseline is the production release on the schema before, run twice to learn what is noise
 (``replay_compare``). Then each direction the deploy can meet:
@@ -12,50 +10,43 @@ The baseline is the production release on the schema before, run twice to learn 
   candidate_on_migrated   the candidate as it serves after the switch;
   candidate_on_before     the candidate on the schema before: only where it can meet it, reads
                           from a replica that has not replayed the migration yet.
-Requests go one at a time, in the order production received them, so that a write precedes
-the reads that follow it as it did, and the app's error logged while one was answered is its.
+Each run is the probe's ``replay`` in the release's image (``probes/deploygate_replay.py``): the
+requests sent to the app's own WSGI application in process, one at a time, in the order production
+received them, so that a write precedes the reads that follow it as it did; the exception behind an
+answer is the one Django reports for it. In process rather than to an app server over HTTP: the
+same middleware, views and queries, without a server, a client and a log line per request, which
+cost twice the app's own work (measured: 854 requests, 5 runs, 38 cpu-s over HTTP).
 """
 
 from __future__ import annotations
 
-import bisect
-import dataclasses
+import base64
+import json
+import secrets
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import requests
-from psycopg import sql
-
-from deploygate import app_errors, compat
-from deploygate.config import Settings
-from deploygate.database import connect
-from deploygate.errors import DeployGateError
+from deploygate import compat
 from deploygate.log import Say
 from deploygate.platform import Platform
 from deploygate.platform.images import Image
 from deploygate.probe import Prober
 from deploygate.recording import WRITE_METHODS, RecordedRequest
-from deploygate.rehearsal import DatabaseCopy
 from deploygate.replay_compare import Answer, Difference, Noise, compare, learn_noise, shape_of
+from deploygate.replay_copies import BEFORE, MIGRATED, ReplayCopies, ReplayError
 
 PRODUCTION_ON_MIGRATED = "production_on_migrated"
 CANDIDATE_ON_MIGRATED = "candidate_on_migrated"
 CANDIDATE_ON_BEFORE = "candidate_on_before"
 DIRECTIONS = (PRODUCTION_ON_MIGRATED, CANDIDATE_ON_MIGRATED, CANDIDATE_ON_BEFORE)
-_BEFORE, _MIGRATED = "before", "migrated"
-_REQUEST_TIMEOUT_S = 30
-# Docker stamps a line when it reads it: this late after its request's answer, an error is still that request's.
-_ERROR_SLACK_S = 0.25
-_TEMPLATE_PREFIX = "dg_replay_"
 _BASELINE, _BASELINE_AGAIN = "baseline", "baseline_again"
-
-
-class ReplayError(DeployGateError):
-    """The replay could not run (a run's app never answered, the migrated template failed)."""
+_PROGRESS_EVERY_S = 10
 
 
 @dataclass(frozen=True)
@@ -71,7 +62,7 @@ class Run:
 
 @dataclass
 class Replay:
-    """The runs so far on one copy server; ``run(direction)`` replays a direction once and keeps it."""
+    """The runs done so far on one copy server: the baseline's two and each direction's (``Replayer.direction``)."""
 
     requests: list[RecordedRequest]
     skipped: list[RecordedRequest]  # writes whose body was too large to record: never sent
@@ -119,108 +110,65 @@ def distinct(recorded: Sequence[RecordedRequest]) -> tuple[list[int], list[int]]
     return sent, slot_of
 
 
-def _send(session: requests.Session, base_url: str, request: RecordedRequest) -> tuple[Answer, float, float]:
-    url = f"{base_url}{request.path}" + (f"?{request.query}" if request.query else "")
-    started = time.time()
-    try:
-        response = session.request(
-            request.method, url, headers=dict(request.headers), data=request.body or None, timeout=_REQUEST_TIMEOUT_S, allow_redirects=False
-        )
-    except requests.RequestException as exc:
-        return Answer(0, None, error=f"{type(exc).__name__}"), started, time.time()
-    shape = shape_of(response.headers.get("Content-Type", ""), response.content)
-    return Answer(response.status_code, shape), started, time.time()
+class _Exchange:
+    """The files a run's probe reads and writes, in a directory of their own mounted into its job.
 
+    The job may run as any user: the directory is 0711 (entered, never listed) and its files have
+    random names, readable (the requests) or writable (the answers) by the job's user; the stop file
+    is made by this host when the replay is stopped, and the probe looks for it between two requests.
+    """
 
-def _in_app(error: app_errors.AppError | None) -> bool:
-    return error is not None and error.in_app
+    INSIDE = "/deploygate_replay"
 
+    def __init__(self, requests: Sequence[RecordedRequest]) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="deploygate-replay-"))
+        self.dir.chmod(0o711)
+        token = secrets.token_hex(8)
+        self._requests, self._answers = f"{token}.requests.jsonl", f"{token}.answers.jsonl"
+        lines = (r.to_json() for r in requests)
+        (self.dir / self._requests).write_text("".join(f"{line}\n" for line in lines))
+        (self.dir / self._requests).chmod(0o644)
+        (self.dir / self._answers).touch(mode=0o666)
+        (self.dir / self._answers).chmod(0o666)  # touch's mode is masked by the umask
 
-def _with_app_errors(answers: list[Answer], spans: list[tuple[float, float]], output: str) -> tuple[list[Answer], int]:
-    """Each answer given the app's error logged while it was answered: the requests went one at a time, so an
-    error is the one of the last request sent before it was logged (the app's own frame preferred to a library's)."""
-    errors = app_errors.find_errors(app_errors.parse_timestamped(output))
-    starts = [start for start, _ in spans]
-    chosen: dict[int, app_errors.AppError] = {}
-    for error in errors:
-        index = bisect.bisect_right(starts, error.ts) - 1
-        if index < 0 or error.ts > spans[index][1] + _ERROR_SLACK_S:
-            continue  # logged outside every request (at start, between runs)
-        if index and answers[index].status < 500 <= answers[index - 1].status and not _in_app(chosen.get(index - 1)):
-            index -= 1  # stamped once the next request had gone: the failed one before it logged it
-        if index not in chosen or (error.in_app and not chosen[index].in_app):
-            chosen[index] = error
-    result = [
-        dataclasses.replace(answer, app_error=chosen[index].signature) if index in chosen else answer
-        for index, answer in enumerate(answers)
-    ]
-    return result, len(errors)
+    @property
+    def spec(self) -> dict[str, str]:
+        inside = self.INSIDE
+        return {"requests": f"{inside}/{self._requests}", "result": f"{inside}/{self._answers}", "stop": f"{inside}/stop"}
 
-
-class ReplayCopies:
-    """Databases made from the copy's as production has it (and once migrated), one per run, dropped after it."""
-
-    def __init__(self, platform: Platform, settings: Settings, copy: DatabaseCopy, say: Say) -> None:
-        self.platform, self.settings, self.copy, self.say = platform, settings, copy, say
-        # CREATE DATABASE from the copy's own database: connected to another one, as a template allows no session.
-        self._admin = connect(dataclasses.replace(copy.host_address, name="postgres"))
-        version = self._admin.info.server_version
-        # FILE_COPY (15+) copies the files at once; the default (WAL_LOG) writes every block through the WAL.
-        self._strategy = sql.SQL(" STRATEGY = FILE_COPY") if version >= 150000 else sql.SQL("")
-        self._made: list[str] = []
-        self._migrated: str | None = None
-        self._migrating = threading.Lock()
-
-    def close(self) -> None:
-        for name in reversed(self._made):
-            self._drop(name)
-        self._admin.close()
-
-    def _create(self, name: str, template: str) -> None:
-        self._admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)) + self._strategy
-        )
-        self._made.append(name)
-
-    def _drop(self, name: str) -> None:
-        self._admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if name in self._made:
-            self._made.remove(name)
-
-    def _environment(self, name: str) -> dict[str, str]:
-        return self.copy.app_environment(self.settings.replace(db_name=name))
-
-    def migrated_template(self, candidate: Image) -> str:
-        """The copy migrated by the candidate (once: the runs that ask at the same time wait for the first);
-        raises ``ReplayError`` when its migration fails."""
-        with self._migrating:
-            return self._migrated_template(candidate)
-
-    def _migrated_template(self, candidate: Image) -> str:
-        if self._migrated is None:
-            name = f"{_TEMPLATE_PREFIX}migrated"
-            self._drop(name)  # what a failed attempt left: the next asks again, and fails the same way
-            self._create(name, self.settings.db_name)
-            network = self.copy.scratch.database.network
-            result = Prober.configured(self.platform, self.settings, candidate, self._environment(name), network=network).migrate()
-            if result.error:
-                raise ReplayError(f"the migration failed on the replay's copy: {result.error}")
-            self._migrated = name
-        return self._migrated
-
-    @contextmanager
-    def database(self, template: str, run: int) -> Iterator[dict[str, str]]:
-        """A database made from ``template`` for one run: the app's environment for it."""
-        name = f"{_TEMPLATE_PREFIX}run{run}"
-        self._create(name, template)
+    def answered(self) -> int:
+        """How many answers the probe wrote so far (the progress said while waiting)."""
         try:
-            yield self._environment(name)
-        finally:
-            self._drop(name)
+            with (self.dir / self._answers).open("rb") as answers:
+                return sum(1 for _ in answers)
+        except OSError:
+            return 0
+
+    def answers(self) -> list[Answer]:
+        found = []
+        for line in (self.dir / self._answers).read_text().splitlines():
+            data = json.loads(line)
+            body = base64.b64decode(data["body"]) if data.get("body") is not None else None
+            found.append(Answer(data["status"], shape_of(data["content_type"], body, data["size"]), app_error=data["error"]))
+        return found
+
+    def stop(self) -> None:
+        try:
+            (self.dir / "stop").touch()
+        except FileNotFoundError:  # its run ended meanwhile and removed it
+            pass
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Replayer:
-    """Replays ``requests`` with the production release and the candidate on the copy (``ReplayCopies``)."""
+    """Replays ``requests`` with the production release and the candidate on the copy (``ReplayCopies``).
+
+    Its runs go in threads of their own, started as early as the gate can (``start``: they need only the
+    backup and the two images), so that they overlap the gate's other checks; ``direction`` waits for the
+    runs it needs. ``close`` stops what is still running, between two requests.
+    """
 
     def __init__(
         self,
@@ -233,72 +181,110 @@ class Replayer:
         planned: Sequence[str] = (),
     ) -> None:
         self.platform, self.copies, self.production, self.candidate, self.say = platform, copies, production, candidate, say
-        self.planned = list(planned)  # the directions the checks that will run ask for: run together at the first
+        self.planned = list(planned)  # the directions the checks that will run ask for: started together
         self._saying = threading.Lock()
         kept, skipped = replayable(recorded)
         self.replay = Replay(requests=kept, skipped=skipped)
         self._distinct, self._slot_of = distinct(kept)
-        self._runs = 0
+        # One thread per run: the baseline's two and every direction can all be under way at once.
+        self._pool = ThreadPoolExecutor(max_workers=2 + len(DIRECTIONS), thread_name_prefix="replay")
+        self._started: dict[str, Future[Run]] = {}
+        self._exchanges: dict[str, _Exchange] = {}  # each run's files: its progress, and where it is told to stop
+        self._starting = threading.Lock()
+        self._stopping = threading.Event()
 
-    def _run(self, number: int, image: Image, schema: str, label: str) -> Run:
-        template = self.copies.migrated_template(self.candidate) if schema == _MIGRATED else self.copies.settings.db_name
-        started = time.monotonic()
-        sent = self._distinct
+    def _say(self, message: str) -> None:
         with self._saying:  # the runs go in threads: one line at a time
-            self.say(f"replay: {label}: {len(sent)} distinct of {len(self.replay.requests)} recorded requests to {image.tag} ({schema})...")
-        with self.copies.database(template, number) as environment:
-            with self.platform.scratch_app(image.id, environment, self.copies.copy.scratch.database.network) as server:
-                since = time.time() - 1
-                answers, spans = [], []
-                with requests.Session() as session:
-                    for index in sent:
-                        answer, start, end = _send(session, server.url, self.replay.requests[index])
-                        answers.append(answer)
-                        spans.append((start, end))
-                answers, errors = _with_app_errors(answers, spans, server.output(since))
+            self.say(message)
+
+    def _run(self, name: str, number: int, image: Image, schema: str, label: str) -> Run:
+        template = self.copies.migrated_template(self.candidate) if schema == MIGRATED else self.copies.settings.db_name
+        started = time.monotonic()
+        sent = [self.replay.requests[index] for index in self._distinct]
+        self._say(f"replay: {label}: {len(sent)} distinct of {len(self.replay.requests)} recorded requests to {image.tag} ({schema})...")
+        exchange = self._exchanges[name] = _Exchange(sent)
+        try:
+            if self._stopping.is_set():
+                raise ReplayError(f"the replay's {label} run was stopped before it began")
+            with self.copies.database(template, number) as environment:
+                network = self.copies.copy.scratch.database.network
+                prober = Prober.configured(self.platform, self.copies.settings, image, environment, network=network)
+                summary, _ = prober.run("replay", exchange.spec, exchange={str(exchange.dir): _Exchange.INSIDE})
+                answers = exchange.answers()
+        finally:
+            exchange.remove()
+        if summary.get("stopped"):
+            raise ReplayError(f"the replay's {label} run was stopped after {len(answers)} requests")
+        if len(answers) != len(sent):
+            raise ReplayError(f"the replay's {label} run in {image.tag} answered {len(answers)} of {len(sent)} requests")
+        seconds = round(time.monotonic() - started, 3)
+        errors = sum(bool(a.app_error) for a in answers)
+        self._say(f"replay: {label}: done in {seconds:.1f}s")
         # Each request gets the answer its distinct one got.
-        return Run(image.tag, schema, [answers[slot] for slot in self._slot_of], round(time.monotonic() - started, 3), errors)
+        return Run(image.tag, schema, [answers[slot] for slot in self._slot_of], seconds, errors)
 
     def _jobs(self, directions: Sequence[str]) -> dict[str, tuple[Image, str, str]]:
-        """The runs not made yet: the baseline's two, then ``directions``: name -> (image, schema, label)."""
+        """The runs not started yet: the baseline's two, then ``directions``: name -> (image, schema, label)."""
         wanted = {
-            PRODUCTION_ON_MIGRATED: (self.production, _MIGRATED),
-            CANDIDATE_ON_MIGRATED: (self.candidate, _MIGRATED),
-            CANDIDATE_ON_BEFORE: (self.candidate, _BEFORE),
+            _BASELINE: (self.production, BEFORE, "baseline"),
+            _BASELINE_AGAIN: (self.production, BEFORE, "baseline, again (noise)"),
+            PRODUCTION_ON_MIGRATED: (self.production, MIGRATED, "production on migrated"),
+            CANDIDATE_ON_MIGRATED: (self.candidate, MIGRATED, "candidate on migrated"),
+            CANDIDATE_ON_BEFORE: (self.candidate, BEFORE, "candidate on before"),
         }
-        jobs = {}
-        if not self.replay.baseline:
-            jobs[_BASELINE] = (self.production, _BEFORE, "baseline")
-            jobs[_BASELINE_AGAIN] = (self.production, _BEFORE, "baseline, again (noise)")
-        for name in directions:
-            if name not in self.replay.runs:
-                jobs[name] = (*wanted[name], name.replace("_", " "))
-        return jobs
+        return {name: wanted[name] for name in (_BASELINE, _BASELINE_AGAIN, *directions) if name not in self._started}
 
-    def run(self, directions: Sequence[str]) -> Replay:
-        """The baseline (the production release twice on the schema before: what differs is noise) and
-        ``directions``, each once, all at the same time: each has its own database and app server, and a
-        replay's time is the app's, which the runs then share between the machine's cores. The runs on the
-        schema before start at once; those on the migrated one once the candidate migrated its template."""
-        jobs = self._jobs(directions)
-        if not jobs:
-            return self.replay
-        numbered = {name: (self._runs + n, *job) for n, (name, job) in enumerate(jobs.items(), start=1)}
-        self._runs += len(jobs)
-        with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="replay") as pool:
-            futures = {name: pool.submit(self._run, *args) for name, args in numbered.items()}
-            runs = {name: future.result() for name, future in futures.items()}
-        if _BASELINE in runs:
-            first, second = runs.pop(_BASELINE), runs.pop(_BASELINE_AGAIN)
-            self.replay.baseline = [first, second]
-            self.replay.noise = learn_noise(first.answers, second.answers)
-        for name, done in runs.items():
-            self.replay.runs[name] = done
-        return self.replay
+    def start(self, directions: Sequence[str] = ()) -> None:
+        """Start the baseline (the production release twice on the schema before: what differs is noise) and
+        ``directions`` (default: the planned ones), those not started yet, in the background: each has its own
+        database and probe job, and a replay's time is the app's, which the runs share between the machine's
+        cores. The runs on the migrated schema begin once the candidate migrated its template."""
+        with self._starting:
+            for name, job in self._jobs(directions or self.planned).items():
+                self._started[name] = self._pool.submit(self._run, name, len(self._started) + 1, *job)
+
+    def _wait(self, names: Sequence[str]) -> dict[str, Run]:
+        """The runs ``names``, once done; says every ``_PROGRESS_EVERY_S`` how far those still going are."""
+        pending = {self._started[name] for name in names}
+        while True:
+            done, pending = wait(pending, timeout=_PROGRESS_EVERY_S, return_when=FIRST_EXCEPTION)
+            for future in done:  # a run that failed fails the check at once: the others need not be waited for
+                if future.exception() is not None:
+                    raise future.exception()
+            if not pending:
+                return {name: self._started[name].result() for name in names}
+            going = [
+                f"{name} {self._exchanges[name].answered() if name in self._exchanges else 0}/{len(self._distinct)}"
+                for name in names
+                if self._started[name] in pending
+            ]
+            self._say(f"replay: waiting for {', '.join(going)}")
 
     def direction(self, name: str) -> Replay:
-        """``name`` replayed (once), with the baseline and the other planned directions if they were not yet."""
-        return self.run(list(dict.fromkeys([*self.planned, name])))
+        """``name`` replayed (once), with the baseline; the other planned directions start too if they were not yet."""
+        self.start(list(dict.fromkeys([*self.planned, name])))
+        runs = self._wait([_BASELINE, _BASELINE_AGAIN, name])
+        if self.replay.noise is None:
+            self.replay.baseline = [runs[_BASELINE], runs[_BASELINE_AGAIN]]
+            self.replay.noise = learn_noise(runs[_BASELINE].answers, runs[_BASELINE_AGAIN].answers)
+        self.replay.runs[name] = runs[name]
+        return self.replay
+
+    def close(self) -> None:
+        """Stop the runs still going (between two requests) and wait for them to have removed what they made."""
+        self._stopping.set()
+        for exchange in list(self._exchanges.values()):
+            exchange.stop()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+RUNS_DETAIL = "replay_runs_s"  # the gate result's details: each run's seconds (the replay bench reads them)
+
+
+def run_seconds(replay: Replay) -> dict[str, float]:
+    """Each run's seconds, the baseline's two included: they go in the background, beside the gate's other checks."""
+    names = [_BASELINE, _BASELINE_AGAIN] if replay.baseline else []
+    return {**dict(zip(names, (run.seconds for run in replay.baseline), strict=True)), **{n: r.seconds for n, r in replay.runs.items()}}
 
 
 def summary(replay: Replay, direction: str) -> str:

@@ -75,15 +75,16 @@ def _merge(a: Any, b: Any) -> Any:
     return a  # elements of different types: the first one's stands for the list
 
 
-def shape_of(content_type: str, body: bytes) -> Any:
-    """A JSON body's keys and value types; any other body: {"type": ..., "size": band}."""
+def shape_of(content_type: str, body: bytes | None, size: int | None = None) -> Any:
+    """A JSON body's keys and value types; any other body (or one not kept: ``None``, its ``size`` given):
+    {"type": ..., "size": band}."""
     kind = (content_type or "").split(";")[0].strip().lower()
-    if kind.endswith("json"):
+    if kind.endswith("json") and body is not None:
         try:
             return {"json": _json_shape(json.loads(body))}
         except ValueError:
             pass
-    return {"type": kind or "none", "size": size_band(len(body))}
+    return {"type": kind or "none", "size": size_band(len(body) if body is not None else size or 0)}
 
 
 def differences(expected: Any, found: Any, path: str = "$") -> list[str]:

@@ -25,6 +25,7 @@ def _judge(replayer, direction: str, gate_measure, gate_results) -> None:
         pytest.fail(f"the replay could not run: {exc}", pytrace=False)
     found, _noise = replayed.differences(direction)
     text = replay.explain(replayed, direction)
+    gate_results.details[replay.RUNS_DETAIL] = replay.run_seconds(replayed)
     gate_results.notes.append(f"replay ({direction}): {replay.summary(replayed, direction)}")
     # What the ORM probe flagged (the compatibility checks ran first): exercised by production's requests or not.
     compat = gate_results.details.get(plan_facts.COMPAT) or {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from deploygate.cache import CacheUrls
 from deploygate.config import Settings
@@ -21,9 +21,6 @@ from deploygate.database import DatabaseAddress
 from deploygate.log import Say
 from deploygate.platform.images import Image
 from deploygate.replicas import Standby
-
-if TYPE_CHECKING:  # its module needs this one's types
-    from deploygate.platform.scratch_app import ScratchApp
 
 COLORS = ("blue", "green")
 OTHER_COLOR = {"blue": "green", "green": "blue"}
@@ -144,9 +141,6 @@ class Platform(Protocol):
 
     def scratch_cache(self, image_id: str, network: str) -> AbstractContextManager[CacheUrls]:
         """A throwaway Redis of ``image_id`` on ``network`` (the rehearsal copy's), removed on exit."""
-
-    def scratch_app(self, image: str, environment: Mapping[str, str], network: str) -> AbstractContextManager[ScratchApp]:
-        """``image``'s web server on ``network`` (a copy's), once its health URL answers at all; removed on exit."""
 
     # --- the app's colors
     def color(self, color: str) -> ColorState | None:

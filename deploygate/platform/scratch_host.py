@@ -1,4 +1,4 @@
-"""What the rehearsal runs beside production on one Docker engine, never part of it: copies, caches, app servers.
+"""What the rehearsal runs beside production on one Docker engine, never part of it: copies and caches.
 
 Each is named ``<project>_scratch_...`` (``Names.scratch_prefix``) and removed on exit; what a
 killed run left is found by that prefix (``remove_stale_scratch``). A swarm's rehearsal runs
@@ -17,8 +17,6 @@ from deploygate.config import Settings
 from deploygate.platform import cache_service, scratch
 from deploygate.platform.base import Scratch
 from deploygate.platform.naming import Names
-from deploygate.platform.scratch_app import ScratchApp, scratch_app
-from deploygate.platform.specs import app_readiness
 
 
 class ScratchHost:
@@ -43,9 +41,3 @@ class ScratchHost:
 
     def scratch_cache(self, image_id: str, network: str) -> AbstractContextManager[CacheUrls]:
         return cache_service.scratch_redis(self.client, self.names.scratch_prefix, image_id, network)
-
-    def scratch_app(self, image: str, environment: Mapping[str, str], network: str) -> AbstractContextManager[ScratchApp]:
-        readiness = app_readiness(self.settings)
-        return scratch_app(
-            self.client, self.names.scratch_prefix, image, environment, network, readiness, timeout=self.settings.health_timeout
-        )

@@ -43,7 +43,6 @@ from deploygate.platform import images, swarm_jobs
 from deploygate.platform.base import COLORS, ColorState, JobResult, Replica, Scratch
 from deploygate.platform.images import Image
 from deploygate.platform.naming import COLOR_LABEL, DIGEST_LABEL, PROCESS_LABEL, RELEASE_LABEL, ROLE_LABEL
-from deploygate.platform.scratch_app import ScratchApp
 from deploygate.platform.specs import (
     app_readiness,
     attachments_of,
@@ -161,9 +160,6 @@ class SwarmPlatform(SwarmObjects):
 
     def scratch_cache(self, image_id: str, network: str) -> AbstractContextManager[CacheUrls]:
         return self.local.scratch_cache(image_id, network)
-
-    def scratch_app(self, image: str, environment: Mapping[str, str], network: str) -> AbstractContextManager[ScratchApp]:
-        return self.local.scratch_app(image, environment, network)
 
     def standbys(self) -> list[Standby]:
         return []  # database.standbys is refused on a swarm (``ensure_database``)

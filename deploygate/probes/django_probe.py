@@ -17,10 +17,12 @@ Usage: python django_probe.py <command> [json-argument]
   cache-write SPEC     cache instances of the models in scope through the app's CACHES, pickled as the app
                        would; cache-read SPEC reads keys back and compares them with this code's models
                        (see deploygate_cache.py)
+  replay SPEC          production's recorded requests sent to the app's WSGI application in process, one at a
+                       time; answers appended to a file (see deploygate_replay.py)
 
 Standalone on purpose: it runs in whatever Python and Django the target ships, so it
 imports nothing but the standard library, Django and its sibling ``deploygate_*`` modules
-(plan, exercise, values, table_writes, cache, common). It prints one line "DEPLOYGATE_RESULT <json>" for
+(plan, exercise, values, table_writes, cache, replay, common). It prints one line "DEPLOYGATE_RESULT <json>" for
 deploygate to read; everything else is Django's own output.
 """
 
@@ -42,6 +44,7 @@ from deploygate_common import applied_leaves, connection, database_error, one_li
 from deploygate_exercise import cmd_exercise  # noqa: E402
 from deploygate_migrate_writes import InsertTracker  # noqa: E402
 from deploygate_plan import cmd_plan  # noqa: E402
+from deploygate_replay import cmd_replay  # noqa: E402
 from deploygate_table_writes import counters, writes  # noqa: E402
 from django.apps import apps as django_apps  # noqa: E402
 from django.core.management import call_command  # noqa: E402
@@ -372,6 +375,7 @@ COMMANDS = {
     "safe-migrations": cmd_safe_migrations,
     "cache-write": cmd_cache_write,
     "cache-read": cmd_cache_read,
+    "replay": cmd_replay,
     "batch": cmd_batch,
 }
 

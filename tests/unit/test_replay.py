@@ -1,45 +1,10 @@
-"""The replay's pure parts: the app's errors matched to the requests that logged them, the hazards' exposure."""
+"""The replay's pure parts: the hazards' exposure, the requests worth sending."""
 
 from __future__ import annotations
-
-import datetime
 
 from deploygate import compat, replay
 from deploygate.recording import RecordedRequest
 from deploygate.replay_compare import Answer, Noise
-
-TRACE = """{ts} ERROR django.request: Internal Server Error: /
-{ts} Traceback (most recent call last):
-{ts}   File "/venv/lib/python3.11/site-packages/django/db/backends/utils.py", line 105, in _execute
-{ts}     return self.cursor.execute(sql, params)
-{ts} psycopg.errors.UndefinedColumn: column "x" does not exist
-{ts}
-{ts} The above exception was the direct cause of the following exception:
-{ts}
-{ts} Traceback (most recent call last):
-{ts}   File "/app/shop/views.py", line 12, in page
-{ts}     cursor.execute("SELECT x FROM t")
-{ts} django.db.utils.ProgrammingError: column "x" does not exist"""
-
-
-def _stamp(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
-
-
-def test_an_error_is_the_last_request_sent_before_it_was_logged_and_the_apps_frame_is_preferred() -> None:
-    spans = [(100.0, 100.1), (100.2, 100.3), (100.4, 100.5)]
-    answers = [Answer(200, None), Answer(500, None), Answer(200, None)]
-    output = TRACE.format(ts=_stamp(100.25))
-    matched, count = replay._with_app_errors(answers, spans, output)
-    assert count >= 1
-    assert [a.app_error for a in matched] == ["", "django.db.utils.ProgrammingError at /app/shop/views.py in page", ""]
-
-
-def test_an_error_stamped_once_the_next_request_had_gone_is_the_failed_one_before() -> None:
-    spans = [(100.0, 100.1), (100.2, 100.3)]
-    answers = [Answer(500, None), Answer(200, None)]
-    matched, _ = replay._with_app_errors(answers, spans, TRACE.format(ts=_stamp(100.21)))
-    assert matched[0].app_error.startswith("django.db.utils.ProgrammingError") and matched[1].app_error == ""
 
 
 def _request(method: str, path: str) -> RecordedRequest:
