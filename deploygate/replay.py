@@ -74,6 +74,18 @@ class Replay:
     def names(self) -> list[str]:
         return [r.route for r in self.requests]
 
+    def as_production(self) -> tuple[int, list[str]]:
+        """How many requests the baseline answered with the status class production answered them, and the first
+        few it did not ("GET /: 200 -> 400"): a replay that reproduces production agrees on most (a write whose row
+        the backup already holds may not); one that agrees on few compares nothing (a Host the app refuses, a login)."""
+        agree, others = 0, []
+        for request, answer in zip(self.requests, self.baseline[0].answers, strict=True):
+            if request.status // 100 == answer.status // 100:
+                agree += 1
+            elif len(others) < 3:
+                others.append(f"{request.route}: {request.status} -> {answer.status or 'no answer'}")
+        return agree, others
+
     def differences(self, direction: str) -> tuple[list[Difference], int]:
         """The requests ``direction`` answered otherwise than the baseline, and how many were noise."""
         return compare(self.names, self.baseline[0].answers, self.runs[direction].answers, self.noise or Noise())
@@ -278,6 +290,8 @@ class Replayer:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+# Below this share of requests answered as production did, the replay reproduces nothing worth comparing.
+AS_PRODUCTION_MIN = 0.5
 RUNS_DETAIL = "replay_runs_s"  # the gate result's details: each run's seconds (the replay bench reads them)
 
 
@@ -291,10 +305,12 @@ def summary(replay: Replay, direction: str) -> str:
     """One line: how many requests, how many differed, how many were noise."""
     found, noise = replay.differences(direction)
     run = replay.runs[direction]
+    agree, _ = replay.as_production()
     return (
         f"{len(replay.requests)} requests replayed to {run.release} on the schema {run.schema}: {len(found)} answered otherwise "
         f"than {replay.baseline[0].release} on the schema before, {noise} left out as noise"
         + (f", {len(replay.skipped)} writes not replayed (body over the recorded size)" if replay.skipped else "")
+        + f"; the baseline answered {agree} of {len(replay.requests)} as production did"
     )
 
 

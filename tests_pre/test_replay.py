@@ -23,6 +23,13 @@ def _judge(replayer, direction: str, gate_measure, gate_results) -> None:
         replayed = replayer.direction(direction)
     except DeployGateError as exc:
         pytest.fail(f"the replay could not run: {exc}", pytrace=False)
+    agree, others = replayed.as_production()
+    if agree < len(replayed.requests) * replay.AS_PRODUCTION_MIN:
+        pytest.fail(
+            f"the replay does not reproduce production: the baseline answered {agree} of {len(replayed.requests)} requests "
+            f"as production did (e.g. {'; '.join(others)}), so a comparison with it shows nothing",
+            pytrace=False,
+        )
     found, _noise = replayed.differences(direction)
     text = replay.explain(replayed, direction)
     gate_results.details[replay.RUNS_DETAIL] = replay.run_seconds(replayed)

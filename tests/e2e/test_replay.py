@@ -59,5 +59,7 @@ def test_replay_stops_raw_sql_on_a_renamed_column_and_finds_no_difference_for_v2
     assert clean.code == 0, clean.output[-3000:]
     lines = re.findall(r"replayed to \S+ on the schema \w+: (\d+) answered otherwise", clean.output)
     assert lines and set(lines) == {"0"}, clean.output[-3000:]
+    agreement = re.findall(r"the baseline answered (\d+) of (\d+) as production did", clean.output)
+    assert agreement and all(int(a) >= 0.9 * int(b) for a, b in agreement), "the replay does not reproduce production's answers"
     found = re.search(r"(\d+) requests replayed", clean.output)
     print(f"\nreplay: v2-raw-sql stopped ({out.count('-> 500')} lines name a 500); v2-safe: {found.group(1)} requests, 0 differences")

@@ -10,6 +10,7 @@ overrides that give the test its own names, ports and a deploy window open all d
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -157,7 +158,12 @@ def test_predeploy_of_release_2_has_no_false_failure(dgs, shop, shop_overrides, 
     }, "only what the shop does not report is not reported"
     replayed = {c["name"]: c["value"] for c in result["checks"] if c["category"] == "replay" and c["outcome"] == PASSED}
     assert len(replayed) == 2 and all(value.startswith("0 of ") for value in replayed.values()), replayed
-    print(f"shop release 2, replay of its own recorded requests: {replayed}")
+    # No difference means something only where the replay reproduces production: its baseline answers as production did.
+    agreement = [
+        re.search(r"the baseline answered (\d+) of (\d+) as production did", n) for n in result["notes"] if n.startswith("replay (")
+    ]
+    assert agreement and all(m and int(m.group(1)) >= 0.9 * int(m.group(2)) for m in agreement), result["notes"]
+    print(f"shop release 2, replay of its own recorded requests: {replayed}; baseline as production: {agreement[0].group(0)}")
 
 
 def test_release_2_deploys_under_traffic_then_a_forced_rollback_restores_release_1(dgs, shop, shop_settings) -> None:

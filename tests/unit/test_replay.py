@@ -45,3 +45,11 @@ def test_a_read_identical_to_one_sent_before_is_answered_from_it_and_every_write
     ]
     sent, slot_of = replay.distinct(recorded)
     assert sent == [0, 1, 3, 4] and slot_of == [0, 1, 0, 2, 3]
+
+
+def test_the_baseline_is_told_against_what_production_answered() -> None:
+    recorded = [_request("GET", "/things/"), _request("POST", "/things/"), _request("GET", "/things/1/")]
+    done = replay.Replay(requests=recorded, skipped=[])
+    done.baseline = [replay.Run("v1", "before", [Answer(200, None), Answer(400, None), Answer(0, None)], 1.0, 0)] * 2
+    agree, others = done.as_production()
+    assert agree == 1 and others == ["POST /things/: 200 -> 400", "GET /things/{id}/: 200 -> no answer"]
