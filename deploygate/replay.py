@@ -3,8 +3,9 @@
 Every run has a database of its own (``replay_copies``): the one as production has it, or the
 one the candidate migrated, so the writes a run replays never reach another run.
 
-The baseline is the production release on the schema before, run twice to learn what is noise
-(``replay_compare``). Then each direction the deploy can meet:
+The baseline is the production release on the schema before; where a direction answers any
+request otherwise, it runs again, to learn which differences are noise (``replay_compare``).
+Then each direction the deploy can meet:
   production_on_migrated  the release serving now, once the migration committed and before the
                           switch (and after a rollback, until the schema goes back);
   candidate_on_migrated   the candidate as it serves after the switch;
@@ -236,7 +237,8 @@ class Replayer:
         return Run(image.tag, schema, [answers[slot] for slot in self._slot_of], seconds, errors)
 
     def _jobs(self, directions: Sequence[str]) -> dict[str, tuple[Image, str, str]]:
-        """The runs not started yet: the baseline's two, then ``directions``: name -> (image, schema, label)."""
+        """The runs not started yet of ``directions`` (the baseline first; its second run, for noise, only when
+        named): name -> (image, schema, label)."""
         wanted = {
             _BASELINE: (self.production, BEFORE, "baseline"),
             _BASELINE_AGAIN: (self.production, BEFORE, "baseline, again (noise)"),
@@ -244,7 +246,7 @@ class Replayer:
             CANDIDATE_ON_MIGRATED: (self.candidate, MIGRATED, "candidate on migrated"),
             CANDIDATE_ON_BEFORE: (self.candidate, BEFORE, "candidate on before"),
         }
-        return {name: wanted[name] for name in (_BASELINE, _BASELINE_AGAIN, *directions) if name not in self._started}
+        return {name: wanted[name] for name in (_BASELINE, *directions) if name not in self._started}
 
     def start(self, directions: Sequence[str] = ()) -> None:
         """Start the baseline (the production release twice on the schema before: what differs is noise) and
@@ -252,7 +254,9 @@ class Replayer:
         database and probe job, and a replay's time is the app's, which the runs share between the machine's
         cores. The runs on the migrated schema begin once the candidate migrated its template."""
         with self._starting:
-            for name, job in self._jobs(directions or self.planned).items():
+            jobs = self._jobs(directions or self.planned)
+            self.copies.migrated_runs += sum(schema == MIGRATED for _image, schema, _label in jobs.values())
+            for name, job in jobs.items():
                 self._started[name] = self._pool.submit(self._run, name, len(self._started) + 1, *job)
 
     def _wait(self, names: Sequence[str]) -> dict[str, Run]:
@@ -273,13 +277,23 @@ class Replayer:
             self._say(f"replay: waiting for {', '.join(going)}")
 
     def direction(self, name: str) -> Replay:
-        """``name`` replayed (once), with the baseline; the other planned directions start too if they were not yet."""
+        """``name`` replayed (once), with the baseline; the other planned directions start too if they were not yet.
+
+        Where ``name`` answered any request otherwise than the baseline, the baseline runs again, to tell
+        which of those differences are noise (Diffy's way): only then, as noise changes nothing where
+        nothing differs, and a release that answers as before costs one run less (a quarter of the replay).
+        """
         self.start(list(dict.fromkeys([*self.planned, name])))
-        runs = self._wait([_BASELINE, _BASELINE_AGAIN, name])
-        if self.replay.noise is None:
-            self.replay.baseline = [runs[_BASELINE], runs[_BASELINE_AGAIN]]
-            self.replay.noise = learn_noise(runs[_BASELINE].answers, runs[_BASELINE_AGAIN].answers)
+        runs = self._wait([_BASELINE, name])
+        if not self.replay.baseline:
+            self.replay.baseline = [runs[_BASELINE]]
         self.replay.runs[name] = runs[name]
+        if self.replay.noise is None and self.replay.differences(name)[0]:
+            self._say(f"replay: {name.replace('_', ' ')} answered otherwise: the baseline again, to tell noise...")
+            self.start([_BASELINE_AGAIN])
+            again = self._wait([_BASELINE_AGAIN])[_BASELINE_AGAIN]
+            self.replay.baseline.append(again)
+            self.replay.noise = learn_noise(self.replay.baseline[0].answers, again.answers)
         return self.replay
 
     def close(self) -> None:
@@ -296,8 +310,8 @@ RUNS_DETAIL = "replay_runs_s"  # the gate result's details: each run's seconds (
 
 
 def run_seconds(replay: Replay) -> dict[str, float]:
-    """Each run's seconds, the baseline's two included: they go in the background, beside the gate's other checks."""
-    names = [_BASELINE, _BASELINE_AGAIN] if replay.baseline else []
+    """Each run's seconds, the baseline's included: they go in the background, beside the gate's other checks."""
+    names = [_BASELINE, _BASELINE_AGAIN][: len(replay.baseline)]
     return {**dict(zip(names, (run.seconds for run in replay.baseline), strict=True)), **{n: r.seconds for n, r in replay.runs.items()}}
 
 
@@ -308,7 +322,8 @@ def summary(replay: Replay, direction: str) -> str:
     agree, _ = replay.as_production()
     return (
         f"{len(replay.requests)} requests replayed to {run.release} on the schema {run.schema}: {len(found)} answered otherwise "
-        f"than {replay.baseline[0].release} on the schema before, {noise} left out as noise"
+        f"than {replay.baseline[0].release} on the schema before, "
+        + (f"{noise} left out as noise" if replay.noise is not None else "no noise to tell (the baseline ran once)")
         + (f", {len(replay.skipped)} writes not replayed (body over the recorded size)" if replay.skipped else "")
         + f"; the baseline answered {agree} of {len(replay.requests)} as production did"
     )

@@ -38,29 +38,43 @@ class ReplayCopies:
     def __init__(self, platform: Platform, settings: Settings, copy: DatabaseCopy, say: Say) -> None:
         self.platform, self.settings, self.copy, self.say = platform, settings, copy, say
         # CREATE DATABASE from the copy's own database: connected to another one, as a template allows no session.
-        self._admin = connect(dataclasses.replace(copy.host_address, name="postgres"))
-        version = self._admin.info.server_version
+        self._admin = dataclasses.replace(copy.host_address, name="postgres")
+        with connect(self._admin) as conn:
+            version = conn.info.server_version
         # FILE_COPY (15+) copies the files at once; the default (WAL_LOG) writes every block through the WAL.
         self._strategy = sql.SQL(" STRATEGY = FILE_COPY") if version >= 150000 else sql.SQL("")
         self._made: list[str] = []
+        self._making = threading.Lock()
         self._migrated: str | None = None
+        self._templates = 0
         self._migrating = threading.Lock()
+        # How many more runs will ask for the migrated template: the last takes it as it is (one copy of production's
+        # size less), once the others' copies are made. Set by the replayer from the directions it starts.
+        self.migrated_runs = 0
+        self._taking = threading.Lock()
 
     def close(self) -> None:
-        for name in reversed(self._made):
+        for name in reversed(list(self._made)):
             self._drop(name)
-        self._admin.close()
+
+    def _admin_execute(self, statement: sql.Composable) -> None:
+        # A connection per statement: the runs' copies are made at the same time (at production size each is
+        # seconds of file copying), where one shared connection would make them one after another.
+        with connect(self._admin) as conn:
+            conn.execute(statement)
 
     def _create(self, name: str, template: str) -> None:
-        self._admin.execute(
+        self._admin_execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)) + self._strategy
         )
-        self._made.append(name)
+        with self._making:
+            self._made.append(name)
 
     def _drop(self, name: str) -> None:
-        self._admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if name in self._made:
-            self._made.remove(name)
+        self._admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        with self._making:
+            if name in self._made:
+                self._made.remove(name)
 
     def _environment(self, name: str) -> dict[str, str]:
         return self.copy.app_environment(self.settings.replace(db_name=name))
@@ -72,9 +86,9 @@ class ReplayCopies:
             return self._migrated_template(candidate)
 
     def _migrated_template(self, candidate: Image) -> str:
-        if self._migrated is None:
-            name = f"{_TEMPLATE_PREFIX}migrated"
-            self._drop(name)  # what a failed attempt left: the next asks again, and fails the same way
+        if self._migrated is None:  # never made, or taken by the last run that needed it
+            self._templates += 1  # a name of its own: one made before may still be in use by the run that took it
+            name = f"{_TEMPLATE_PREFIX}migrated{self._templates}"
             self._create(name, self.settings.db_name)
             network = self.copy.scratch.database.network
             result = Prober.configured(self.platform, self.settings, candidate, self._environment(name), network=network).migrate()
@@ -85,9 +99,18 @@ class ReplayCopies:
 
     @contextmanager
     def database(self, template: str, run: int) -> Iterator[dict[str, str]]:
-        """A database made from ``template`` for one run: the app's environment for it."""
+        """A database made from ``template`` for one run (the migrated template itself, for the last run that
+        needs it): the app's environment for it."""
         name = f"{_TEMPLATE_PREFIX}run{run}"
-        self._create(name, template)
+        if template == self.settings.db_name:
+            self._create(name, template)
+        else:
+            with self._taking:  # the copies of the migrated template are made before its last run takes it
+                if self.migrated_runs <= 1 and template == self._migrated:
+                    name, self._migrated = template, None  # taken: a run asked for later gets one made again
+                else:
+                    self._create(name, template)
+                self.migrated_runs = max(0, self.migrated_runs - 1)
         try:
             yield self._environment(name)
         finally:

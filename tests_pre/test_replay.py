@@ -1,8 +1,8 @@
 """Production's own requests, recorded by the proxy, replayed on copies: each release on each schema it may meet.
 
-Against the baseline (the release serving now on the schema it has, run twice to learn what is
-noise), a direction fails on any request it answers with another status class or another shape
-(JSON keys and types): the message names each request (method, route, baseline status -> status
+Against the baseline (the release serving now on the schema it has, run again where a direction
+differs, to learn what is noise), a direction fails on any request it answers with another status
+class or another shape (JSON keys and types): the message names each request (method, route, baseline status -> status
 now) and the app's exception for it. What the ORM probe cannot see breaks here: raw SQL, a
 template or serializer reading a renamed attribute, a database view. Without recorded requests
 the checks are "not reported": shown, never counted as passed.

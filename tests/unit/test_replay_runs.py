@@ -31,6 +31,7 @@ class _Copies:
         self.copy = SimpleNamespace(scratch=SimpleNamespace(database=SimpleNamespace(network="n")))
         self.migration_fails = migration_fails
         self.made: list[str] = []
+        self.migrated_runs = 0
 
     def migrated_template(self, candidate: Image) -> str:
         if self.migration_fails:
@@ -40,7 +41,7 @@ class _Copies:
     @contextmanager
     def database(self, template: str, run: int) -> Iterator[dict[str, str]]:
         self.made.append(f"{template}/{run}")
-        yield {}
+        yield {"DB": template}
 
 
 class _Platform:
@@ -48,6 +49,7 @@ class _Platform:
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
+        self.answer_of = lambda index, database: 200  # the status of the request at ``index`` on ``database``
 
     def run_job(self, image, argv, *, environment, mounts, writable, network, say):
         spec = json.loads(argv[-1])
@@ -59,12 +61,15 @@ class _Platform:
 
         sent, stopped = 0, False
         with host(spec["requests"]).open() as requests, host(spec["result"]).open("a") as result:
-            for _line in requests:
+            for index, _line in enumerate(requests):
                 if host(spec["stop"]).exists():
                     stopped = True
                     break
                 time.sleep(self.delay_s)
-                result.write(json.dumps({"status": 200, "content_type": "application/json", "size": 2, "body": "e30=", "error": ""}) + "\n")
+                status = self.answer_of(index, environment["DB"])
+                result.write(
+                    json.dumps({"status": status, "content_type": "application/json", "size": 2, "body": "e30=", "error": ""}) + "\n"
+                )
                 result.flush()
                 sent += 1
         output = RESULT_MARKER + json.dumps({"sent": sent, "stopped": stopped})
@@ -81,17 +86,31 @@ def test_the_runs_start_in_the_background_and_the_check_reads_them() -> None:
     replayer = _replayer(_Copies())
     try:
         replayer.start()
-        # The baseline's two and the planned direction are under way before any check asks.
+        # The baseline and the planned direction are under way before any check asks.
         deadline = time.monotonic() + 10
-        while len(replayer.copies.made) < 3 and time.monotonic() < deadline:
+        while len(replayer.copies.made) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert sorted(replayer.copies.made) == ["app/1", "app/2", "migrated/3"]
+        assert sorted(replayer.copies.made) == ["app/1", "migrated/2"]
         done = replayer.direction(replay.PRODUCTION_ON_MIGRATED)
         assert [a.status for a in done.runs[replay.PRODUCTION_ON_MIGRATED].answers] == [200] * 5
         assert done.differences(replay.PRODUCTION_ON_MIGRATED) == ([], 0)
+        # No difference: no noise to tell, the baseline ran once.
+        assert len(done.baseline) == 1 and done.noise is None
         # A direction nobody planned starts when its check asks; the baseline is not run again.
         replayer.direction(replay.CANDIDATE_ON_MIGRATED)
-        assert len(replayer.copies.made) == 4
+        assert len(replayer.copies.made) == 3
+    finally:
+        replayer.close()
+
+
+def test_a_direction_that_answers_otherwise_has_the_baseline_run_again_to_tell_noise() -> None:
+    replayer = _replayer(_Copies())
+    replayer.platform.answer_of = lambda index, database: 500 if database == "migrated" and index == 2 else 200
+    try:
+        done = replayer.direction(replay.PRODUCTION_ON_MIGRATED)
+        assert len(done.baseline) == 2 and done.noise is not None, "the baseline did not run again"
+        found, noise = done.differences(replay.PRODUCTION_ON_MIGRATED)
+        assert [d.request for d in found] == ["GET /things/{id}/"] and noise == 0
     finally:
         replayer.close()
 
