@@ -63,7 +63,8 @@ class Run:
 
 @dataclass
 class Replay:
-    """The runs done so far on one copy server: the baseline's two and each direction's (``Replayer.direction``)."""
+    """The runs done so far on one copy server: the baseline's (a second one where a direction differed) and each
+    direction's (``Replayer.direction``)."""
 
     requests: list[RecordedRequest]
     skipped: list[RecordedRequest]  # writes whose body was too large to record: never sent
@@ -133,13 +134,12 @@ class _Exchange:
 
     INSIDE = "/deploygate_replay"
 
-    def __init__(self, requests: Sequence[RecordedRequest]) -> None:
+    def __init__(self, requests: str) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="deploygate-replay-"))
         self.dir.chmod(0o711)
         token = secrets.token_hex(8)
         self._requests, self._answers = f"{token}.requests.jsonl", f"{token}.answers.jsonl"
-        lines = (r.to_json() for r in requests)
-        (self.dir / self._requests).write_text("".join(f"{line}\n" for line in lines))
+        (self.dir / self._requests).write_text(requests)
         (self.dir / self._requests).chmod(0o644)
         (self.dir / self._answers).touch(mode=0o666)
         (self.dir / self._answers).chmod(0o666)  # touch's mode is masked by the umask
@@ -199,6 +199,8 @@ class Replayer:
         kept, skipped = replayable(recorded)
         self.replay = Replay(requests=kept, skipped=skipped)
         self._distinct, self._slot_of = distinct(kept)
+        # What every run's probe reads: made once, written into each run's own folder.
+        self._requests_file = "".join(f"{kept[index].to_json()}\n" for index in self._distinct)
         # One thread per run: the baseline's two and every direction can all be under way at once.
         self._pool = ThreadPoolExecutor(max_workers=2 + len(DIRECTIONS), thread_name_prefix="replay")
         self._started: dict[str, Future[Run]] = {}
@@ -213,9 +215,9 @@ class Replayer:
     def _run(self, name: str, number: int, image: Image, schema: str, label: str) -> Run:
         template = self.copies.migrated_template(self.candidate) if schema == MIGRATED else self.copies.settings.db_name
         started = time.monotonic()
-        sent = [self.replay.requests[index] for index in self._distinct]
-        self._say(f"replay: {label}: {len(sent)} distinct of {len(self.replay.requests)} recorded requests to {image.tag} ({schema})...")
-        exchange = self._exchanges[name] = _Exchange(sent)
+        sent = len(self._distinct)
+        self._say(f"replay: {label}: {sent} distinct of {len(self.replay.requests)} recorded requests to {image.tag} ({schema})...")
+        exchange = self._exchanges[name] = _Exchange(self._requests_file)
         try:
             if self._stopping.is_set():
                 raise ReplayError(f"the replay's {label} run was stopped before it began")
@@ -228,8 +230,8 @@ class Replayer:
             exchange.remove()
         if summary.get("stopped"):
             raise ReplayError(f"the replay's {label} run was stopped after {len(answers)} requests")
-        if len(answers) != len(sent):
-            raise ReplayError(f"the replay's {label} run in {image.tag} answered {len(answers)} of {len(sent)} requests")
+        if len(answers) != sent:
+            raise ReplayError(f"the replay's {label} run in {image.tag} answered {len(answers)} of {sent} requests")
         seconds = round(time.monotonic() - started, 3)
         errors = sum(bool(a.app_error) for a in answers)
         self._say(f"replay: {label}: done in {seconds:.1f}s")
@@ -249,8 +251,8 @@ class Replayer:
         return {name: wanted[name] for name in (_BASELINE, *directions) if name not in self._started}
 
     def start(self, directions: Sequence[str] = ()) -> None:
-        """Start the baseline (the production release twice on the schema before: what differs is noise) and
-        ``directions`` (default: the planned ones), those not started yet, in the background: each has its own
+        """Start the baseline (the production release on the schema before) and ``directions`` (default: the
+        planned ones), those not started yet, in the background: each has its own
         database and probe job, and a replay's time is the app's, which the runs share between the machine's
         cores. The runs on the migrated schema begin once the candidate migrated its template."""
         with self._starting:
